@@ -1,0 +1,199 @@
+"""The formulation's own operators (terms, ranges, normalisers, aggregation, the fused
+SDPA kernel), registered in the same table as every other operator (ops.OPS).
+
+Inside the attention core a weight tensor is laid out [B, M, Q, K]: batch, heads, query
+elements, key elements. Queries, keys and values keep their spec layout in the IR;
+the lowering below moves them to [B, M, N, d] ("heads layout") and back.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from .ir import Node, TensorType
+from .ops import OPS, Op, _F, _torch
+
+
+# ---------------------------------------------------------------------------- layouts
+
+
+def to_heads(em, x, t: TensorType, tokens: tuple[str, ...], feature: str, heads: int,
+             keys_first: bool = False):
+    """[B, ..., F, ...] → [B, M, N, F/M] (or [B, M, F/M, N] with keys_first, as kᵀ)."""
+    names, k = t.names, len(tokens)
+    if names == (names[0], feature, *tokens):  # channels first: [B, F, tokens...]
+        if k != 1:
+            x = em.method(x, "flatten", 2)
+        x = em.method(x, "unsqueeze", 1) if heads == 1 else em.method(
+            x, "unflatten", 1, (heads, t.axis(feature).size // heads))
+        return x if keys_first else em.method(x, "transpose", -1, -2)
+    if names != (names[0], *tokens, feature):  # any other order: make it channels last
+        order = (0, *(names.index(a) for a in tokens), names.index(feature))
+        x = em.method(x, "permute", *order)
+    if k != 1:
+        x = em.method(x, "flatten", 1, k)
+    x = em.method(x, "unsqueeze", 1) if heads == 1 else em.method(
+        em.method(x, "unflatten", -1, (heads, t.axis(feature).size // heads)), "transpose", 1, 2)
+    return em.method(x, "transpose", -1, -2) if keys_first else x
+
+
+def from_heads(em, y, out: TensorType, tokens: tuple[str, ...], feature: str, heads: int,
+               sizes_of):
+    """[B, M, N, d] → the layout `out` (query tokens and feature), sizes from `sizes_of`."""
+    names, k = out.names, len(tokens)
+    first = names == (names[0], feature, *tokens)
+    if first:
+        y = em.method(y, "transpose", -1, -2)  # [B, M, d, N]
+        y = em.method(y, "squeeze", 1) if heads == 1 else em.method(y, "flatten", 1, 2)
+        return y if k == 1 else em.method(y, "unflatten", 2, em.sizes(sizes_of, tokens))
+    y = em.method(y, "squeeze", 1) if heads == 1 else em.method(
+        em.method(y, "transpose", 1, 2), "flatten", 2)  # [B, N, F]
+    if k != 1:
+        y = em.method(y, "unflatten", 1, em.sizes(sizes_of, tokens))
+    if names != (names[0], *tokens, feature):
+        current = (names[0], *tokens, feature)
+        y = em.method(y, "permute", *(current.index(a) for a in names))
+    return y
+
+
+def _register(name: str, doc: str, emit, flops=None, kind: str = "core") -> None:
+    OPS[name] = Op(name=name, doc=doc, emit=emit, flops=flops, kind=kind)
+
+
+# ---------------------------------------------------------------------------- terms
+
+
+def _emit_e1(em, n: Node, args):
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"],
+                 keys_first=True)
+    return em.call(_torch().matmul, q, k)
+
+
+def _e1_flops(ins, out, a, b):
+    d = ins[0].axis(a["q_feature"]).size // a["heads"]
+    return 2 * out.numel(b) * d
+
+
+_register("E1", "query content × key content: (W_q x_q)·(W_k x_k), per head",
+          _emit_e1, _e1_flops)
+
+
+def _emit_e1_memory(em, n: Node, args):
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    return em.module(n.module, q)
+
+
+_register("E1_memory", "query content × learned key memory: a linear map to S slots",
+          _emit_e1_memory, lambda ins, out, a, b: 2 * out.numel(b) * a["in"])
+
+
+def _emit_e3(em, n: Node, args):
+    a = n.attrs
+    k = to_heads(em, args[0], em.type(n.inputs[0]), a["k_tokens"], a["k_feature"], a["heads"],
+                 keys_first=True)  # [B, M, 1, N]: one scalar per key and head
+    return em.method(k, "squeeze", 2)
+
+
+_register("E3", "key content only: u·(W_k x_k), the same for every query", _emit_e3)
+
+
+# ---------------------------------------------------------------------------- weights
+
+
+def _emit_scale(em, n, args):
+    return em.call(operator.mul, args[0], n.attrs["factor"])
+
+
+_register("scale", "a constant factor on the logits, e.g. 1/√d",
+          _emit_scale, lambda ins, out, a, b: out.numel(b))
+
+
+def _emit_range(em, n, args):
+    from . import runtime
+
+    pad = args[1] if len(args) > 1 else None
+    return em.call(runtime.restrict, args[0], pad, causal=n.attrs["causal"])
+
+
+_register("range", "Ω_q: logits of keys outside the range become -inf", _emit_range)
+
+
+def _emit_softmax(em, n, args):
+    return em.call(_torch().softmax, args[0], dim=-1)
+
+
+def _emit_count(em, n, args):
+    keys = em.method(args[0], "size", -1)
+    return em.call(operator.truediv, args[0], keys)
+
+
+def _emit_double(em, n, args):
+    a = n.attrs
+    w = em.call(_torch().softmax, args[0], dim=a["first"])
+    total = em.method(w, "sum", dim=a["then"], keepdim=True)
+    return em.call(operator.truediv, w, em.call(operator.add, total, a["eps"]))
+
+
+_register("softmax_keys", "softmax over the keys of Ω_q", _emit_softmax,
+          lambda ins, out, a, b: 3 * out.numel(b), kind="normaliser")
+_register("count", "divide by the number of keys |Ω_q| (Non-local's dot product)",
+          _emit_count, lambda ins, out, a, b: out.numel(b), kind="normaliser")
+_register("double_norm", "softmax over one axis, then L1 over the other (External attention)",
+          _emit_double, lambda ins, out, a, b: 5 * out.numel(b), kind="normaliser")
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+
+def _emit_aggregate(em, n: Node, args):
+    a = n.attrs
+    if a["memory"]:
+        y = em.module(n.module, args[0])
+    elif "Q" not in a["weight_axes"]:  # E3: one pooled context for every query
+        v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
+                     keys_first=True)  # [B, M, d, N]
+        pooled = em.call(_torch().matmul, v, em.method(args[0], "unsqueeze", -1))
+        return em.method(pooled, "flatten", 1)  # [B, M, d, 1] → [B, F]
+    else:
+        v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"],
+                     a["heads"])
+        y = em.call(_torch().matmul, args[0], v)
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _aggregate_flops(ins, out, a, b):
+    return 2 * ins[0].numel(b) * a["v_width"] // a["heads"]
+
+
+_register("aggregate", "Σ_k A(q, k) · W'x_k: weights times values, summed over Ω_q",
+          _emit_aggregate, _aggregate_flops)
+
+
+def _emit_sdpa(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
+    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    if len(args) > 3:
+        y = em.call(runtime.masked_sdpa, q, k, v, args[3], causal=a["causal"], scale=a["scale"])
+    else:
+        y = em.call(_F().scaled_dot_product_attention, q, k, v, is_causal=a["causal"],
+                    scale=a["scale"])
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _sdpa_flops(ins, out, a, b):
+    q, v = ins[0], ins[2]
+    d, dv = q.axis(a["q_feature"]).size, v.axis(a["v_feature"]).size
+    queries = q.numel(b) // d  # B·Nq
+    keys = v.numel(b) // dv // b.get(v.names[0], 1)  # Nk
+    return queries * keys * (2 * d + 2 * dv + 3 * a["heads"])
+
+
+_register("sdpa", "fused softmax(q·kᵀ·s)·v: torch's scaled_dot_product_attention",
+          _emit_sdpa, _sdpa_flops)

@@ -1,0 +1,161 @@
+"""The IR: a networkx DiGraph of typed operations, each with its named-axis output type and
+its role in the formulation. One source for lowering, drawing and counting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+
+from .source import Span
+
+# The parts of Zhu et al.'s formulation a node can play; draw.py groups nodes by these.
+ROLES = ("input", "query", "key", "value", "weight", "range", "normaliser", "context",
+         "output", "block")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A named axis; `size` is None when only known at run time (batch, spatial axes)."""
+
+    name: str
+    size: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.size is None else f"{self.name}={self.size}"
+
+
+@dataclass(frozen=True)
+class TensorType:
+    axes: tuple[Axis, ...]
+    dtype: str = "float"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def axis(self, name: str) -> Axis:
+        return self.axes[self.index(name)]
+
+    def replace_axis(self, name: str, new: Axis) -> "TensorType":
+        return replace(self, axes=tuple(new if a.name == name else a for a in self.axes))
+
+    def without(self, *names: str) -> "TensorType":
+        return replace(self, axes=tuple(a for a in self.axes if a.name not in names))
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(map(str, self.axes)) + "]"
+
+    def numel(self, bindings: dict[str, int]) -> int:
+        """Elements for given run-time sizes of the free axes (merged names like `H·W` too)."""
+        return math.prod(axis_size(a, bindings) for a in self.axes)
+
+
+def axis_size(axis: Axis, bindings: dict[str, int]) -> int:
+    if axis.size is not None:
+        return axis.size
+    return math.prod(bindings.get(part, 1) for part in axis.name.split("·"))
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation. `inputs` are node names in argument order; `module` names the
+    nn.Module (for layers with parameters) that the lowered code calls."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    type: TensorType
+    role: str
+    span: Span
+    attrs: dict[str, Any] = field(default_factory=dict)
+    module: str | None = None
+
+    def line(self) -> str:
+        """One greppable line per node, as torch.fx prints its graphs."""
+        args = ", ".join(f"%{i}" for i in self.inputs)
+        attrs = ", ".join(f"{k}={v}" for k, v in self.attrs.items())
+        target = f"[{self.module}]" if self.module else ""
+        joined = ", ".join(s for s in (args, attrs) if s)
+        return f"%{self.name}: {self.type} = {self.op}{target}({joined})  # {self.role}"
+
+
+@dataclass(frozen=True)
+class ModuleDecl:
+    """A layer with parameters: which op builds it and the sizes it was first applied to."""
+
+    op: str
+    attrs: dict[str, Any]
+    span: Span
+
+
+@dataclass
+class Attention:
+    """What a drawing writes on an attention: its name, Ω_q, M and what q/k index."""
+
+    scope: str
+    name: str
+    range: str
+    heads: int | None
+    over: str
+
+
+class IR:
+    """The graph, its inputs and output, and the layers in declaration order."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.graph = nx.DiGraph()
+        self.inputs: list[str] = []
+        self.output: str | None = None
+        self.modules: dict[str, ModuleDecl] = {}
+        self.attentions: list[Attention] = []
+
+    def add(self, node: Node) -> Node:
+        if node.name in self.graph:
+            raise ValueError(f"IR node {node.name} exists")  # a compiler bug, not a user's
+        self.graph.add_node(node.name, node=node)
+        for position, source in enumerate(node.inputs):
+            self.graph.add_edge(source, node.name, position=position)
+        return node
+
+    def node(self, name: str) -> Node:
+        return self.graph.nodes[name]["node"]
+
+    def nodes(self) -> list[Node]:
+        """Nodes in a stable topological order (ties broken by insertion order)."""
+        order = {n: i for i, n in enumerate(self.graph.nodes)}
+        names = nx.lexicographical_topological_sort(self.graph, key=order.__getitem__)
+        return [self.node(n) for n in names]
+
+    def users(self, name: str) -> list[str]:
+        return list(self.graph.successors(name))
+
+    def replace(self, old: list[str], new: Node) -> None:
+        """Replace a chain of nodes ending in old[-1] by `new` (a pass's rewrite)."""
+        users = self.users(old[-1])
+        edges = [(u, self.graph.edges[old[-1], u]["position"]) for u in users]
+        for name in old:
+            self.graph.remove_node(name)
+        self.add(new)
+        for user, position in edges:
+            self.graph.add_edge(new.name, user, position=position)
+            node = self.node(user)
+            inputs = tuple(new.name if i == old[-1] else i for i in node.inputs)
+            self.graph.nodes[user]["node"] = replace(node, inputs=inputs)
+        if self.output == old[-1]:
+            self.output = new.name
+
+    def text(self) -> str:
+        lines = [f"ir {self.name}"]
+        lines += [f"  module {k}: {v.op}({', '.join(f'{a}={b}' for a, b in v.attrs.items())})"
+                  for k, v in self.modules.items()]
+        lines += ["  " + n.line() for n in self.nodes()]
+        lines.append(f"  return %{self.output}")
+        return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Stage: IR → torch.fx GraphModule. Generated code, not an interpreter: the module's
+forward is the Python that torch.fx writes for the graph, as a person would write it.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from . import runtime
+from .ir import IR, TensorType
+from .ops import OPS
+from .passes import fuse_sdpa
+
+
+class Emitter:
+    """What an operator's `emit` sees: helpers that add fx nodes, and IR types by name."""
+
+    def __init__(self, ir: IR, graph: fx.Graph):
+        self.ir, self.graph = ir, graph
+        self.env: dict[str, fx.Node] = {}
+
+    def call(self, fn, *args, **kwargs) -> fx.Node:
+        return self.graph.call_function(fn, args, kwargs)
+
+    def method(self, obj, name: str, *args, **kwargs) -> fx.Node:
+        return self.graph.call_method(name, (obj, *args), kwargs)
+
+    def module(self, path: str, *args) -> fx.Node:
+        return self.graph.call_module(path, args)
+
+    def type(self, name: str) -> TensorType:
+        return self.ir.node(name).type
+
+    def sizes(self, name: str, axes: tuple[str, ...]) -> tuple:
+        t = self.type(name)
+        return tuple(self.call(operator.getitem, self.method(self.env[name], "size"), t.index(a))
+                     for a in axes)
+
+
+def lower(ir: IR) -> fx.GraphModule:
+    root = nn.Module()
+    for path, decl in ir.modules.items():  # declaration order: stable parameter order
+        _set_submodule(root, path, OPS[decl.op].build(decl.attrs))
+    graph = fx.Graph()
+    em = Emitter(ir, graph)
+    for name in ir.inputs:
+        node = ir.node(name)
+        short = name.rsplit(".", 1)[-1]  # an input inside a block is named by its scope
+        ph = graph.placeholder(short, default_value=None) if node.attrs["optional"] \
+            else graph.placeholder(short)
+        em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"]) \
+            if not node.attrs["optional"] else ph
+    fused = fuse_sdpa(ir)
+    for node in fused.nodes():
+        if node.op == "input":
+            continue
+        args = [em.env[i] for i in node.inputs]
+        em.ir = fused
+        em.env[node.name] = _emit(em, node, args)
+    graph.output(em.env[fused.output])
+    gm = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
+    _order_like(gm, root)
+    return gm
+
+
+def _emit(em, node, args):
+    if node.op == "arith" and "scalar" in node.attrs:
+        fn = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+              "/": operator.truediv}[node.attrs["op"]]
+        s = node.attrs["scalar"]
+        return em.call(fn, s, args[0]) if node.attrs["scalar_first"] else em.call(fn, args[0], s)
+    return OPS[node.op].emit(em, node, args)
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    *parents, leaf = path.split(".")
+    owner = root
+    for p in parents:
+        if not hasattr(owner, p):
+            owner.add_module(p, nn.Module())
+        owner = getattr(owner, p)
+    owner.add_module(leaf, module)
+
+
+def _order_like(gm: nn.Module, root: nn.Module) -> None:
+    """GraphModule copies submodules in order of first use; put them back in the order
+    the spec declares them so state_dict keys and parameters() follow the spec."""
+    for name in root._modules:
+        if name in gm._modules:
+            gm._modules[name] = gm._modules.pop(name)
+            _order_like(gm._modules[name], root._modules[name])
+
+
+def _class_name(name: str) -> str:
+    return name if name.isidentifier() else "Compiled"

@@ -1,0 +1,465 @@
+"""THE table of operators a spec may call: signature, shape rule, lowering, parameter
+building and FLOPs, one entry each. Nothing else in attnspec knows an operator by name.
+
+Shape rules work on named axes (ir.TensorType). Layouts follow torch's own conventions:
+`linear`, `mlp` and `layernorm` act on the last axis; `conv`, `conv1x1` and `batchnorm`
+on the channel axis right after the batch axis (axis 0 is always the batch).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .ir import Axis, TensorType, axis_size
+
+REQUIRED = object()
+
+
+class OpError(Exception):
+    """A shape or argument problem; the checker adds the span (of `arg` if named)."""
+
+    def __init__(self, message: str, hint: str | None = None, arg: str | None = None,
+                 code: str = "shape"):
+        super().__init__(message)
+        self.message, self.hint, self.arg, self.code = message, hint, arg, code
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # int | float | bool | word | axes
+    default: Any = REQUIRED
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    doc: str
+    params: tuple[Param, ...] = ()
+    inputs: int = 1  # leading tensor arguments; -1: one or more
+    infer: Callable[..., TensorType] | None = None  # (types, cfg) -> type
+    emit: Callable | None = None  # (em, node, args) -> fx node
+    build: Callable | None = None  # (attrs) -> nn.Module, for layers with parameters
+    flops: Callable | None = None  # (in_types, out_type, attrs, bindings) -> int
+    module_attrs: Callable | None = None  # (types, cfg) -> attrs the module is built from
+    kind: str = "tensor"  # tensor | layer | reduce | scalar | term | normaliser | range
+    extra: dict = field(default_factory=dict)
+
+
+OPS: dict[str, Op] = {}
+
+
+def op(**kw) -> Callable:
+    """Register an operator; the decorated function is its shape rule."""
+
+    def register(fn):
+        OPS[kw["name"]] = Op(infer=fn, **kw)
+        return fn
+
+    return register
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _nn():
+    import torch.nn as nn
+
+    return nn
+
+
+def _F():
+    import torch.nn.functional as F
+
+    return F
+
+
+def last(t: TensorType) -> Axis:
+    if len(t.axes) < 2:
+        raise OpError(f"needs an axis besides the batch axis; the tensor is {t}")
+    return t.axes[-1]
+
+
+def channel(t: TensorType) -> Axis:
+    if len(t.axes) < 2:
+        raise OpError(f"needs a channel axis after the batch axis; the tensor is {t}")
+    return t.axes[1]
+
+
+def width(size: Any, what: str, arg: str) -> int:
+    """A layer width must be a positive integer: C / r = 0 would be an empty layer."""
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise OpError(f"{what} must be an integer, not {size!r}", arg=arg, code="wrong-type")
+    if size < 1:
+        raise OpError(f"{what} is {size}: a layer of zero width", arg=arg, code="zero-size",
+                      hint="a reduction like C / r must leave at least 1; lower r or raise C")
+    return size
+
+
+def known(axis: Axis, what: str) -> int:
+    if axis.size is None:
+        raise OpError(f"{what} acts on axis {axis.name}, whose size is only known at run "
+                      f"time; a layer needs a fixed size",
+                      hint=f"bind {axis.name} to a parameter, or act on another axis")
+    return axis.size
+
+
+ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "silu", "identity")
+INITS = ("default", "zero")
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+def _linear_attrs(types, cfg):
+    a = last(types[0])
+    return {"in": known(a, "linear"), "out": width(cfg["out"], "linear's width", "out"),
+            "bias": cfg["bias"], "init": cfg["init"]}
+
+
+@op(name="linear", kind="layer", doc="a fully connected layer on the last axis",
+    params=(Param("out", "int"), Param("bias", "bool", True),
+            Param("init", "word", "default", INITS)),
+    module_attrs=_linear_attrs,
+    build=lambda a: _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a),
+    emit=lambda em, n, args: em.module(n.module, args[0]),
+    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) // max(1, axis_size(ins[0].axes[-1], b))
+    * a["out"])
+def _linear(types, cfg):
+    t = types[0]
+    return t.replace_axis(last(t).name, Axis(last(t).name, cfg["out"]))
+
+
+def _init(module, attrs):
+    if attrs.get("init") == "zero":
+        for p in module.parameters():
+            _nn().init.zeros_(p)
+    return module
+
+
+def _conv_attrs(types, cfg):
+    t = types[0]
+    over = _conv_over(t, cfg)
+    has_channels = len(t.axes) - 1 > len(over)
+    cin = known(channel(t), "conv") if has_channels else 1
+    k = cfg["kernel"]
+    if not isinstance(k, int) or k < 1:
+        raise OpError(f"kernel size must be a positive integer, not {k!r}", arg="kernel")
+    groups = cfg["groups"]
+    out = width(cfg["out"], "conv's out", "out")
+    if cin % groups or out % groups:
+        raise OpError(f"groups={groups} must divide both {cin} input and {out} output "
+                      f"channels", arg="groups")
+    return {"dims": len(over), "in": cin, "out": out, "kernel": k, "dilation": cfg["dilation"],
+            "groups": groups, "bias": cfg["bias"], "init": cfg["init"],
+            "channels": has_channels}
+
+
+def _conv_over(t: TensorType, cfg) -> tuple[str, ...]:
+    over = cfg.get("over")
+    if over is None:
+        return t.names[2:]
+    for name in over:
+        if name not in t.names:
+            raise OpError(f"conv over `{name}`: the tensor {t} has no such axis", arg="over")
+    if over != t.names[len(t.axes) - len(over):]:
+        raise OpError(f"conv must run over the trailing axes of {t}", arg="over")
+    return over
+
+
+def _build_conv(a):
+    nn = _nn()
+    cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}.get(max(a["dims"], 1))
+    k, d = a["kernel"], a["dilation"]
+    module = cls(a["in"], a["out"], k, padding=d * (k - 1) // 2, dilation=d,
+                 groups=a["groups"], bias=a["bias"])
+    return _init(module, a)
+
+
+def _emit_conv(em, n, args):
+    x = args[0]
+    if not n.attrs["channels"]:  # a map with no channel axis is one channel
+        x = em.method(x, "unsqueeze", 1)
+    y = em.module(n.module, x)
+    return y if n.attrs["channels"] else em.method(y, "squeeze", 1)
+
+
+def _conv_flops(ins, out, a, b):
+    per_out = 2 * a["in"] // a["groups"] * a["kernel"] ** max(a["dims"], 1)
+    return per_out * out.numel(b)
+
+
+@op(name="conv", kind="layer",
+    doc="a convolution with 'same' padding over the trailing axes; `over` names them, "
+        "the axis after the batch is the channels unless `over` covers it",
+    params=(Param("out", "int", 1), Param("kernel", "int", 3), Param("over", "axes", None),
+            Param("dilation", "int", 1), Param("groups", "int", 1),
+            Param("bias", "bool", True), Param("init", "word", "default", INITS)),
+    module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops)
+def _conv(types, cfg):
+    t = types[0]
+    over = _conv_over(t, cfg)
+    if len(over) > 3:
+        raise OpError(f"conv runs over 1 to 3 axes, not {len(over)}", arg="over")
+    if len(t.axes) - 1 > len(over):
+        return t.replace_axis(t.axes[1].name, Axis(t.axes[1].name, cfg["out"]))
+    if cfg["out"] != 1:
+        raise OpError("a conv over a map with no channel axis yields one channel",
+                      arg="out", hint="drop `out`, or keep a channel axis")
+    return t
+
+
+def _conv1x1_attrs(types, cfg):
+    t = types[0]
+    c = channel(t)
+    return {"dims": len(t.axes) - 2, "in": known(c, "conv1x1"),
+            "out": width(cfg["out"], "conv1x1's width", "out"), "kernel": 1, "dilation": 1,
+            "groups": 1, "bias": cfg["bias"], "init": cfg["init"], "channels": True}
+
+
+def _build_conv1x1(a):
+    if a["dims"] == 0:  # [B, C]: a 1x1 convolution of a vector is a linear layer
+        return _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a)
+    return _build_conv(a)
+
+
+@op(name="conv1x1", kind="layer", doc="a 1×1 convolution on the channel axis (axis 1)",
+    params=(Param("out", "int"), Param("bias", "bool", True),
+            Param("init", "word", "default", INITS)),
+    module_attrs=_conv1x1_attrs, build=_build_conv1x1,
+    emit=lambda em, n, args: em.module(n.module, args[0]), flops=_conv_flops)
+def _conv1x1(types, cfg):
+    t = types[0]
+    return t.replace_axis(channel(t).name, Axis(channel(t).name, cfg["out"]))
+
+
+def _mlp_attrs(types, cfg):
+    a = last(types[0])
+    cin = known(a, "mlp")
+    out = cfg["out"] if cfg["out"] is not None else cin
+    return {"in": cin, "hidden": width(cfg["hidden"], "mlp's hidden width", "hidden"),
+            "out": width(out, "mlp's out", "out"), "act": cfg["act"], "bias": cfg["bias"]}
+
+
+def _build_mlp(a):
+    from collections import OrderedDict
+
+    nn = _nn()
+    return nn.Sequential(OrderedDict(
+        fc1=nn.Linear(a["in"], a["hidden"], bias=a["bias"]), act=activation(a["act"]),
+        fc2=nn.Linear(a["hidden"], a["out"], bias=a["bias"])))
+
+
+def activation(name: str):
+    nn = _nn()
+    return {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+            "silu": nn.SiLU, "identity": nn.Identity}[name]()
+
+
+@op(name="mlp", kind="layer",
+    doc="linear → activation → linear on the last axis (SE's excitation)",
+    params=(Param("hidden", "int"), Param("out", "int", None), Param("bias", "bool", True),
+            Param("act", "word", "relu", ACTIVATIONS)),
+    module_attrs=_mlp_attrs, build=_build_mlp,
+    emit=lambda em, n, args: em.module(n.module, args[0]),
+    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) // a["in"] * a["hidden"]
+    * (a["in"] + a["out"]))
+def _mlp(types, cfg):
+    t = types[0]
+    a = last(t)
+    return t.replace_axis(a.name, Axis(a.name, cfg["out"] if cfg["out"] is not None else a.size))
+
+
+def _norm_attrs(kind):
+    def attrs(types, cfg):
+        t = types[0]
+        a = last(t) if kind == "layer" else channel(t)
+        return {"features": known(a, f"{kind}norm"), "dims": len(t.axes) - 2,
+                **{k: cfg[k] for k in ("init", "eps", "momentum") if k in cfg}}
+
+    return attrs
+
+
+def _build_batchnorm(a):
+    nn = _nn()
+    m = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[a["dims"]]
+    m = m(a["features"], eps=a["eps"], momentum=a["momentum"])
+    if a["init"] == "zero":  # the block starts as the identity (Non-local §4.1)
+        _nn().init.zeros_(m.weight)
+    return m
+
+
+@op(name="batchnorm", kind="layer", doc="batch normalisation over the channel axis (axis 1)",
+    params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5),
+            Param("momentum", "float", 0.1)),
+    module_attrs=_norm_attrs("batch"), build=_build_batchnorm,
+    emit=lambda em, n, args: em.module(n.module, args[0]),
+    flops=lambda ins, out, a, b: 2 * out.numel(b))
+def _batchnorm(types, cfg):
+    channel(types[0])
+    return types[0]
+
+
+def _build_layernorm(a):
+    m = _nn().LayerNorm(a["features"], eps=a["eps"])
+    if a["init"] == "zero":
+        _nn().init.zeros_(m.weight)
+    return m
+
+
+@op(name="layernorm", kind="layer", doc="layer normalisation over the last axis",
+    params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5)),
+    module_attrs=_norm_attrs("layer"), build=_build_layernorm,
+    emit=lambda em, n, args: em.module(n.module, args[0]),
+    flops=lambda ins, out, a, b: 5 * out.numel(b))
+def _layernorm(types, cfg):
+    last(types[0])
+    return types[0]
+
+
+# ---------------------------------------------------------------------------- functions
+
+
+def _pointwise(name, fn_name, doc):
+    def emit(em, n, args):
+        return em.call(getattr(_torch(), fn_name) if fn_name != "gelu" else _F().gelu, args[0])
+
+    OPS[name] = Op(name=name, doc=doc, infer=lambda types, cfg: types[0], emit=emit,
+                   flops=lambda ins, out, a, b: out.numel(b))
+
+
+_pointwise("sigmoid", "sigmoid", "the logistic function; as a normaliser, per weight")
+_pointwise("relu", "relu", "max(0, x)")
+_pointwise("tanh", "tanh", "hyperbolic tangent")
+_pointwise("gelu", "gelu", "Gaussian error linear unit")
+_pointwise("silu", "silu", "x · sigmoid(x)")
+
+OPS["identity"] = Op(name="identity", doc="the input unchanged (W = I, W' = I)",
+                     infer=lambda types, cfg: types[0], emit=lambda em, n, args: args[0])
+
+
+def _reduce(name, doc):
+    def infer(types, cfg):
+        t = types[0]
+        for a in cfg["axes"]:
+            if a not in t.names:
+                raise OpError(f"{name} over `{a}`: the tensor {t} has no such axis", arg="axes",
+                              code="axis-mismatch")
+            if a == t.names[0]:
+                raise OpError(f"{name} over the batch axis `{a}` would mix samples", arg="axes",
+                              code="axis-mismatch")
+        return t.without(*cfg["axes"])
+
+    def emit(em, n, args):
+        t = em.type(n.inputs[0])
+        dims = tuple(t.index(a) for a in n.attrs["axes"])
+        torch = _torch()
+        if name == "max":
+            return em.call(torch.amax, args[0], dim=dims)
+        return em.call(getattr(torch, name), args[0], dim=dims)
+
+    OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",
+                   infer=infer, emit=emit, flops=lambda ins, out, a, b: ins[0].numel(b))
+
+
+_reduce("mean", "the mean over the named axes, which disappear (global average pooling)")
+_reduce("max", "the maximum over the named axes, which disappear (global max pooling)")
+_reduce("sum", "the sum over the named axes, which disappear")
+
+
+@op(name="stack", inputs=-1, params=(Param("as", "word"),),
+    doc="tensors of one type stacked along a new axis after the batch axis",
+    emit=lambda em, n, args: em.call(_torch().stack, list(args), dim=1))
+def _stack(types, cfg):
+    first = types[0]
+    for t in types[1:]:
+        if t.names != first.names:
+            raise OpError(f"stack needs tensors with the same axes, not {first} and {t}",
+                          code="axis-mismatch")
+    if cfg["as"] in first.names:
+        raise OpError(f"the new axis `{cfg['as']}` is already an axis of {first}", arg="as",
+                      code="axis-mismatch")
+    return TensorType((first.axes[0], Axis(cfg["as"], len(types))) + first.axes[1:])
+
+
+# ---------------------------------------------------------------------------- elementwise
+
+ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
+def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
+    """Named broadcasting: the operand with fewer axes is lined up under the other's axes
+    by name; an axis of size 1 the other lacks is dropped. Returns the result type and,
+    per operand, how to reshape it (None: torch's own broadcasting already fits)."""
+    big, small, swapped = (a, b, False) if _fits(b, a) or not _fits(a, b) else (b, a, True)
+    if len(small.axes) > len(big.axes):
+        big, small, swapped = small, big, not swapped
+    for ax in small.axes:
+        if ax.name in big.names:
+            other = big.axis(ax.name)
+            if None not in (ax.size, other.size) and 1 not in (ax.size, other.size) \
+                    and ax.size != other.size:
+                raise OpError(f"axis {ax.name} has size {other.size} on one side and "
+                              f"{ax.size} on the other", code="axis-mismatch")
+        elif ax.size != 1:
+            raise OpError(f"cannot combine {a} and {b}: `{ax.name}` is not an axis of {big}",
+                          code="axis-mismatch",
+                          hint="reduce it first (mean/max/sum), or name the axes alike")
+    out = TensorType(tuple(
+        Axis(x.name, x.size if x.size not in (None, 1) or x.name not in small.names
+             else (small.axis(x.name).size or x.size)) for x in big.axes))
+    plan = _align_plan(small, big)
+    return (out, plan, None) if swapped else (out, None, plan)
+
+
+def _fits(small: TensorType, big: TensorType) -> bool:
+    """Every axis of `small` is an axis of `big` or has size 1."""
+    return all(x.name in big.names or x.size == 1 for x in small.axes)
+
+
+def _align_plan(t: TensorType, target: TensorType):
+    if len(t.axes) == len(target.axes) and all(
+            x.name == y.name or x.size == 1 for x, y in zip(t.axes, target.axes)):
+        return None
+    squeeze = tuple(i for i, x in enumerate(t.axes) if x.name not in target.names)
+    kept = [x.name for x in t.axes if x.name in target.names]
+    ordered = [n for n in target.names if n in kept]
+    permute = tuple(kept.index(n) for n in ordered)
+    index = tuple(slice(None) if n in kept else None for n in target.names)
+    return {"squeeze": squeeze, "permute": None if permute == tuple(range(len(kept)))
+            else permute, "index": index}
+
+
+def apply_plan(em, x, plan):
+    if plan is None:
+        return x
+    for d in reversed(plan["squeeze"]):
+        x = em.method(x, "squeeze", d)
+    if plan["permute"] is not None:
+        x = em.method(x, "permute", *plan["permute"])
+    return em.call(operator.getitem, x, plan["index"])
+
+
+def _emit_arith(em, n, args):
+    left, right = (apply_plan(em, x, n.attrs.get(p)) if isinstance(x, object) else x
+                   for x, p in zip(args, ("left", "right")))
+    return em.call(ARITHMETIC[n.attrs["op"]], left, right)
+
+
+OPS["arith"] = Op(name="arith", doc="+ - * / with named broadcasting", emit=_emit_arith,
+                  flops=lambda ins, out, a, b: out.numel(b))
+
+
+# ---------------------------------------------------------------------------- parameter math
+
+SCALAR_FUNCTIONS: dict[str, tuple[int, Callable]] = {
+    "sqrt": (1, math.sqrt), "log2": (1, math.log2), "abs": (1, abs), "int": (1, int),
+    "float": (1, float), "round": (1, round), "min": (2, min), "max": (2, max),
+}

@@ -1,0 +1,51 @@
+"""IR → IR rewrites done before lowering (drawings show the graph before them)."""
+
+from __future__ import annotations
+
+import copy
+
+from .ir import IR, Node
+
+
+def fuse_sdpa(ir: IR) -> IR:
+    """softmax(E1(q, k) · s) · v over range all/causal → one `sdpa` node, which lowers to
+    torch's fused scaled_dot_product_attention."""
+    ir = copy.deepcopy(ir)
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
+        chain = _softmax_chain(ir, agg.inputs[0])
+        if chain is None:
+            continue
+        e1 = ir.node(chain[0])
+        scale = 1.0
+        pad, causal = (), False
+        for name in chain[1:]:
+            n = ir.node(name)
+            if n.op == "scale":
+                scale *= n.attrs["factor"]
+            elif n.op == "range":
+                pad, causal = n.inputs[1:], n.attrs["causal"]
+        attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
+                                              "k_feature")},
+                 "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"],
+                 "scale": scale, "causal": causal}
+        fused = Node(agg.name, "sdpa", (*e1.inputs, agg.inputs[1], *pad), agg.type, "context",
+                     agg.span, attrs)
+        ir.replace(chain + [agg.name], fused)
+    return ir
+
+
+def _softmax_chain(ir: IR, name: str) -> list[str] | None:
+    """The nodes E1 → scale* → range? → softmax ending at `name`, each used once."""
+    chain = []
+    node = ir.node(name)
+    if node.op != "softmax_keys":
+        return None
+    while True:
+        chain.append(node.name)
+        if len(ir.users(node.name)) != 1:
+            return None
+        if node.op == "E1":
+            return chain[::-1]
+        if node.op not in ("softmax_keys", "scale", "range") or not node.inputs:
+            return None
+        node = ir.node(node.inputs[0])

@@ -1,0 +1,49 @@
+"""What generated code calls at run time besides torch: input checks and masked attention.
+
+Kept tiny and free of Python state so torch.compile(fullgraph=True) and torch.export
+trace through it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class InputShapeError(ValueError):
+    """A tensor given to a compiled module does not fit the spec's declared axes."""
+
+
+def check_input(x: torch.Tensor, name: str, axes: tuple[tuple[str, int | None], ...]):
+    """Raise, naming the axis, when `x` does not have the declared rank and sizes."""
+    if x.dim() != len(axes):
+        names = ", ".join(a for a, _ in axes)
+        raise InputShapeError(f"input {name} must have {len(axes)} axes [{names}], "
+                              f"got shape {tuple(x.shape)}")
+    for i, (axis, size) in enumerate(axes):
+        if size is not None and x.shape[i] != size:
+            raise InputShapeError(f"input {name}: axis {axis} (dim {i}) has size "
+                                  f"{x.shape[i]}, expected {size}")
+    return x
+
+
+def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """Ω_q as a fill: keys a query may not see get -inf before the normaliser."""
+    if causal:
+        nq, nk = logits.shape[-2], logits.shape[-1]
+        future = torch.ones(nq, nk, dtype=torch.bool, device=logits.device).triu(1)
+        logits = logits.masked_fill(future, float("-inf"))
+    if pad is not None:
+        logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
+    return logits
+
+
+def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | None):
+    """scaled_dot_product_attention with an optional key padding mask (True = ignore)."""
+    if pad is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+    keep = ~pad[:, None, None, :]
+    if causal:
+        nq, nk = q.shape[-2], k.shape[-2]
+        keep = keep & torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)

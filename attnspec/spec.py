@@ -1,0 +1,256 @@
+"""The Spec: pydantic models of a parsed .attn file, one model per construct.
+
+Every model keeps the span it came from. Structural rules that need no parameter values
+(required parts, duplicate names, a default of the declared type) are validators here;
+`parse.py` turns a failed validation into diagnostics that point at the source.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from .source import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    span: Span
+
+
+def fail(code: str, message: str, span: Span, hint: str | None = None):
+    """Raise a validation error that carries its own source span and hint."""
+    raise PydanticCustomError(code, message, {"span": span, "hint": hint})
+
+
+# ---------------------------------------------------------------------------- expressions
+
+
+class Number(Node):
+    kind: Literal["number"] = "number"
+    value: int | float
+
+
+class Bool(Node):
+    kind: Literal["bool"] = "bool"
+    value: bool
+
+
+class String(Node):
+    kind: Literal["string"] = "string"
+    value: str
+
+
+class Name(Node):
+    kind: Literal["name"] = "name"
+    id: str
+
+
+class Axes(Node):
+    """Two or more axis names side by side, as in `mean(x, H W)`."""
+
+    kind: Literal["axes"] = "axes"
+    names: tuple[str, ...]
+
+
+class Keyword(Node):
+    name: str
+    value: "Expr"
+
+
+class Call(Node):
+    kind: Literal["call"] = "call"
+    func: "Expr"
+    args: tuple["Expr", ...] = ()
+    kwargs: tuple[Keyword, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_keywords(self):
+        seen = set()
+        for kw in self.kwargs:
+            if kw.name in seen:
+                fail("duplicate-argument", f"argument `{kw.name}` is given twice", kw.span)
+            seen.add(kw.name)
+        return self
+
+
+class BinOp(Node):
+    """Arithmetic (+ - * / %), comparison, `and`/`or`, and `>>` (sequence)."""
+
+    kind: Literal["binop"] = "binop"
+    op: str
+    left: "Expr"
+    right: "Expr"
+
+
+class UnaryOp(Node):
+    kind: Literal["unary"] = "unary"
+    op: Literal["-", "not"]
+    operand: "Expr"
+
+
+class IfElse(Node):
+    kind: Literal["if"] = "if"
+    cond: "Expr"
+    then: "Expr"
+    orelse: "Expr"
+
+
+Expr = Annotated[
+    Union[Number, Bool, String, Name, Axes, Call, BinOp, UnaryOp, IfElse],
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------------------- definitions
+
+
+class ParamType(Node):
+    name: Literal["int", "float", "bool", "choice"]
+    choices: tuple[str, ...] = ()
+
+
+class Param(Node):
+    name: str
+    type: ParamType
+    default: Expr | None = None
+
+    @model_validator(mode="after")
+    def _default_has_declared_type(self):
+        d, t = self.default, self.type.name
+        if d is None or not isinstance(d, (Number, Bool, Name)):
+            return self  # computed defaults are checked once parameters have values
+        ok = {
+            "int": isinstance(d, Number) and isinstance(d.value, int),
+            "float": isinstance(d, Number),
+            "bool": isinstance(d, Bool),
+            "choice": isinstance(d, Name) and d.id in self.type.choices,
+        }[t]
+        if not ok:
+            expected = f"one of {', '.join(self.type.choices)}" if t == "choice" else f"a {t}"
+            fail("wrong-type", f"default of `{self.name}` must be {expected}", d.span)
+        return self
+
+
+class Input(Node):
+    name: str
+    axes: tuple[str, ...]
+    axis_spans: tuple[Span, ...]
+    dtype: Literal["float", "bool"] = "float"
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _axes_unique(self):
+        for i, a in enumerate(self.axes):
+            if a in self.axes[:i]:
+                fail("duplicate-axis", f"axis `{a}` appears twice in input `{self.name}`",
+                     self.axis_spans[i])
+        return self
+
+
+class Let(Node):
+    name: str
+    value: Expr
+
+
+class Part(Node):
+    """`over`, `range`, `mask`, `heads`, `weight`, `value` or `output` and its expressions."""
+
+    keyword: Literal["over", "range", "mask", "heads", "weight", "value", "output"]
+    values: tuple[Expr, ...]
+
+
+Statement = Union[Input, Let, Part]
+
+REQUIRED_PARTS = ("over", "range", "weight", "value", "output")
+PART_HINTS = {
+    "over": "say what q and k index, e.g. `over positions(H W)` or `over channels(C)`",
+    "range": "say which keys each query sees, e.g. `range all` or `range self`",
+    "weight": "give the weight function A, e.g. `weight softmax(E1(query = ..., key = ...))`",
+    "value": "give the value projection W', e.g. `value identity` or `value conv1x1(C)`",
+    "output": "give the output projection W, e.g. `output identity`",
+}
+
+
+def _no_duplicate_params(params: tuple[Param, ...]):
+    seen = set()
+    for p in params:
+        if p.name in seen:
+            fail("duplicate-name", f"parameter `{p.name}` is declared twice", p.span)
+        seen.add(p.name)
+
+
+class Attention(Node):
+    name: str
+    name_span: Span
+    params: tuple[Param, ...]
+    body: tuple[Statement, ...]
+
+    @model_validator(mode="after")
+    def _parts_complete(self):
+        _no_duplicate_params(self.params)
+        parts = [s for s in self.body if isinstance(s, Part)]
+        seen: dict[str, Part] = {}
+        for p in parts:
+            if p.keyword in seen:
+                fail("duplicate-part", f"`{p.keyword}` is given twice in `{self.name}`", p.span,
+                     "an attention has one of each part")
+            seen[p.keyword] = p
+        inputs = [s for s in self.body if isinstance(s, Input)]
+        if not inputs:
+            fail("missing-part", f"attention `{self.name}` has no `input`", self.name_span,
+                 "declare the input tensor with named axes, e.g. `input x: [B, C, H, W]`")
+        if inputs[0].optional or inputs[0].dtype != "float":
+            fail("wrong-type", "the first input is the attended tensor: float and required",
+                 inputs[0].span)
+        for kw in REQUIRED_PARTS:
+            if kw not in seen:
+                fail("missing-part", f"attention `{self.name}` has no `{kw}` part",
+                     self.name_span, PART_HINTS[kw])
+        return self
+
+    def part(self, keyword: str) -> Part | None:
+        return next((s for s in self.body if isinstance(s, Part) and s.keyword == keyword), None)
+
+    @property
+    def inputs(self) -> list[Input]:
+        return [s for s in self.body if isinstance(s, Input)]
+
+
+class Block(Node):
+    name: str
+    name_span: Span
+    params: tuple[Param, ...]
+    body: Expr
+
+    @model_validator(mode="after")
+    def _params_unique(self):
+        _no_duplicate_params(self.params)
+        return self
+
+
+class Use(Node):
+    paths: tuple[String, ...]
+
+
+class Spec(Node):
+    """One parsed file: its `use` lines and definitions, in source order."""
+
+    file: str
+    uses: tuple[Use, ...] = ()
+    definitions: tuple[Attention | Block, ...] = ()
+
+    @model_validator(mode="after")
+    def _names_unique(self):
+        seen = set()
+        for d in self.definitions:
+            if d.name in seen:
+                fail("duplicate-name", f"`{d.name}` is defined twice in this file", d.name_span)
+            seen.add(d.name)
+        return self
+
+
+for _model in (Keyword, Call, BinOp, UnaryOp, IfElse, Param):
+    _model.model_rebuild()

@@ -1,0 +1,102 @@
+"""The values a spec's expressions evaluate to while checking (check.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .ir import TensorType
+from .source import Span
+
+
+class _Unknown:
+    """A parameter with no value yet (`attnspec check` without --param): unknown sizes."""
+
+    def __repr__(self) -> str:
+        return "?"
+
+
+class _Poison:
+    """The value of an expression that already has an error: silences follow-on errors."""
+
+    def __repr__(self) -> str:
+        return "<error>"
+
+
+UNKNOWN = _Unknown()
+POISON = _Poison()
+
+
+@dataclass(frozen=True)
+class Word:
+    """A bare identifier that names nothing in scope: `relu`, `zero`, `all`, a choice."""
+
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class AxesValue:
+    names: tuple[str, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Tensor:
+    node: str
+    type: TensorType
+
+
+@dataclass(frozen=True)
+class Logits:
+    """An unnormalised weight: E1/E3 terms and their scaled sums, laid out [B, M, Q?, K]."""
+
+    node: str
+    type: TensorType
+    has_query: bool
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A normalised weight A(q, k): what `weight` gives when the range is not `self`."""
+
+    node: str
+    type: TensorType
+    has_query: bool
+
+
+@dataclass(frozen=True)
+class Memory:
+    """`memory(S)`: S learned slots standing in for keys or values (External attention)."""
+
+    slots: int
+    dim: Any
+    span: Span
+
+
+@dataclass
+class Layer:
+    """A layer not yet applied: an operator with its configuration, or a composition.
+    A `let`-bound layer is shared: its modules are made on first use and reused."""
+
+    op: str | None
+    config: dict
+    span: Span
+    parts: tuple["Layer", ...] = ()
+    shared_as: str | None = None
+    modules: dict[int, str] = field(default_factory=dict)
+    first_types: dict[int, TensorType] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A block-level value: attentions composed; `apply` builds them on an input."""
+
+    apply: Callable
+    span: Span
+
+
+@dataclass(frozen=True)
+class DefinitionRef:
+    name: str
+    span: Span

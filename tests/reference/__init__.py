@@ -1,0 +1,28 @@
+"""Paper-faithful eager PyTorch reference modules, one per shipped spec.
+
+Each module is written by hand from its paper (and the authors' official code where it
+exists), registers its parameters and buffers in the order the compiled spec creates them,
+and takes the same constructor arguments, with the same defaults, as its `.attn` file.
+tests/test_equivalence.py checks every compiled spec against its reference.
+"""
+
+from .cbam import CBAM
+from .eca import ECA
+from .external import External
+from .gcnet import GCNet
+from .mhsa import MHSA
+from .nonlocal_block import NonLocal
+from .se import SE
+
+# spec name (as given to attnspec.load) -> reference class
+REFERENCES = {
+    "se": SE,
+    "eca": ECA,
+    "mhsa": MHSA,
+    "nonlocal": NonLocal,
+    "cbam": CBAM,
+    "external": External,
+    "gcnet": GCNet,
+}
+
+__all__ = ["CBAM", "ECA", "External", "GCNet", "MHSA", "NonLocal", "SE", "REFERENCES"]

@@ -1,0 +1,54 @@
+"""Convolutional Block Attention Module: channel gate, then spatial gate.
+
+Paper: Woo, Park, Lee, Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018,
+arXiv:1807.06521.
+Official code: Jongchan/attention-module (MODELS/cbam.py, MODELS/model_resnet.py).
+- Channel gate: one shared MLP Linear(C, C/r) -> ReLU -> Linear(C/r, C) (with biases)
+  applied to the spatially average- and max-pooled vectors; the two outputs are summed
+  before the sigmoid.
+- Spatial gate: the channel-wise max map FIRST, then the mean map (ChannelPool), a k x k
+  conv (k = 7, padding 3, no bias), BatchNorm2d(1, eps=1e-5, momentum=0.01), no ReLU,
+  sigmoid. ResidualNet initialises this BN's weight to 0.
+- The module returns the gated map; any residual belongs to the host block.
+"""
+
+import torch
+from torch import nn
+
+
+class CBAM(nn.Module):
+    """x: [B, C, H, W] -> [B, C, H, W]."""
+
+    BN_MOMENTUM = 0.01  # official BasicConv: nn.BatchNorm2d(..., momentum=0.01)
+
+    def __init__(self, C: int, r: int = 16, k: int = 7, bn: bool = True):
+        super().__init__()
+        hidden = C // r
+        if hidden < 1:
+            raise ValueError(f"CBAM: C // r must be >= 1, got C={C}, r={r}")
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"CBAM: the spatial kernel k must be a positive odd integer, "
+                             f"got {k}")
+        # Registration order = state_dict order: fc1, fc2, conv, bn.
+        self.fc1 = nn.Linear(C, hidden)
+        self.fc2 = nn.Linear(hidden, C)
+        self.conv = nn.Conv2d(2, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
+        self.bn = nn.BatchNorm2d(1, momentum=self.BN_MOMENTUM) if bn else None
+        if bn:
+            nn.init.zeros_(self.bn.weight)  # official ResidualNet init ("SpatialGate" bn)
+
+    def shared_mlp(self, v: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(v)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Channel gate: both pooled descriptors go through the SAME MLP, then are summed.
+        avg, mx = x.mean(dim=(2, 3)), x.amax(dim=(2, 3))  # [B, C] each
+        gate_c = torch.sigmoid(self.shared_mlp(avg) + self.shared_mlp(mx))
+        x1 = x * gate_c[:, :, None, None]
+        # Spatial gate on the channel-gated map: [max over C, mean over C], max first.
+        pooled = torch.cat([x1.amax(dim=1, keepdim=True), x1.mean(dim=1, keepdim=True)],
+                           dim=1)  # [B, 2, H, W]
+        m = self.conv(pooled)
+        if self.bn is not None:
+            m = self.bn(m)
+        return x1 * torch.sigmoid(m)

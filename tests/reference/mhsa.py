@@ -1,0 +1,48 @@
+"""Multi-head (scaled dot-product) self-attention.
+
+Paper: Vaswani et al., "Attention Is All You Need", NeurIPS 2017, arXiv:1706.03762 (§3.2).
+Semantics follow torch.nn.MultiheadAttention (batch_first, self-attention): separate
+query / key / value / output projections of width D, M heads of width D/M, logits scaled
+by 1/sqrt(D/M), an optional causal range and an optional key padding mask where True marks
+a key to ignore. Written out by hand (no F.scaled_dot_product_attention) so that it is an
+independent check of compiled code that does use the fused kernel.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+class MHSA(nn.Module):
+    """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = ignore."""
+
+    def __init__(self, D: int, M: int = 8, causal: bool = False, bias: bool = True):
+        super().__init__()
+        if M < 1 or D % M != 0:
+            raise ValueError(f"MHSA: D must be divisible by M, got D={D}, M={M}")
+        self.D, self.M, self.causal = D, M, causal
+        # Registration order = state_dict order: query, key, value, output (weight, bias).
+        self.query = nn.Linear(D, D, bias=bias)
+        self.key = nn.Linear(D, D, bias=bias)
+        self.value = nn.Linear(D, D, bias=bias)
+        self.output = nn.Linear(D, D, bias=bias)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, D = x.shape
+        M, d = self.M, D // self.M
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, M, N, d]
+            return t.view(B, N, M, d).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        logits = q @ k.transpose(-2, -1) / math.sqrt(d)  # [B, M, Nq, Nk]
+        if self.causal:
+            # query i may look at keys j <= i only
+            future = torch.ones(N, N, dtype=torch.bool, device=x.device).triu(1)
+            logits = logits.masked_fill(future, float("-inf"))
+        if pad is not None:
+            logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
+        attn = logits.softmax(dim=-1)  # normalise over keys
+        y = (attn @ v).transpose(1, 2).reshape(B, N, D)  # concatenate heads
+        return self.output(y)

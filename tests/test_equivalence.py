@@ -1,0 +1,193 @@
+"""Equivalence: every compiled spec computes what its hand-written reference computes.
+
+Table-driven. For each mechanism, several parameter settings x input shapes x
+{float32, float64} x {eval, train}: the compiled module gets seeded random weights
+(randomize_), the reference receives them by position (copy_weights), and the test compares
+outputs, the gradient w.r.t. the input, the gradients w.r.t. every parameter, and (after
+the forward) the state_dict, which catches BatchNorm running-statistics updates.
+"""
+
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+# tests/ holds helper modules (reference/, weights.py) but is not a package.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+import attnspec  # noqa: E402
+from reference import REFERENCES  # noqa: E402
+from weights import copy_weights, randomize_  # noqa: E402
+
+TOLERANCES = {
+    torch.float32: dict(atol=1e-5, rtol=1e-5),
+    torch.float64: dict(atol=1e-10, rtol=1e-10),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: str  # name given to attnspec.load (and key of REFERENCES)
+    params: dict
+    shapes: tuple  # input shapes, each checked
+    pad: bool = False  # mhsa only: pass a key padding mask
+
+    @property
+    def id(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.spec}({args}){'+pad' if self.pad else ''}"
+
+
+def image(C: int) -> tuple:
+    """Two [B, C, H, W] shapes: non-square, and a different batch and size."""
+    return ((2, C, 5, 6), (3, C, 7, 7))
+
+
+def sequence(D: int) -> tuple:
+    """Two [B, N, D] shapes."""
+    return ((2, 7, D), (3, 5, D))
+
+
+CASES = [
+    # se
+    Case("se", dict(C=32, r=4), image(32)),
+    Case("se", dict(C=64), image(64)),
+    Case("se", dict(C=48, r=8, bias=False), image(48)),
+    # eca: adaptive k is 3 for C=32, 5 for C=128, 7 for C=64 with gamma=1, b=0
+    Case("eca", dict(C=32), image(32)),
+    Case("eca", dict(C=128), image(128)),
+    Case("eca", dict(C=64, gamma=1, b=0), image(64)),
+    Case("eca", dict(C=16, adaptive=False, kernel=7), image(16)),
+    # mhsa
+    Case("mhsa", dict(D=32), sequence(32)),
+    Case("mhsa", dict(D=32, M=4), sequence(32)),
+    Case("mhsa", dict(D=24, M=3, bias=False), sequence(24)),
+    Case("mhsa", dict(D=32, M=4, causal=True), sequence(32)),
+    Case("mhsa", dict(D=32, M=4), sequence(32), pad=True),
+    Case("mhsa", dict(D=16, M=2, causal=True), sequence(16), pad=True),
+    # nonlocal: every variant with and without BN, and other reductions
+    *[
+        Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))
+        for variant in ("embedded_gaussian", "dot_product", "gaussian")
+        for bn in (True, False)
+    ],
+    Case("nonlocal", dict(C=12, variant="embedded_gaussian", reduction=3), image(12)),
+    Case("nonlocal", dict(C=12, variant="dot_product", reduction=4, bn=False), image(12)),
+    # external
+    Case("external", dict(D=32), sequence(32)),
+    Case("external", dict(D=16, S=8), sequence(16)),
+    # gcnet: both fusions, two bottleneck widths (P = 4 and P = 8). A LayerNorm over
+    # P = 2 values is too ill-conditioned for float32 tolerances (it maps them to +-1).
+    *[
+        Case("gcnet", dict(C=C, ratio=ratio, fusion=fusion), image(C))
+        for C, ratio in ((64, 0.0625), (32, 0.25))
+        for fusion in ("add", "mul")
+    ],
+    # cbam: with and without BN, default and small kernel
+    *[
+        Case("cbam", dict(C=C, r=r, k=k, bn=bn), image(C))
+        for C, r, k in ((32, 16, 7), (16, 4, 3))
+        for bn in (True, False)
+    ],
+]
+
+# Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k
+# (quadratic in x) make a peaky softmax whose float32 input gradient is off by up to
+# 0.7x the tolerance from the float64 value, too close for comparing two float32 codes.
+INPUT_SCALE = 0.5
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MODES = ("eval", "train")
+
+PARAMS = [
+    pytest.param(case, shape, dtype, mode,
+                 id=f"{case.id}-{'x'.join(map(str, shape))}-{dname}-{mode}")
+    for case in CASES
+    for shape in case.shapes
+    for dname, dtype in DTYPES.items()
+    for mode in MODES
+]
+
+
+def _seed(*parts) -> int:
+    """A stable seed per test (independent of test order and of PYTHONHASHSEED)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def _pad_mask(B: int, N: int, gen: torch.Generator) -> torch.Tensor:
+    """Random key padding mask [B, N], True = ignore that key.
+
+    Key 0 is never masked, so no query row is fully masked, with or without a causal
+    range (query 0 sees only key 0 when causal); one key is always masked.
+    """
+    mask = torch.rand(B, N, generator=gen) < 0.4
+    mask[:, 0] = False
+    mask[0, -1] = True
+    return mask
+
+
+def _build(case: Case, dtype: torch.dtype, seed: int):
+    compiled = attnspec.load(case.spec, **case.params)
+    randomize_(compiled, seed)
+    reference = REFERENCES[case.spec](**case.params)
+    copy_weights(compiled, reference)
+    return compiled.to(dtype), reference.to(dtype)
+
+
+def _grads(module: torch.nn.Module):
+    return [(name, p.grad) for name, p in module.named_parameters()]
+
+
+@pytest.mark.parametrize("case, shape, dtype, mode", PARAMS)
+def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype,
+                                    mode: str):
+    seed = _seed(case.id, shape)
+    compiled, reference = _build(case, dtype, seed)
+    compiled.train(mode == "train")
+    reference.train(mode == "train")
+    tol = TOLERANCES[dtype]
+
+    gen = torch.Generator().manual_seed(seed)
+    x = (INPUT_SCALE * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    kwargs = {"pad": _pad_mask(shape[0], shape[1], gen)} if case.pad else {}
+    x_c = x.clone().requires_grad_(True)
+    x_r = x.clone().requires_grad_(True)
+
+    # forward
+    out_c = compiled(x_c, **kwargs)
+    out_r = reference(x_r, **kwargs)
+    assert out_c.dtype == dtype, f"compiled output is {out_c.dtype}, expected {dtype}"
+    torch.testing.assert_close(out_c, out_r, **tol, msg=lambda m: f"output: {m}")
+
+    # state after the forward: BatchNorm running stats in train mode, unchanged in eval
+    state_c, state_r = compiled.state_dict(), reference.state_dict()
+    for (kc, vc), (kr, vr) in zip(state_c.items(), state_r.items()):
+        torch.testing.assert_close(vc.reshape(vr.shape), vr, **tol,
+                                   msg=lambda m: f"state {kc!r} vs {kr!r}: {m}")
+
+    # backward through a fixed random projection of the output
+    w = torch.randn(out_r.shape, generator=gen, dtype=torch.float64).to(dtype)
+    (out_c * w).sum().backward()
+    (out_r * w).sum().backward()
+    torch.testing.assert_close(x_c.grad, x_r.grad, **tol, msg=lambda m: f"grad x: {m}")
+
+    # Parameter gradients. Some are sums whose terms cancel (GCNet's mask-conv gradient;
+    # phi's bias gradient is exactly 0 under a softmax), so their rounding error follows
+    # the size of the terms, not of the result: atol is scaled by the model's largest
+    # gradient entry (at least 1).
+    grads_c, grads_r = _grads(compiled), _grads(reference)
+    assert len(grads_c) == len(grads_r), (
+        f"parameter counts differ: compiled {[n for n, _ in grads_c]}, "
+        f"reference {[n for n, _ in grads_r]}")
+    scale = max([1.0] + [g.abs().max().item() for _, g in grads_r if g is not None])
+    ptol = dict(atol=tol["atol"] * scale, rtol=tol["rtol"])
+    for (nc, gc), (nr, gr) in zip(grads_c, grads_r):
+        assert (gc is None) == (gr is None), f"grad of {nc!r} is {gc}, of {nr!r} is {gr}"
+        if gc is not None:
+            torch.testing.assert_close(gc.reshape(gr.shape), gr, **ptol,
+                                       msg=lambda m: f"grad {nc!r} vs {nr!r}: {m}")
