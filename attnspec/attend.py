@@ -107,8 +107,7 @@ def _emit_scale(em, n, args):
     return em.call(operator.mul, args[0], n.attrs["factor"])
 
 
-_register("scale", "a constant factor on the logits, e.g. 1/√d",
-          _emit_scale, lambda ins, out, a, b: out.numel(b))
+_register("scale", "a constant factor on the logits, e.g. 1/√d", _emit_scale)
 
 
 def _emit_range(em, n, args):
@@ -137,12 +136,11 @@ def _emit_double(em, n, args):
     return em.call(operator.truediv, w, em.call(operator.add, total, a["eps"]))
 
 
-_register("softmax_keys", "softmax over the keys of Ω_q", _emit_softmax,
-          lambda ins, out, a, b: 3 * out.numel(b), kind="normaliser")
+_register("softmax_keys", "softmax over the keys of Ω_q", _emit_softmax, kind="normaliser")
 _register("count", "divide by the number of keys |Ω_q| (Non-local's dot product)",
-          _emit_count, lambda ins, out, a, b: out.numel(b), kind="normaliser")
+          _emit_count, kind="normaliser")
 _register("double_norm", "softmax over one axis, then L1 over the other (External attention)",
-          _emit_double, lambda ins, out, a, b: 5 * out.numel(b), kind="normaliser")
+          _emit_double, kind="normaliser")
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -192,7 +190,7 @@ def _sdpa_flops(ins, out, a, b):
     d, dv = q.axis(a["q_feature"]).size, v.axis(a["v_feature"]).size
     queries = q.numel(b) // d  # B·Nq
     keys = v.numel(b) // dv // b.get(v.names[0], 1)  # Nk
-    return queries * keys * (2 * d + 2 * dv + 3 * a["heads"])
+    return queries * keys * (2 * d + 2 * dv)
 
 
 _register("sdpa", "fused softmax(q·kᵀ·s)·v: torch's scaled_dot_product_attention",

@@ -741,6 +741,8 @@ class Checker:
                 module = self.module_for(layer, op, types, prefix)
                 attrs = self.ir.modules[module].attrs
         except OpError as err:
+            if err.axis is not None and self.env.get(err.axis) is UNKNOWN:
+                return POISON  # its size is a parameter with no value yet
             return self.op_error(err, layer.span, spans)
         node = self.add(op.name, [x.node for x in xs], out, span, module=module,
                         **_node_attrs(op.name, attrs, types))
@@ -1042,6 +1044,8 @@ def _chain(apply, incoming):
     """Instances return (input, output); when chained the output of one feeds the next."""
     if isinstance(incoming, tuple):
         first_in, previous = incoming
+        if previous is POISON:
+            return first_in, POISON
         _, out = apply(previous)
         return first_in, out
     return apply(incoming)

@@ -60,7 +60,8 @@ class TensorType:
 def axis_size(axis: Axis, bindings: dict[str, int]) -> int:
     if axis.size is not None:
         return axis.size
-    return math.prod(bindings.get(part, 1) for part in axis.name.split("·"))
+    # merged axes are named `H·W`; a key axis repeating the query's is primed: `N'`
+    return math.prod(bindings.get(part, 1) for part in axis.name.rstrip("'").split("·"))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class Emitter:
                      for a in axes)
 
 
-def lower(ir: IR) -> fx.GraphModule:
+def lower(ir: IR, fuse: bool = True) -> fx.GraphModule:
+    """The IR as a GraphModule; `fuse=False` keeps the formulation's steps unfused."""
     root = nn.Module()
     for path, decl in ir.modules.items():  # declaration order: stable parameter order
         _set_submodule(root, path, OPS[decl.op].build(decl.attrs))
@@ -54,7 +55,7 @@ def lower(ir: IR) -> fx.GraphModule:
             else graph.placeholder(short)
         em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"]) \
             if not node.attrs["optional"] else ph
-    fused = fuse_sdpa(ir)
+    fused = fuse_sdpa(ir) if fuse else ir
     for node in fused.nodes():
         if node.op == "input":
             continue

@@ -22,9 +22,10 @@ class OpError(Exception):
     """A shape or argument problem; the checker adds the span (of `arg` if named)."""
 
     def __init__(self, message: str, hint: str | None = None, arg: str | None = None,
-                 code: str = "shape"):
+                 code: str = "shape", axis: str | None = None):
         super().__init__(message)
         self.message, self.hint, self.arg, self.code = message, hint, arg, code
+        self.axis = axis  # the axis whose size was needed, if that was the problem
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,11 @@ class Op:
     infer: Callable[..., TensorType] | None = None  # (types, cfg) -> type
     emit: Callable | None = None  # (em, node, args) -> fx node
     build: Callable | None = None  # (attrs) -> nn.Module, for layers with parameters
-    flops: Callable | None = None  # (in_types, out_type, attrs, bindings) -> int
+    # (in_types, out_type, attrs, bindings) -> FLOPs as torch.utils.flop_counter counts
+    # them: 2 per multiply-add of a matmul or convolution, elementwise work not counted
+    flops: Callable | None = None
     module_attrs: Callable | None = None  # (types, cfg) -> attrs the module is built from
+    count: Callable | None = None  # (module attrs) -> number of learned parameters
     kind: str = "tensor"  # tensor | layer | reduce | scalar | term | normaliser | range
     extra: dict = field(default_factory=dict)
 
@@ -107,7 +111,8 @@ def known(axis: Axis, what: str) -> int:
     if axis.size is None:
         raise OpError(f"{what} acts on axis {axis.name}, whose size is only known at run "
                       f"time; a layer needs a fixed size",
-                      hint=f"bind {axis.name} to a parameter, or act on another axis")
+                      hint=f"bind {axis.name} to a parameter, or act on another axis",
+                      code="unknown-size", axis=axis.name)
     return axis.size
 
 
@@ -127,11 +132,10 @@ def _linear_attrs(types, cfg):
 @op(name="linear", kind="layer", doc="a fully connected layer on the last axis",
     params=(Param("out", "int"), Param("bias", "bool", True),
             Param("init", "word", "default", INITS)),
-    module_attrs=_linear_attrs,
+    module_attrs=_linear_attrs, count=lambda a: a["in"] * a["out"] + a["bias"] * a["out"],
     build=lambda a: _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a),
     emit=lambda em, n, args: em.module(n.module, args[0]),
-    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) // max(1, axis_size(ins[0].axes[-1], b))
-    * a["out"])
+    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) * a["out"])
 def _linear(types, cfg):
     t = types[0]
     return t.replace_axis(last(t).name, Axis(last(t).name, cfg["out"]))
@@ -191,6 +195,11 @@ def _emit_conv(em, n, args):
     return y if n.attrs["channels"] else em.method(y, "squeeze", 1)
 
 
+def _conv_count(a) -> int:
+    weights = a["out"] * a["in"] // a["groups"] * a["kernel"] ** max(a["dims"], 1)
+    return weights + a["bias"] * a["out"]
+
+
 def _conv_flops(ins, out, a, b):
     per_out = 2 * a["in"] // a["groups"] * a["kernel"] ** max(a["dims"], 1)
     return per_out * out.numel(b)
@@ -202,7 +211,8 @@ def _conv_flops(ins, out, a, b):
     params=(Param("out", "int", 1), Param("kernel", "int", 3), Param("over", "axes", None),
             Param("dilation", "int", 1), Param("groups", "int", 1),
             Param("bias", "bool", True), Param("init", "word", "default", INITS)),
-    module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops)
+    module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops,
+    count=lambda a: _conv_count(a))
 def _conv(types, cfg):
     t = types[0]
     over = _conv_over(t, cfg)
@@ -233,7 +243,7 @@ def _build_conv1x1(a):
 @op(name="conv1x1", kind="layer", doc="a 1×1 convolution on the channel axis (axis 1)",
     params=(Param("out", "int"), Param("bias", "bool", True),
             Param("init", "word", "default", INITS)),
-    module_attrs=_conv1x1_attrs, build=_build_conv1x1,
+    module_attrs=_conv1x1_attrs, build=_build_conv1x1, count=lambda a: _conv_count(a),
     emit=lambda em, n, args: em.module(n.module, args[0]), flops=_conv_flops)
 def _conv1x1(types, cfg):
     t = types[0]
@@ -268,6 +278,7 @@ def activation(name: str):
     params=(Param("hidden", "int"), Param("out", "int", None), Param("bias", "bool", True),
             Param("act", "word", "relu", ACTIVATIONS)),
     module_attrs=_mlp_attrs, build=_build_mlp,
+    count=lambda a: a["hidden"] * (a["in"] + a["out"]) + a["bias"] * (a["hidden"] + a["out"]),
     emit=lambda em, n, args: em.module(n.module, args[0]),
     flops=lambda ins, out, a, b: 2 * ins[0].numel(b) // a["in"] * a["hidden"]
     * (a["in"] + a["out"]))
@@ -299,9 +310,9 @@ def _build_batchnorm(a):
 @op(name="batchnorm", kind="layer", doc="batch normalisation over the channel axis (axis 1)",
     params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5),
             Param("momentum", "float", 0.1)),
-    module_attrs=_norm_attrs("batch"), build=_build_batchnorm,
+    module_attrs=_norm_attrs("batch"), build=_build_batchnorm, count=lambda a: 2 * a["features"],
     emit=lambda em, n, args: em.module(n.module, args[0]),
-    flops=lambda ins, out, a, b: 2 * out.numel(b))
+    )
 def _batchnorm(types, cfg):
     channel(types[0])
     return types[0]
@@ -316,9 +327,9 @@ def _build_layernorm(a):
 
 @op(name="layernorm", kind="layer", doc="layer normalisation over the last axis",
     params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5)),
-    module_attrs=_norm_attrs("layer"), build=_build_layernorm,
+    module_attrs=_norm_attrs("layer"), build=_build_layernorm, count=lambda a: 2 * a["features"],
     emit=lambda em, n, args: em.module(n.module, args[0]),
-    flops=lambda ins, out, a, b: 5 * out.numel(b))
+    )
 def _layernorm(types, cfg):
     last(types[0])
     return types[0]
@@ -331,8 +342,7 @@ def _pointwise(name, fn_name, doc):
     def emit(em, n, args):
         return em.call(getattr(_torch(), fn_name) if fn_name != "gelu" else _F().gelu, args[0])
 
-    OPS[name] = Op(name=name, doc=doc, infer=lambda types, cfg: types[0], emit=emit,
-                   flops=lambda ins, out, a, b: out.numel(b))
+    OPS[name] = Op(name=name, doc=doc, infer=lambda types, cfg: types[0], emit=emit)
 
 
 _pointwise("sigmoid", "sigmoid", "the logistic function; as a normaliser, per weight")
@@ -366,7 +376,7 @@ def _reduce(name, doc):
         return em.call(getattr(torch, name), args[0], dim=dims)
 
     OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",
-                   infer=infer, emit=emit, flops=lambda ins, out, a, b: ins[0].numel(b))
+                   infer=infer, emit=emit)
 
 
 _reduce("mean", "the mean over the named axes, which disappear (global average pooling)")
@@ -453,8 +463,7 @@ def _emit_arith(em, n, args):
     return em.call(ARITHMETIC[n.attrs["op"]], left, right)
 
 
-OPS["arith"] = Op(name="arith", doc="+ - * / with named broadcasting", emit=_emit_arith,
-                  flops=lambda ins, out, a, b: out.numel(b))
+OPS["arith"] = Op(name="arith", doc="+ - * / with named broadcasting", emit=_emit_arith)
 
 
 # ---------------------------------------------------------------------------- parameter math

@@ -1,0 +1,257 @@
+"""The `attnspec` command: one function per subcommand.
+
+Exit codes: 0 clean, 1 errors in a spec, 2 bad usage or I/O, 101 internal error.
+Only the project's own errors are caught as user mistakes; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .diagnostics import SpecError, UsageError
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 101
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except (UsageError, OSError) as err:
+        print(f"attnspec: error: {_usage_text(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a bug in attnspec, not the user's mistake
+        if os.environ.get("ATTNSPEC_DEBUG"):
+            raise
+        print(f"attnspec: internal error: {type(err).__name__}: {err}\n"
+              "This is a bug in attnspec; please report it with the spec and command "
+              "(ATTNSPEC_DEBUG=1 shows the traceback).", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _usage_text(err: Exception) -> str:
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    return str(err)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attnspec", description="Attention mechanisms as "
+                                "declarative specs: check, compile, draw.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="check and build a spec; print a summary")
+    _spec_args(c)
+    c.add_argument("--input-shape", metavar="B,C,H,W",
+                   help="sizes of the first input (default: batch 2, free axes 8)")
+    c.add_argument("--code", action="store_true", help="print the generated forward code")
+    c.add_argument("--ir", action="store_true", help="print the IR, one line per node")
+    c.set_defaults(run=cmd_compile)
+
+    d = sub.add_parser("draw", help="draw a spec's graph (svg, png, pdf or dot)")
+    _spec_args(d)
+    d.add_argument("-o", "--output", required=True, help="file to write: .svg .png .pdf .dot")
+    d.set_defaults(run=cmd_draw)
+
+    k = sub.add_parser("check", help="check spec files; print errors only")
+    k.add_argument("files", nargs="+", metavar="FILE")
+    k.set_defaults(run=cmd_check)
+
+    ls = sub.add_parser("list", help="list the shipped specs")
+    ls.set_defaults(run=cmd_list)
+    return p
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="a .attn file, or the name of a shipped spec")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
+                   help="a parameter value, e.g. --param C=64 (repeatable)")
+    p.add_argument("--name", help="which definition of the file (default: the main one)")
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_compile(args) -> int:
+    import torch
+
+    from . import count
+    from .lower import lower
+    from .runtime import InputShapeError
+
+    program, ir = _build(args)
+    module = lower(ir)
+    shape = _input_shape(args.input_shape, ir)
+    try:
+        bindings = count.bindings_for(ir, shape)
+    except ValueError as err:
+        raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
+    module.eval()
+    with torch.no_grad():
+        try:
+            out = module(torch.randn(*shape))
+        except InputShapeError as err:
+            raise UsageError(str(err)) from None
+    _summary(ir, module, shape, tuple(out.shape), count.flops(ir, bindings), args)
+    return EXIT_OK
+
+
+def cmd_draw(args) -> int:
+    from .draw import render
+
+    _, ir = _build(args)
+    path = render(ir, Path(args.output))
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from .api import parse
+
+    errors = []
+    for file in args.files:
+        try:
+            parse(Path(_spec_file(file)))
+        except SpecError as err:
+            errors.append(err.render())
+    if errors:
+        print("\n\n".join(errors), file=sys.stderr)
+        return EXIT_SPEC
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from .catalogue import rows
+
+    table = rows()
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _spec_file(file: str) -> Path:
+    """A path, or the name of a shipped spec (`se`)."""
+    from .api import spec_path
+
+    path = Path(file)
+    if path.suffix == ".attn" or path.exists():
+        if not path.is_file():
+            raise UsageError(f"no such spec file: {file}")
+        return path
+    return spec_path(file)
+
+
+def _build(args):
+    from . import check
+    from .program import load
+    from .source import SourceFile
+
+    program = load(SourceFile.read(_spec_file(args.file)))
+    definition = _definition(program, args.name)
+    params = parse_params(args.param, definition)
+    return program, check.build_ir(program, params, definition.name)
+
+
+def _definition(program, name):
+    if name is None:
+        return program.main_definition()
+    if name not in program.definitions:
+        from .diagnostics import did_you_mean
+
+        raise UsageError(f"no definition `{name}` "
+                         f"({did_you_mean(name, program.definitions) or 'see the file'})")
+    return program.definitions[name]
+
+
+def parse_params(items: list[str], definition) -> dict:
+    """`--param K=V` strings to values of each parameter's declared type."""
+    declared = {p.name: p for p in definition.params}
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key or not text:
+            raise UsageError(f"bad --param `{item}`: write K=V, e.g. --param C=64")
+        if key not in declared:
+            from .diagnostics import did_you_mean
+
+            hint = did_you_mean(key, declared) or \
+                f"`{definition.name}` takes {', '.join(declared) or 'no parameters'}"
+            raise UsageError(f"bad --param `{item}`: `{definition.name}` has no parameter "
+                             f"`{key}` ({hint})")
+        values[key] = _convert(item, declared[key], text)
+    return values
+
+
+def _convert(item: str, param, text: str):
+    kind = param.type.name
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise UsageError(f"bad --param `{item}`: {param.name} is {'an' if kind == 'int' else 'a'}"
+                         f" {kind}") from None
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise UsageError(f"bad --param `{item}`: {param.name} is a bool (true or false)")
+        return text.lower() == "true"
+    if text not in param.type.choices:
+        raise UsageError(f"bad --param `{item}`: {param.name} is one of "
+                         f"{', '.join(param.type.choices)}")
+    return text
+
+
+def _input_shape(text: str | None, ir) -> tuple[int, ...]:
+    if text is None:
+        axes = ir.node(ir.inputs[0]).type.axes
+        return (2,) + tuple(a.size or 8 for a in axes[1:])
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"bad --input-shape `{text}`: write sizes like 2,64,8,8") from None
+    if any(v < 1 for v in shape):
+        raise UsageError(f"bad --input-shape `{text}`: sizes must be positive")
+    return shape
+
+
+def _shape_text(shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def _summary(ir, module, shape, out_shape, flops, args) -> None:
+    from . import count
+
+    params = count.parameters(ir)
+    info = ir.attentions
+    print(f"{ir.name}  ({args.file})")
+    for a in info:
+        scope = a.scope.rstrip(".") or ir.name
+        print(f"  {scope}: {a.name}, over {a.over}, Ω_q = {a.range}, M = {a.heads}")
+    print(f"input   {ir.node(ir.inputs[0]).type}  ← {_shape_text(shape)}")
+    print(f"output  {ir.node(ir.output).type}  → {_shape_text(out_shape)}")
+    print(f"parameters  {sum(params.values()):,}")
+    for name, p in module.named_parameters():
+        print(f"  {name:<40} {_shape_text(tuple(p.shape)):<14}")
+    print(f"FLOPs   {flops:,}  (for input {_shape_text(shape)}; 2 per multiply-add)")
+    if args.ir:
+        print("\n" + ir.text())
+    if args.code:
+        print(module.code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Stage: IR → numbers. Learned parameters and FLOPs, read off the IR alone."""
+
+from __future__ import annotations
+
+from . import attend  # noqa: F401  (registers the formulation's operators)
+from .ir import IR
+from .ops import OPS
+
+
+def parameters(ir: IR) -> dict[str, int]:
+    """Learned parameters per layer, in declaration order."""
+    return {path: OPS[decl.op].count(decl.attrs) for path, decl in ir.modules.items()}
+
+
+def bindings_for(ir: IR, shape: tuple[int, ...]) -> dict[str, int]:
+    """Run-time sizes of the free axes, from the first input's shape."""
+    first = ir.node(ir.inputs[0]).type
+    if len(shape) != len(first.axes):
+        raise ValueError(f"the input is {first}: {len(first.axes)} axes, not {len(shape)}")
+    sizes = {}
+    for axis, size in zip(first.axes, shape):
+        if axis.size is not None and axis.size != size:
+            raise ValueError(f"axis {axis.name} must be {axis.size}, not {size}")
+        sizes[axis.name] = size
+    return sizes
+
+
+def flops(ir: IR, bindings: dict[str, int]) -> int:
+    """FLOPs of one forward pass as torch.utils.flop_counter counts them: 2 per
+    multiply-add of a matmul or convolution; elementwise work is not counted."""
+    total = 0
+    for node in ir.nodes():
+        rule = OPS[node.op].flops if node.op in OPS else None
+        if rule is None:
+            continue
+        ins = [ir.node(i).type for i in node.inputs]
+        attrs = ir.modules[node.module].attrs if node.module else node.attrs
+        total += rule(ins, node.type, {**node.attrs, **attrs}, bindings)
+    return total

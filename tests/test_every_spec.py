@@ -1,0 +1,147 @@
+"""Checks every shipped spec must pass, with no test code per spec: the four checks of
+CATALOGUE.md, torch.compile / torch.export / float64 gradcheck, and the IR's counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import attnspec
+from attnspec import count
+from attnspec.api import spec_path
+from attnspec.lower import lower
+
+SPECS = attnspec.shipped()
+WIDTH = 16  # every required int parameter (C, D) in these tests
+
+
+def build(name: str, **extra):
+    ir = attnspec.build_ir(spec_path(name), **_params(name), **extra)
+    return ir, lower(ir)
+
+
+def _params(name: str) -> dict:
+    program = attnspec.parse(spec_path(name))
+    main = program.main_definition()
+    return {p.name: WIDTH for p in main.params if p.default is None and p.type.name == "int"}
+
+
+def sample(ir, batch: int, free: int, seed: int = 0) -> torch.Tensor:
+    """An input of the spec's first input type; free axes get `free`, `free + 1`, ..."""
+    g = torch.Generator().manual_seed(seed)
+    axes = ir.node(ir.inputs[0]).type.axes
+    sizes, k = [batch], 0
+    for a in axes[1:]:
+        sizes.append(a.size if a.size is not None else free + k)
+        k += a.size is None
+    return torch.randn(*sizes, generator=g)
+
+
+@pytest.fixture(params=SPECS)
+def spec(request):
+    torch.manual_seed(0)
+    ir, module = build(request.param)
+    return request.param, ir, module
+
+
+def test_every_parameter_and_buffer_is_registered(spec):
+    _, ir, m = spec
+    for sub in m.modules():
+        stray = [k for k, v in vars(sub).items() if isinstance(v, torch.Tensor)]
+        assert not stray, f"tensors outside the state_dict: {stray}"
+    m.to(torch.float64)
+    for key, t in m.state_dict().items():
+        if t.is_floating_point():
+            assert t.dtype == torch.float64, key
+
+
+def test_a_sample_alone_equals_it_inside_a_batch(spec):
+    _, ir, m = spec
+    m.eval()
+    x = sample(ir, batch=4, free=5)
+    with torch.no_grad():
+        batched = m(x)
+        for i in range(4):
+            torch.testing.assert_close(m(x[i:i + 1]), batched[i:i + 1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("free", [3, 6, 11])
+def test_forward_works_at_several_sizes(spec, free):
+    _, ir, m = spec
+    x = sample(ir, batch=2, free=free)
+    y = m(x)
+    assert torch.isfinite(y).all()
+    assert y.shape[0] == 2
+
+
+def test_forward_creates_and_replaces_no_parameter(spec):
+    _, ir, m = spec
+    before = {k: (id(p), p.data_ptr()) for k, p in m.named_parameters()}
+    m.train()
+    m(sample(ir, batch=2, free=5)).sum().backward()
+    assert {k: (id(p), p.data_ptr()) for k, p in m.named_parameters()} == before
+
+
+def test_every_reduction_names_its_axis(spec):
+    _, ir, m = spec
+    unnamed = [n.format_node() for n in m.graph.nodes
+               if n.op == "call_function" and getattr(n.target, "__name__", "") in
+               ("softmax", "sum", "mean", "amax", "amin", "max", "min", "log_softmax")
+               and "dim" not in n.kwargs and len(n.args) < 2]
+    unnamed += [n.format_node() for n in m.graph.nodes
+                if n.op == "call_method" and n.target in ("softmax", "sum", "mean")
+                and "dim" not in n.kwargs and len(n.args) < 2]
+    assert not unnamed
+
+
+def test_gradcheck_float64(spec):
+    _, ir, m = spec
+    m = m.double().eval()
+    x = sample(ir, batch=2, free=3).double().requires_grad_()
+    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-6)
+
+
+def test_torch_compile_fullgraph_matches_eager(spec):
+    _, ir, m = spec
+    m.eval()
+    x = sample(ir, batch=2, free=5)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x))
+
+
+def test_torch_export_matches_eager(spec):
+    _, ir, m = spec
+    m.eval()
+    x = sample(ir, batch=2, free=5)
+    exported = torch.export.export(m, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), m(x))
+
+
+def test_parameter_count_is_read_off_the_ir(spec):
+    _, ir, m = spec
+    assert sum(count.parameters(ir).values()) == sum(p.numel() for p in m.parameters())
+
+
+def test_flops_match_torch_flop_counter(spec):
+    _, ir, _ = spec
+    unfused = lower(ir, fuse=False).eval()  # torch's counter does not see inside CPU SDPA
+    x = sample(ir, batch=2, free=6)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        unfused(x)
+    assert count.flops(ir, count.bindings_for(ir, tuple(x.shape))) == counter.get_total_flops()
+
+
+def test_a_wrong_input_names_the_axis(spec):
+    _, ir, m = spec
+    first = ir.node(ir.inputs[0]).type
+    fixed = [i for i, a in enumerate(first.axes) if a.size is not None]
+    if not fixed:
+        pytest.skip("no axis has a fixed size")  # nothing a wrong size could break
+    x = sample(ir, batch=2, free=4)
+    shape = list(x.shape)
+    shape[fixed[0]] += 1
+    with pytest.raises(ValueError, match=f"axis {first.axes[fixed[0]].name}"):
+        m(torch.randn(*shape))
