@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from . import attend  # noqa: F401  (registers the formulation's operators)
-from .diagnostics import Diagnostic, SpecError, did_you_mean
+from .diagnostics import Diagnostic, SpecError, UsageError, did_you_mean
 from .ir import IR, Attention as AttentionInfo, Axis, ModuleDecl, Node, TensorType
 from .ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
 from .program import Program
@@ -200,8 +200,10 @@ class Checker:
         rng = self.range(parts["range"])
         heads = self.heads(parts.get("heads"))
         pad = self.mask(parts.get("mask"), x, over, rng)
+        identity = tuple(k for k in ("value", "output")
+                         if _is_identity(parts[k].values[0]))
         self.ir.attentions.append(AttentionInfo(self.scope, d.name, str(rng), heads,
-                                                _over_text(over)))
+                                                _over_text(over), identity))
         if POISON in (over, rng, heads, pad):
             return POISON
         ordered = sorted((parts["weight"], parts["value"]), key=lambda p: p.span.line)
@@ -536,19 +538,17 @@ class Checker:
         return Tensor(node, out)
 
     def logits_arith(self, e: BinOp, left, right):
+        """Logits may be scaled by a number: E1(...) / sqrt(d), 2 * E1(...)."""
         logits, other = (left, right) if isinstance(left, Logits) else (right, left)
-        if e.op in ("*", "/") and isinstance(other, (int, float)) and other is left is False \
-                or e.op in ("*", "/") and isinstance(other, (int, float)):
-            if e.op == "/" and logits is right:
-                return self.error("wrong-type", "divide the logits by a number, not the "
-                                  "reverse", e.span)
-            factor = 1 / other if e.op == "/" else other
-            node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
-            return Logits(node, logits.type, logits.has_query)
         if other is UNKNOWN:
             return logits
-        return self.error("wrong-type", f"logits can be scaled by a number; `{e.op}` with "
-                          f"{_describe(other)} is not supported", e.span)
+        number = isinstance(other, (int, float)) and not isinstance(other, bool)
+        if not number or e.op not in ("*", "/") or e.op == "/" and logits is right:
+            return self.error("wrong-type", f"a weight term can be multiplied or divided by a "
+                              f"number; not `{e.op}` with {_describe(other)}", e.span)
+        factor = 1 / other if e.op == "/" else other
+        node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
+        return Logits(node, logits.type, logits.has_query)
 
     def pipe(self, e: BinOp):
         left, right = self.value(e.left), self.value(e.right)
@@ -575,7 +575,8 @@ class Checker:
         handler = getattr(self, "call_" + name, None)
         if handler is not None and name in SPECIAL:
             return handler(e)
-        if name in SCALAR_FUNCTIONS and not self._has_tensor_args(e, name):
+        if name in SCALAR_FUNCTIONS and not (name in PUBLIC_OPS and e.args
+                                             and _maybe_tensor(e.args[0], self.env)):
             return self.scalar_call(e)
         if name in PUBLIC_OPS:
             return self.op_call(name, e)
@@ -584,16 +585,6 @@ class Checker:
         return self.error("unknown-name", f"unknown operator `{name}`", e.func.span,
                           did_you_mean(name, self._known_names()) or
                           "see docs/language.md for the operators")
-
-    def _has_tensor_args(self, e: Call, name: str) -> bool:
-        return name in PUBLIC_OPS and (
-            len(e.args) > 0 and isinstance(self._peek(e.args[0]), Tensor))
-
-    def _peek(self, e):
-        """The value of a simple argument without building anything twice."""
-        if isinstance(e, Name):
-            return self.env.get(e.id)
-        return Tensor("", TensorType(())) if isinstance(e, Call) else None
 
     def call_value(self, f, e: Call):
         if f is POISON:
@@ -745,7 +736,7 @@ class Checker:
                 return POISON  # its size is a parameter with no value yet
             return self.op_error(err, layer.span, spans)
         node = self.add(op.name, [x.node for x in xs], out, span, module=module,
-                        **_node_attrs(op.name, attrs, types))
+                        **{k: v for k, v in attrs.items() if v is not None})
         return Tensor(node, out)
 
     def module_for(self, layer: Layer, op, types, prefix) -> str:
@@ -792,7 +783,7 @@ class Checker:
                                                           "bias": False, "init": "default"},
                                                k.span)
             t = _logits_type(x, heads, q_tokens, Axis(_over_name(over[1]), k.slots))
-            node = self.add("E1_memory", (q.node,), t, e.span, base="e1", role="key",
+            node = self.add("E1_memory", (q.node,), t, e.span, base="e1",
                             module=path, heads=heads, q_tokens=q_tokens, q_feature=qf,
                             **{"in": per_head})
             return Logits(node, t, True)
@@ -833,13 +824,18 @@ class Checker:
                         k_feature=kf)
         return Logits(node, t, False)
 
-    def keywords(self, e: Call, names: tuple[str, ...]):
+    def keywords(self, e: Call, names: tuple[str, ...], optional: tuple[str, ...] = ()):
+        """Arguments by keyword or position; every name in `names` is required."""
+        allowed = names + optional
         given = {kw.name: kw.value for kw in e.kwargs}
         for kw in e.kwargs:
-            if kw.name not in names:
+            if kw.name not in allowed:
                 return self.error("unknown-argument", f"`{e.func.id}` has no argument "
-                                  f"`{kw.name}`", kw.span, did_you_mean(kw.name, names))
-        for n, a in zip(names, e.args):
+                                  f"`{kw.name}`", kw.span, did_you_mean(kw.name, allowed))
+        if len(e.args) > len(allowed):
+            return self.error("wrong-arity", f"`{e.func.id}` takes {len(allowed)} arguments, "
+                              f"got {len(e.args) + len(e.kwargs)}", e.span)
+        for n, a in zip(allowed, e.args):
             given.setdefault(n, a)
         for n in names:
             if n not in given:
@@ -857,7 +853,7 @@ class Checker:
         return v
 
     def call_memory(self, e: Call):
-        args = self.keywords_optional(e, ("slots",), ("dim",))
+        args = self.keywords(e, ("slots",), ("dim",))
         if args is POISON:
             return POISON
         slots = self.value(args["slots"], "scalar")
@@ -870,21 +866,6 @@ class Checker:
             return self.error("zero-size", f"memory needs a positive number of slots, not "
                               f"{slots!r}", args["slots"].span)
         return Memory(slots, dim, e.span)
-
-    def keywords_optional(self, e, required, optional):
-        given = self.keywords(e, required + optional) if False else None
-        names = required + optional
-        given = {kw.name: kw.value for kw in e.kwargs}
-        for kw in e.kwargs:
-            if kw.name not in names:
-                return self.error("unknown-argument", f"`{e.func.id}` has no argument "
-                                  f"`{kw.name}`", kw.span, did_you_mean(kw.name, names))
-        for n, a in zip(names, e.args):
-            given.setdefault(n, a)
-        for n in required:
-            if n not in given:
-                return self.error("wrong-arity", f"`{e.func.id}` needs `{n}`", e.span)
-        return given
 
     def normaliser(self, e: Call, op: str, **attrs):
         if not e.args:
@@ -911,10 +892,6 @@ class Checker:
         return Weights(node, logits.type, logits.has_query)
 
     def call_softmax(self, e: Call):
-        if e.args and isinstance(self._peek(e.args[0]), Tensor) and not isinstance(
-                e.args[0], Call):
-            return self.error("unsupported", "softmax of a plain tensor is not supported yet",
-                              e.span)
         return self.normaliser(e, "softmax_keys")
 
     def call_sigmoid(self, e: Call):
@@ -928,8 +905,8 @@ class Checker:
     def call_double_norm(self, e: Call):
         if len(e.args) != 1:
             return self.error("wrong-arity", "double_norm takes one term", e.span)
-        args = self.keywords_optional(Call(span=e.span, func=e.func, kwargs=e.kwargs),
-                                      ("first", "then"), ("eps",))
+        args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs),
+                             ("first", "then"), ("eps",))
         if args is POISON:
             return POISON
         x, over, rng, heads, pad = self.core
@@ -1051,13 +1028,7 @@ def _chain(apply, incoming):
     return apply(incoming)
 
 
-class _UsageError(Exception):
-    pass
-
-
 def raise_usage(message: str, hint: str | None):
-    from .diagnostics import UsageError
-
     raise UsageError(message + (f" ({hint})" if hint else ""))
 
 
@@ -1124,6 +1095,10 @@ def _maybe_logits(e) -> bool:
     return False
 
 
+def _is_identity(e) -> bool:
+    return isinstance(e, Name) and e.id in ("identity", "y")
+
+
 def _is_memory_call(e) -> bool:
     return isinstance(e, Call) and isinstance(e.func, Name) and e.func.id == "memory"
 
@@ -1163,9 +1138,3 @@ def _over_text(over) -> str:
     if k != q:
         text += f" → memory({k[1].slots})" if k[0] == "memory" else f" → {k[0]}({' '.join(k[1])})"
     return text
-
-
-def _node_attrs(op: str, attrs: dict, types) -> dict:
-    """What the lowering needs besides the module: the axes a function acts on."""
-    keep = {k: v for k, v in attrs.items() if v is not None}
-    return keep

@@ -105,6 +105,7 @@ class Attention:
     range: str
     heads: int | None
     over: str
+    identity: tuple[str, ...] = ()  # parts that are the identity: W' = I, W = I
 
 
 class IR:
