@@ -338,6 +338,32 @@ def _layernorm(types, cfg):
 # ---------------------------------------------------------------------------- functions
 
 
+def _window_pool(name, fn, doc):
+    def infer(types, cfg):
+        t = types[0]
+        if len(t.axes) not in (3, 4, 5):
+            raise OpError(f"{name} runs over the 1 to 3 axes after the channels; the tensor "
+                          f"is {t}")
+        if not isinstance(cfg["kernel"], int) or cfg["kernel"] < 1:
+            raise OpError(f"kernel must be a positive integer, not {cfg['kernel']!r}",
+                          arg="kernel")
+        return t  # the spatial axes keep their names; their run-time sizes shrink
+
+    def emit(em, n, args):
+        dims = len(em.type(n.inputs[0]).axes) - 2
+        k, stride = n.attrs["kernel"], n.attrs.get("stride") or n.attrs["kernel"]
+        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride)
+
+    OPS[name] = Op(name=name, doc=doc, infer=infer, emit=emit, kind="tensor",
+                   params=(Param("kernel", "int"), Param("stride", "int", None)))
+
+
+_window_pool("maxpool", "max_pool", "max pooling over windows of the axes after the "
+             "channels (stride = kernel unless given)")
+_window_pool("avgpool", "avg_pool", "average pooling over windows of the axes after the "
+             "channels (stride = kernel unless given)")
+
+
 def _pointwise(name, fn_name, doc):
     def emit(em, n, args):
         return em.call(getattr(_torch(), fn_name) if fn_name != "gelu" else _F().gelu, args[0])

@@ -78,6 +78,10 @@ CASES = [
     ],
     Case("nonlocal", dict(C=12, variant="embedded_gaussian", reduction=3), image(12)),
     Case("nonlocal", dict(C=12, variant="dot_product", reduction=4, bn=False), image(12)),
+    Case("nonlocal", dict(C=16, subsample=True, scale=True), image(16)),
+    Case("nonlocal", dict(C=16, variant="gaussian", subsample=True, scale=True, bn=False),
+         image(16)),
+    Case("nonlocal", dict(C=16, variant="dot_product", subsample=True), image(16)),
     # external
     Case("external", dict(D=32), sequence(32)),
     Case("external", dict(D=16, S=8), sequence(16)),
@@ -174,7 +178,12 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
     w = torch.randn(out_r.shape, generator=gen, dtype=torch.float64).to(dtype)
     (out_c * w).sum().backward()
     (out_r * w).sum().backward()
-    torch.testing.assert_close(x_c.grad, x_r.grad, **tol, msg=lambda m: f"grad x: {m}")
+    # Through a train-mode BatchNorm the input gradient is a difference of terms as large
+    # as its largest entry (here up to ~5), so atol follows that size (at least 1), as
+    # for the parameter gradients below.
+    xscale = max(1.0, x_r.grad.abs().max().item())
+    torch.testing.assert_close(x_c.grad, x_r.grad, atol=tol["atol"] * xscale, rtol=tol["rtol"],
+                               msg=lambda m: f"grad x: {m}")
 
     # Parameter gradients. Some are sums whose terms cancel (GCNet's mask-conv gradient;
     # phi's bias gradient is exactly 0 under a softmax), so their rounding error follows
