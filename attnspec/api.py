@@ -43,9 +43,10 @@ def compile_file(path: str | Path, name: str | None = None, **params: Any):
 
 
 def compile_text(text: str, name: str | None = None, **params: Any):
+    """Compile spec source text (as `compile_file` does a file)."""
     from .lower import lower
 
-    return lower(build_ir(SourceFile("<string>", text).text, name, **params))
+    return lower(_check.build_ir(load(SourceFile("<string>", text)), params, name))
 
 
 def shipped() -> list[str]:

@@ -1,0 +1,7 @@
+"""`python -m attnspec` is the `attnspec` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

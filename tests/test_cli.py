@@ -1,0 +1,120 @@
+"""The `attnspec` command: output, exit codes, and no traceback for a user's mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnspec import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKEN = "attention A(C: int) {\n    input x: [B, C, H, W]\n    over channels(C)\n" \
+         "    range self\n    weight sigmod(mean(x, H W))\n    value identity\n" \
+         "    output identity\n}\n"
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_compile_prints_the_summary(capsys):
+    code, out, err = run(capsys, "compile", str(ROOT / "specs/se.attn"), "--param", "C=64")
+    assert code == 0, err
+    assert "input   [B, C=64, H, W]  ← 2×64×8×8" in out
+    assert "output  [B, C=64, H, W]  → 2×64×8×8" in out
+    assert "parameters  580" in out
+    assert "weight_mlp.fc1.weight" in out
+    assert "FLOPs   2,048" in out
+
+
+def test_compile_takes_a_shipped_name_an_input_shape_and_prints_code(capsys):
+    code, out, _ = run(capsys, "compile", "mhsa", "-p", "D=32", "-p", "causal=true",
+                       "--input-shape", "3,10,32", "--code", "--ir")
+    assert code == 0
+    assert "Ω_q = causal" in out and "→ 3×10×32" in out
+    assert "scaled_dot_product_attention" in out or "masked_sdpa" in out
+    assert "%e1:" in out  # the IR, one line per node
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compile", "se", "--param", "Q=64"], "`SE` has no parameter `Q`"),
+    (["compile", "se", "--param", "C=abc"], "C is an int"),
+    (["compile", "se", "--param", "C"], "write K=V"),
+    (["compile", "mhsa", "-p", "D=32", "-p", "causal=maybe"], "causal is a bool"),
+    (["compile", "nonlocal", "-p", "C=32", "-p", "variant=dot"], "variant is one of"),
+    (["compile", "se", "-p", "C=64", "--input-shape", "2,32,8,8"], "axis C must be 64"),
+    (["compile", "se", "-p", "C=64", "--input-shape", "2,x"], "bad --input-shape"),
+    (["compile", "nothere.attn"], "no such spec file"),
+    (["compile", "sse"], "did you mean `se`?"),
+    (["draw", "se", "-p", "C=64", "-o", "/nonexistent-dir/se.svg"], "cannot write"),
+])
+def test_usage_mistakes_exit_2_with_one_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.startswith("attnspec: error: ")
+
+
+def test_a_spec_error_exits_1_with_the_located_message(capsys, tmp_path):
+    bad = tmp_path / "bad.attn"
+    bad.write_text(BROKEN)
+    code, _, err = run(capsys, "compile", str(bad), "-p", "C=8")
+    assert code == 1
+    assert f"{bad}:5:12: error[unknown-name]: unknown operator `sigmod`" in err
+    assert "hint: did you mean `sigmoid`?" in err
+
+
+def test_a_missing_required_parameter_is_a_spec_error(capsys):
+    code, _, err = run(capsys, "compile", "se")
+    assert code == 1
+    assert "parameter `C` of `SE` needs a value" in err
+
+
+def test_check_prints_errors_only(capsys, tmp_path):
+    bad = tmp_path / "bad.attn"
+    bad.write_text(BROKEN)
+    specs = sorted(str(p) for p in (ROOT / "specs").glob("*.attn"))
+    assert run(capsys, "check", *specs) == (0, "", "")
+    code, out, err = run(capsys, "check", specs[0], str(bad))
+    assert code == 1 and out == "" and "sigmod" in err
+
+
+def test_draw_writes_the_diagram(capsys, tmp_path):
+    out_file = tmp_path / "cbam.svg"
+    code, out, _ = run(capsys, "draw", "specs/cbam.attn", "-p", "C=64", "-o", str(out_file))
+    assert code == 0 and out_file.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert "ChannelGate" in out_file.read_text()
+
+
+def test_list_shows_every_shipped_spec(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for p in (ROOT / "specs").glob("*.attn"):
+        assert any(line.startswith(p.stem + " ") for line in out.splitlines()), p.stem
+
+
+def test_an_internal_error_exits_101_asking_for_a_report(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "cmd_list", lambda args: 1 / 0)
+    monkeypatch.delenv("ATTNSPEC_DEBUG", raising=False)
+    code, _, err = run(capsys, "list")
+    assert code == 101
+    assert "internal error: ZeroDivisionError" in err and "please report" in err
+
+
+def test_bad_usage_of_the_command_itself_exits_2():
+    done = subprocess.run([sys.executable, "-m", "attnspec", "compile"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_the_module_runs_as_a_command_without_traceback():
+    done = subprocess.run([sys.executable, "-m", "attnspec", "compile", "missing.attn"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "attnspec: error: no such spec file: missing.attn"
