@@ -67,8 +67,17 @@ class Checker:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
         return POISON
 
-    def op_error(self, err: OpError, span: Span, arg_spans: dict[str, Span]):
-        return self.error(err.code, err.message, arg_spans.get(err.arg, span), err.hint)
+    def explain(self, expr) -> str:
+        """` (C / r with C = 8, r = 16)`: how a computed setting got its value."""
+        if isinstance(expr, (Number, Bool)):
+            return ""
+        names = sorted({n.id for n in _names_in(expr)
+                        if isinstance(self.env.get(n.id), (int, float))})
+        source = self.program.sources.get(expr.span.file)
+        text = source.line(expr.span.line)[expr.span.col - 1:expr.span.end_col - 1] \
+            if source and expr.span.line == expr.span.end_line else ""
+        values = ", ".join(f"{n} = {self.env[n]}" for n in names)
+        return f" ({text} with {values})" if text and values else ""
 
     # ------------------------------------------------------------------ IR building
 
@@ -547,6 +556,8 @@ class Checker:
             return self.error("wrong-type", f"a weight term can be multiplied or divided by a "
                               f"number; not `{e.op}` with {_describe(other)}", e.span)
         factor = 1 / other if e.op == "/" else other
+        if factor == 1:
+            return logits  # `/ s` with s = 1 when an option is off: nothing to compute
         node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
         return Logits(node, logits.type, logits.has_query)
 
@@ -637,11 +648,10 @@ class Checker:
                                   f"{_describe(v)}", rest[0].span)
             tensors.append(v)
             rest.pop(0)
-        cfg, spans = self.config(op, rest, e)
+        cfg, exprs = self.config(op, rest, e)
         if cfg is POISON:
             return POISON
-        layer = Layer(name, cfg, e.span)
-        layer.arg_spans = spans
+        layer = Layer(name, cfg, e.span, arg_exprs=exprs)
         if not tensors:
             if op.kind == "reduce":
                 return self.error("wrong-arity", f"`{name}` needs a tensor and the axes it "
@@ -652,14 +662,14 @@ class Checker:
         return self.apply(layer, tensors[0], e.span, self.role)
 
     def config(self, op, args, e: Call):
-        cfg, spans = {}, {}
+        cfg, exprs = {}, {}
         params = list(op.params)
         if len(args) > len(params):
             return self.error("wrong-arity", f"`{op.name}` takes {len(params)} setting"
                               f"{'s' if len(params) != 1 else ''} after its input, got "
                               f"{len(args)}", args[len(params)].span,
                               f"`{op.name}` takes " + (", ".join(p.name for p in params)
-                                                        or "no settings")), spans
+                                                        or "no settings")), exprs
         given = list(zip(params, args))
         names = {p.name: p for p in params}
         for kw in e.kwargs:
@@ -667,20 +677,20 @@ class Checker:
                 return self.error("unknown-argument", f"`{op.name}` has no argument "
                                   f"`{kw.name}`", kw.span,
                                   did_you_mean(kw.name, names) or
-                                  f"`{op.name}` takes " + ", ".join(names)), spans
+                                  f"`{op.name}` takes " + ", ".join(names)), exprs
             given.append((names[kw.name], kw.value))
         for p, a in given:
-            spans[p.name] = a.span
+            exprs[p.name] = a
             cfg[p.name] = self.setting(op, p, a)
             if cfg[p.name] is POISON:
-                return POISON, spans
+                return POISON, exprs
         for p in params:
             if p.name not in cfg:
                 if p.default is REQUIRED:
                     return self.error("wrong-arity", f"`{op.name}` needs `{p.name}`", e.span,
-                                      f"e.g. {op.name}({p.name} = ...)"), spans
+                                      f"e.g. {op.name}({p.name} = ...)"), exprs
                 cfg[p.name] = p.default
-        return cfg, spans
+        return cfg, exprs
 
     def setting(self, op, p, a):
         if p.kind == "axes":
@@ -723,7 +733,7 @@ class Checker:
         if None in layer.config.values() and self.check_only and op.build:
             return POISON  # a width depends on a parameter with no value yet
         types = [x.type for x in xs]
-        spans = getattr(layer, "arg_spans", {})
+        exprs = layer.arg_exprs
         try:
             out = op.infer(types, layer.config)
             attrs = dict(layer.config)
@@ -734,7 +744,10 @@ class Checker:
         except OpError as err:
             if err.axis is not None and self.env.get(err.axis) is UNKNOWN:
                 return POISON  # its size is a parameter with no value yet
-            return self.op_error(err, layer.span, spans)
+            expr = exprs.get(err.arg)
+            if expr is None:
+                return self.error(err.code, err.message, layer.span, err.hint)
+            return self.error(err.code, err.message + self.explain(expr), expr.span, err.hint)
         node = self.add(op.name, [x.node for x in xs], out, span, module=module,
                         **{k: v for k, v in attrs.items() if v is not None})
         return Tensor(node, out)
@@ -1093,6 +1106,19 @@ def _maybe_logits(e) -> bool:
     if isinstance(e, BinOp):
         return _maybe_logits(e.left) or _maybe_logits(e.right)
     return False
+
+
+def _names_in(e):
+    """Every Name in an expression tree."""
+    if isinstance(e, Name):
+        yield e
+    for child in ("left", "right", "operand", "cond", "then", "orelse", "func"):
+        if hasattr(e, child):
+            yield from _names_in(getattr(e, child))
+    for a in getattr(e, "args", ()):
+        yield from _names_in(a)
+    for kw in getattr(e, "kwargs", ()):
+        yield from _names_in(kw.value)
 
 
 def _is_identity(e) -> bool:

@@ -84,6 +84,7 @@ class Layer:
     span: Span
     parts: tuple["Layer", ...] = ()
     shared_as: str | None = None
+    arg_exprs: dict = field(default_factory=dict)  # setting → its expression, for messages
     modules: dict[int, str] = field(default_factory=dict)
     first_types: dict[int, TensorType] = field(default_factory=dict)
 
