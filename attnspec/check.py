@@ -14,7 +14,7 @@ from .ir import IR, Attention as AttentionInfo, Axis, ModuleDecl, Node, TensorTy
 from .ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
 from .program import Program
 from .source import Span
-from .spec import (Attention, Axes, BinOp, Block, Bool, Call, IfElse, Input, Let, Name,
+from .spec import (Attention, Axes, article, BinOp, Block, Bool, Call, IfElse, Input, Let, Name,
                    Number, Param, String, UnaryOp)
 from .values import (POISON, UNKNOWN, AxesValue, DefinitionRef, Instance, Layer, Logits,
                      Memory, Tensor, Weights, Word)
@@ -30,6 +30,9 @@ TYPE_OF = {"int": int, "float": (int, float), "bool": bool}
 def build_ir(program: Program, params: dict[str, Any], name: str | None = None,
              check_only: bool = False) -> IR:
     """Elaborate one definition of `program` with `params` into an IR."""
+    if name is not None and name not in program.definitions:
+        raise_usage(f"no definition `{name}` in {program.main.file}",
+                    did_you_mean(name, program.definitions))
     definition = program.definitions[name] if name else program.main_definition()
     checker = Checker(program, check_only)
     ir = checker.top(definition, params)
@@ -60,6 +63,9 @@ class Checker:
         self.scope = ""
         self.role = "weight"
         self.instances: dict[str, int] = {}
+        self.stack: list[str] = []  # definitions being built, to catch recursion
+        self.choices: dict[str, tuple[str, ...]] = {}  # choice parameters in scope
+        self.call_span: Span | None = None  # the block call building this attention
 
     # ------------------------------------------------------------------ diagnostics
 
@@ -105,7 +111,8 @@ class Checker:
 
     def top(self, definition: Attention | Block, params: dict[str, Any]) -> IR:
         self.ir = IR(definition.name)
-        env = self.bind_params(definition, params, definition.name_span)
+        self.stack = [definition.name]
+        env = self.bind_params(definition, params)
         if isinstance(definition, Attention):
             x, y = self.attention(definition, env, None)
         else:
@@ -114,8 +121,13 @@ class Checker:
             self.ir.output = y.node
         return self.ir
 
-    def bind_params(self, d: Attention | Block, given: dict[str, Any], span: Span) -> dict:
+    def bind_params(self, d: Attention | Block, given: dict[str, Any],
+                    spans: dict[str, Span] | None = None) -> dict:
+        """Each parameter's value: given (an error points at `spans`, else at the
+        declaration), else its default, else unknown when only checking."""
         env: dict[str, Any] = {}
+        spans = spans or {}
+        self.choices = {p.name: p.type.choices for p in d.params if p.type.name == "choice"}
         declared = {p.name: p for p in d.params}
         for key in given:
             if key not in declared:
@@ -128,7 +140,7 @@ class Checker:
                 value = given[p.name]
                 if isinstance(value, (Number, Bool, Name, Call, BinOp, UnaryOp, IfElse)):
                     value = self.scalar(value, "word" if p.type.name == "choice" else "scalar")
-                value = self.param_value(p, value, span)
+                value = self.param_value(p, value, spans.get(p.name, p.span))
             elif p.default is not None:
                 value = self.param_value(p, self.scalar(
                     p.default, "word" if p.type.name == "choice" else "scalar"), p.default.span)
@@ -153,7 +165,7 @@ class Checker:
             return value
         expected = TYPE_OF[p.type.name]
         if isinstance(value, bool) and p.type.name != "bool" or not isinstance(value, expected):
-            return self.error("wrong-type", f"`{p.name}` is a {p.type.name}, not "
+            return self.error("wrong-type", f"`{p.name}` is {article(p.type.name)}, not "
                               f"{_describe(value)}", span)
         return float(value) if p.type.name == "float" else value
 
@@ -169,6 +181,10 @@ class Checker:
                 self.env[s.name] = t
                 x = t if x is None else x
             elif isinstance(s, Let):
+                if s.name in self.env or s.name == "y":
+                    self.error("duplicate-name", f"`{s.name}` is already defined", s.span,
+                               "a `let` may not shadow a parameter, input or earlier `let`")
+                    continue
                 self.role = "weight"
                 self.env[s.name] = self.value(s.value, shared_as=s.name)
             else:
@@ -188,14 +204,15 @@ class Checker:
             axes.append(Axis(name, size))
         t = TensorType(tuple(axes), s.dtype)
         if incoming is not None:
+            where = self.call_span or s.span
             if len(incoming.type.axes) != len(axes):
                 return self.error("axis-mismatch", f"`{s.name}` is declared {t} but receives "
-                                  f"{incoming.type}", s.span)
+                                  f"{incoming.type}", where)
             for mine, theirs in zip(axes, incoming.type.axes):
                 if None not in (mine.size, theirs.size) and mine.size != theirs.size:
                     return self.error("axis-mismatch", f"axis {mine.name} of `{s.name}` is "
-                                      f"{mine.size} but the block feeds it {theirs.size}",
-                                      s.span)
+                                      f"{mine.size} here, but what comes in is "
+                                      f"{incoming.type}", where)
             t = TensorType(tuple(Axis(m.name, m.size or th.size)
                                  for m, th in zip(axes, incoming.type.axes)))
             return Tensor(incoming.node, t)
@@ -213,15 +230,18 @@ class Checker:
                          if _is_identity(parts[k].values[0]))
         self.ir.attentions.append(AttentionInfo(self.scope, d.name, str(rng), heads,
                                                 _over_text(over), identity))
-        if POISON in (over, rng, heads, pad):
+        if over is POISON:
             return POISON
+        # a bad range, head count or mask still lets weight and value be checked
         ordered = sorted((parts["weight"], parts["value"]), key=lambda p: p.span.line)
         results = {}
         for part in ordered:
             self.role = part.keyword
-            results[part.keyword] = self.part_value(part, x, over, rng, heads, pad)
+            results[part.keyword] = self.part_value(
+                part, x, over, rng, 1 if heads is POISON else heads,
+                None if pad is POISON else pad)
         w, v = results["weight"], results["value"]
-        if POISON in (w, v):
+        if POISON in (w, v, rng, heads, pad):
             return POISON
         self.role = "context"
         y = self.combine(w, v, x, over, rng, heads, parts)
@@ -274,7 +294,8 @@ class Checker:
             return POISON
         name = value.name if isinstance(value, Word) else value
         if name not in RANGES:
-            return self.error("unknown-range", f"unknown range `{name}`", part.values[0].span,
+            span = value.span if isinstance(value, Word) else part.values[0].span
+            return self.error("unknown-range", f"unknown range `{name}`", span,
                               did_you_mean(str(name), RANGES) or
                               f"ranges are {', '.join(RANGES)}")
         return name
@@ -286,7 +307,8 @@ class Checker:
         if m is UNKNOWN or m is POISON:
             return 1 if m is UNKNOWN else POISON
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            return self.error("wrong-type", f"heads must be a positive integer, not {m!r}",
+            return self.error("wrong-type", f"heads must be a positive integer, not "
+                              f"{_describe(m)}",
                               part.values[0].span)
         return m
 
@@ -314,15 +336,19 @@ class Checker:
         if isinstance(value, Memory):
             return value if part.keyword == "value" else self.error(
                 "wrong-type", "memory(S) stands for keys or values", part.span)
+        if part.keyword == "weight" and rng is POISON:
+            return value  # which weights fit is unknown while the range has an error
         if part.keyword == "weight" and rng != "self":
             if isinstance(value, Logits):
                 return self.error("missing-normaliser", "the weight needs a normaliser",
                                   part.values[0].span, "wrap it: softmax(...), sigmoid(...), "
                                   "count(...) or double_norm(...)")
             if value is not POISON and not isinstance(value, Weights):
+                hint = "for a gate (one weight per element), use `range self`" \
+                    if isinstance(value, Tensor) else None
                 return self.error("wrong-type", f"with `range {rng}` the weight must be a "
                                   "normalised term such as softmax(E1(...))",
-                                  part.values[0].span)
+                                  part.values[0].span, hint)
         elif value is not POISON and not isinstance(value, Tensor):
             return self.error("wrong-type", f"`{part.keyword}` must give a tensor or layer, "
                               f"not {_describe(value)}", part.values[0].span)
@@ -413,7 +439,8 @@ class Checker:
         return e.value
 
     def v_string(self, e, want):
-        return self.error("wrong-type", "a quoted string is only a `use` path", e.span)
+        return self.error("wrong-type", "a quoted string is only a `use` path", e.span,
+                          f"write words without quotes: `{e.value}`")
 
     def v_axes(self, e, want):
         return AxesValue(e.names, e.span)
@@ -492,19 +519,29 @@ class Checker:
         return self.scalar_op(e, left, right)
 
     def equality(self, e: BinOp):
-        left = self.value(e.left, "word")
-        right = self.value(e.right, "word")
+        """`==` / `!=`. A bare word is allowed only against a choice parameter, and must
+        be one of its choices: `variant == dot_product`."""
+        sides = (e.left, e.right)
+        left, right = (self.value(x, "word") for x in sides)
         if POISON in (left, right):
             return POISON
+        for word, other, expr in ((left, e.right, e.left), (right, e.left, e.right)):
+            if not isinstance(word, Word):
+                continue
+            choices = self.choices.get(other.id) if isinstance(other, Name) else None
+            if choices is None:
+                hint = (f"to set `{word.name}`, write `{word.name} = ...`; `==` compares"
+                        if e.op == "==" else None)
+                return self.error("unknown-name", f"unknown name `{word.name}`", expr.span,
+                                  hint or did_you_mean(word.name, self._known_names()))
+            if word.name not in choices:
+                return self.error("wrong-type", f"`{other.id}` is one of {', '.join(choices)}, "
+                                  f"not `{word.name}`", expr.span,
+                                  did_you_mean(word.name, choices))
         if UNKNOWN in (left, right):
             return UNKNOWN
-        lv = left.name if isinstance(left, Word) else left
-        rv = right.name if isinstance(right, Word) else right
-        if isinstance(left, Word) and isinstance(right, Word):
-            return self.error("unknown-name", f"neither `{lv}` nor `{rv}` is a parameter",
-                              e.span)
-        equal = lv == rv
-        return equal if e.op == "==" else not equal
+        lv, rv = (v.name if isinstance(v, Word) else v for v in (left, right))
+        return (lv == rv) if e.op == "==" else (lv != rv)
 
     def scalar_op(self, e: BinOp, left, right):
         if UNKNOWN in (left, right):
@@ -633,19 +670,23 @@ class Checker:
             return self.error("wrong-type", f"`{e.func.id}`: {err}", e.span)
 
     def op_call(self, name: str, e: Call):
+        """An operator called by name: its leading positional arguments are the tensors
+        it applies to; without them it is a layer, applied later."""
         op = OPS[name]
         tensors, rest = [], list(e.args)
+        only_tensors = op.kind == "reduce" or not op.params  # nothing else to pass first
         while rest and (op.inputs == -1 or len(tensors) < op.inputs):
-            if not _maybe_tensor(rest[0], self.env):
+            first = only_tensors and not tensors
+            if not first and not _maybe_tensor(rest[0], self.env):
                 break
             v = self.value(rest[0])
             if v is POISON:
                 return POISON
             if not isinstance(v, Tensor):
-                if op.inputs == -1 or len(tensors) < op.inputs and op.kind != "reduce":
-                    break
-                return self.error("wrong-type", f"`{name}` applies to a tensor, not "
-                                  f"{_describe(v)}", rest[0].span)
+                if first:
+                    return self.error("wrong-type", f"`{name}` applies to a tensor, not "
+                                      f"{_describe(v)}", rest[0].span)
+                break
             tensors.append(v)
             rest.pop(0)
         cfg, exprs = self.config(op, rest, e)
@@ -665,19 +706,20 @@ class Checker:
         cfg, exprs = {}, {}
         params = list(op.params)
         if len(args) > len(params):
+            extra = args[len(params)]
+            hint = _takes(op)
+            if params and params[-1].kind == "axes" and isinstance(extra, Name):
+                hint = "axis names are separated by spaces, not commas: `H W`"
             return self.error("wrong-arity", f"`{op.name}` takes {len(params)} setting"
                               f"{'s' if len(params) != 1 else ''} after its input, got "
-                              f"{len(args)}", args[len(params)].span,
-                              f"`{op.name}` takes " + (", ".join(p.name for p in params)
-                                                        or "no settings")), exprs
+                              f"{len(args)}", extra.span, hint), exprs
         given = list(zip(params, args))
         names = {p.name: p for p in params}
         for kw in e.kwargs:
             if kw.name not in names:
                 return self.error("unknown-argument", f"`{op.name}` has no argument "
                                   f"`{kw.name}`", kw.span,
-                                  did_you_mean(kw.name, names) or
-                                  f"`{op.name}` takes " + ", ".join(names)), exprs
+                                  did_you_mean(kw.name, names) or _takes(op)), exprs
             given.append((names[kw.name], kw.value))
         for p, a in given:
             exprs[p.name] = a
@@ -698,7 +740,7 @@ class Checker:
             return names
         v = self.value(a, "word" if p.kind == "word" else "scalar")
         if v in (POISON, UNKNOWN):
-            return v if v is POISON else None
+            return v
         if p.kind == "word":
             word = v.name if isinstance(v, Word) else v
             if p.words and word not in p.words:
@@ -708,8 +750,8 @@ class Checker:
             return word
         if p.kind == "bool" and not isinstance(v, bool) or p.kind == "int" and (
                 isinstance(v, bool) or not isinstance(v, int)) and v is not None:
-            return self.error("wrong-type", f"`{p.name}` of `{op.name}` is a {p.kind}, not "
-                              f"{_describe(v)}", a.span)
+            return self.error("wrong-type", f"`{p.name}` of `{op.name}` is "
+                              f"{article(p.kind)}, not {_describe(v)}", a.span)
         return v
 
     # ------------------------------------------------------------------ applying layers
@@ -730,8 +772,8 @@ class Checker:
             return self.error("wrong-type", f"`{layer.op}` is not a layer", layer.span)
         if layer.op == "identity":
             return xs[0]
-        if None in layer.config.values() and self.check_only and op.build:
-            return POISON  # a width depends on a parameter with no value yet
+        if UNKNOWN in layer.config.values():
+            return POISON  # a setting depends on a parameter with no value yet
         types = [x.type for x in xs]
         exprs = layer.arg_exprs
         try:
@@ -963,33 +1005,38 @@ class Checker:
         return value.apply(incoming)
 
     def instantiate(self, d, e: Call):
-        given, caller_env = {}, self.env
+        """`Gate(C, r = 4)` in a block: an Instance that builds `d` on its input."""
         params = [p.name for p in d.params]
         if len(e.args) > len(params):
             return self.error("wrong-arity", f"`{d.name}` takes {len(params)} parameters, got "
                               f"{len(e.args)}", e.span)
-        for p, a in zip(params, e.args):
-            given[p] = self.value(a, "word")
+        named = list(zip(params, e.args))
         for kw in e.kwargs:
             if kw.name not in params:
                 return self.error("unknown-argument", f"`{d.name}` has no parameter "
                                   f"`{kw.name}`", kw.span, did_you_mean(kw.name, params))
-            given[kw.name] = self.value(kw.value, "word")
+            named.append((kw.name, kw.value))
+        given = {name: self.value(a, "word") for name, a in named}
+        spans = {name: a.span for name, a in named}
         if POISON in given.values():
             return POISON
 
         def apply(incoming):
-            saved = (self.env, self.scope, self.role)
+            if d.name in self.stack:
+                return incoming, self.error("recursion", f"`{d.name}` is defined in terms of "
+                                            "itself", e.span, "a block cannot contain itself")
+            saved = (self.env, self.scope, self.role, self.choices, self.call_span)
             self.scope = saved[1] + self.instance_name(d.name) + "."
-            self.env = {}
+            self.stack.append(d.name)
+            self.call_span = e.span
             env = self.bind_params(d, {k: v for k, v in given.items() if v is not UNKNOWN},
-                                   e.span)
+                                   spans)
             result = (self.attention if isinstance(d, Attention) else self.block)(
                 d, env, incoming)
-            self.env, self.scope, self.role = saved
+            self.stack.pop()
+            self.env, self.scope, self.role, self.choices, self.call_span = saved
             return result
 
-        self.env = caller_env
         return Instance(lambda x: _chain(apply, x), e.span)
 
     def instance_name(self, name: str) -> str:
@@ -1072,14 +1119,20 @@ def _describe(v) -> str:
     return type(v).__name__.lower()
 
 
+def _takes(op) -> str:
+    names = ", ".join(p.name for p in op.params)
+    return f"`{op.name}` takes {names}" if names else f"`{op.name}` takes no settings"
+
+
 def _flatten(layer: Layer) -> tuple[Layer, ...]:
     return layer.parts if layer.parts else (layer,)
 
 
 def _maybe_tensor(e, env) -> bool:
     """Could this argument be a tensor (so an operator's input) rather than a setting?"""
-    if isinstance(e, Name):
-        return e.id in env and not isinstance(env[e.id], (int, float, str, Word))
+    if isinstance(e, Name):  # an unknown name is taken as a tensor, to report it as unknown
+        return e.id not in PUBLIC_OPS if e.id not in env else \
+            not isinstance(env[e.id], (int, float, str, Word)) and env[e.id] is not UNKNOWN
     return isinstance(e, (Call, BinOp, IfElse, UnaryOp)) and not _is_scalar_expr(e, env)
 
 

@@ -39,9 +39,10 @@ class SpecError(Exception):
     """Every problem found in a spec, raised once; the CLI prints them and exits 1."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic], sources: dict[str, SourceFile]):
+        # a definition checked alone and again inside a block reports its error once
         self.diagnostics = sorted(
-            diagnostics, key=lambda d: (d.span.file, d.span.line, d.span.col, d.code)
-        )
+            dict.fromkeys(diagnostics), key=lambda d: (d.span.file, d.span.line, d.span.col,
+                                                       d.code))
         self.sources = dict(sources)
         super().__init__(self.render())
 

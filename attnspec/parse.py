@@ -13,7 +13,7 @@ import lark
 from lark import Lark, Token, Transformer, v_args
 from pydantic import TypeAdapter, ValidationError
 
-from .diagnostics import Diagnostic, SpecError
+from .diagnostics import Diagnostic, SpecError, did_you_mean
 from .resources import grammar_file
 from .source import SourceFile, Span
 from .spec import Attention, Block, Spec, Use
@@ -59,6 +59,10 @@ def _syntax_diagnostic(err: lark.exceptions.UnexpectedInput, source: SourceFile)
         return Diagnostic("syntax", f"unexpected character `{char}`", span,
                           "comments start with `#`; names are letters, digits and `_`")
     token = getattr(err, "token", None)
+    unclosed = _unclosed_paren(source, line)
+    if unclosed is not None:
+        return Diagnostic("syntax", "`(` is never closed", unclosed,
+                          "add `)`; without it the lines that follow are read as its arguments")
     if isinstance(err, lark.exceptions.UnexpectedEOF) or token is None or token.type == "$END":
         last = source.text.rstrip().splitlines() or [""]
         n = len(last)
@@ -69,7 +73,33 @@ def _syntax_diagnostic(err: lark.exceptions.UnexpectedInput, source: SourceFile)
     span = Span(source.name, line, col, token.end_line or line,
                 token.end_column or col + len(str(token)))
     listed = ", ".join(expected[:6]) + (", ..." if len(expected) > 6 else "")
-    return Diagnostic("syntax", f"unexpected `{token}`", span, f"expected {listed}")
+    hint = f"expected {listed}"
+    if token.type == "NAME" and "PART" in err.expected:  # a misspelt keyword
+        hint = did_you_mean(str(token), STATEMENT_WORDS) or hint
+    return Diagnostic("syntax", f"unexpected `{token}`", span, hint)
+
+
+def _unclosed_paren(source: SourceFile, error_line: int) -> Span | None:
+    """The innermost `(` still open where parsing failed, if it opened on an earlier line:
+    the parser only notices a missing `)` lines later."""
+    code = "\n".join(line.split("#")[0] for line in source.text.splitlines())
+    if code.count("(") <= code.count(")"):
+        return None
+    stack = []
+    for n, text in enumerate(source.text.splitlines()[:error_line - 1], start=1):
+        for col, char in enumerate(text.split("#")[0], start=1):
+            if char == "(":
+                stack.append((n, col))
+            elif char == ")" and stack:
+                stack.pop()
+    if not stack:
+        return None
+    n, col = stack[-1]
+    return Span(source.name, n, col, n, col + 1)
+
+
+STATEMENT_WORDS = ("input", "let", "over", "range", "mask", "heads", "weight", "value",
+                   "output")
 
 
 # ---------------------------------------------------------------------------- tree → data
@@ -123,15 +153,17 @@ class _ToData(Transformer):
     def input(self, meta, c):
         name, *axes, dtype, optional = c
         axes = [a for a in axes if a is not None]
-        return {"span": self._span(meta), "name": str(name), "axes": [str(a) for a in axes],
+        return {"kind": "input", "span": self._span(meta), "name": str(name),
+                "axes": [str(a) for a in axes],
                 "axis_spans": [self._tok(a) for a in axes],
                 "dtype": str(dtype) if dtype else "float", "optional": optional is not None}
 
     def let(self, meta, c):
-        return {"span": self._span(meta), "name": str(c[0]), "value": c[1]}
+        return {"kind": "let", "span": self._span(meta), "name": str(c[0]), "value": c[1]}
 
     def part(self, meta, c):
-        return {"span": self._span(meta), "keyword": str(c[0]), "values": c[1:]}
+        return {"kind": "part", "span": self._span(meta), "keyword": str(c[0]),
+                "values": c[1:]}
 
     # expressions
     def if_else(self, meta, c):
@@ -231,6 +263,7 @@ def _diagnostics_from(err: ValidationError, data: dict) -> list[Diagnostic]:
         if span is None:
             span = _deepest_span(data, e["loc"])
         out.append(Diagnostic(e["type"] if "span" in ctx else "invalid", e["msg"], span, hint))
+        out.extend(Diagnostic(*more) for more in ctx.get("more", ()))
     return out
 
 

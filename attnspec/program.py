@@ -5,6 +5,7 @@ then to the shipped specs/; a path may not leave those folders, and cycles are e
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +46,11 @@ def load(source: SourceFile) -> Program:
     program = Program(main=spec, sources=loader.sources)
     for parsed in loader.parsed.values():
         for d in parsed.definitions:
-            if d.name in program.definitions and program.definitions[d.name] is not d:
+            first = program.definitions.get(d.name)
+            if first is not None and first is not d:
                 loader.diagnostics.append(Diagnostic(
-                    "duplicate-name", f"`{d.name}` is also defined in "
-                    f"{program.definitions[d.name].span.file}", d.name_span))
+                    "duplicate-name", f"`{d.name}` is also defined in {d.span.file}",
+                    first.name_span, "rename one of them"))
             program.definitions.setdefault(d.name, d)
     if loader.diagnostics:
         raise SpecError(loader.diagnostics, loader.sources)
@@ -83,13 +85,22 @@ class _Loader:
             self.diagnostics.append(Diagnostic(found.code, found.message, span, found.hint))
             return
         key = _key(str(found))
+        shown = _display(user.name, target, found)
         if key in chain:
             cycle = " → ".join(Path(c).name for c in chain[chain.index(key):] + (key,))
             self.diagnostics.append(Diagnostic(
                 "circular-use", f"circular use: {cycle}", span,
                 "two files may not use each other; move the shared definitions to a third"))
             return
-        self.file(SourceFile.read(found), chain)
+        self.file(SourceFile(shown, found.read_text(encoding="utf-8")), chain)
+
+
+def _display(user: str, target: str, found: Path) -> str:
+    """How messages name a used file: beside its user's name, or as a shipped spec."""
+    if found.is_relative_to(specs_dir().resolve()) and not \
+            (Path(user).parent / target).is_file():
+        return f"<shipped>/{found.relative_to(specs_dir().resolve())}"
+    return os.path.normpath(os.path.join(os.path.dirname(user), target))
 
 
 def _key(name: str) -> str:
@@ -99,17 +110,17 @@ def _key(name: str) -> str:
 
 def _resolve(user: str, target: str) -> Path | Diagnostic:
     here = Path(user).parent if Path(user).exists() else Path.cwd()
-    roots = [here.resolve(), specs_dir().resolve()]
-    for root in roots:
+    folder = f"the folder {os.path.dirname(user) or '.'}"
+    roots = {folder: here.resolve(), "the shipped specs": specs_dir().resolve()}
+    for where, root in roots.items():
         candidate = (root / target).resolve()
         if not candidate.is_relative_to(root):
-            return Diagnostic("use-outside", f"`{target}` leaves the folder {root}", _nowhere(),
-                              "a spec may use files beside it or shipped specs only")
+            return Diagnostic("use-outside", f"`{target}` leaves {where}", _nowhere(),
+                              "a spec may use files in its folder or the shipped specs only")
         if candidate.is_file():
             return candidate
-    searched = ", ".join(str(r) for r in roots)
     return Diagnostic("use-missing", f"cannot find `{target}`", _nowhere(),
-                      f"looked in {searched}")
+                      f"looked in {os.path.dirname(user) or '.'} and in the shipped specs")
 
 
 def _nowhere() -> Span:

@@ -25,6 +25,15 @@ def fail(code: str, message: str, span: Span, hint: str | None = None):
     raise PydanticCustomError(code, message, {"span": span, "hint": hint})
 
 
+def fail_all(problems: list[tuple]):
+    """Raise one validation error carrying every (code, message, span, hint) found, so a
+    file's structural problems are reported together."""
+    if problems:
+        code, message, span, hint = problems[0]
+        raise PydanticCustomError(code, message, {"span": span, "hint": hint,
+                                                  "more": problems[1:]})
+
+
 # ---------------------------------------------------------------------------- expressions
 
 
@@ -107,9 +116,25 @@ Expr = Annotated[
 # ---------------------------------------------------------------------------- definitions
 
 
+TYPES = ("int", "float", "bool", "choice")
+
+
+def article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
 class ParamType(Node):
-    name: Literal["int", "float", "bool", "choice"]
+    name: str
     choices: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _known(self):
+        if self.name not in TYPES:
+            from .diagnostics import did_you_mean
+
+            fail("unknown-type", f"unknown type `{self.name}`", self.span,
+                 did_you_mean(self.name, TYPES) or "types are int, float, bool, choice(...)")
+        return self
 
 
 class Param(Node):
@@ -129,12 +154,16 @@ class Param(Node):
             "choice": isinstance(d, Name) and d.id in self.type.choices,
         }[t]
         if not ok:
-            expected = f"one of {', '.join(self.type.choices)}" if t == "choice" else f"a {t}"
-            fail("wrong-type", f"default of `{self.name}` must be {expected}", d.span)
+            expected = f"one of {', '.join(self.type.choices)}" if t == "choice" else article(t)
+            got = {Number: f"the number {getattr(d, 'value', '')}",
+                   Bool: f"the bool {str(getattr(d, 'value', '')).lower()}",
+                   Name: f"`{getattr(d, 'id', '')}`"}[type(d)]
+            fail("wrong-type", f"default of `{self.name}` must be {expected}, not {got}", d.span)
         return self
 
 
 class Input(Node):
+    kind: Literal["input"] = "input"
     name: str
     axes: tuple[str, ...]
     axis_spans: tuple[Span, ...]
@@ -151,6 +180,7 @@ class Input(Node):
 
 
 class Let(Node):
+    kind: Literal["let"] = "let"
     name: str
     value: Expr
 
@@ -158,11 +188,21 @@ class Let(Node):
 class Part(Node):
     """`over`, `range`, `mask`, `heads`, `weight`, `value` or `output` and its expressions."""
 
+    kind: Literal["part"] = "part"
     keyword: Literal["over", "range", "mask", "heads", "weight", "value", "output"]
     values: tuple[Expr, ...]
 
+    @model_validator(mode="after")
+    def _one_value(self):
+        limit = 2 if self.keyword == "over" else 1
+        if len(self.values) > limit:
+            fail("wrong-arity", f"`{self.keyword}` takes {'at most two values' if limit == 2 else 'one value'}",
+                 self.values[limit].span,
+                 "`over` alone takes two: what q indexes, then what k indexes")
+        return self
 
-Statement = Union[Input, Let, Part]
+
+Statement = Annotated[Union[Input, Let, Part], Field(discriminator="kind")]
 
 REQUIRED_PARTS = ("over", "range", "weight", "value", "output")
 PART_HINTS = {
@@ -174,12 +214,14 @@ PART_HINTS = {
 }
 
 
-def _no_duplicate_params(params: tuple[Param, ...]):
-    seen = set()
+def _duplicate_params(params: tuple[Param, ...]) -> list[tuple]:
+    seen, problems = set(), []
     for p in params:
         if p.name in seen:
-            fail("duplicate-name", f"parameter `{p.name}` is declared twice", p.span)
+            problems.append(("duplicate-name", f"parameter `{p.name}` is declared twice",
+                             p.span, None))
         seen.add(p.name)
+    return problems
 
 
 class Attention(Node):
@@ -190,25 +232,26 @@ class Attention(Node):
 
     @model_validator(mode="after")
     def _parts_complete(self):
-        _no_duplicate_params(self.params)
-        parts = [s for s in self.body if isinstance(s, Part)]
+        problems = _duplicate_params(self.params)
         seen: dict[str, Part] = {}
-        for p in parts:
+        for p in (s for s in self.body if isinstance(s, Part)):
             if p.keyword in seen:
-                fail("duplicate-part", f"`{p.keyword}` is given twice in `{self.name}`", p.span,
-                     "an attention has one of each part")
+                problems.append(("duplicate-part", f"`{p.keyword}` is given twice in "
+                                 f"`{self.name}`", p.span, "an attention has one of each part"))
             seen[p.keyword] = p
         inputs = [s for s in self.body if isinstance(s, Input)]
         if not inputs:
-            fail("missing-part", f"attention `{self.name}` has no `input`", self.name_span,
-                 "declare the input tensor with named axes, e.g. `input x: [B, C, H, W]`")
-        if inputs[0].optional or inputs[0].dtype != "float":
-            fail("wrong-type", "the first input is the attended tensor: float and required",
-                 inputs[0].span)
+            problems.append(("missing-part", f"attention `{self.name}` has no `input`",
+                             self.name_span, "declare the input tensor with named axes, "
+                             "e.g. `input x: [B, C, H, W]`"))
+        elif inputs[0].optional or inputs[0].dtype != "float":
+            problems.append(("wrong-type", "the first input is the attended tensor: float "
+                             "and required", inputs[0].span, None))
         for kw in REQUIRED_PARTS:
             if kw not in seen:
-                fail("missing-part", f"attention `{self.name}` has no `{kw}` part",
-                     self.name_span, PART_HINTS[kw])
+                problems.append(("missing-part", f"attention `{self.name}` has no `{kw}` part",
+                                 self.name_span, PART_HINTS[kw]))
+        fail_all(problems)
         return self
 
     def part(self, keyword: str) -> Part | None:
@@ -227,7 +270,7 @@ class Block(Node):
 
     @model_validator(mode="after")
     def _params_unique(self):
-        _no_duplicate_params(self.params)
+        fail_all(_duplicate_params(self.params))
         return self
 
 

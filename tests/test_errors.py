@@ -1,0 +1,163 @@
+"""Golden tests for error messages: one user mistake per fixture.
+
+Each case compiles a spec from tests/fixtures/errors/ and checks two things:
+- the whole rendered report, against tests/golden/errors/<case>.txt
+  (rewrite with `pytest --update-golden`, then read the diff);
+- every diagnostic's code, 1-based line and column, and the source text its caret
+  covers, so a message that drifts to the wrong place fails even if its text is kept.
+
+The tests run from the repo root and name files by relative paths, so messages never
+contain a machine's absolute paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import attnspec
+from attnspec import SpecError, UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = "tests/fixtures/errors"
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@dataclass(frozen=True)
+class Case:
+    """`fixture` is checked with `attnspec.parse` (defaults, required parameters unknown),
+    or, when `params` is given, built with them by `attnspec.build_ir`."""
+
+    fixture: str
+    carets: tuple[tuple[str, int, int, str], ...]  # (code, line, col, text under the caret)
+    params: dict[str, Any] | None = None
+    files: tuple[str, ...] = field(default=())  # the file of each diagnostic, if not `fixture`
+    name: str = ""  # the golden file's name, if not the fixture's
+
+    @property
+    def id(self) -> str:
+        return self.name or self.fixture
+
+
+CASES = [
+    # ----------------------------------------------------------- the mistakes users make
+    Case("syntax_missing_comma", (("syntax", 2, 23, "r"),)),
+    Case("unknown_operator", (("unknown-name", 6, 12, "sigmod"),)),
+    Case("arity_missing_width", (("wrong-arity", 7, 31, "linear()"),)),
+    Case("arity_too_many", (("wrong-arity", 8, 34, "5"),)),
+    Case("undefined_parameter", (("unknown-name", 6, 51, "reductoin"),)),
+    Case("unknown_tensor", (("unknown-name", 6, 29, "z"),)),
+    Case("axis_mismatch_reduce", (("axis-mismatch", 6, 32, "H Q"),)),
+    Case("axis_mismatch_combine", (("axis-mismatch", 6, 20, "mean(x, H W) + mean(x, C)"),)),
+    Case("axis_mismatch_over", (("axis-mismatch", 4, 22, "H Z"),)),
+    Case("zero_size", (("zero-size", 6, 47, "C / r"),), params={"C": 8}),
+    Case("zero_size_check", (("zero-size", 6, 47, "C / r"),)),
+    Case("unknown_range", (("unknown-range", 5, 12, "causl"),)),
+    Case("missing_part", (("missing-part", 2, 11, "Gate"),)),
+    Case("wrong_type_default", (("wrong-type", 2, 33, "1.5"),)),
+    Case("wrong_type_block_arg", (("wrong-type", 11, 31, "true"),)),
+    Case("gate", (("wrong-type", 2, 16, "C: int"),), params={"C": True},
+         name="param_wrong_type"),
+    Case("cycle_a", (("circular-use", 2, 5, '"cycle_a.attn"'),),
+         files=(f"{FIXTURES}/cycle_b.attn",), name="circular_use"),
+    Case("use_missing", (("use-missing", 2, 5, '"channel_gate.attn"'),)),
+    Case("multiple_errors", (("unknown-range", 5, 12, "causl"),
+                             ("unknown-name", 7, 31, "linaer"),
+                             ("unknown-argument", 8, 22, "bais = false"),
+                             ("axis-mismatch", 16, 32, "H Q"))),
+    Case("heads_not_dividing", (("heads", 7, 31, "linear(D)"),)),
+    Case("unknown_size", (("unknown-size", 7, 12, "linear(D)"),)),
+    Case("duplicate_part", (("duplicate-part", 8, 5, "value  identity"),)),
+    # ----------------------------------------------------------- more creative mistakes
+    Case("syntax_unclosed_paren", (("syntax", 4, 20, "("),)),
+    Case("syntax_missing_brace", (("syntax", 8, 20, ""),)),
+    Case("syntax_missing_brace_between", (("syntax", 10, 1, "attention"),)),
+    Case("misspelled_part", (("syntax", 6, 5, "wieght"),)),
+    Case("misspelled_kwarg", (("unknown-argument", 6, 38, "hiden = C / r"),)),
+    Case("kwarg_double_equals", (("unknown-name", 6, 38, "hidden"),)),
+    Case("choice_compare_typo", (("wrong-type", 8, 31, "ad"),)),
+    Case("range_two_values", (("wrong-arity", 5, 20, "all"),)),
+    Case("heads_zero", (("wrong-type", 6, 12, "0"),)),
+    Case("heads_bool", (("wrong-type", 6, 12, "true"),)),
+    Case("mask_not_bool", (("wrong-type", 7, 12, "pad"),)),
+    Case("range_all_gate", (("wrong-type", 6, 12,
+                             "sigmoid(mlp(mean(x, H W), hidden = C / r, act = relu))"),),
+         params={}),
+    Case("e1_one_argument", (("wrong-arity", 6, 20, "E1(query = linear(D))"),)),
+    Case("pipe_number", (("wrong-type", 11, 23, "Gate(C) >> 2"),)),
+    Case("use_outside", (("use-outside", 2, 5, '"../../../specs/se.attn"'),)),
+    Case("duplicate_axis", (("duplicate-axis", 3, 25, "H"),)),
+    Case("unknown_type", (("unknown-type", 2, 27, "integer"),)),
+    Case("recursive_block", (("recursion", 11, 33, "Deep(C)"),)),
+    Case("y_outside_output", (("unknown-name", 6, 20, "y"),)),
+    Case("layer_of_number", (("wrong-type", 6, 40, "3"),)),
+    Case("block_input_mismatch", (("axis-mismatch", 11, 34, "Gate(C * 2)"),), params={"C": 64}),
+    Case("no_settings_hint", (("unknown-argument", 6, 39, "inplace = true"),)),
+    Case("quoted_word", (("wrong-type", 6, 60, '"relu"'),)),
+    Case("axes_with_comma", (("wrong-arity", 6, 35, "W"),)),
+    Case("reported_once", (("unknown-name", 6, 51, "rr"),)),
+]
+
+
+def _covered(err: SpecError, span) -> str:
+    """The source text a diagnostic's caret stands under (1-based, end column exclusive)."""
+    lines = err.sources[span.file].text.splitlines()
+    if span.line == span.end_line:
+        return lines[span.line - 1][span.col - 1:span.end_col - 1]
+    parts = [lines[span.line - 1][span.col - 1:]]
+    parts += lines[span.line:span.end_line - 1]
+    parts.append(lines[span.end_line - 1][:span.end_col - 1])
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_error(case: Case, golden):
+    path = f"{FIXTURES}/{case.fixture}.attn"
+    with pytest.raises(SpecError) as info:
+        if case.params is None:
+            attnspec.parse(path)
+        else:
+            attnspec.build_ir(path, **case.params)
+    err = info.value
+    rendered = err.render()
+    golden(f"errors/{case.id}.txt", rendered + "\n")
+    assert str(ROOT) not in rendered, "messages must name files by relative paths"
+    files = case.files or (path,) * len(case.carets)
+    actual = [(d.code, d.span.line, d.span.col, _covered(err, d.span)) for d in err.diagnostics]
+    assert actual == list(case.carets)
+    assert [d.span.file for d in err.diagnostics] == list(files)
+    assert str(err) == rendered
+
+
+# ------------------------------------------------------------------ calls through the API
+
+
+def test_unknown_parameter_is_a_usage_error(golden):
+    with pytest.raises(UsageError) as info:
+        attnspec.build_ir(f"{FIXTURES}/gate.attn", C=64, R=4)
+    golden("errors/param_unknown.txt", str(info.value) + "\n")
+
+
+def test_unknown_definition_is_a_usage_error(golden):
+    with pytest.raises(UsageError) as info:
+        attnspec.build_ir(f"{FIXTURES}/gate.attn", name="Gat", C=64)
+    golden("errors/definition_unknown.txt", str(info.value) + "\n")
+
+
+def test_missing_spec_file_is_a_usage_error(golden):
+    with pytest.raises(UsageError) as info:
+        attnspec.parse(f"{FIXTURES}/no_such_file.attn")
+    golden("errors/file_missing.txt", str(info.value) + "\n")
+
+
+def test_every_fixture_has_a_case():
+    used = {c.fixture for c in CASES} | {"cycle_b"}
+    fixtures = {p.stem for p in (ROOT / FIXTURES).glob("*.attn")}
+    assert fixtures == used
