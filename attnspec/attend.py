@@ -11,8 +11,7 @@ from __future__ import annotations
 import operator
 
 from .ir import Node, TensorType
-from .ops import OPS, Op, _F, _torch
-
+from .ops import _F, OPS, Op, _torch
 
 # ---------------------------------------------------------------------------- layouts
 

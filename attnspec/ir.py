@@ -43,10 +43,10 @@ class TensorType:
     def axis(self, name: str) -> Axis:
         return self.axes[self.index(name)]
 
-    def replace_axis(self, name: str, new: Axis) -> "TensorType":
+    def replace_axis(self, name: str, new: Axis) -> TensorType:
         return replace(self, axes=tuple(new if a.name == name else a for a in self.axes))
 
-    def without(self, *names: str) -> "TensorType":
+    def without(self, *names: str) -> TensorType:
         return replace(self, axes=tuple(a for a in self.axes if a.name not in names))
 
     def __str__(self) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from .ir import Axis, TensorType, axis_size
+from .ir import Axis, TensorType
 
 REQUIRED = object()
 

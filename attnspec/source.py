@@ -17,7 +17,7 @@ class SourceFile:
     text: str
 
     @classmethod
-    def read(cls, path: str | Path) -> "SourceFile":
+    def read(cls, path: str | Path) -> SourceFile:
         path = Path(path)
         return cls(str(path), path.read_text(encoding="utf-8"))
 
@@ -39,7 +39,7 @@ class Span:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
-    def to(self, other: "Span") -> "Span":
+    def to(self, other: Span) -> Span:
         """The span from the start of this one to the end of `other`."""
         return Span(self.file, self.line, self.col, other.end_line, other.end_col)
 

@@ -7,7 +7,7 @@ Every model keeps the span it came from. Structural rules that need no parameter
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -66,13 +66,13 @@ class Axes(Node):
 
 class Keyword(Node):
     name: str
-    value: "Expr"
+    value: Expr
 
 
 class Call(Node):
     kind: Literal["call"] = "call"
-    func: "Expr"
-    args: tuple["Expr", ...] = ()
+    func: Expr
+    args: tuple[Expr, ...] = ()
     kwargs: tuple[Keyword, ...] = ()
 
     @model_validator(mode="after")
@@ -90,25 +90,25 @@ class BinOp(Node):
 
     kind: Literal["binop"] = "binop"
     op: str
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 class UnaryOp(Node):
     kind: Literal["unary"] = "unary"
     op: Literal["-", "not"]
-    operand: "Expr"
+    operand: Expr
 
 
 class IfElse(Node):
     kind: Literal["if"] = "if"
-    cond: "Expr"
-    then: "Expr"
-    orelse: "Expr"
+    cond: Expr
+    then: Expr
+    orelse: Expr
 
 
 Expr = Annotated[
-    Union[Number, Bool, String, Name, Axes, Call, BinOp, UnaryOp, IfElse],
+    Number | Bool | String | Name | Axes | Call | BinOp | UnaryOp | IfElse,
     Field(discriminator="kind"),
 ]
 
@@ -196,13 +196,14 @@ class Part(Node):
     def _one_value(self):
         limit = 2 if self.keyword == "over" else 1
         if len(self.values) > limit:
-            fail("wrong-arity", f"`{self.keyword}` takes {'at most two values' if limit == 2 else 'one value'}",
+            most = "at most two values" if limit == 2 else "one value"
+            fail("wrong-arity", f"`{self.keyword}` takes {most}",
                  self.values[limit].span,
                  "`over` alone takes two: what q indexes, then what k indexes")
         return self
 
 
-Statement = Annotated[Union[Input, Let, Part], Field(discriminator="kind")]
+Statement = Annotated[Input | Let | Part, Field(discriminator="kind")]
 
 REQUIRED_PARTS = ("over", "range", "weight", "value", "output")
 PART_HINTS = {

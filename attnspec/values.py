@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .ir import TensorType
 from .source import Span
@@ -82,7 +83,7 @@ class Layer:
     op: str | None
     config: dict
     span: Span
-    parts: tuple["Layer", ...] = ()
+    parts: tuple[Layer, ...] = ()
     shared_as: str | None = None
     arg_exprs: dict = field(default_factory=dict)  # setting → its expression, for messages
     modules: dict[int, str] = field(default_factory=dict)

@@ -7,8 +7,8 @@ when the suite runs with `--update-golden`; every such change is read in review.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -42,7 +42,8 @@ def layout(ir) -> dict:
     for cluster in clusters.values():
         nested = {n for c in cluster.get("subgraphs", []) if c in clusters
                   for n in clusters[c].get("nodes", [])}
-        direct[cluster["name"], cluster["label"]] = [names[n] for n in cluster["nodes"] if n not in nested]
+        direct[cluster["name"], cluster["label"]] = [names[n] for n in cluster["nodes"]
+                                                     if n not in nested]
     return direct
 
 
@@ -86,8 +87,11 @@ def test_mhsa_parts_are_grouped():
 def test_cbam_has_one_cluster_per_attention():
     ir = ir_of("cbam", C=64)
     source = to_dot(ir).source
-    assert 'label="ChannelGate\\lΩ_q = self    M = 1\\lq, k over channels(C)\\lW′ = I    W = I\\l"' in source
-    assert 'label="SpatialGate\\lΩ_q = self    M = 1\\lq, k over positions(H W)\\lW′ = I    W = I\\l"' in source
+    identities = "W′ = I    W = I\\l"
+    assert 'label="ChannelGate\\lΩ_q = self    M = 1\\lq, k over channels(C)\\l' \
+        + identities + '"' in source
+    assert 'label="SpatialGate\\lΩ_q = self    M = 1\\lq, k over positions(H W)\\l' \
+        + identities + '"' in source
     assert "label=CBAM" in source  # a block is titled with its own name
     clusters = layout(ir)
     inner = {n for nodes in clusters.values() for n in nodes}

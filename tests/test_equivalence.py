@@ -20,9 +20,10 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-import attnspec  # noqa: E402
 from reference import REFERENCES  # noqa: E402
 from weights import copy_weights, randomize_  # noqa: E402
+
+import attnspec  # noqa: E402
 
 TOLERANCES = {
     torch.float32: dict(atol=1e-5, rtol=1e-5),

@@ -48,7 +48,6 @@ class NonLocal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        N = H * W
         pool = (lambda t: nn.functional.max_pool2d(t, 2)) if self.subsample else (lambda t: t)
         if self.variant == "gaussian":
             q, k = x.flatten(2), pool(x).flatten(2)  # [B, C, N], [B, C, N_key]

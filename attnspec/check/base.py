@@ -1,0 +1,185 @@
+"""The checker's shared state: diagnostics, IR building, parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import attend  # noqa: F401  (registers the formulation's operators)
+from ..diagnostics import Diagnostic, UsageError, did_you_mean
+from ..ir import IR, Node, TensorType
+from ..ops import OPS
+from ..program import Program
+from ..source import Span
+from ..spec import (
+    Attention,
+    BinOp,
+    Block,
+    Bool,
+    Call,
+    IfElse,
+    Name,
+    Number,
+    Param,
+    UnaryOp,
+    article,
+)
+from ..values import (
+    POISON,
+    UNKNOWN,
+    AxesValue,
+    DefinitionRef,
+    Instance,
+    Layer,
+    Logits,
+    Tensor,
+    Weights,
+    Word,
+)
+
+RANGES = ("all", "self", "causal")
+NORMALISERS = ("softmax", "sigmoid", "count", "double_norm")
+SPECIAL = ("E1", "E3", "memory", "positions", "channels", "residual") + NORMALISERS
+# Operators a spec may call by name (the rest of OPS is internal to the lowering).
+PUBLIC_OPS = tuple(name for name, op in OPS.items() if op.infer is not None)
+TYPE_OF = {"int": int, "float": (int, float), "bool": bool}
+
+
+class CheckerBase:
+    """State and the IR-building helpers every part of the checker shares."""
+
+    def __init__(self, program: Program, check_only: bool):
+        self.program = program
+        self.check_only = check_only
+        self.diagnostics: list[Diagnostic] = []
+        self.ir: IR | None = None
+        self.names: dict[str, int] = {}
+        self.env: dict[str, Any] = {}
+        self.scope = ""
+        self.role = "weight"
+        self.instances: dict[str, int] = {}
+        self.stack: list[str] = []  # definitions being built, to catch recursion
+        self.choices: dict[str, tuple[str, ...]] = {}  # choice parameters in scope
+        self.call_span: Span | None = None  # the block call building this attention
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def error(self, code: str, message: str, span: Span, hint: str | None = None):
+        self.diagnostics.append(Diagnostic(code, message, span, hint))
+        return POISON
+
+    # ------------------------------------------------------------------ IR building
+
+    def fresh(self, base: str) -> str:
+        name = f"{self.scope}{base}"
+        n = self.names.get(name, 0)
+        self.names[name] = n + 1
+        return name if n == 0 else f"{name}_{n + 1}"
+
+    def add(self, op: str, inputs, type_: TensorType, span: Span, /, base: str | None = None,
+            role: str | None = None, module: str | None = None, **attrs) -> str:
+        name = self.fresh(base or op.lower())
+        self.ir.add(Node(name, op, tuple(inputs), type_, role or self.role, span, attrs, module))
+        return name
+
+    def module_path(self, prefix: str, op: str) -> str:
+        base = f"{self.scope}{prefix}_{op}"
+        path, n = base, 1
+        while path in self.ir.modules:
+            n += 1
+            path = f"{base}_{n}"
+        return path
+
+    # ------------------------------------------------------------------ entry points
+
+    def top(self, definition: Attention | Block, params: dict[str, Any]) -> IR:
+        self.ir = IR(definition.name)
+        self.stack = [definition.name]
+        env = self.bind_params(definition, params)
+        if isinstance(definition, Attention):
+            x, y = self.attention(definition, env, None)
+        else:
+            x, y = self.block(definition, env, None)
+        if isinstance(y, Tensor):
+            self.ir.output = y.node
+        return self.ir
+
+    def bind_params(self, d: Attention | Block, given: dict[str, Any],
+                    spans: dict[str, Span] | None = None) -> dict:
+        """Each parameter's value: given (an error points at `spans`, else at the
+        declaration), else its default, else unknown when only checking."""
+        env: dict[str, Any] = {}
+        spans = spans or {}
+        self.choices = {p.name: p.type.choices for p in d.params if p.type.name == "choice"}
+        declared = {p.name: p for p in d.params}
+        for key in given:
+            if key not in declared:
+                hint = did_you_mean(key, declared) or (
+                    f"`{d.name}` takes " + ", ".join(declared) if declared else None)
+                raise_usage(f"`{d.name}` has no parameter `{key}`", hint)
+        for p in d.params:
+            self.env = env
+            if p.name in given:
+                value = given[p.name]
+                if isinstance(value, (Number, Bool, Name, Call, BinOp, UnaryOp, IfElse)):
+                    value = self.scalar(value, "word" if p.type.name == "choice" else "scalar")
+                value = self.param_value(p, value, spans.get(p.name, p.span))
+            elif p.default is not None:
+                value = self.param_value(p, self.scalar(
+                    p.default, "word" if p.type.name == "choice" else "scalar"), p.default.span)
+            elif self.check_only:
+                value = UNKNOWN
+            else:
+                value = self.error("missing-param", f"parameter `{p.name}` of `{d.name}` needs "
+                                   "a value", p.span, f"pass it, e.g. --param {p.name}=64")
+            env[p.name] = value
+        return env
+
+    def param_value(self, p: Param, value: Any, span: Span):
+        if value in (UNKNOWN, POISON):
+            return value
+        if isinstance(value, Word):
+            value = value.name
+        if p.type.name == "choice":
+            if value not in p.type.choices:
+                return self.error("wrong-type", f"`{p.name}` is one of "
+                                  f"{', '.join(p.type.choices)}, not `{value}`", span,
+                                  did_you_mean(str(value), p.type.choices))
+            return value
+        expected = TYPE_OF[p.type.name]
+        if isinstance(value, bool) and p.type.name != "bool" or not isinstance(value, expected):
+            return self.error("wrong-type", f"`{p.name}` is {article(p.type.name)}, not "
+                              f"{describe(value)}", span)
+        return float(value) if p.type.name == "float" else value
+
+
+def raise_usage(message: str, hint: str | None):
+    raise UsageError(message + (f" ({hint})" if hint else ""))
+
+
+def describe(v) -> str:
+    if isinstance(v, bool):
+        return f"the bool {str(v).lower()}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f"`{v}`"
+    if isinstance(v, Tensor):
+        return f"a tensor {v.type}"
+    if isinstance(v, Layer):
+        return f"the layer `{v.op or 'composition'}`"
+    if isinstance(v, Word):
+        return f"the word `{v.name}`"
+    if isinstance(v, (Logits, Weights)):
+        return "a weight term"
+    if isinstance(v, Instance):
+        return "a block"
+    if isinstance(v, AxesValue):
+        return f"the axes {' '.join(v.names)}"
+    if isinstance(v, DefinitionRef):
+        return f"the definition `{v.name}`"
+    return type(v).__name__.lower()
+
+
+def takes(op) -> str:
+    names = ", ".join(p.name for p in op.params)
+    return f"`{op.name}` takes {names}" if names else f"`{op.name}` takes no settings"

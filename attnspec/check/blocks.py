@@ -1,0 +1,108 @@
+"""Blocks: attentions composed with >>, + and residual(...)."""
+
+from __future__ import annotations
+
+from .. import attend  # noqa: F401  (registers the formulation's operators)
+from ..diagnostics import did_you_mean
+from ..spec import Attention, BinOp, Block, Call
+from ..values import POISON, UNKNOWN, Instance, Tensor
+from .base import describe
+
+
+class Blocks:
+    """Builds blocks: each attention called in a block becomes an Instance."""
+
+    # ------------------------------------------------------------------ blocks
+
+    def block(self, d: Block, env: dict, incoming: Tensor | None):
+        self.env = dict(env)
+        value = self.value(d.body)
+        if value is POISON:
+            return None, POISON
+        if not isinstance(value, Instance):
+            return None, self.error("wrong-type", f"a block composes attentions, not "
+                                    f"{describe(value)}", d.body.span)
+        return value.apply(incoming)
+
+    def instantiate(self, d, e: Call):
+        """`Gate(C, r = 4)` in a block: an Instance that builds `d` on its input."""
+        params = [p.name for p in d.params]
+        if len(e.args) > len(params):
+            return self.error("wrong-arity", f"`{d.name}` takes {len(params)} parameters, got "
+                              f"{len(e.args)}", e.span)
+        named = list(zip(params, e.args))
+        for kw in e.kwargs:
+            if kw.name not in params:
+                return self.error("unknown-argument", f"`{d.name}` has no parameter "
+                                  f"`{kw.name}`", kw.span, did_you_mean(kw.name, params))
+            named.append((kw.name, kw.value))
+        given = {name: self.value(a, "word") for name, a in named}
+        spans = {name: a.span for name, a in named}
+        if POISON in given.values():
+            return POISON
+
+        def apply(incoming):
+            if d.name in self.stack:
+                return incoming, self.error("recursion", f"`{d.name}` is defined in terms of "
+                                            "itself", e.span, "a block cannot contain itself")
+            saved = (self.env, self.scope, self.role, self.choices, self.call_span)
+            self.scope = saved[1] + self.instance_name(d.name) + "."
+            self.stack.append(d.name)
+            self.call_span = e.span
+            env = self.bind_params(d, {k: v for k, v in given.items() if v is not UNKNOWN},
+                                   spans)
+            result = (self.attention if isinstance(d, Attention) else self.block)(
+                d, env, incoming)
+            self.stack.pop()
+            self.env, self.scope, self.role, self.choices, self.call_span = saved
+            return result
+
+        return Instance(lambda x: _chain(apply, x), e.span)
+
+    def instance_name(self, name: str) -> str:
+        base = "".join("_" + c.lower() if c.isupper() and i and not name[i - 1].isupper()
+                       else c.lower() for i, c in enumerate(name))
+        n = self.instances.get(self.scope + base, 0) + 1
+        self.instances[self.scope + base] = n
+        return base if n == 1 else f"{base}_{n}"
+
+    def parallel(self, left, right, e: BinOp):
+        if not (isinstance(left, Instance) and isinstance(right, Instance)) or e.op != "+":
+            return self.error("wrong-type", f"blocks combine with `>>` or `+`, not `{e.op}` "
+                              f"with {describe(left if not isinstance(left, Instance) else right)}",
+                              e.span)
+
+        def apply(x):
+            x, a = left.apply(x)
+            _, b = right.apply(x)
+            if POISON in (a, b):
+                return x, POISON
+            return x, self.arith("+", a, b, e.span, base="sum")
+
+        return Instance(apply, e.span)
+
+    def call_residual(self, e: Call):
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "residual(...) takes one block", e.span)
+        inner = self.value(e.args[0])
+        if inner is POISON:
+            return POISON
+        if not isinstance(inner, Instance):
+            return self.error("wrong-type", "residual(...) wraps a block", e.args[0].span)
+
+        def apply(x):
+            x, y = inner.apply(x)
+            return x, POISON if y is POISON else self.arith("+", x, y, e.span, base="residual")
+
+        return Instance(apply, e.span)
+
+
+def _chain(apply, incoming):
+    """Instances return (input, output); when chained the output of one feeds the next."""
+    if isinstance(incoming, tuple):
+        first_in, previous = incoming
+        if previous is POISON:
+            return first_in, POISON
+        _, out = apply(previous)
+        return first_in, out
+    return apply(incoming)

@@ -1,0 +1,481 @@
+"""Expressions: parameter arithmetic, names, operator calls, layers and applying them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import attend  # noqa: F401  (registers the formulation's operators)
+from ..diagnostics import did_you_mean
+from ..ir import ModuleDecl
+from ..ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
+from ..source import Span
+from ..spec import Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
+from ..values import (
+    POISON,
+    UNKNOWN,
+    AxesValue,
+    DefinitionRef,
+    Instance,
+    Layer,
+    Logits,
+    Tensor,
+    Word,
+)
+from .base import NORMALISERS, PUBLIC_OPS, RANGES, SPECIAL, describe, takes
+
+
+class Expressions:
+    """Evaluates expressions to values (values.py), adding IR nodes for tensors."""
+
+    # ------------------------------------------------------------------ expressions
+
+    def explain(self, expr) -> str:
+        """` (C / r with C = 8, r = 16)`: how a computed setting got its value."""
+        if isinstance(expr, (Number, Bool)):
+            return ""
+        names = sorted({n.id for n in _names_in(expr)
+                        if isinstance(self.env.get(n.id), (int, float))})
+        source = self.program.sources.get(expr.span.file)
+        text = source.line(expr.span.line)[expr.span.col - 1:expr.span.end_col - 1] \
+            if source and expr.span.line == expr.span.end_line else ""
+        values = ", ".join(f"{n} = {self.env[n]}" for n in names)
+        return f" ({text} with {values})" if text and values else ""
+
+    def scalar(self, e, want: str = "scalar"):
+        return self.value(e, want=want)
+
+    def axes(self, e) -> tuple[str, ...] | Any:
+        if isinstance(e, Axes):
+            return e.names
+        if isinstance(e, Name):
+            return (e.id,)
+        return self.error("wrong-type", "expected axis names, e.g. `H W`", e.span)
+
+    def value(self, e, want: str = "value", shared_as: str | None = None):
+        method = getattr(self, "v_" + type(e).__name__.lower())
+        result = method(e, want)
+        if shared_as and isinstance(result, Layer):
+            result.shared_as = shared_as
+        return result
+
+    def v_number(self, e, want):
+        return e.value
+
+    def v_bool(self, e, want):
+        return e.value
+
+    def v_string(self, e, want):
+        return self.error("wrong-type", "a quoted string is only a `use` path", e.span,
+                          f"write words without quotes: `{e.value}`")
+
+    def v_axes(self, e, want):
+        return AxesValue(e.names, e.span)
+
+    def v_name(self, e: Name, want):
+        if want == "range" and e.id in RANGES:  # in `range`, a range name is the range
+            return Word(e.id, e.span)
+        if e.id in self.env:
+            return self.env[e.id]
+        if want in ("word", "range") or e.id in RANGES:
+            return Word(e.id, e.span)
+        if e.id in PUBLIC_OPS:
+            cfg, _ = self.config(OPS[e.id], [], Call(span=e.span, func=e))
+            return POISON if cfg is POISON else Layer(e.id, cfg, e.span)
+        if e.id in self.program.definitions:
+            return DefinitionRef(e.id, e.span)
+        if e.id == "y" and self.role != "output":
+            return self.error("unknown-name", "`y` is the attended result; only `output` "
+                              "sees it", e.span)
+        return self.error("unknown-name", f"unknown name `{e.id}`", e.span,
+                          did_you_mean(e.id, self._known_names()) or
+                          "parameters, inputs and `let`s are in scope, and the operators "
+                          "of docs/language.md")
+
+    def _known_names(self):
+        return [*self.env, *PUBLIC_OPS, *SPECIAL, *SCALAR_FUNCTIONS, *self.program.definitions]
+
+    def v_unaryop(self, e: UnaryOp, want):
+        x = self.value(e.operand, want)
+        if x in (POISON, UNKNOWN):
+            return x
+        if e.op == "not":
+            return not x if isinstance(x, bool) else self.error(
+                "wrong-type", f"`not` needs a bool, not {describe(x)}", e.span)
+        if isinstance(x, Tensor):
+            return self.arith("*", x, -1, e.span)
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            return -x
+        return self.error("wrong-type", f"cannot negate {describe(x)}", e.span)
+
+    def v_ifelse(self, e: IfElse, want):
+        cond = self.value(e.cond, "scalar")
+        if cond is POISON:
+            return POISON
+        if cond is UNKNOWN:  # check both branches when a parameter has no value yet
+            then = self.value(e.then, want)
+            self.value(e.orelse, want)
+            return then
+        if not isinstance(cond, bool):
+            return self.error("wrong-type", f"a condition must be a bool, not "
+                              f"{describe(cond)}", e.cond.span)
+        return self.value(e.then if cond else e.orelse, want)
+
+    def v_binop(self, e: BinOp, want):
+        if e.op == ">>":
+            return self.pipe(e)
+        if e.op in ("==", "!="):
+            return self.equality(e)
+        left, right = self.value(e.left, want), self.value(e.right, want)
+        if POISON in (left, right):
+            return POISON
+        if isinstance(left, Instance) or isinstance(right, Instance):
+            return self.parallel(left, right, e)
+        if e.op in ("and", "or"):
+            if UNKNOWN in (left, right):
+                return UNKNOWN
+            if not (isinstance(left, bool) and isinstance(right, bool)):
+                return self.error("wrong-type", f"`{e.op}` needs bools", e.span)
+            return (left and right) if e.op == "and" else (left or right)
+        if isinstance(left, Logits) or isinstance(right, Logits):
+            return self.logits_arith(e, left, right)
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            if e.op not in ARITHMETIC:
+                return self.error("wrong-type", f"`{e.op}` does not apply to tensors", e.span)
+            return self.arith(e.op, left, right, e.span)
+        return self.scalar_op(e, left, right)
+
+    def equality(self, e: BinOp):
+        """`==` / `!=`. A bare word is allowed only against a choice parameter, and must
+        be one of its choices: `variant == dot_product`."""
+        sides = (e.left, e.right)
+        left, right = (self.value(x, "word") for x in sides)
+        if POISON in (left, right):
+            return POISON
+        for word, other, expr in ((left, e.right, e.left), (right, e.left, e.right)):
+            if not isinstance(word, Word):
+                continue
+            choices = self.choices.get(other.id) if isinstance(other, Name) else None
+            if choices is None:
+                hint = (f"to set `{word.name}`, write `{word.name} = ...`; `==` compares"
+                        if e.op == "==" else None)
+                return self.error("unknown-name", f"unknown name `{word.name}`", expr.span,
+                                  hint or did_you_mean(word.name, self._known_names()))
+            if word.name not in choices:
+                return self.error("wrong-type", f"`{other.id}` is one of {', '.join(choices)}, "
+                                  f"not `{word.name}`", expr.span,
+                                  did_you_mean(word.name, choices))
+        if UNKNOWN in (left, right):
+            return UNKNOWN
+        lv, rv = (v.name if isinstance(v, Word) else v for v in (left, right))
+        return (lv == rv) if e.op == "==" else (lv != rv)
+
+    def scalar_op(self, e: BinOp, left, right):
+        if UNKNOWN in (left, right):
+            return UNKNOWN
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v in (left, right))
+        if not numbers:
+            return self.error("wrong-type", f"`{e.op}` needs numbers, not {describe(left)} "
+                              f"and {describe(right)}", e.span)
+        if e.op in ("/", "%") and right == 0:
+            return self.error("zero-size", "division by zero", e.right.span)
+        if e.op == "/" and isinstance(left, int) and isinstance(right, int):
+            return left // right  # integer widths: C / r rounds down, as in the papers
+        if e.op == "%":
+            return left % right
+        if e.op in ARITHMETIC:
+            return ARITHMETIC[e.op](left, right)
+        return {"<": left < right, "<=": left <= right, ">": left > right,
+                ">=": left >= right}[e.op]
+
+    def arith(self, op: str, left, right, span: Span, base: str | None = None):
+        tensors = [v for v in (left, right) if isinstance(v, Tensor)]
+        for v in (left, right):
+            if not isinstance(v, Tensor) and not (isinstance(v, (int, float))
+                                                  and not isinstance(v, bool)):
+                return self.error("wrong-type", f"`{op}` cannot combine a tensor with "
+                                  f"{describe(v)}", span)
+        if len(tensors) == 2:
+            try:
+                out, lp, rp = broadcast(left.type, right.type)
+            except OpError as err:
+                return self.error(err.code, err.message, span, err.hint)
+            inputs, attrs = (left.node, right.node), {"left": lp, "right": rp}
+        else:
+            out, inputs = tensors[0].type, (tensors[0].node,)
+            attrs = {"scalar": right if isinstance(left, Tensor) else left,
+                     "scalar_first": not isinstance(left, Tensor)}
+        node = self.add("arith", inputs, out, span, base=base or _ARITH_NAMES[op], op=op,
+                        **attrs)
+        return Tensor(node, out)
+
+    def logits_arith(self, e: BinOp, left, right):
+        """Logits may be scaled by a number: E1(...) / sqrt(d), 2 * E1(...)."""
+        logits, other = (left, right) if isinstance(left, Logits) else (right, left)
+        if other is UNKNOWN:
+            return logits
+        number = isinstance(other, (int, float)) and not isinstance(other, bool)
+        if not number or e.op not in ("*", "/") or e.op == "/" and logits is right:
+            return self.error("wrong-type", f"a weight term can be multiplied or divided by a "
+                              f"number; not `{e.op}` with {describe(other)}", e.span)
+        factor = 1 / other if e.op == "/" else other
+        if factor == 1:
+            return logits  # `/ s` with s = 1 when an option is off: nothing to compute
+        node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
+        return Logits(node, logits.type, logits.has_query)
+
+    def pipe(self, e: BinOp):
+        left, right = self.value(e.left), self.value(e.right)
+        if POISON in (left, right):
+            return POISON
+        if isinstance(left, Tensor) and isinstance(right, Layer):
+            return self.apply(right, left, e.span, self.role)
+        if isinstance(left, Layer) and isinstance(right, Layer):
+            return Layer(None, {}, e.span, parts=_flatten(left) + _flatten(right))
+        if isinstance(left, Instance) and isinstance(right, Instance):
+            return Instance(lambda x: right.apply(left.apply(x)), e.span)
+        return self.error("wrong-type", f"`>>` chains layers or blocks; got {describe(left)} "
+                          f"and {describe(right)}", e.span)
+
+    # ------------------------------------------------------------------ calls
+
+    def v_call(self, e: Call, want):
+        if not isinstance(e.func, Name):
+            f = self.value(e.func)
+            return self.call_value(f, e)
+        name = e.func.id
+        if name in self.env:
+            return self.call_value(self.env[name], e)
+        handler = getattr(self, "call_" + name, None)
+        if handler is not None and name in SPECIAL:
+            return handler(e)
+        if name in SCALAR_FUNCTIONS and not (name in PUBLIC_OPS and e.args
+                                             and _maybe_tensor(e.args[0], self.env)):
+            return self.scalar_call(e)
+        if name in PUBLIC_OPS:
+            return self.op_call(name, e)
+        if name in self.program.definitions:
+            return self.instantiate(self.program.definitions[name], e)
+        return self.error("unknown-name", f"unknown operator `{name}`", e.func.span,
+                          did_you_mean(name, self._known_names()) or
+                          "see docs/language.md for the operators")
+
+    def call_value(self, f, e: Call):
+        if f is POISON:
+            return POISON
+        if isinstance(f, Layer):
+            if len(e.args) != 1 or e.kwargs:
+                return self.error("wrong-arity", "a layer is applied to one tensor", e.span)
+            x = self.value(e.args[0])
+            if x is POISON:
+                return POISON
+            if not isinstance(x, Tensor):
+                return self.error("wrong-type", f"a layer applies to a tensor, not "
+                                  f"{describe(x)}", e.args[0].span)
+            return self.apply(f, x, e.span, f.shared_as or self.role)
+        return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
+
+    def scalar_call(self, e: Call):
+        arity, fn = SCALAR_FUNCTIONS[e.func.id]
+        if len(e.args) != arity or e.kwargs:
+            return self.error("wrong-arity", f"`{e.func.id}` takes {arity} argument"
+                              f"{'s' if arity > 1 else ''}, got {len(e.args) + len(e.kwargs)}",
+                              e.span)
+        args = [self.value(a, "scalar") for a in e.args]
+        if POISON in args:
+            return POISON
+        if UNKNOWN in args:
+            return UNKNOWN
+        for a, v in zip(e.args, args):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return self.error("wrong-type", f"`{e.func.id}` needs a number, not "
+                                  f"{describe(v)}", a.span)
+        try:
+            return fn(*args)
+        except ValueError as err:
+            return self.error("wrong-type", f"`{e.func.id}`: {err}", e.span)
+
+    def op_call(self, name: str, e: Call):
+        """An operator called by name: its leading positional arguments are the tensors
+        it applies to; without them it is a layer, applied later."""
+        op = OPS[name]
+        tensors, rest = [], list(e.args)
+        only_tensors = op.kind == "reduce" or not op.params  # nothing else to pass first
+        while rest and (op.inputs == -1 or len(tensors) < op.inputs):
+            first = only_tensors and not tensors
+            if not first and not _maybe_tensor(rest[0], self.env):
+                break
+            v = self.value(rest[0])
+            if v is POISON:
+                return POISON
+            if not isinstance(v, Tensor):
+                if first:
+                    return self.error("wrong-type", f"`{name}` applies to a tensor, not "
+                                      f"{describe(v)}", rest[0].span)
+                break
+            tensors.append(v)
+            rest.pop(0)
+        cfg, exprs = self.config(op, rest, e)
+        if cfg is POISON:
+            return POISON
+        layer = Layer(name, cfg, e.span, arg_exprs=exprs)
+        if not tensors:
+            if op.kind == "reduce":
+                return self.error("wrong-arity", f"`{name}` needs a tensor and the axes it "
+                                  "reduces, e.g. mean(x, H W)", e.span)
+            return layer
+        if op.inputs == -1:
+            return self.apply_op(layer, tensors, e.span, self.role)
+        return self.apply(layer, tensors[0], e.span, self.role)
+
+    def config(self, op, args, e: Call):
+        cfg, exprs = {}, {}
+        params = list(op.params)
+        if len(args) > len(params):
+            extra = args[len(params)]
+            hint = takes(op)
+            if params and params[-1].kind == "axes" and isinstance(extra, Name):
+                hint = "axis names are separated by spaces, not commas: `H W`"
+            return self.error("wrong-arity", f"`{op.name}` takes {len(params)} setting"
+                              f"{'s' if len(params) != 1 else ''} after its input, got "
+                              f"{len(args)}", extra.span, hint), exprs
+        given = list(zip(params, args))
+        names = {p.name: p for p in params}
+        for kw in e.kwargs:
+            if kw.name not in names:
+                return self.error("unknown-argument", f"`{op.name}` has no argument "
+                                  f"`{kw.name}`", kw.span,
+                                  did_you_mean(kw.name, names) or takes(op)), exprs
+            given.append((names[kw.name], kw.value))
+        for p, a in given:
+            exprs[p.name] = a
+            cfg[p.name] = self.setting(op, p, a)
+            if cfg[p.name] is POISON:
+                return POISON, exprs
+        for p in params:
+            if p.name not in cfg:
+                if p.default is REQUIRED:
+                    return self.error("wrong-arity", f"`{op.name}` needs `{p.name}`", e.span,
+                                      f"e.g. {op.name}({p.name} = ...)"), exprs
+                cfg[p.name] = p.default
+        return cfg, exprs
+
+    def setting(self, op, p, a):
+        if p.kind == "axes":
+            names = self.axes(a)
+            return names
+        v = self.value(a, "word" if p.kind == "word" else "scalar")
+        if v in (POISON, UNKNOWN):
+            return v
+        if p.kind == "word":
+            word = v.name if isinstance(v, Word) else v
+            if p.words and word not in p.words:
+                return self.error("wrong-type", f"`{p.name}` of `{op.name}` is one of "
+                                  f"{', '.join(p.words)}, not `{word}`", a.span,
+                                  did_you_mean(str(word), p.words))
+            return word
+        if p.kind == "bool" and not isinstance(v, bool) or p.kind == "int" and (
+                isinstance(v, bool) or not isinstance(v, int)) and v is not None:
+            return self.error("wrong-type", f"`{p.name}` of `{op.name}` is "
+                              f"{article(p.kind)}, not {describe(v)}", a.span)
+        return v
+
+    # ------------------------------------------------------------------ applying layers
+
+    def apply(self, layer: Layer, x: Tensor, span: Span, prefix: str):
+        if layer.parts:
+            for part in layer.parts:
+                part.shared_as = part.shared_as or layer.shared_as
+                x = self.apply(part, x, span, prefix)
+                if x is POISON:
+                    return POISON
+            return x
+        return self.apply_op(layer, [x], span, layer.shared_as or prefix)
+
+    def apply_op(self, layer: Layer, xs: list[Tensor], span: Span, prefix: str):
+        op = OPS.get(layer.op)
+        if layer.op in NORMALISERS and layer.op not in OPS or op is None:
+            return self.error("wrong-type", f"`{layer.op}` is not a layer", layer.span)
+        if layer.op == "identity":
+            return xs[0]
+        if UNKNOWN in layer.config.values():
+            return POISON  # a setting depends on a parameter with no value yet
+        types = [x.type for x in xs]
+        exprs = layer.arg_exprs
+        try:
+            out = op.infer(types, layer.config)
+            attrs = dict(layer.config)
+            module = None
+            if op.build is not None:
+                module = self.module_for(layer, op, types, prefix)
+                attrs = self.ir.modules[module].attrs
+        except OpError as err:
+            if err.axis is not None and self.env.get(err.axis) is UNKNOWN:
+                return POISON  # its size is a parameter with no value yet
+            expr = exprs.get(err.arg)
+            if expr is None:
+                return self.error(err.code, err.message, layer.span, err.hint)
+            return self.error(err.code, err.message + self.explain(expr), expr.span, err.hint)
+        node = self.add(op.name, [x.node for x in xs], out, span, module=module,
+                        **{k: v for k, v in attrs.items() if v is not None})
+        return Tensor(node, out)
+
+    def module_for(self, layer: Layer, op, types, prefix) -> str:
+        key = 0
+        if layer.shared_as and key in layer.modules:
+            first = layer.first_types[key]
+            if first != types[0]:
+                raise OpError(f"the shared layer `{layer.shared_as}` was first applied to "
+                              f"{first}, now to {types[0]}")
+            return layer.modules[key]
+        attrs = op.module_attrs(types, layer.config)
+        path = self.module_path(prefix, op.name)
+        self.ir.modules[path] = ModuleDecl(op.name, attrs, layer.span)
+        if layer.shared_as:
+            layer.modules[key], layer.first_types[key] = path, types[0]
+        return path
+
+
+_ARITH_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+def _flatten(layer: Layer) -> tuple[Layer, ...]:
+    return layer.parts if layer.parts else (layer,)
+
+
+def _maybe_tensor(e, env) -> bool:
+    """Could this argument be a tensor (so an operator's input) rather than a setting?"""
+    if isinstance(e, Name):  # an unknown name is taken as a tensor, to report it as unknown
+        return e.id not in PUBLIC_OPS if e.id not in env else \
+            not isinstance(env[e.id], (int, float, str, Word)) and env[e.id] is not UNKNOWN
+    return isinstance(e, (Call, BinOp, IfElse, UnaryOp)) and not _is_scalar_expr(e, env)
+
+
+def _is_scalar_expr(e, env) -> bool:
+    if isinstance(e, (Number, Bool)):
+        return True
+    if isinstance(e, Name):
+        return e.id in env and isinstance(env[e.id], (int, float, bool, str)) or \
+            env.get(e.id) is UNKNOWN
+    if isinstance(e, BinOp):
+        return _is_scalar_expr(e.left, env) and _is_scalar_expr(e.right, env)
+    if isinstance(e, UnaryOp):
+        return _is_scalar_expr(e.operand, env)
+    if isinstance(e, Call) and isinstance(e.func, Name) and e.func.id in SCALAR_FUNCTIONS:
+        return all(_is_scalar_expr(a, env) for a in e.args)
+    if isinstance(e, IfElse):
+        return _is_scalar_expr(e.then, env) and _is_scalar_expr(e.orelse, env)
+    return False
+
+
+def _names_in(e):
+    """Every Name in an expression tree."""
+    if isinstance(e, Name):
+        yield e
+    for child in ("left", "right", "operand", "cond", "then", "orelse", "func"):
+        if hasattr(e, child):
+            yield from _names_in(getattr(e, child))
+    for a in getattr(e, "args", ()):
+        yield from _names_in(a)
+    for kw in getattr(e, "kwargs", ()):
+        yield from _names_in(kw.value)

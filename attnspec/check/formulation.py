@@ -1,0 +1,496 @@
+"""The formulation's parts: input, over, range, heads, mask, weight terms, value, output."""
+
+from __future__ import annotations
+
+from .. import attend  # noqa: F401  (registers the formulation's operators)
+from ..diagnostics import did_you_mean
+from ..ir import Attention as AttentionInfo
+from ..ir import Axis, ModuleDecl, TensorType
+from ..source import Span
+from ..spec import Attention, BinOp, Call, Input, Let, Name
+from ..values import POISON, UNKNOWN, Layer, Logits, Memory, Tensor, Weights, Word
+from .base import RANGES, describe
+
+
+class Formulation:
+    """Checks an attention's parts and assembles y = Σ_k A(q, k) · W'x_k."""
+
+    # ------------------------------------------------------------------ attention
+
+    def attention(self, d: Attention, env: dict, incoming: Tensor | None):
+        self.env = dict(env)
+        parts = {}
+        x = None
+        for s in d.body:
+            if isinstance(s, Input):
+                t = self.input(s, incoming if x is None else None, first=x is None)
+                self.env[s.name] = t
+                x = t if x is None else x
+            elif isinstance(s, Let):
+                if s.name in self.env or s.name == "y":
+                    self.error("duplicate-name", f"`{s.name}` is already defined", s.span,
+                               "a `let` may not shadow a parameter, input or earlier `let`")
+                    continue
+                self.role = "weight"
+                self.env[s.name] = self.value(s.value, shared_as=s.name)
+            else:
+                parts[s.keyword] = s
+        if not isinstance(x, Tensor):
+            return x, POISON
+        return x, self.formulation(d, parts, x)
+
+    def input(self, s: Input, incoming: Tensor | None, first: bool):
+        if not first and incoming is None and self.ir.inputs and self.scope:
+            return None  # optional inputs of an attention inside a block stay unset
+        axes = []
+        for name in s.axes:
+            size = self.env.get(name)
+            if isinstance(size, bool) or not isinstance(size, int):
+                size = None
+            axes.append(Axis(name, size))
+        t = TensorType(tuple(axes), s.dtype)
+        if incoming is not None:
+            where = self.call_span or s.span
+            if len(incoming.type.axes) != len(axes):
+                return self.error("axis-mismatch", f"`{s.name}` is declared {t} but receives "
+                                  f"{incoming.type}", where)
+            for mine, theirs in zip(axes, incoming.type.axes):
+                if None not in (mine.size, theirs.size) and mine.size != theirs.size:
+                    return self.error("axis-mismatch", f"axis {mine.name} of `{s.name}` is "
+                                      f"{mine.size} here, but what comes in is "
+                                      f"{incoming.type}", where)
+            t = TensorType(tuple(Axis(m.name, m.size or th.size)
+                                 for m, th in zip(axes, incoming.type.axes)))
+            return Tensor(incoming.node, t)
+        node = self.add("input", (), t, s.span, base=s.name, role="input",
+                        optional=s.optional, axes=tuple((a.name, a.size) for a in axes))
+        self.ir.inputs.append(node)
+        return Tensor(node, t)
+
+    def formulation(self, d: Attention, parts: dict, x: Tensor):
+        over = self.over(parts["over"], x)
+        rng = self.range(parts["range"])
+        heads = self.heads(parts.get("heads"))
+        pad = self.mask(parts.get("mask"), x, over, rng)
+        identity = tuple(k for k in ("value", "output")
+                         if _is_identity(parts[k].values[0]))
+        self.ir.attentions.append(AttentionInfo(self.scope, d.name, str(rng), heads,
+                                                _over_text(over), identity))
+        if over is POISON:
+            return POISON
+        # a bad range, head count or mask still lets weight and value be checked
+        ordered = sorted((parts["weight"], parts["value"]), key=lambda p: p.span.line)
+        results = {}
+        for part in ordered:
+            self.role = part.keyword
+            results[part.keyword] = self.part_value(
+                part, x, over, rng, 1 if heads is POISON else heads,
+                None if pad is POISON else pad)
+        w, v = results["weight"], results["value"]
+        if POISON in (w, v, rng, heads, pad):
+            return POISON
+        self.role = "context"
+        y = self.combine(w, v, x, over, rng, heads, parts)
+        if y is POISON:
+            return POISON
+        self.role = "output"
+        self.env["y"] = y
+        out = self.value(parts["output"].values[0])
+        del self.env["y"]
+        if isinstance(out, Layer):
+            out = self.apply(out, y, parts["output"].span, "output")
+        if out is not POISON and not isinstance(out, Tensor):
+            return self.error("wrong-type", f"`output` must give a tensor or a layer, not "
+                              f"{describe(out)}", parts["output"].values[0].span)
+        return out
+
+    def over(self, part, x: Tensor):
+        specs = []
+        for e in part.values:
+            if not (isinstance(e, Call) and isinstance(e.func, Name)
+                    and e.func.id in ("positions", "channels", "memory")):
+                return self.error("unknown-over", "`over` takes positions(...), channels(...) "
+                                  "or memory(S)", e.span,
+                                  "e.g. `over positions(H W)` or `over channels(C)`")
+            kind = e.func.id
+            if kind == "memory":
+                m = self.value(e)
+                specs.append(("memory", m))
+                continue
+            if len(e.args) != 1:
+                return self.error("wrong-arity", f"{kind}(...) takes the axes it indexes",
+                                  e.span)
+            axes = self.axes(e.args[0])
+            if axes is POISON:
+                return POISON
+            for a in axes:
+                if a not in x.type.names[1:]:
+                    return self.error("axis-mismatch", f"{kind}({' '.join(axes)}): the input "
+                                      f"{x.type} has no axis `{a}`", e.args[0].span,
+                                      did_you_mean(a, x.type.names[1:]))
+            specs.append((kind, tuple(axes)))
+        if len(specs) > 2 or specs[0][0] == "memory":
+            return self.error("unknown-over", "`over` names what q indexes, then optionally "
+                              "what k indexes", part.span)
+        return (specs[0], specs[-1])
+
+    def range(self, part):
+        value = self.scalar(part.values[0], "range")
+        if value is POISON:
+            return POISON
+        name = value.name if isinstance(value, Word) else value
+        if name not in RANGES:
+            span = value.span if isinstance(value, Word) else part.values[0].span
+            return self.error("unknown-range", f"unknown range `{name}`", span,
+                              did_you_mean(str(name), RANGES) or
+                              f"ranges are {', '.join(RANGES)}")
+        return name
+
+    def heads(self, part):
+        if part is None:
+            return 1
+        m = self.scalar(part.values[0], "scalar")
+        if m is UNKNOWN or m is POISON:
+            return 1 if m is UNKNOWN else POISON
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            return self.error("wrong-type", f"heads must be a positive integer, not "
+                              f"{describe(m)}",
+                              part.values[0].span)
+        return m
+
+    def mask(self, part, x: Tensor, over, rng):
+        if part is None:
+            return None
+        e = part.values[0]
+        m = self.value(e)
+        if m is POISON or m is None:
+            return m
+        if not isinstance(m, Tensor) or m.type.dtype != "bool":
+            return self.error("wrong-type", "`mask` takes a bool input", e.span,
+                              "declare it as `input pad: [B, N] bool optional`")
+        if rng == "self":
+            return self.error("wrong-type", "`range self` has no keys to mask", part.span)
+        return m
+
+    # ------------------------------------------------------------------ parts
+
+    def part_value(self, part, x: Tensor, over, rng, heads, pad):
+        self.core = (x, over, rng, heads, pad)
+        value = self.value(part.values[0])
+        if isinstance(value, Layer):
+            value = self.apply(value, x, part.span, part.keyword)
+        if isinstance(value, Memory):
+            return value if part.keyword == "value" else self.error(
+                "wrong-type", "memory(S) stands for keys or values", part.span)
+        if part.keyword == "weight" and rng is POISON:
+            return value  # which weights fit is unknown while the range has an error
+        if part.keyword == "weight" and rng != "self":
+            if isinstance(value, Logits):
+                return self.error("missing-normaliser", "the weight needs a normaliser",
+                                  part.values[0].span, "wrap it: softmax(...), sigmoid(...), "
+                                  "count(...) or double_norm(...)")
+            if value is not POISON and not isinstance(value, Weights):
+                hint = "for a gate (one weight per element), use `range self`" \
+                    if isinstance(value, Tensor) else None
+                return self.error("wrong-type", f"with `range {rng}` the weight must be a "
+                                  "normalised term such as softmax(E1(...))",
+                                  part.values[0].span, hint)
+        elif value is not POISON and not isinstance(value, Tensor):
+            return self.error("wrong-type", f"`{part.keyword}` must give a tensor or layer, "
+                              f"not {describe(value)}", part.values[0].span)
+        return value
+
+    def combine(self, w, v, x: Tensor, over, rng, heads, parts):
+        span = parts["weight"].span
+        if rng == "self":
+            tokens = over[0][1]
+            missing = [a for a in tokens if a not in w.type.names]
+            if missing:
+                return self.error("axis-mismatch", f"over {over[0][0]}({' '.join(tokens)}) "
+                                  f"needs a weight per {' '.join(missing)}, but the weight is "
+                                  f"{w.type}", parts["weight"].values[0].span)
+            return self.arith("*", w, v, span, base="attend")
+        q_tokens = over[0][1]
+        if isinstance(v, Memory):
+            feature = _feature(x.type, q_tokens)
+            dim = v.dim if isinstance(v.dim, int) else x.type.axis(feature).size
+            per_head = self.divide(dim, heads, parts["value"].span)
+            if per_head is POISON:
+                return POISON
+            out_t = x.type.replace_axis(feature, Axis(feature, dim))
+            path = self.module_path("value", "memory")
+            self.ir.modules[path] = ModuleDecl("linear", {"in": v.slots, "out": per_head,
+                                                          "bias": False, "init": "default"},
+                                               v.span)
+            node = self.add("aggregate", (w.node,), out_t, span, module=path, memory=True,
+                            heads=heads, q_tokens=q_tokens, v_feature=feature,
+                            k_tokens=(), weight_axes=w.type.names, v_width=dim,
+                            sizes_of=x.node)
+            return Tensor(node, out_t)
+        k_tokens = over[1][1] if over[1][0] != "memory" else ()
+        feature = self.feature(v, k_tokens, "value", parts["value"].span)
+        if feature is POISON or self.divide(v.type.axis(feature).size, heads,
+                                            parts["value"].span) is POISON:
+            return POISON
+        if w.has_query:
+            out_t = _with_tokens(v.type, k_tokens, x.type, q_tokens)
+        else:
+            out_t = TensorType((v.type.axes[0], v.type.axis(feature)))
+        node = self.add("aggregate", (w.node, v.node), out_t, span, memory=False, heads=heads,
+                        q_tokens=q_tokens, k_tokens=k_tokens, v_feature=feature,
+                        weight_axes=("B", "M", "Q", "K") if w.has_query else ("B", "M", "K"),
+                        v_width=v.type.axis(feature).size, sizes_of=x.node)
+        return Tensor(node, out_t)
+
+    def feature(self, t: Tensor, tokens, what: str, span: Span):
+        rest = [a for a in t.type.names[1:] if a not in tokens]
+        missing = [a for a in tokens if a not in t.type.names]
+        if missing or len(rest) != 1:
+            return self.error("axis-mismatch", f"the {what} is {t.type}: it must keep the "
+                              f"indexed axes {' '.join(tokens)} and have one feature axis",
+                              span)
+        return rest[0]
+
+    def divide(self, size, heads, span):
+        if size is None or heads == 1:
+            return size
+        if size % heads:
+            return self.error("heads", f"{size} features do not split into {heads} heads",
+                              span, "choose a head count that divides the width")
+        return size // heads
+
+    # ------------------------------------------------------------------ the formulation
+
+    def call_E1(self, e: Call):
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("query", "key"))
+        if args is POISON:
+            return POISON
+        q = self.projection(args["query"], x, "query")
+        if over[1][0] == "memory" or _is_memory_call(args["key"]):
+            k = self.value(args["key"])
+        else:
+            k = self.projection(args["key"], x, "key")
+        self.role = "weight"
+        if POISON in (q, k):
+            return POISON
+        q_tokens = over[0][1]
+        qf = self.feature(q, q_tokens, "query", args["query"].span)
+        if qf is POISON:
+            return POISON
+        d = q.type.axis(qf).size
+        if self.divide(d, heads, args["query"].span) is POISON:
+            return POISON
+        if isinstance(k, Memory):
+            per_head = d // heads if d is not None else None
+            path = self.module_path("key", "memory")
+            self.ir.modules[path] = ModuleDecl("linear", {"in": per_head, "out": k.slots,
+                                                          "bias": False, "init": "default"},
+                                               k.span)
+            t = _logits_type(x, heads, q_tokens, Axis(_over_name(over[1]), k.slots))
+            node = self.add("E1_memory", (q.node,), t, e.span, base="e1",
+                            module=path, heads=heads, q_tokens=q_tokens, q_feature=qf,
+                            **{"in": per_head})
+            return Logits(node, t, True)
+        if not isinstance(k, Tensor):
+            return self.error("wrong-type", "the key must be a layer or memory(S)",
+                              args["key"].span)
+        k_tokens = over[1][1]
+        kf = self.feature(k, k_tokens, "key", args["key"].span)
+        if kf is POISON:
+            return POISON
+        if None not in (d, k.type.axis(kf).size) and d != k.type.axis(kf).size:
+            return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
+                              f"{k.type}", e.span)
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, k_tokens)))
+        node = self.add("E1", (q.node, k.node), t, e.span, base="e1", heads=heads,
+                        q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf)
+        return Logits(node, t, True)
+
+    def call_E3(self, e: Call):
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("key",))
+        if args is POISON:
+            return POISON
+        k = self.projection(args["key"], x, "key")
+        self.role = "weight"
+        if k is POISON:
+            return POISON
+        k_tokens = over[1][1]
+        kf = self.feature(k, k_tokens, "key", args["key"].span)
+        if kf is POISON:
+            return POISON
+        if k.type.axis(kf).size not in (heads, None):
+            return self.error("axis-mismatch", f"E3's key gives one score per key and head: "
+                              f"width {heads}, not {k.type.axis(kf).size}", args["key"].span,
+                              f"use conv1x1({heads}) or linear({heads})")
+        t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_key_axis_name((), k_tokens))))
+        node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
+                        k_feature=kf)
+        return Logits(node, t, False)
+
+    def keywords(self, e: Call, names: tuple[str, ...], optional: tuple[str, ...] = ()):
+        """Arguments by keyword or position; every name in `names` is required."""
+        allowed = names + optional
+        given = {kw.name: kw.value for kw in e.kwargs}
+        for kw in e.kwargs:
+            if kw.name not in allowed:
+                return self.error("unknown-argument", f"`{e.func.id}` has no argument "
+                                  f"`{kw.name}`", kw.span, did_you_mean(kw.name, allowed))
+        if len(e.args) > len(allowed):
+            return self.error("wrong-arity", f"`{e.func.id}` takes {len(allowed)} arguments, "
+                              f"got {len(e.args) + len(e.kwargs)}", e.span)
+        for n, a in zip(allowed, e.args):
+            given.setdefault(n, a)
+        for n in names:
+            if n not in given:
+                return self.error("wrong-arity", f"`{e.func.id}` needs `{n} = ...`", e.span)
+        return given
+
+    def projection(self, arg, x: Tensor, role: str):
+        self.role = role
+        v = self.value(arg)
+        if isinstance(v, Layer):
+            v = self.apply(v, x, arg.span, role)
+        if v is not POISON and not isinstance(v, Tensor):
+            return self.error("wrong-type", f"the {role} must be a layer or tensor, not "
+                              f"{describe(v)}", arg.span)
+        return v
+
+    def call_memory(self, e: Call):
+        args = self.keywords(e, ("slots",), ("dim",))
+        if args is POISON:
+            return POISON
+        slots = self.value(args["slots"], "scalar")
+        dim = self.value(args["dim"], "scalar") if "dim" in args else None
+        if slots is POISON or dim is POISON:
+            return POISON
+        if slots is UNKNOWN:
+            return POISON if self.check_only else slots
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            return self.error("zero-size", f"memory needs a positive number of slots, not "
+                              f"{slots!r}", args["slots"].span)
+        return Memory(slots, dim, e.span)
+
+    def normaliser(self, e: Call, op: str, **attrs):
+        if not e.args:
+            return Layer(e.func.id, {}, e.span)
+        logits = self.value(e.args[0])
+        if logits is POISON:
+            return POISON
+        if isinstance(logits, Tensor) and e.func.id == "sigmoid":
+            return self.op_call("sigmoid", e)
+        if not isinstance(logits, Logits):
+            return self.error("wrong-type", f"`{e.func.id}` normalises a weight term such as "
+                              f"E1(...), not {describe(logits)}", e.args[0].span)
+        x, over, rng, heads, pad = self.core
+        source = logits.node
+        if rng == "causal" or pad is not None:
+            if op not in ("softmax_keys", "sigmoid"):
+                return self.error("unsupported", f"range `{rng}` or a mask needs a softmax "
+                                  "or sigmoid normaliser", e.span)
+            inputs = (source,) + ((pad.node,) if pad is not None else ())
+            source = self.add("range", inputs, logits.type, e.span, role="range",
+                              causal=rng == "causal")
+        node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
+                        **attrs)
+        return Weights(node, logits.type, logits.has_query)
+
+    def call_softmax(self, e: Call):
+        return self.normaliser(e, "softmax_keys")
+
+    def call_sigmoid(self, e: Call):
+        if e.args and not _maybe_logits(e.args[0]):
+            return self.op_call("sigmoid", e)
+        return self.normaliser(e, "sigmoid")
+
+    def call_count(self, e: Call):
+        return self.normaliser(e, "count")
+
+    def call_double_norm(self, e: Call):
+        if len(e.args) != 1:
+            return self.error("wrong-arity", "double_norm takes one term", e.span)
+        args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs),
+                             ("first", "then"), ("eps",))
+        if args is POISON:
+            return POISON
+        x, over, rng, heads, pad = self.core
+        q_name, k_name = "·".join(over[0][1]), _over_name(over[1])
+        dims = {}
+        for key in ("first", "then"):
+            axis = self.axes(args[key])
+            if axis is POISON:
+                return POISON
+            name = " ".join(axis).replace(" ", "·")
+            if name == q_name:
+                dims[key] = -2
+            elif name == k_name:
+                dims[key] = -1
+            else:
+                return self.error("axis-mismatch", f"`{key}` must name the query axis "
+                                  f"{q_name} or the key axis {k_name}, not {name}",
+                                  args[key].span)
+        if dims["first"] == dims["then"]:
+            return self.error("axis-mismatch", "double_norm normalises two different axes",
+                              e.span)
+        eps = self.value(args["eps"], "scalar") if "eps" in args else 1e-9
+        return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "double_norm",
+                               first=dims["first"], then=dims["then"], eps=eps)
+
+    def call_positions(self, e: Call):
+        return self.error("wrong-type", "positions(...) belongs in `over`", e.span)
+
+    call_channels = call_positions
+
+
+def _maybe_logits(e) -> bool:
+    if isinstance(e, Call) and isinstance(e.func, Name):
+        return e.func.id in ("E1", "E3")
+    if isinstance(e, BinOp):
+        return _maybe_logits(e.left) or _maybe_logits(e.right)
+    return False
+
+
+def _is_identity(e) -> bool:
+    return isinstance(e, Name) and e.id in ("identity", "y")
+
+
+def _is_memory_call(e) -> bool:
+    return isinstance(e, Call) and isinstance(e.func, Name) and e.func.id == "memory"
+
+
+def _feature(t: TensorType, tokens) -> str:
+    return [a for a in t.names[1:] if a not in tokens][0]
+
+
+def _over_name(spec) -> str:
+    kind, what = spec
+    return "S" if kind == "memory" and not isinstance(what, tuple) else "·".join(what)
+
+
+def _key_axis_name(q_tokens, k_tokens) -> str:
+    name = "·".join(k_tokens)
+    return name + "'" if tuple(q_tokens) == tuple(k_tokens) else name
+
+
+def _logits_type(x: Tensor, heads: int, q_tokens, key_axis: Axis) -> TensorType:
+    return TensorType((x.type.axes[0], Axis("M", heads), Axis("·".join(q_tokens)), key_axis))
+
+
+def _with_tokens(v: TensorType, k_tokens, x: TensorType, q_tokens) -> TensorType:
+    """The value's layout with its key axes replaced by the query's axes."""
+    if tuple(k_tokens) == tuple(q_tokens):
+        return v
+    feature = [a for a in v.axes[1:] if a.name not in k_tokens][0]
+    return TensorType(tuple(feature if a.name not in q_tokens and a is not x.axes[0] else a
+                            for a in x.axes))
+
+
+def _over_text(over) -> str:
+    if over is POISON:
+        return "?"
+    q, k = over
+    text = f"{q[0]}({' '.join(q[1])})"
+    if k != q:
+        text += f" → memory({k[1].slots})" if k[0] == "memory" else f" → {k[0]}({' '.join(k[1])})"
+    return text
