@@ -90,10 +90,13 @@ _register("E1_memory", "query content × learned key memory: a linear map to S s
 
 
 def _emit_e3(em, n: Node, args):
+    """The key layer gives one score per key and head: [B, M, tokens...] → [B, M, N]."""
     a = n.attrs
-    k = to_heads(em, args[0], em.type(n.inputs[0]), a["k_tokens"], a["k_feature"], a["heads"],
-                 keys_first=True)  # [B, M, 1, N]: one scalar per key and head
-    return em.method(k, "squeeze", 2)
+    t, tokens, feature = em.type(n.inputs[0]), a["k_tokens"], a["k_feature"]
+    k = args[0]
+    if t.names != (t.names[0], feature, *tokens):  # make it channels first
+        k = em.method(k, "permute", 0, t.index(feature), *(t.index(x) for x in tokens))
+    return em.method(k, "flatten", 2) if len(tokens) != 1 else k
 
 
 _register("E3", "key content only: u·(W_k x_k), the same for every query", _emit_e3)

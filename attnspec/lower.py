@@ -21,6 +21,7 @@ class Emitter:
     def __init__(self, ir: IR, graph: fx.Graph):
         self.ir, self.graph = ir, graph
         self.env: dict[str, fx.Node] = {}
+        self.size_of: dict[str, fx.Node] = {}
 
     def call(self, fn, *args, **kwargs) -> fx.Node:
         return self.graph.call_function(fn, args, kwargs)
@@ -35,9 +36,11 @@ class Emitter:
         return self.ir.node(name).type
 
     def sizes(self, name: str, axes: tuple[str, ...]) -> tuple:
+        """Run-time sizes of `axes` of the tensor `name` (one size() call per tensor)."""
+        if name not in self.size_of:
+            self.size_of[name] = self.method(self.env[name], "size")
         t = self.type(name)
-        return tuple(self.call(operator.getitem, self.method(self.env[name], "size"), t.index(a))
-                     for a in axes)
+        return tuple(self.call(operator.getitem, self.size_of[name], t.index(a)) for a in axes)
 
 
 def lower(ir: IR, fuse: bool = True) -> fx.GraphModule:

@@ -1,0 +1,69 @@
+"""Blocks compose attentions: `>>` in sequence, `+` side by side, `residual(...)`; `use`
+brings in other files. Each block must equal the same composition of single modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attnspec
+
+FILE = "tests/fixtures/blocks/compose.attn"
+C = 16
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch, request):
+    monkeypatch.chdir(request.config.rootpath)
+
+
+def parts(block: torch.nn.Module) -> list[torch.nn.Module]:
+    """Single SE and ECA modules holding the block's weights, in the block's order."""
+    singles = []
+    for name, child in block.named_children():
+        spec = "se" if name.startswith("se") else "eca"
+        r = 4 if spec == "se" and child.weight_mlp.fc1.out_features == C // 4 else 2
+        single = attnspec.load(spec, C=C, **({"r": r} if spec == "se" else {}))
+        single.load_state_dict(child.state_dict())
+        singles.append(single)
+    return singles
+
+
+def run(name: str, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.nn.Module]]:
+    torch.manual_seed(0)
+    block = attnspec.compile_file(FILE, name=name, C=C)
+    for p in block.parameters():
+        torch.nn.init.normal_(p)
+    return block(x), parts(block)
+
+
+def test_sequence_applies_one_after_the_other():
+    x = torch.randn(2, C, 5, 6)
+    y, (se, eca) = run("Sequence", x)
+    torch.testing.assert_close(y, eca(se(x)))
+
+
+def test_parallel_sums_both_branches_on_the_same_input():
+    x = torch.randn(2, C, 5, 6)
+    y, (se, eca) = run("Parallel", x)
+    torch.testing.assert_close(y, se(x) + eca(x))
+
+
+def test_residual_adds_the_input():
+    x = torch.randn(2, C, 5, 6)
+    y, (se, eca) = run("Residual", x)
+    torch.testing.assert_close(y, x + eca(se(x)))
+
+
+def test_blocks_nest_and_instances_are_named_apart():
+    x = torch.randn(2, C, 5, 6)
+    block = attnspec.compile_file(FILE, name="Nested", C=C)
+    assert [n for n, _ in block.named_children()] == ["parallel", "se"]
+    assert [n for n, _ in block.parallel.named_children()] == ["se", "eca"]
+    assert block(x).shape == x.shape
+
+
+def test_a_block_checks_what_flows_between_its_attentions():
+    text = ('use "se.attn"\nblock Twice(C: int) = SE(C) >> SE(C * 2)\n')
+    with pytest.raises(attnspec.SpecError, match="axis C of `x` is 32 here"):
+        attnspec.compile_text(text, C=16)

@@ -1,0 +1,58 @@
+"""Lowering: the generated forward code (golden), the fused kernels chosen, and the
+parameters' names and order."""
+
+from __future__ import annotations
+
+import pytest
+import torch.nn.functional as F
+
+import attnspec
+from attnspec import runtime
+
+CODE_CASES = {
+    "se": dict(C=64),
+    "cbam": dict(C=64),
+    "mhsa": dict(D=64),
+    "nonlocal": dict(C=32),
+    "external": dict(D=32),
+    "gcnet": dict(C=64),
+}
+
+
+@pytest.mark.parametrize("name", CODE_CASES)
+def test_generated_code(name, golden):
+    module = attnspec.load(name, **CODE_CASES[name])
+    golden(f"code/{name}.py", module.code.strip() + "\n")
+
+
+def targets(module) -> set:
+    return {n.target for n in module.graph.nodes if n.op == "call_function"}
+
+
+@pytest.mark.parametrize("params", [dict(C=16), dict(C=16, variant="gaussian"),
+                                    dict(C=16, subsample=True, scale=True)])
+def test_softmax_dot_product_attention_lowers_to_sdpa(params):
+    assert F.scaled_dot_product_attention in targets(attnspec.load("nonlocal", **params))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_key_padding_mask_keeps_the_fused_kernel_behind_a_runtime_check(causal):
+    # masked_sdpa calls scaled_dot_product_attention with the mask, or without one
+    assert runtime.masked_sdpa in targets(attnspec.load("mhsa", D=32, causal=causal))
+
+
+def test_other_normalisers_are_not_fused():
+    assert F.scaled_dot_product_attention not in targets(
+        attnspec.load("nonlocal", C=16, variant="dot_product"))
+
+
+def test_parameters_follow_the_spec_in_declaration_order():
+    keys = list(attnspec.load("nonlocal", C=16).state_dict())
+    assert keys == [
+        "query_conv1x1.weight", "query_conv1x1.bias",  # θ, written first
+        "key_conv1x1.weight", "key_conv1x1.bias",  # φ
+        "value_conv1x1.weight", "value_conv1x1.bias",  # g
+        "output_conv1x1.weight", "output_conv1x1.bias",  # W
+        "output_batchnorm.weight", "output_batchnorm.bias", "output_batchnorm.running_mean",
+        "output_batchnorm.running_var", "output_batchnorm.num_batches_tracked",
+    ]
