@@ -55,8 +55,7 @@ def lower(ir: IR, fuse: bool = True) -> fx.GraphModule:
         short = name.rsplit(".", 1)[-1]  # an input inside a block is named by its scope
         ph = graph.placeholder(short, default_value=None) if node.attrs["optional"] \
             else graph.placeholder(short)
-        em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"]) \
-            if not node.attrs["optional"] else ph
+        em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"])
     fused = fuse_sdpa(ir) if fuse else ir
     for node in fused.nodes():
         if node.op == "input":

@@ -348,6 +348,11 @@ def _window_pool(name, fn, doc):
         if not isinstance(cfg["kernel"], int) or cfg["kernel"] < 1:
             raise OpError(f"kernel must be a positive integer, not {cfg['kernel']!r}",
                           arg="kernel")
+        fixed = [a for a in t.axes[2:] if a.size is not None]
+        if fixed:  # pooling would change a size the spec fixed
+            raise OpError(f"{name} would pool axis {fixed[0].name}, whose size is fixed at "
+                          f"{fixed[0].size}; it pools the axes after the channels of {t}",
+                          code="axis-mismatch")
         return t  # the spatial axes keep their names; their run-time sizes shrink
 
     def emit(em, n, args):

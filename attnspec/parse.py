@@ -223,6 +223,14 @@ class _ToData(Transformer):
     def kwarg(self, meta, c):
         return {"span": self._span(meta), "name": str(c[0]), "value": c[1]}
 
+    def kwarg_axes(self, meta, c):
+        name, *axes = c
+        first, last = axes[0], axes[-1]
+        value = {"kind": "axes", "names": [str(t) for t in axes],
+                 "span": Span(self.file, first.line, first.column, last.end_line,
+                              last.end_column)}
+        return {"span": self._span(meta), "name": str(name), "value": value}
+
     def axes(self, meta, c):
         return {"kind": "axes", "span": self._span(meta), "names": [str(t) for t in c]}
 

@@ -14,8 +14,10 @@ class InputShapeError(ValueError):
     """A tensor given to a compiled module does not fit the spec's declared axes."""
 
 
-def check_input(x: torch.Tensor, name: str, axes: tuple[tuple[str, int | None], ...]):
+def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | None], ...]):
     """Raise, naming the axis, when `x` does not have the declared rank and sizes."""
+    if x is None:  # an optional input left out
+        return x
     if x.dim() != len(axes):
         names = ", ".join(a for a, _ in axes)
         raise InputShapeError(f"input {name} must have {len(axes)} axes [{names}], "

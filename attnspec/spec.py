@@ -145,8 +145,9 @@ class Param(Node):
     @model_validator(mode="after")
     def _default_has_declared_type(self):
         d, t = self.default, self.type.name
-        if d is None or not isinstance(d, (Number, Bool, Name)):
-            return self  # computed defaults are checked once parameters have values
+        if d is None or not isinstance(d, (Number, Bool, Name)) or \
+                isinstance(d, Name) and t != "choice":
+            return self  # computed defaults (`r: int = C`) are checked with values
         ok = {
             "int": isinstance(d, Number) and isinstance(d.value, int),
             "float": isinstance(d, Number),
@@ -241,6 +242,9 @@ class Attention(Node):
                                  f"`{self.name}`", p.span, "an attention has one of each part"))
             seen[p.keyword] = p
         inputs = [s for s in self.body if isinstance(s, Input)]
+        names = [s.name for s in inputs]
+        problems += [("duplicate-name", f"input `{s.name}` is declared twice", s.span, None)
+                     for i, s in enumerate(inputs) if s.name in names[:i]]
         if not inputs:
             problems.append(("missing-part", f"attention `{self.name}` has no `input`",
                              self.name_span, "declare the input tensor with named axes, "

@@ -73,6 +73,7 @@ class Memory:
     slots: int
     dim: Any
     span: Span
+    name: str = "S"  # the key axis's name in weights: the slot count's name in the spec
 
 
 @dataclass

@@ -67,3 +67,17 @@ def test_a_block_checks_what_flows_between_its_attentions():
     text = ('use "se.attn"\nblock Twice(C: int) = SE(C) >> SE(C * 2)\n')
     with pytest.raises(attnspec.SpecError, match="axis C of `x` is 32 here"):
         attnspec.compile_text(text, C=16)
+
+
+def test_a_residual_after_a_sequence_adds_what_flows_into_it():
+    x = torch.randn(2, C, 5, 6)
+    y, (se, eca) = run("ThenResidual", x)
+    h = se(x)
+    torch.testing.assert_close(y, h + eca(h))
+
+
+def test_a_parallel_sum_after_a_sequence_feeds_both_branches_what_flows_in():
+    x = torch.randn(2, C, 5, 6)
+    y, (se, eca, se2) = run("ThenParallel", x)
+    h = se(x)
+    torch.testing.assert_close(y, eca(h) + se2(h))

@@ -10,7 +10,9 @@ from .base import describe
 
 
 class Blocks:
-    """Builds blocks: each attention called in a block becomes an Instance."""
+    """Builds blocks. Each attention or block called in a block becomes an Instance,
+    whose `apply(incoming)` builds it on the incoming tensor (None: on its own declared
+    input) and returns (the input it used, its output)."""
 
     # ------------------------------------------------------------------ blocks
 
@@ -57,7 +59,7 @@ class Blocks:
             self.env, self.scope, self.role, self.choices, self.call_span = saved
             return result
 
-        return Instance(lambda x: _chain(apply, x), e.span)
+        return Instance(apply, e.span)
 
     def instance_name(self, name: str) -> str:
         base = "".join("_" + c.lower() if c.isupper() and i and not name[i - 1].isupper()
@@ -72,12 +74,14 @@ class Blocks:
                               f"with {describe(left if not isinstance(left, Instance) else right)}",
                               e.span)
 
-        def apply(x):
-            x, a = left.apply(x)
-            _, b = right.apply(x)
+        def apply(incoming):
+            x, a = left.apply(incoming)
+            if x is None or x is POISON:
+                return x, POISON
+            _, b = right.apply(x)  # both branches see the same input
             if POISON in (a, b):
                 return x, POISON
-            return x, self.arith("+", a, b, e.span, base="sum")
+            return x, self.arith("+", a, b, e.span, base="sum", role="block")
 
         return Instance(apply, e.span)
 
@@ -90,19 +94,10 @@ class Blocks:
         if not isinstance(inner, Instance):
             return self.error("wrong-type", "residual(...) wraps a block", e.args[0].span)
 
-        def apply(x):
-            x, y = inner.apply(x)
-            return x, POISON if y is POISON else self.arith("+", x, y, e.span, base="residual")
+        def apply(incoming):
+            x, y = inner.apply(incoming)
+            if POISON in (x, y) or x is None:
+                return x, POISON
+            return x, self.arith("+", x, y, e.span, base="residual", role="block")
 
         return Instance(apply, e.span)
-
-
-def _chain(apply, incoming):
-    """Instances return (input, output); when chained the output of one feeds the next."""
-    if isinstance(incoming, tuple):
-        first_in, previous = incoming
-        if previous is POISON:
-            return first_in, POISON
-        _, out = apply(previous)
-        return first_in, out
-    return apply(incoming)

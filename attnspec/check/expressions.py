@@ -151,6 +151,8 @@ class Expressions:
         left, right = (self.value(x, "word") for x in sides)
         if POISON in (left, right):
             return POISON
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            return self.error("wrong-type", f"`{e.op}` compares parameters, not tensors", e.span)
         for word, other, expr in ((left, e.right, e.left), (right, e.left, e.right)):
             if not isinstance(word, Word):
                 continue
@@ -188,7 +190,8 @@ class Expressions:
         return {"<": left < right, "<=": left <= right, ">": left > right,
                 ">=": left >= right}[e.op]
 
-    def arith(self, op: str, left, right, span: Span, base: str | None = None):
+    def arith(self, op: str, left, right, span: Span, base: str | None = None,
+              role: str | None = None):
         tensors = [v for v in (left, right) if isinstance(v, Tensor)]
         for v in (left, right):
             if not isinstance(v, Tensor) and not (isinstance(v, (int, float))
@@ -206,7 +209,7 @@ class Expressions:
             attrs = {"scalar": right if isinstance(left, Tensor) else left,
                      "scalar_first": not isinstance(left, Tensor)}
         node = self.add("arith", inputs, out, span, base=base or _ARITH_NAMES[op], op=op,
-                        **attrs)
+                        role=role, **attrs)
         return Tensor(node, out)
 
     def logits_arith(self, e: BinOp, left, right):
@@ -233,7 +236,13 @@ class Expressions:
         if isinstance(left, Layer) and isinstance(right, Layer):
             return Layer(None, {}, e.span, parts=_flatten(left) + _flatten(right))
         if isinstance(left, Instance) and isinstance(right, Instance):
-            return Instance(lambda x: right.apply(left.apply(x)), e.span)
+            def chained(incoming):
+                x, middle = left.apply(incoming)
+                if middle is POISON:
+                    return x, POISON
+                return x, right.apply(middle)[1]
+
+            return Instance(chained, e.span)
         return self.error("wrong-type", f"`>>` chains layers or blocks; got {describe(left)} "
                           f"and {describe(right)}", e.span)
 
@@ -362,8 +371,9 @@ class Expressions:
 
     def setting(self, op, p, a):
         if p.kind == "axes":
-            names = self.axes(a)
-            return names
+            return self.axes(a)
+        if p.kind == "word" and not p.words and isinstance(a, Name):
+            return a.id  # a new name, e.g. stack's `as`: never a parameter's value
         v = self.value(a, "word" if p.kind == "word" else "scalar")
         if v in (POISON, UNKNOWN):
             return v

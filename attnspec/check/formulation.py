@@ -138,6 +138,9 @@ class Formulation:
         value = self.scalar(part.values[0], "range")
         if value is POISON:
             return POISON
+        if not isinstance(value, (Word, str)):
+            return self.error("unknown-range", f"`range` takes a range, not {describe(value)}",
+                              part.values[0].span, f"ranges are {', '.join(RANGES)}")
         name = value.name if isinstance(value, Word) else value
         if name not in RANGES:
             span = value.span if isinstance(value, Word) else part.values[0].span
@@ -170,6 +173,11 @@ class Formulation:
                               "declare it as `input pad: [B, N] bool optional`")
         if rng == "self":
             return self.error("wrong-type", "`range self` has no keys to mask", part.span)
+        if over is not POISON and over[1][0] != "memory":
+            expected = (x.type.names[0], *over[1][1])
+            if m.type.names != expected:
+                return self.error("axis-mismatch", f"the mask is {m.type}; it must mark keys: "
+                                  f"[{', '.join(expected)}]", e.span)
         return m
 
     # ------------------------------------------------------------------ parts
@@ -212,6 +220,10 @@ class Formulation:
             return self.arith("*", w, v, span, base="attend")
         q_tokens = over[0][1]
         if isinstance(v, Memory):
+            if over[1][0] != "memory" or over[1][1].slots != v.slots:
+                return self.error("wrong-type", "`value memory(S)` needs the keys to be the "
+                                  "same memory: `over positions(...), memory(S)`",
+                                  parts["value"].values[0].span)
             feature = _feature(x.type, q_tokens)
             dim = v.dim if isinstance(v.dim, int) else x.type.axis(feature).size
             per_head = self.divide(dim, heads, parts["value"].span)
@@ -282,6 +294,9 @@ class Formulation:
         if self.divide(d, heads, args["query"].span) is POISON:
             return POISON
         if isinstance(k, Memory):
+            if over[1][0] != "memory" or over[1][1].slots != k.slots:
+                return self.error("wrong-type", "a key memory(S) needs `over positions(...), "
+                                  "memory(S)` with the same S", args["key"].span)
             per_head = d // heads if d is not None else None
             path = self.module_path("key", "memory")
             self.ir.modules[path] = ModuleDecl("linear", {"in": per_head, "out": k.slots,
@@ -370,7 +385,8 @@ class Formulation:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             return self.error("zero-size", f"memory needs a positive number of slots, not "
                               f"{slots!r}", args["slots"].span)
-        return Memory(slots, dim, e.span)
+        name = args["slots"].id if isinstance(args["slots"], Name) else "S"
+        return Memory(slots, dim, e.span, name)
 
     def normaliser(self, e: Call, op: str, **attrs):
         if not e.args:
@@ -385,10 +401,14 @@ class Formulation:
                               f"E1(...), not {describe(logits)}", e.args[0].span)
         x, over, rng, heads, pad = self.core
         source = logits.node
+        if rng == "causal" and not logits.has_query:
+            return self.error("unsupported", "range `causal` needs weights that depend on the "
+                              "query; E3 alone does not", e.span, "use `range all`, or add E1")
         if rng == "causal" or pad is not None:
             if op not in ("softmax_keys", "sigmoid"):
-                return self.error("unsupported", f"range `{rng}` or a mask needs a softmax "
-                                  "or sigmoid normaliser", e.span)
+                what = "range `causal`" if rng == "causal" else "a mask"
+                return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
+                                  f"{what} use softmax or sigmoid", e.span)
             inputs = (source,) + ((pad.node,) if pad is not None else ())
             source = self.add("range", inputs, logits.type, e.span, role="range",
                               causal=rng == "causal")
@@ -465,7 +485,7 @@ def _feature(t: TensorType, tokens) -> str:
 
 def _over_name(spec) -> str:
     kind, what = spec
-    return "S" if kind == "memory" and not isinstance(what, tuple) else "·".join(what)
+    return what.name if kind == "memory" else "·".join(what)
 
 
 def _key_axis_name(q_tokens, k_tokens) -> str:
