@@ -107,7 +107,7 @@ def cmd_compile(args) -> int:
 def cmd_draw(args) -> int:
     from .draw import render
 
-    _, ir = _build(args)
+    _, ir = _build(args, fill_widths=True)
     path = render(ir, Path(args.output))
     print(f"wrote {path}")
     return EXIT_OK
@@ -153,14 +153,23 @@ def _spec_file(file: str) -> Path:
     return spec_path(file)
 
 
-def _build(args):
+def _build(args, fill_widths: bool = False):
+    """Load, check and build the spec named on the command line. A drawing needs no
+    sizes: with `fill_widths`, a required int parameter left out is drawn at 64."""
     from . import check
+    from .catalogue import REFERENCE_WIDTH
     from .program import load
     from .source import SourceFile
 
     program = load(SourceFile.read(_spec_file(args.file)))
     definition = _definition(program, args.name)
     params = parse_params(args.param, definition)
+    if fill_widths:
+        for p in definition.params:
+            if p.default is None and p.type.name == "int" and p.name not in params:
+                params[p.name] = REFERENCE_WIDTH
+                print(f"note: drawn with {p.name} = {REFERENCE_WIDTH} (choose with --param "
+                      f"{p.name}=...)", file=sys.stderr)
     return program, check.build_ir(program, params, definition.name)
 
 

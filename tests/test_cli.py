@@ -87,9 +87,16 @@ def test_check_prints_errors_only(capsys, tmp_path):
 
 def test_draw_writes_the_diagram(capsys, tmp_path):
     out_file = tmp_path / "cbam.svg"
-    code, out, _ = run(capsys, "draw", "specs/cbam.attn", "-p", "C=64", "-o", str(out_file))
+    code, out, _ = run(capsys, "draw", "specs/cbam.attn", "-p", "C=32", "-o", str(out_file))
     assert code == 0 and out_file.read_text().lstrip().startswith(("<?xml", "<svg"))
-    assert "ChannelGate" in out_file.read_text()
+    assert "ChannelGate" in out_file.read_text() and "C=32" in out_file.read_text()
+
+
+def test_draw_needs_no_parameters_and_says_which_width_it_chose(capsys, tmp_path):
+    out_file = tmp_path / "cbam.svg"
+    code, _, err = run(capsys, "draw", "specs/cbam.attn", "-o", str(out_file))
+    assert code == 0 and "C=64" in out_file.read_text()
+    assert err == "note: drawn with C = 64 (choose with --param C=...)\n"
 
 
 def test_list_shows_every_shipped_spec(capsys):
