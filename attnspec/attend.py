@@ -155,13 +155,34 @@ def _emit_aggregate(em, n: Node, args):
     elif "Q" not in a["weight_axes"]:  # E3: one pooled context for every query
         v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
                      keys_first=True)  # [B, M, d, N]
-        pooled = em.call(_torch().matmul, v, em.method(args[0], "unsqueeze", -1))
-        return em.method(pooled, "flatten", 1)  # [B, M, d, 1] → [B, F]
+        # a product and a sum, not a one-column matmul: that runs as a slow bmm on CPUs,
+        # forward and backward (benchmarks/: GCNet 1.5× slower that way)
+        weighted = em.call(operator.mul, v, em.method(args[0], "unsqueeze", -2))
+        return em.method(em.method(weighted, "sum", -1), "flatten", 1)  # [B, M, d] → [B, F]
+    elif _channels_first(n.type, a["q_tokens"], a["v_feature"]):
+        return _aggregate_channels_first(em, n, args)
     else:
         v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"],
                      a["heads"])
         y = em.call(_torch().matmul, args[0], v)
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _channels_first(t: TensorType, tokens, feature) -> bool:
+    return t.names == (t.names[0], feature, *tokens)
+
+
+def _aggregate_channels_first(em, n: Node, args):
+    """v [B, M, d, Nk] @ Aᵀ gives [B, M, d, Nq]: the output comes out contiguous in its
+    channels-first layout, with no transposed copy for the layer after it."""
+    a = n.attrs
+    v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
+                 keys_first=True)
+    y = em.call(_torch().matmul, v, em.method(args[0], "transpose", -1, -2))
+    y = em.method(y, "squeeze", 1) if a["heads"] == 1 else em.method(y, "flatten", 1, 2)
+    tokens = a["q_tokens"]
+    return y if len(tokens) == 1 else em.method(y, "unflatten", 2,
+                                                em.sizes(a["sizes_of"], tokens))
 
 
 def _aggregate_flops(ins, out, a, b):

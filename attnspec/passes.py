@@ -9,13 +9,21 @@ from .ir import IR, Node
 
 def fuse_sdpa(ir: IR) -> IR:
     """softmax(E1(q, k) · s) · v over range all/causal → one `sdpa` node, which lowers to
-    torch's fused scaled_dot_product_attention."""
+    torch's fused scaled_dot_product_attention.
+
+    Only where q, k and v keep their features on the last axis ([B, N, D]): from a
+    channels-first map the heads layout is a transposed view, which sends the CPU kernel
+    down its slow path (benchmarks/: Non-local 1.2× slower fused than unfused)."""
     ir = copy.deepcopy(ir)
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
         chain = _softmax_chain(ir, agg.inputs[0])
         if chain is None:
             continue
         e1 = ir.node(chain[0])
+        features = ((e1.inputs[0], e1.attrs["q_feature"]), (e1.inputs[1], e1.attrs["k_feature"]),
+                    (agg.inputs[1], agg.attrs["v_feature"]))
+        if any(ir.node(name).type.names[-1] != feature for name, feature in features):
+            continue
         scale = 1.0
         pad, causal = (), False
         for name in chain[1:]:

@@ -131,7 +131,13 @@ def test_flops_match_torch_flop_counter(spec):
     x = sample(ir, batch=2, free=6)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         unfused(x)
-    assert count.flops(ir, count.bindings_for(ir, tuple(x.shape))) == counter.get_total_flops()
+    bindings = count.bindings_for(ir, tuple(x.shape))
+    # E3's pooling is a weighted sum lowered as a product and a sum (faster on CPUs than a
+    # one-column matmul), which torch's counter does not see; the IR counts it
+    pooled = sum(2 * ir.node(n.inputs[0]).type.numel(bindings) * n.attrs["v_width"]
+                 // n.attrs["heads"] for n in ir.nodes()
+                 if n.op == "aggregate" and "Q" not in n.attrs["weight_axes"])
+    assert count.flops(ir, bindings) == counter.get_total_flops() + pooled
 
 
 def test_a_wrong_input_names_the_axis(spec):

@@ -236,7 +236,7 @@ class Formulation:
                                                v.span)
             node = self.add("aggregate", (w.node,), out_t, span, module=path, memory=True,
                             heads=heads, q_tokens=q_tokens, v_feature=feature,
-                            k_tokens=(), weight_axes=w.type.names, v_width=dim,
+                            k_tokens=(), weight_axes=("B", "M", "Q", "K"), v_width=dim,
                             sizes_of=x.node)
             return Tensor(node, out_t)
         k_tokens = over[1][1] if over[1][0] != "memory" else ()

@@ -1,0 +1,278 @@
+"""Speed of each compiled shipped spec against its hand-written reference module.
+
+Method
+------
+For every case in CASES, the spec is compiled with attnspec.load, given seeded random
+weights (tests/weights.py randomize_), and the reference module from tests/reference
+receives the same weights (copy_weights). Before anything is timed, outputs are compared
+in eval and train mode and, in train mode, the gradients w.r.t. the input and every
+parameter too; a mismatch is reported and that case is not timed (exit code 2).
+
+Two statements are timed per module:
+- fwd:     eval mode, under torch.no_grad(): m(x)
+- fwd+bwd: train mode: torch.autograd.grad(m(x), [x, *params], g) with a fixed random
+           output gradient g (autograd.grad, so no .grad accumulation is timed).
+Timing uses torch.utils.benchmark.Timer.timeit. After a warm-up, each statement is timed
+in ROUNDS rounds; every round times the compiled and the reference module back to back,
+alternating which goes first, so machine drift (other load, clock changes) hits both
+equally. A round runs the statement `number` times, `number` chosen so a round takes at
+least BLOCK_SECONDS. The reported time is the median over rounds of the per-call time; the
+ratio is compiled / hand-written (> 1 means the compiled module is slower).
+
+glibc malloc hands big blocks back to the kernel when they are freed (munmap, or a heap
+trim), so the next call page-faults them in again, and how often that happens depends on
+the exact order of allocations, not on the code: measured here, one module paid ~9k page
+faults a call more than the other for the same kernels (eca fwd+bwd 0.6x). steady_malloc()
+therefore turns off glibc's use of mmap and heap trimming, so freed memory stays in the
+process, as with a caching allocator. --system-malloc leaves glibc alone.
+
+The thread count is fixed (torch.set_num_threads, default 1, see --threads) and printed.
+Exit code: 0; 1 if any ratio exceeds --max-ratio (1.05) unless --no-fail; 2 on a mismatch.
+
+    python benchmarks/bench_specs.py [--quick] [--only NAME ...] [--no-fail] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.benchmark import Timer
+
+_ROOT = Path(__file__).resolve().parents[1]
+for _p in (str(_ROOT), str(_ROOT / "tests")):  # attnspec itself; reference/ and weights.py
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from reference import REFERENCES  # noqa: E402
+from weights import copy_weights, randomize_  # noqa: E402
+
+import attnspec  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: str  # attnspec.load name, key of REFERENCES
+    params: dict  # constructor arguments, shared by both modules
+    shape: tuple  # input shape for the full run
+    quick: tuple  # input shape for --quick
+
+
+# Realistic sizes (ResNet stage-2/3 maps, ViT-like sequences) that, on one thread of the
+# 2-core dev machine, take ~5-60 ms a forward and ~25-250 ms a forward + backward; the full
+# run takes ~1.5-2 minutes.
+CASES = [
+    Case("se", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
+    Case("eca", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
+    Case("cbam", dict(C=256), (32, 256, 28, 28), (2, 256, 8, 8)),
+    Case("gcnet", dict(C=256), (32, 256, 28, 28), (2, 256, 8, 8)),
+    Case("nonlocal", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
+    Case("mhsa", dict(D=256, M=8), (8, 256, 256), (2, 16, 64)),
+    Case("external", dict(D=256, S=64), (16, 1024, 256), (2, 16, 64)),
+]
+# Quick shapes use narrower modules where the channel width is part of the shape.
+QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16)}
+
+INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
+# float32 over large reductions. atol is scaled by the largest magnitude among the compared
+# reference tensors: some gradients are sums of big terms that cancel (phi's bias gradient
+# is exactly 0 under a softmax), so their error follows the terms, not the result.
+RTOL, ATOL = 1e-4, 1e-5
+ROUNDS, QUICK_ROUNDS = 15, 3
+BLOCK_SECONDS, QUICK_BLOCK_SECONDS = 0.1, 0.005
+WARMUP = 3  # untimed calls per statement before timing
+SEED = 0
+
+
+@dataclass
+class Pair:
+    compiled: torch.nn.Module
+    reference: torch.nn.Module
+    x: torch.Tensor  # requires grad
+    g: torch.Tensor  # output gradient for the backward
+
+
+def build(case: Case, quick: bool) -> Pair:
+    """The compiled and reference modules with the same random weights, input and grad."""
+    params = QUICK_PARAMS.get(case.spec, case.params) if quick else case.params
+    compiled = randomize_(attnspec.load(case.spec, **params), SEED)
+    reference = REFERENCES[case.spec](**params)
+    copy_weights(compiled, reference)
+    gen = torch.Generator().manual_seed(SEED)
+    shape = case.quick if quick else case.shape
+    x = (INPUT_SCALE * torch.randn(shape, generator=gen)).requires_grad_(True)
+    with torch.no_grad():  # eval: a train-mode call would update only one BN's stats
+        g = torch.randn(reference.eval()(x).shape, generator=gen)
+    return Pair(compiled, reference, x, g)
+
+
+def steady_malloc() -> str:
+    """Keep freed memory in the process (see the module docstring). Returns a description."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "system malloc (not glibc)"
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from glibc's malloc.h
+    ok = libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    return "glibc malloc without mmap or trim" if ok else "system malloc"
+
+
+def _inputs(module: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    return [x, *(p for p in module.parameters() if p.requires_grad)]
+
+
+def mismatch(pair: Pair) -> str | None:
+    """None if both modules agree on outputs (eval, train) and train-mode gradients."""
+    results = []
+    for module in (pair.compiled, pair.reference):
+        module.eval()
+        with torch.no_grad():
+            out_eval = module(pair.x)
+        module.train()
+        out = module(pair.x)
+        grads = torch.autograd.grad(out, _inputs(module, pair.x), pair.g)
+        results.append([out_eval, out, *grads])
+    names = ["eval output", "train output", "grad x"] + [
+        f"grad {n}" for n, p in pair.reference.named_parameters() if p.requires_grad]
+    atol = ATOL * max([1.0] + [t.abs().max().item() for t in results[1]])
+    for name, a, b in zip(names, *results):
+        if a.shape != b.shape and a.numel() == b.numel():
+            a = a.reshape(b.shape)  # Linear vs 1x1 conv weights
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=RTOL, atol=atol):
+            err = (a - b).abs().max().item() if a.shape == b.shape else "shape"
+            return f"{name} differs (max abs err {err})"
+    return None
+
+
+def statements(module: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> dict:
+    """The timed callables: eval forward, and train forward + backward."""
+    inputs = _inputs(module, x)
+
+    def fwd():
+        with torch.no_grad():
+            module(x)
+
+    def fwd_bwd():
+        torch.autograd.grad(module(x), inputs, g)
+
+    return {"fwd": (module.eval, fwd), "fwd+bwd": (module.train, fwd_bwd)}
+
+
+def _calibrate(timers: list[Timer], block_seconds: float) -> int:
+    """Calls per round so that one round of the slowest statement takes block_seconds."""
+    for t in timers:  # warm-up: lazy init, and the heap growing to its high-water mark
+        t.timeit(WARMUP)
+    per_call = max(t.timeit(1).median for t in timers)
+    return max(1, round(block_seconds / per_call))
+
+
+def time_interleaved(fns: list, threads: int, rounds: int, block_seconds: float) -> list:
+    """Median seconds per call of each fn, timed in alternating-order rounds."""
+    timers = [Timer("fn()", globals={"fn": fn}, num_threads=threads) for fn in fns]
+    number = _calibrate(timers, block_seconds)
+    samples = [[] for _ in fns]
+    for r in range(rounds):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            samples[i].append(timers[i].timeit(number).median)
+    return [statistics.median(s) for s in samples]
+
+
+def bench(pair: Pair, threads: int, rounds: int, block_seconds: float) -> dict:
+    """{"fwd": (compiled s, reference s), "fwd+bwd": (...)}."""
+    c = statements(pair.compiled, pair.x, pair.g)
+    r = statements(pair.reference, pair.x, pair.g)
+    times = {}
+    for kind in ("fwd", "fwd+bwd"):
+        (set_c, fn_c), (set_r, fn_r) = c[kind], r[kind]
+        set_c()
+        set_r()
+        times[kind] = tuple(time_interleaved([fn_c, fn_r], threads, rounds, block_seconds))
+    return times
+
+
+HEADER = ("spec", "shape", "fwd ms compiled", "fwd ms hand-written", "ratio",
+          "fwd+bwd ms compiled", "fwd+bwd ms hand-written", "ratio")
+
+
+def row(spec: str, shape: tuple, times: dict) -> list[str]:
+    cells = [spec, "x".join(map(str, shape))]
+    for kind in ("fwd", "fwd+bwd"):
+        comp, ref = times[kind]
+        cells += [f"{comp * 1e3:.2f}", f"{ref * 1e3:.2f}", f"{comp / ref:.3f}"]
+    return cells
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [list(HEADER), *rows]) for i in range(len(HEADER))]
+    for r in [list(HEADER), ["-" * w for w in widths], *rows]:
+        print("  ".join(c.rjust(w) if i > 1 else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes, few rounds")
+    ap.add_argument("--only", action="append", metavar="NAME",
+                    choices=[c.spec for c in CASES], help="bench only NAME (repeatable)")
+    ap.add_argument("--no-fail", action="store_true", help="report slow ratios, exit 0")
+    ap.add_argument("--max-ratio", type=float, default=1.05)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="do not tune glibc malloc (see the docstring)")
+    ap.add_argument("--rounds", type=int, help="timing rounds per statement")
+    return ap.parse_args(argv)
+
+
+def _rounds(args: argparse.Namespace) -> int:
+    return args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
+
+
+def run(cases: list[Case], args: argparse.Namespace) -> tuple[list, list, list]:
+    """Check and time each case: (table rows, (spec, kind, ratio) list, mismatched specs)."""
+    rounds = _rounds(args)
+    block = QUICK_BLOCK_SECONDS if args.quick else BLOCK_SECONDS
+    rows, ratios, failed = [], [], []
+    for case in cases:
+        pair = build(case, args.quick)
+        problem = mismatch(pair)
+        if problem:
+            failed.append(case.spec)
+            print(f"{case.spec}: MISMATCH, not timed: {problem}", file=sys.stderr)
+            continue
+        times = bench(pair, args.threads, rounds, block)
+        rows.append(row(case.spec, tuple(pair.x.shape), times))
+        ratios += [(case.spec, kind, c / r) for kind, (c, r) in times.items()]
+    return rows, ratios, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cases = [c for c in CASES if not args.only or c.spec in args.only]
+    malloc = "system malloc" if args.system_malloc else steady_malloc()
+    saved_threads, start = torch.get_num_threads(), time.perf_counter()
+    torch.set_num_threads(args.threads)
+    try:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {malloc}, "
+              f"{_rounds(args)} interleaved rounds, median; ratio = compiled / hand-written")
+        rows, ratios, failed = run(cases, args)
+    finally:
+        torch.set_num_threads(saved_threads)
+    print_table(rows)
+    print(f"({time.perf_counter() - start:.0f} s)")
+    slow = [f"{s} {k} {q:.3f}" for s, k, q in ratios if q > args.max_ratio]
+    if slow:
+        print(f"ratio > {args.max_ratio}: " + ", ".join(slow))
+    if failed:
+        return 2
+    return 1 if slow and not args.no_fail else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
