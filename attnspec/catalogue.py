@@ -10,11 +10,20 @@ REFERENCE_WIDTH = 64  # required int parameters (C, D) take this value for the t
 
 
 def header(text: str) -> tuple[str, str]:
-    """(mechanism, paper citation) from a spec's leading comment lines."""
-    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")]
+    """(mechanism, paper citation) from a spec's leading comment block: its first line
+    names the mechanism, the lines up to the one with the arXiv id cite the paper."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
     title = lines[0] if lines else ""
-    paper = lines[1] if len(lines) > 1 else ""
-    return title, paper
+    cited = []
+    for line in lines[1:]:
+        cited.append(line)
+        if "arXiv" in line:
+            break
+    return title, " ".join(cited)
 
 
 def year(paper: str) -> str:
