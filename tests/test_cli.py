@@ -125,3 +125,14 @@ def test_the_module_runs_as_a_command_without_traceback():
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.strip() == "attnspec: error: no such spec file: missing.attn"
+
+
+@pytest.mark.parametrize("case, argv", [
+    ("param_not_an_int", ["compile", "se", "--param", "C=abc"]),
+    ("param_unknown", ["compile", "se", "--param", "reduction=4", "-p", "C=64"]),
+    ("param_no_value", ["compile", "se", "--param", "C="]),
+])
+def test_bad_param_messages(capsys, golden, case, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    golden(f"cli/{case}.txt", err)

@@ -4,6 +4,7 @@ parameters' names and order."""
 from __future__ import annotations
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 import attnspec
@@ -75,3 +76,13 @@ def test_parameters_follow_the_spec_in_declaration_order():
         "output_batchnorm.weight", "output_batchnorm.bias", "output_batchnorm.running_mean",
         "output_batchnorm.running_var", "output_batchnorm.num_batches_tracked",
     ]
+
+
+@pytest.mark.parametrize("name, params, shape", [("se", dict(C=32), (2, 32, 8, 8)),
+                                                 ("mhsa", dict(D=32), (2, 8, 32))])
+def test_inductor_compiles_with_fullgraph(name, params, shape):
+    module = attnspec.load(name, **params).eval()
+    x = torch.randn(*shape)
+    compiled = torch.compile(module, fullgraph=True)  # the default backend: inductor
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), module(x))
