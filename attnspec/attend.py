@@ -8,51 +8,69 @@ the lowering below moves them to [B, M, N, d] ("heads layout") and back.
 
 from __future__ import annotations
 
+import math
 import operator
 
-from .ir import Node, TensorType
+from .ir import Node, TensorType, axis_size
 from .ops import _F, OPS, Op, _torch
 
 # ---------------------------------------------------------------------------- layouts
 
 
-def to_heads(em, x, t: TensorType, tokens: tuple[str, ...], feature: str, heads: int,
-             keys_first: bool = False):
-    """[B, ..., F, ...] → [B, M, N, F/M] (or [B, M, F/M, N] with keys_first, as kᵀ)."""
+def to_heads(em, x, t: TensorType, tokens: tuple[str, ...], features: tuple[str, ...],
+             heads: int, keys_first: bool = False):
+    """[B, ..., F, ...] → [B, M, N, F/M] (or [B, M, F/M, N] with keys_first, as kᵀ).
+    N flattens the token axes, F the feature axes."""
     names, k = t.names, len(tokens)
-    if names == (names[0], feature, *tokens):  # channels first: [B, F, tokens...]
+    if names == (names[0], *features, *tokens) and len(features) == 1:  # channels first
         if k != 1:
             x = em.method(x, "flatten", 2)
         x = em.method(x, "unsqueeze", 1) if heads == 1 else em.method(
-            x, "unflatten", 1, (heads, t.axis(feature).size // heads))
+            x, "unflatten", 1, (heads, width(t, features) // heads))
         return x if keys_first else em.method(x, "transpose", -1, -2)
-    if names != (names[0], *tokens, feature):  # any other order: make it channels last
-        order = (0, *(names.index(a) for a in tokens), names.index(feature))
-        x = em.method(x, "permute", *order)
+    if names != (names[0], *tokens, *features):  # any other order: make it channels last
+        x = em.method(x, "permute", 0, *(names.index(a) for a in (*tokens, *features)))
     if k != 1:
         x = em.method(x, "flatten", 1, k)
+    if len(features) != 1:
+        x = em.method(x, "flatten", 2)
     x = em.method(x, "unsqueeze", 1) if heads == 1 else em.method(
-        em.method(x, "unflatten", -1, (heads, t.axis(feature).size // heads)), "transpose", 1, 2)
+        em.method(x, "unflatten", -1, (heads, width(t, features) // heads)), "transpose", 1, 2)
     return em.method(x, "transpose", -1, -2) if keys_first else x
 
 
-def from_heads(em, y, out: TensorType, tokens: tuple[str, ...], feature: str, heads: int,
-               sizes_of):
-    """[B, M, N, d] → the layout `out` (query tokens and feature), sizes from `sizes_of`."""
+def from_heads(em, y, out: TensorType, tokens: tuple[str, ...], features: tuple[str, ...],
+               heads: int, sizes_of):
+    """[B, M, N, d] → the layout `out` (query tokens and features); the run-time sizes of
+    the token axes come from the tensor `sizes_of`."""
     names, k = out.names, len(tokens)
-    first = names == (names[0], feature, *tokens)
-    if first:
+    if names == (names[0], *features, *tokens) and len(features) == 1:
         y = em.method(y, "transpose", -1, -2)  # [B, M, d, N]
         y = em.method(y, "squeeze", 1) if heads == 1 else em.method(y, "flatten", 1, 2)
         return y if k == 1 else em.method(y, "unflatten", 2, em.sizes(sizes_of, tokens))
     y = em.method(y, "squeeze", 1) if heads == 1 else em.method(
         em.method(y, "transpose", 1, 2), "flatten", 2)  # [B, N, F]
+    if len(features) != 1:
+        y = em.method(y, "unflatten", -1, _sizes(em, out, features, sizes_of))
     if k != 1:
         y = em.method(y, "unflatten", 1, em.sizes(sizes_of, tokens))
-    if names != (names[0], *tokens, feature):
-        current = (names[0], *tokens, feature)
+    current = (names[0], *tokens, *features)
+    if names != current:
         y = em.method(y, "permute", *(current.index(a) for a in names))
     return y
+
+
+def width(t: TensorType, features: tuple[str, ...], bindings: dict | None = None) -> int | None:
+    """The size of the flattened feature axes (None if one is only known at run time)."""
+    sizes = [axis_size(t.axis(f), bindings) if bindings is not None else t.axis(f).size
+             for f in features]
+    return None if None in sizes else math.prod(sizes)
+
+
+def _sizes(em, t: TensorType, axes: tuple[str, ...], sizes_of) -> tuple:
+    """Each axis's fixed size, or its run-time size read off the tensor `sizes_of`."""
+    return tuple(t.axis(a).size if t.axis(a).size is not None else em.sizes(sizes_of, (a,))[0]
+                 for a in axes)
 
 
 def _register(name: str, doc: str, emit, flops=None, kind: str = "core") -> None:
@@ -71,8 +89,7 @@ def _emit_e1(em, n: Node, args):
 
 
 def _e1_flops(ins, out, a, b):
-    d = ins[0].axis(a["q_feature"]).size // a["heads"]
-    return 2 * out.numel(b) * d
+    return 2 * out.numel(b) * width(ins[0], a["q_feature"], b) // a["heads"]
 
 
 _register("E1", "query content × key content: (W_q x_q)·(W_k x_k), per head",
@@ -92,7 +109,7 @@ _register("E1_memory", "query content × learned key memory: a linear map to S s
 def _emit_e3(em, n: Node, args):
     """The key layer gives one score per key and head: [B, M, tokens...] → [B, M, N]."""
     a = n.attrs
-    t, tokens, feature = em.type(n.inputs[0]), a["k_tokens"], a["k_feature"]
+    t, tokens, (feature,) = em.type(n.inputs[0]), a["k_tokens"], a["k_feature"]
     k = args[0]
     if t.names != (t.names[0], feature, *tokens):  # make it channels first
         k = em.method(k, "permute", 0, t.index(feature), *(t.index(x) for x in tokens))
@@ -116,7 +133,8 @@ def _emit_range(em, n, args):
     from . import runtime
 
     pad = args[1] if len(args) > 1 else None
-    return em.call(runtime.restrict, args[0], pad, causal=n.attrs["causal"])
+    grid = em.sizes(n.attrs["sizes_of"], n.attrs["grid"]) if n.attrs.get("grid") else None
+    return em.call(runtime.restrict, args[0], pad, causal=n.attrs["causal"], grid=grid)
 
 
 _register("range", "Ω_q: logits of keys outside the range become -inf", _emit_range)
@@ -168,8 +186,8 @@ def _emit_aggregate(em, n: Node, args):
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
 
-def _channels_first(t: TensorType, tokens, feature) -> bool:
-    return t.names == (t.names[0], feature, *tokens)
+def _channels_first(t: TensorType, tokens, features) -> bool:
+    return t.names == (t.names[0], *features, *tokens) and len(features) == 1
 
 
 def _aggregate_channels_first(em, n: Node, args):
@@ -186,7 +204,8 @@ def _aggregate_channels_first(em, n: Node, args):
 
 
 def _aggregate_flops(ins, out, a, b):
-    return 2 * ins[0].numel(b) * a["v_width"] // a["heads"]
+    dv = a["v_width"] if a["memory"] else width(ins[1], a["v_feature"], b)
+    return 2 * ins[0].numel(b) * dv // a["heads"]
 
 
 _register("aggregate", "Σ_k A(q, k) · W'x_k: weights times values, summed over Ω_q",
@@ -210,7 +229,7 @@ def _emit_sdpa(em, n: Node, args):
 
 def _sdpa_flops(ins, out, a, b):
     q, v = ins[0], ins[2]
-    d, dv = q.axis(a["q_feature"]).size, v.axis(a["v_feature"]).size
+    d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
     queries = q.numel(b) // d  # B·Nq
     keys = v.numel(b) // dv // b.get(v.names[0], 1)  # Nk
     return queries * keys * (2 * d + 2 * dv)

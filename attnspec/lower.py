@@ -32,6 +32,10 @@ class Emitter:
     def module(self, path: str, *args) -> fx.Node:
         return self.graph.call_module(path, args)
 
+    def attr(self, path: str) -> fx.Node:
+        """A parameter of a module, read directly (no call)."""
+        return self.graph.get_attr(path)
+
     def type(self, name: str) -> TensorType:
         return self.ir.node(name).type
 

@@ -336,6 +336,22 @@ def _layernorm(types, cfg):
     return types[0]
 
 
+def _build_gamma(a):
+    from .layers import Scale
+
+    return Scale(a["init"])
+
+
+@op(name="gamma", kind="layer",
+    doc="a learned scalar γ times its input (DANet's and CCNet's γ·y, zero at first)",
+    params=(Param("init", "float", 0.0),),
+    module_attrs=lambda types, cfg: {"init": float(cfg["init"])}, build=_build_gamma,
+    emit=lambda em, n, args: em.call(operator.mul, em.attr(f"{n.module}.gamma"), args[0]),
+    count=lambda a: 1)
+def _gamma(types, cfg):
+    return types[0]
+
+
 # ---------------------------------------------------------------------------- functions
 
 

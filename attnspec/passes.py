@@ -20,9 +20,11 @@ def fuse_sdpa(ir: IR) -> IR:
         if chain is None:
             continue
         e1 = ir.node(chain[0])
+        if any(ir.node(n).attrs.get("grid") for n in chain):
+            continue  # a criss-cross range is a mask SDPA is not given here
         features = ((e1.inputs[0], e1.attrs["q_feature"]), (e1.inputs[1], e1.attrs["k_feature"]),
                     (agg.inputs[1], agg.attrs["v_feature"]))
-        if any(ir.node(name).type.names[-1] != feature for name, feature in features):
+        if any(ir.node(name).type.names[-len(f):] != f for name, f in features):
             continue
         scale = 1.0
         pad, causal = (), False

@@ -29,8 +29,16 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
     return x
 
 
-def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    """Ω_q as a fill: keys a query may not see get -inf before the normaliser."""
+def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
+             grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Ω_q as a fill: keys a query may not see get -inf before the normaliser. `grid`
+    (H, W): criss-cross, the keys in the query's row or column (the query itself once)."""
+    if grid is not None:
+        h, w = grid
+        where = torch.arange(h * w, device=logits.device)
+        row, col = where // w, where % w
+        cross = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
+        logits = logits.masked_fill(~cross, float("-inf"))
     if causal:
         nq, nk = logits.shape[-2], logits.shape[-1]
         future = torch.ones(nq, nk, dtype=torch.bool, device=logits.device).triu(1)

@@ -6,8 +6,8 @@ from typing import Any
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import Diagnostic, UsageError, did_you_mean
-from ..ir import IR, Node, TensorType
-from ..ops import OPS
+from ..ir import IR, ModuleDecl, Node, TensorType
+from ..ops import OPS, OpError
 from ..program import Program
 from ..source import Span
 from ..spec import (
@@ -36,9 +36,9 @@ from ..values import (
     Word,
 )
 
-RANGES = ("all", "self", "causal")
+RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm")
-SPECIAL = ("E1", "E3", "memory", "positions", "channels", "residual") + NORMALISERS
+SPECIAL = ("E1", "E3", "memory", "positions", "channels", "residual", "repeat") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).
 PUBLIC_OPS = tuple(name for name, op in OPS.items() if op.infer is not None)
 TYPE_OF = {"int": int, "float": (int, float), "bool": bool}
@@ -60,6 +60,9 @@ class CheckerBase:
         self.stack: list[str] = []  # definitions being built, to catch recursion
         self.choices: dict[str, tuple[str, ...]] = {}  # choice parameters in scope
         self.call_span: Span | None = None  # the block call building this attention
+        # repeat(..., share = true): the layers its first application made, to reuse
+        self.recording: list[str] | None = None
+        self.replaying: list[str] | None = None
 
     # ------------------------------------------------------------------ diagnostics
 
@@ -81,12 +84,24 @@ class CheckerBase:
         self.ir.add(Node(name, op, tuple(inputs), type_, role or self.role, span, attrs, module))
         return name
 
-    def module_path(self, prefix: str, op: str) -> str:
-        base = f"{self.scope}{prefix}_{op}"
+    def declare_module(self, prefix: str, op: str, attrs: dict, span: Span,
+                       name: str | None = None) -> str:
+        """A new layer `<scope><prefix>_<name or op>` built by `op`; while a repeat with
+        shared weights replays an attention, the next layer of its first application."""
+        if self.replaying is not None:
+            path = self.replaying.pop(0)
+            if self.ir.modules[path].attrs != attrs:
+                raise OpError(f"a shared repetition meets {op} {attrs}, not the "
+                              f"{self.ir.modules[path].attrs} of its first application")
+            return path
+        base = f"{self.scope}{prefix}_{name or op}"
         path, n = base, 1
         while path in self.ir.modules:
             n += 1
             path = f"{base}_{n}"
+        self.ir.modules[path] = ModuleDecl(op, attrs, span)
+        if self.recording is not None:
+            self.recording.append(path)
         return path
 
     # ------------------------------------------------------------------ entry points

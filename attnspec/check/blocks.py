@@ -85,6 +85,42 @@ class Blocks:
 
         return Instance(apply, e.span)
 
+    def call_repeat(self, e: Call):
+        """repeat(block, R, share = true): the block R times in sequence; with `share`,
+        every repetition uses the first one's layers (CCNet's recurrence)."""
+        args = self.keywords(e, ("block", "times"), ("share",))
+        if args is POISON:
+            return POISON
+        inner = self.value(args["block"])
+        times = self.value(args["times"], "scalar")
+        share = self.value(args["share"], "scalar") if "share" in args else True
+        if POISON in (inner, times, share):
+            return POISON
+        if not isinstance(inner, Instance):
+            return self.error("wrong-type", "repeat(...) repeats a block", args["block"].span)
+        if times is UNKNOWN or share is UNKNOWN:
+            return inner
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            return self.error("wrong-type", f"repeat needs a positive count, not "
+                              f"{describe(times)}", args["times"].span)
+        if not isinstance(share, bool):
+            return self.error("wrong-type", f"`share` is a bool, not {describe(share)}",
+                              args["share"].span)
+
+        def apply(incoming):
+            self.recording = [] if share else None
+            x, y = inner.apply(incoming)
+            made, self.recording = self.recording, None
+            for _ in range(times - 1):
+                if y is POISON:
+                    break
+                self.replaying = list(made) if share else None
+                _, y = inner.apply(y)
+                self.replaying = None
+            return x, y
+
+        return Instance(apply, e.span)
+
     def call_residual(self, e: Call):
         if len(e.args) != 1 or e.kwargs:
             return self.error("wrong-arity", "residual(...) takes one block", e.span)

@@ -6,7 +6,6 @@ from typing import Any
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
-from ..ir import ModuleDecl
 from ..ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
 from ..source import Span
 from ..spec import Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
@@ -103,6 +102,9 @@ class Expressions:
                 "wrong-type", f"`not` needs a bool, not {describe(x)}", e.span)
         if isinstance(x, Tensor):
             return self.arith("*", x, -1, e.span)
+        if isinstance(x, Logits):  # -E1(...): DANet's softmax(max − e) is softmax(−e)
+            node = self.add("scale", (x.node,), x.type, e.span, factor=-1.0)
+            return Logits(node, x.type, x.has_query)
         if isinstance(x, (int, float)) and not isinstance(x, bool):
             return -x
         return self.error("wrong-type", f"cannot negate {describe(x)}", e.span)
@@ -439,8 +441,7 @@ class Expressions:
                               f"{first}, now to {types[0]}")
             return layer.modules[key]
         attrs = op.module_attrs(types, layer.config)
-        path = self.module_path(prefix, op.name)
-        self.ir.modules[path] = ModuleDecl(op.name, attrs, layer.span)
+        path = self.declare_module(prefix, op.name, attrs, layer.span)
         if layer.shared_as:
             layer.modules[key], layer.first_types[key] = path, types[0]
         return path

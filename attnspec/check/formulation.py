@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
+from ..attend import width
 from ..diagnostics import did_you_mean
 from ..ir import Attention as AttentionInfo
-from ..ir import Axis, ModuleDecl, TensorType
+from ..ir import Axis, TensorType
 from ..source import Span
 from ..spec import Attention, BinOp, Call, Input, Let, Name
 from ..values import POISON, UNKNOWN, Layer, Logits, Memory, Tensor, Weights, Word
@@ -224,16 +225,17 @@ class Formulation:
                 return self.error("wrong-type", "`value memory(S)` needs the keys to be the "
                                   "same memory: `over positions(...), memory(S)`",
                                   parts["value"].values[0].span)
-            feature = _feature(x.type, q_tokens)
-            dim = v.dim if isinstance(v.dim, int) else x.type.axis(feature).size
+            feature = self.feature(x, q_tokens, "input", parts["value"].span, single=True)
+            if feature is POISON:
+                return POISON
+            dim = v.dim if isinstance(v.dim, int) else x.type.axis(feature[0]).size
             per_head = self.divide(dim, heads, parts["value"].span)
             if per_head is POISON:
                 return POISON
-            out_t = x.type.replace_axis(feature, Axis(feature, dim))
-            path = self.module_path("value", "memory")
-            self.ir.modules[path] = ModuleDecl("linear", {"in": v.slots, "out": per_head,
-                                                          "bias": False, "init": "default"},
-                                               v.span)
+            out_t = x.type.replace_axis(feature[0], Axis(feature[0], dim))
+            path = self.declare_module("value", "linear", {
+                "in": v.slots, "out": per_head, "bias": False, "init": "default"}, v.span,
+                name="memory")
             node = self.add("aggregate", (w.node,), out_t, span, module=path, memory=True,
                             heads=heads, q_tokens=q_tokens, v_feature=feature,
                             k_tokens=(), weight_axes=("B", "M", "Q", "K"), v_width=dim,
@@ -241,27 +243,29 @@ class Formulation:
             return Tensor(node, out_t)
         k_tokens = over[1][1] if over[1][0] != "memory" else ()
         feature = self.feature(v, k_tokens, "value", parts["value"].span)
-        if feature is POISON or self.divide(v.type.axis(feature).size, heads,
+        if feature is POISON or self.divide(width(v.type, feature), heads,
                                             parts["value"].span) is POISON:
             return POISON
         if w.has_query:
             out_t = _with_tokens(v.type, k_tokens, x.type, q_tokens)
         else:
-            out_t = TensorType((v.type.axes[0], v.type.axis(feature)))
+            out_t = TensorType((v.type.axes[0], *(v.type.axis(f) for f in feature)))
         node = self.add("aggregate", (w.node, v.node), out_t, span, memory=False, heads=heads,
                         q_tokens=q_tokens, k_tokens=k_tokens, v_feature=feature,
                         weight_axes=("B", "M", "Q", "K") if w.has_query else ("B", "M", "K"),
-                        v_width=v.type.axis(feature).size, sizes_of=x.node)
+                        v_width=width(v.type, feature), sizes_of=x.node)
         return Tensor(node, out_t)
 
-    def feature(self, t: Tensor, tokens, what: str, span: Span):
-        rest = [a for a in t.type.names[1:] if a not in tokens]
+    def feature(self, t: Tensor, tokens, what: str, span: Span, single: bool = False):
+        """The feature axes of a query, key or value: every axis but the batch and the
+        indexed ones (channel attention on [B, C, H, W] has features H W)."""
+        rest = tuple(a for a in t.type.names[1:] if a not in tokens)
         missing = [a for a in tokens if a not in t.type.names]
-        if missing or len(rest) != 1:
+        if missing or not rest or single and len(rest) != 1:
+            wanted = "one feature axis" if single else "a feature axis"
             return self.error("axis-mismatch", f"the {what} is {t.type}: it must keep the "
-                              f"indexed axes {' '.join(tokens)} and have one feature axis",
-                              span)
-        return rest[0]
+                              f"indexed axes {' '.join(tokens)} and have {wanted}", span)
+        return rest
 
     def divide(self, size, heads, span):
         if size is None or heads == 1:
@@ -290,7 +294,7 @@ class Formulation:
         qf = self.feature(q, q_tokens, "query", args["query"].span)
         if qf is POISON:
             return POISON
-        d = q.type.axis(qf).size
+        d = width(q.type, qf)
         if self.divide(d, heads, args["query"].span) is POISON:
             return POISON
         if isinstance(k, Memory):
@@ -298,10 +302,9 @@ class Formulation:
                 return self.error("wrong-type", "a key memory(S) needs `over positions(...), "
                                   "memory(S)` with the same S", args["key"].span)
             per_head = d // heads if d is not None else None
-            path = self.module_path("key", "memory")
-            self.ir.modules[path] = ModuleDecl("linear", {"in": per_head, "out": k.slots,
-                                                          "bias": False, "init": "default"},
-                                               k.span)
+            path = self.declare_module("key", "linear", {
+                "in": per_head, "out": k.slots, "bias": False, "init": "default"}, k.span,
+                name="memory")
             t = _logits_type(x, heads, q_tokens, Axis(_over_name(over[1]), k.slots))
             node = self.add("E1_memory", (q.node,), t, e.span, base="e1",
                             module=path, heads=heads, q_tokens=q_tokens, q_feature=qf,
@@ -314,7 +317,7 @@ class Formulation:
         kf = self.feature(k, k_tokens, "key", args["key"].span)
         if kf is POISON:
             return POISON
-        if None not in (d, k.type.axis(kf).size) and d != k.type.axis(kf).size:
+        if None not in (d, width(k.type, kf)) and d != width(k.type, kf):
             return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
                               f"{k.type}", e.span)
         t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, k_tokens)))
@@ -335,9 +338,9 @@ class Formulation:
         kf = self.feature(k, k_tokens, "key", args["key"].span)
         if kf is POISON:
             return POISON
-        if k.type.axis(kf).size not in (heads, None):
+        if len(kf) != 1 or k.type.axis(kf[0]).size not in (heads, None):
             return self.error("axis-mismatch", f"E3's key gives one score per key and head: "
-                              f"width {heads}, not {k.type.axis(kf).size}", args["key"].span,
+                              f"a width of {heads}, not {k.type}", args["key"].span,
                               f"use conv1x1({heads}) or linear({heads})")
         t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_key_axis_name((), k_tokens))))
         node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
@@ -404,17 +407,30 @@ class Formulation:
         if rng == "causal" and not logits.has_query:
             return self.error("unsupported", "range `causal` needs weights that depend on the "
                               "query; E3 alone does not", e.span, "use `range all`, or add E1")
-        if rng == "causal" or pad is not None:
+        if rng in ("causal", "criss_cross") or pad is not None:
             if op not in ("softmax_keys", "sigmoid"):
-                what = "range `causal`" if rng == "causal" else "a mask"
+                what = f"range `{rng}`" if rng != "all" else "a mask"
                 return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
                                   f"{what} use softmax or sigmoid", e.span)
+            grid = self.grid(over, rng, e.span)
+            if grid is POISON:
+                return POISON
             inputs = (source,) + ((pad.node,) if pad is not None else ())
             source = self.add("range", inputs, logits.type, e.span, role="range",
-                              causal=rng == "causal")
+                              causal=rng == "causal", grid=grid, sizes_of=x.node)
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
+
+    def grid(self, over, rng, span):
+        """The two axes a criss-cross range lays its keys out on (None for other ranges)."""
+        if rng != "criss_cross":
+            return None
+        tokens = over[0][1]
+        if over[1] != over[0] or len(tokens) != 2:
+            return self.error("unsupported", "range `criss_cross` needs queries and keys on "
+                              "the same two axes, e.g. `over positions(H W)`", span)
+        return tokens
 
     def call_softmax(self, e: Call):
         return self.normaliser(e, "softmax_keys")
@@ -477,10 +493,6 @@ def _is_identity(e) -> bool:
 
 def _is_memory_call(e) -> bool:
     return isinstance(e, Call) and isinstance(e.func, Name) and e.func.id == "memory"
-
-
-def _feature(t: TensorType, tokens) -> str:
-    return [a for a in t.names[1:] if a not in tokens][0]
 
 
 def _over_name(spec) -> str:
