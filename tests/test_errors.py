@@ -103,6 +103,8 @@ CASES = [
     Case("quoted_word", (("wrong-type", 6, 60, '"relu"'),)),
     Case("axes_with_comma", (("wrong-arity", 6, 35, "W"),)),
     Case("reported_once", (("unknown-name", 6, 51, "rr"),)),
+    Case("criss_cross_one_axis", (("unsupported", 5, 12, "criss_cross"),)),
+    Case("repeat_zero", (("wrong-type", 3, 36, "0"),), params={"C": 16}),
 ]
 
 

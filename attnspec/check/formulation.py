@@ -71,6 +71,11 @@ class Formulation:
     def formulation(self, d: Attention, parts: dict, x: Tensor):
         over = self.over(parts["over"], x)
         rng = self.range(parts["range"])
+        if rng == "criss_cross" and over is not POISON and (
+                over[1] != over[0] or len(over[0][1]) != 2):
+            rng = self.error("unsupported", "range `criss_cross` needs queries and keys on the "
+                             "same two axes, e.g. `over positions(H W)`",
+                             parts["range"].values[0].span)
         heads = self.heads(parts.get("heads"))
         pad = self.mask(parts.get("mask"), x, over, rng)
         identity = tuple(k for k in ("value", "output")
@@ -412,25 +417,13 @@ class Formulation:
                 what = f"range `{rng}`" if rng != "all" else "a mask"
                 return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
                                   f"{what} use softmax or sigmoid", e.span)
-            grid = self.grid(over, rng, e.span)
-            if grid is POISON:
-                return POISON
+            grid = over[0][1] if rng == "criss_cross" else None
             inputs = (source,) + ((pad.node,) if pad is not None else ())
             source = self.add("range", inputs, logits.type, e.span, role="range",
                               causal=rng == "causal", grid=grid, sizes_of=x.node)
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
-
-    def grid(self, over, rng, span):
-        """The two axes a criss-cross range lays its keys out on (None for other ranges)."""
-        if rng != "criss_cross":
-            return None
-        tokens = over[0][1]
-        if over[1] != over[0] or len(tokens) != 2:
-            return self.error("unsupported", "range `criss_cross` needs queries and keys on "
-                              "the same two axes, e.g. `over positions(H W)`", span)
-        return tokens
 
     def call_softmax(self, e: Call):
         return self.normaliser(e, "softmax_keys")
