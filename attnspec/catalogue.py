@@ -1,50 +1,302 @@
-"""The shipped specs as a table: name, paper, formulation, parameter count."""
+"""The shipped specs as one table (name, paper, formulation, parameter count) and a gallery
+of their diagrams: `attnspec list` prints the table, `attnspec catalogue` writes it to
+docs/catalogue.md with docs/gallery/<spec>.svg, and `attnspec catalogue --check` (run in
+the tests) fails when the checked-in catalogue no longer matches the specs.
+"""
 
 from __future__ import annotations
 
+import difflib
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
+from .diagnostics import Diagnostic, SpecError, UsageError
+from .ir import IR
+from .ops import ACTIVATIONS
 from .resources import specs_dir
+from .source import SourceFile, Span
 
 REFERENCE_WIDTH = 64  # required int parameters (C, D) take this value for the table
+PARAMS = f"params@{REFERENCE_WIDTH}"
+FORM_COLUMNS = ("attention", "over", "Ω_q", "terms", "normaliser", "M")  # per attention
+COLUMNS = ("spec", "mechanism", "paper", "year", *FORM_COLUMNS, PARAMS)
+SPEC_COLUMNS = tuple(c for c in COLUMNS if c not in FORM_COLUMNS)  # one value per spec
+TERMINAL_COLUMNS = tuple(c for c in COLUMNS if c != "paper")  # the long citation is left out
+
+# The header's citation: `"Title", Authors, VENUE YEAR, arXiv:ID`, possibly over several
+# comment lines; the arXiv id may be missing (a paper that is not on arXiv).
+CITATION = re.compile(
+    r'"(?P<title>[^"]+)",\s*(?P<authors>.+?),\s*(?P<venue>[A-Z][\w-]*(?: [A-Z][\w-]*)*)'
+    r"\s+(?P<year>(?:19|20)\d\d)(?:,\s*arXiv:(?P<arxiv>\d{4}\.\d{4,5}))?\.?[ \t]*(?:\n|$)",
+    re.S)
+CITATION_HINT = ('start the file with `# Mechanism`, then `# "Title", Authors, VENUE YEAR, '
+                 'arXiv:ID` (the citation may go on over several lines)')
+TERM = re.compile(r"E[1-4]")  # E1, E1_memory → E1: the formulation's four terms
+NORMALISER_NAME = {"softmax_keys": "softmax"}  # other normaliser ops read as their name
 
 
-def header(text: str) -> tuple[str, str]:
-    """(mechanism, paper citation) from a spec's leading comment block: its first line
-    names the mechanism, the lines up to the one with the arXiv id cite the paper."""
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    authors: str
+    venue: str
+    year: str
+    arxiv: str | None
+
+    def __str__(self) -> str:
+        arxiv = f", arXiv:{self.arxiv}" if self.arxiv else ""
+        return f'"{self.title}", {self.venue} {self.year}{arxiv}'
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """One shipped spec, built at the reference width."""
+
+    name: str
+    source: SourceFile
+    ir: IR
+    widths: dict[str, int]  # the required int parameters and the width they were given
+
+
+# ---------------------------------------------------------------------------- the rows
+
+
+def shipped(directory: Path | None = None) -> list[Shipped]:
+    """Every spec in the directory (default: the shipped ones), built. A spec that fails
+    stops the catalogue: a table that silently lost a row would look current."""
+    paths = sorted((directory or specs_dir()).glob("*.attn"))
+    return [_build(path) for path in paths]
+
+
+def _build(path: Path) -> Shipped:
+    from . import check
+    from .program import load
+
+    source = SourceFile.read(path)
+    try:
+        program = load(source)
+        main = program.main_definition()
+        widths = {p.name: REFERENCE_WIDTH for p in main.params
+                  if p.default is None and p.type.name == "int"}
+        ir = check.build_ir(program, widths, main.name)
+    except SpecError:
+        raise  # its message already starts with the file and line
+    except Exception as err:  # a bug, but the report must still say which spec hit it
+        raise RuntimeError(f"building {path.name} for the catalogue: "
+                           f"{type(err).__name__}: {err}") from err
+    return Shipped(path.stem, source, ir, widths)
+
+
+def rows(specs: list[Shipped] | None = None) -> list[dict[str, str]]:
+    """The table, one row per attention (cells keyed by COLUMNS): the one source for both
+    `attnspec list` and docs/catalogue.md."""
+    from . import count
+
+    table = []
+    for spec in shipped() if specs is None else specs:
+        mechanism, paper = header(spec.source)
+        params = sum(count.parameters(spec.ir).values())
+        # a spec without an attention (plain layers) still gets its row
+        for form in formulations(spec.ir) or [dict.fromkeys(FORM_COLUMNS, "—")]:
+            table.append({"spec": spec.name, "mechanism": mechanism, "paper": str(paper),
+                          "year": paper.year, **form, PARAMS: f"{params:,}"})
+    return table
+
+
+def header(source: SourceFile) -> tuple[str, Paper]:
+    """(mechanism, paper) from a spec's leading comment block: its first line names the
+    mechanism, the lines after it cite the paper (CITATION_HINT)."""
     lines = []
-    for line in text.splitlines():
+    for line in source.text.splitlines():
         if not line.startswith("#"):
             break
         lines.append(line[1:].strip())
-    title = lines[0] if lines else ""
-    cited = []
-    for line in lines[1:]:
-        cited.append(line)
-        if "arXiv" in line:
-            break
-    return title, " ".join(cited)
+    found = CITATION.match("\n".join(lines[1:]))
+    if not lines or not lines[0] or found is None:
+        span = Span(source.name, 1, 1, 1, 2)
+        raise SpecError([Diagnostic("no-citation", "the header must name the mechanism, then "
+                                    "cite its paper", span, CITATION_HINT)], {source.name: source})
+    paper = Paper(*(" ".join(found[k].split()) for k in ("title", "authors", "venue", "year")),
+                  found["arxiv"])
+    return lines[0], paper
 
 
-def year(paper: str) -> str:
-    found = re.findall(r"\b(?:19|20)\d\d\b", paper)
-    return found[0] if found else ""
+def formulations(ir: IR) -> list[dict[str, str]]:
+    """Per attention: its name, over, Ω_q, the terms and normaliser of A, and M."""
+    forms = []
+    for attention in ir.attentions:
+        nodes = [n for n in ir.nodes() if ir.attention_of(n.name) is attention]
+        gate = attention.range == "self"  # one weight per element: no term, no keys
+        forms.append({
+            "attention": attention.name, "over": attention.over, "Ω_q": attention.range,
+            "terms": "gate" if gate else _terms(nodes),
+            "normaliser": _gate_function(nodes) if gate else _normaliser(nodes),
+            "M": "?" if attention.heads is None else str(attention.heads)})
+    return forms
 
 
-def rows() -> list[tuple]:
-    from . import check, count
-    from .program import load
-    from .source import SourceFile
+def _terms(nodes) -> str:
+    found = dict.fromkeys(m.group() for n in nodes if (m := TERM.match(n.op)))
+    return ", ".join(sorted(found)) or "—"
 
-    table = [("spec", "mechanism", "year", "over → range, M", "params@64")]
-    for path in sorted(specs_dir().glob("*.attn")):
-        source = SourceFile.read(path)
-        program = load(source)
-        main = program.main_definition()
-        params = {p.name: REFERENCE_WIDTH for p in main.params
-                  if p.default is None and p.type.name == "int"}
-        ir = check.build_ir(program, params, main.name)
-        forms = "; ".join(f"{a.over} → {a.range}, M={a.heads}" for a in ir.attentions)
-        title, paper = header(source.text)
-        table.append((path.stem, title, year(paper), forms, sum(count.parameters(ir).values())))
-    return table
+
+def _normaliser(nodes) -> str:
+    ops = [n.op for n in nodes if n.role == "normaliser"]
+    return ", ".join(NORMALISER_NAME.get(op, op) for op in dict.fromkeys(ops)) or "—"
+
+
+def _gate_function(nodes) -> str:
+    """A gate's normaliser is the last pointwise function of its weight, e.g. sigmoid."""
+    ops = [n.op for n in nodes if n.role == "weight" and n.op in ACTIVATIONS]
+    return ops[-1] if ops else "—"
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def terminal(table: list[dict[str, str]]) -> str:
+    """An aligned text table; a spec's second attention leaves the spec's cells blank."""
+    lines = [dict(zip(TERMINAL_COLUMNS, TERMINAL_COLUMNS))] + _blank_repeats(table)
+    widths = {c: max(len(line[c]) for line in lines) for c in TERMINAL_COLUMNS}
+    return "\n".join("  ".join(line[c].ljust(widths[c]) for c in TERMINAL_COLUMNS).rstrip()
+                     for line in lines)
+
+
+def _blank_repeats(table: list[dict[str, str]]) -> list[dict[str, str]]:
+    out, previous = [], None
+    for row in table:
+        same = row["spec"] == previous
+        out.append({c: "" if same and c in SPEC_COLUMNS else v for c, v in row.items()})
+        previous = row["spec"]
+    return out
+
+
+INTRO = f"""\
+# Catalogue of the shipped specs
+
+<!-- generated by `attnspec catalogue`; do not edit. -->
+
+Generated by `attnspec catalogue` from [specs/](../specs/); do not edit. The tests run
+`attnspec catalogue --check`, which fails when this page or a diagram is missing or out of
+date. One row per attention (a block such as CBAM has several), in the terms of Zhu et al.'s
+formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_k ]`:
+
+- **over**: what q and k index (positions, channels, memory slots).
+- **Ω_q**: the keys each query attends to: `all`, `causal`, or `self`, a gate (one weight
+  per element, no keys).
+- **terms**: which terms make up A: E1 (query and key content), E2 (query content and
+  relative position), E3 (key content only), E4 (relative position only); `gate` when
+  Ω_q = self.
+- **normaliser**: how A is normalised over Ω_q: softmax, count (divide by |Ω_q|),
+  double_norm (softmax over one axis, then L1 over the other), sigmoid; for a gate, the
+  last pointwise function of its weight.
+- **M**: the number of heads.
+- **{PARAMS}**: learned parameters at a reference shape: every required int parameter (the
+  width, C or D) is {REFERENCE_WIDTH}, the others keep their defaults. The diagrams are
+  drawn at the same widths.
+"""
+
+GALLERY_INTRO = """\
+## Gallery
+
+What `attnspec draw <spec>` draws: one box per attention, labelled with its name, Ω_q, M and
+what q and k index; inside it one dashed box per part of the formulation (query, key, value,
+weight A, context, output); each edge carries the named-axis type of its tensor.
+"""
+
+ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})")
+
+
+def markdown(specs: list[Shipped]) -> str:
+    """docs/catalogue.md: the intro, the table, then one diagram per spec."""
+    table = _blank_repeats(rows(specs))
+    lines = [INTRO, "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---:" if c in ("M", PARAMS) else "---" for c in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in table]
+    lines += ["", GALLERY_INTRO]
+    for spec in specs:
+        lines += [f"### {spec.name}", "", f"![{spec.name}](gallery/{spec.name}.svg)", "",
+                  _caption(spec), ""]
+    return "\n".join(lines)
+
+
+def _cell(column: str, text: str) -> str:
+    text = text.replace("|", "\\|")
+    if column == "spec" and text:
+        return f"[{text}](#{text})"  # to its diagram below
+    if column == "paper":
+        return ARXIV.sub(r"[arXiv:\1](https://arxiv.org/abs/\1)", text)
+    return text
+
+
+def _caption(spec: Shipped) -> str:
+    mechanism, _ = header(spec.source)
+    widths = ", ".join(f"{k} = {v}" for k, v in spec.widths.items()) or "its defaults"
+    return f"*{mechanism}*, [specs/{spec.name}.attn](../specs/{spec.name}.attn), drawn " \
+           f"with {widths}."
+
+
+# ---------------------------------------------------------------------------- the files
+
+
+def docs_dir() -> Path:
+    """docs/ beside specs/: the catalogue is written in a checkout, not an installed wheel."""
+    docs = specs_dir().parent / "docs"
+    if not docs.is_dir():
+        raise UsageError(f"no docs/ directory beside {specs_dir()}: `attnspec catalogue` "
+                         "runs in a checkout of attnspec")
+    return docs
+
+
+def write(docs: Path | None = None, specs: list[Shipped] | None = None) -> list[Path]:
+    """Write docs/catalogue.md and docs/gallery/<spec>.svg, removing diagrams of specs
+    that are gone. Everything is built before anything is written."""
+    from .draw import render
+
+    specs = shipped() if specs is None else specs  # a broken spec first: it is the news
+    docs = docs or docs_dir()
+    text = markdown(specs)
+    gallery = docs / "gallery"
+    gallery.mkdir(exist_ok=True)
+    written = [render(spec.ir, gallery / f"{spec.name}.svg") for spec in specs]
+    for orphan in _orphans(gallery, specs):
+        orphan.unlink()
+    page = docs / "catalogue.md"
+    page.write_bytes(text.encode())  # bytes: the same newlines on every platform
+    return [page, *written]
+
+
+def stale(docs: Path | None = None, specs: list[Shipped] | None = None) -> list[str]:
+    """What `write` would change, one message per file (empty when all is current). The
+    diagrams are only checked to exist: graphviz versions draw the same graph differently."""
+    specs = shipped() if specs is None else specs
+    docs = docs or docs_dir()
+    problems = []
+    page, expected = docs / "catalogue.md", markdown(specs)
+    actual = page.read_bytes().decode() if page.is_file() else None
+    if actual is None:
+        problems.append(f"{_shown(page)} is missing")
+    elif actual != expected:
+        diff = difflib.unified_diff(actual.splitlines(), expected.splitlines(),
+                                    f"{_shown(page)} (checked in)", "expected", lineterm="")
+        problems.append(f"{_shown(page)} is out of date:\n" + "\n".join(diff))
+    for spec in specs:
+        svg = docs / "gallery" / f"{spec.name}.svg"
+        if not svg.is_file():
+            problems.append(f"{_shown(svg)} is missing")
+    problems += [f"{_shown(p)} draws no shipped spec" for p in _orphans(docs / "gallery", specs)]
+    return problems
+
+
+def _orphans(gallery: Path, specs: list[Shipped]) -> list[Path]:
+    names = {spec.name for spec in specs}
+    return sorted(p for p in gallery.glob("*.svg") if p.stem not in names)
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working directory when it is under it (as CI logs read)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list the shipped specs")
     ls.set_defaults(run=cmd_list)
+
+    cat = sub.add_parser("catalogue", help="write docs/catalogue.md and docs/gallery/")
+    cat.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 if the catalogue is out of date")
+    cat.set_defaults(run=cmd_catalogue)
     return p
 
 
@@ -129,12 +134,24 @@ def cmd_check(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .catalogue import rows
+    from .catalogue import rows, terminal
 
-    table = rows()
-    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    print(terminal(rows()))
+    return EXIT_OK
+
+
+def cmd_catalogue(args) -> int:
+    from . import catalogue
+
+    if not args.check:
+        for path in catalogue.write():
+            print(f"wrote {path}")
+        return EXIT_OK
+    problems = catalogue.stale()
+    if problems:
+        print("\n".join(problems) + "\nrun `attnspec catalogue` to regenerate the catalogue",
+              file=sys.stderr)
+        return EXIT_SPEC
     return EXIT_OK
 
 

@@ -64,7 +64,7 @@ def to_dot(ir: IR) -> graphviz.Digraph:
     dot = graphviz.Digraph(ir.name, graph_attr={**GRAPH_ATTR, **title},
                            node_attr=NODE_ATTR, edge_attr=EDGE_ATTR)
     nodes = ir.nodes()
-    owner = {n.name: _attention_of(ir, n) for n in nodes}
+    owner = {n.name: ir.attention_of(n.name) for n in nodes}
     for node in nodes:
         if node.role == "input" or owner[node.name] is None:
             _add_node(dot, node, None)
@@ -78,12 +78,6 @@ def to_dot(ir: IR) -> graphviz.Digraph:
         dot.node(RETURN, "y", shape="oval", style="filled", fillcolor=ROLE_STYLE["input"][1])
         dot.edge(ir.output, RETURN, label=str(ir.node(ir.output).type))
     return dot
-
-
-def _attention_of(ir: IR, node: Node) -> Attention | None:
-    """The attention whose scope is the longest prefix of the node's name."""
-    matches = [a for a in ir.attentions if node.name.startswith(a.scope)]
-    return max(matches, key=lambda a: len(a.scope), default=None)
 
 
 def _add_attention(dot: graphviz.Digraph, index: int, attention: Attention,

@@ -136,6 +136,12 @@ class IR:
         names = nx.lexicographical_topological_sort(self.graph, key=order.__getitem__)
         return [self.node(n) for n in names]
 
+    def attention_of(self, name: str) -> Attention | None:
+        """The attention a node belongs to: the one whose scope is the longest prefix of
+        the node's name (blocks nest scopes: `cbam.channel_gate.`)."""
+        matches = [a for a in self.attentions if name.startswith(a.scope)]
+        return max(matches, key=lambda a: len(a.scope), default=None)
+
     def users(self, name: str) -> list[str]:
         return list(self.graph.successors(name))
 

@@ -15,3 +15,13 @@ class Scale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * x
+
+
+class Affine(nn.Module):
+    """x · w + b, one learned (w, b) per index of an axis (SGE's per-group scale and shift).
+    Generated code reads `weight` and `bias` directly, viewed along the axis."""
+
+    def __init__(self, size: int, weight: float = 1.0, bias: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((size,), float(weight)))
+        self.bias = nn.Parameter(torch.full((size,), float(bias)))

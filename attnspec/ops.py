@@ -399,6 +399,33 @@ _pointwise("tanh", "tanh", "hyperbolic tangent")
 _pointwise("gelu", "gelu", "Gaussian error linear unit")
 _pointwise("silu", "silu", "x · sigmoid(x)")
 
+
+@op(name="leaky_relu", params=(Param("slope", "float", 0.01),),
+    doc="max(0, x) + slope · min(0, x)",
+    emit=lambda em, n, args: em.call(_F().leaky_relu, args[0], n.attrs["slope"]))
+def _leaky_relu(types, cfg):
+    return types[0]
+
+
+@op(name="dropout", kind="layer", params=(Param("p", "float", 0.5),
+                                          Param("channels", "bool", False)),
+    doc="dropout while training (with `channels`, whole channels: nn.Dropout2d)",
+    module_attrs=lambda types, cfg: {"p": float(cfg["p"]), "channels": cfg["channels"],
+                                     "dims": len(types[0].axes) - 2},
+    build=lambda a: _dropout(a), emit=lambda em, n, args: em.module(n.module, args[0]),
+    count=lambda a: 0)
+def _dropout_type(types, cfg):
+    if not 0 <= cfg["p"] < 1:
+        raise OpError(f"dropout's p must be in [0, 1), not {cfg['p']}", arg="p")
+    return types[0]
+
+
+def _dropout(a):
+    nn = _nn()
+    if not a["channels"]:
+        return nn.Dropout(a["p"])
+    return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[max(1, a["dims"])](a["p"])
+
 OPS["identity"] = Op(name="identity", doc="the input unchanged (W = I, W' = I)",
                      infer=lambda types, cfg: types[0], emit=lambda em, n, args: args[0])
 
@@ -445,6 +472,131 @@ def _stack(types, cfg):
         raise OpError(f"the new axis `{cfg['as']}` is already an axis of {first}", arg="as",
                       code="axis-mismatch")
     return TensorType((first.axes[0], Axis(cfg["as"], len(types))) + first.axes[1:])
+
+
+@op(name="split", params=(Param("axis", "word"), Param("into", "sized_axes")),
+    doc="one axis split into several in its place: split(x, C, G c) makes [B, G, c, H, W]; "
+        "a new axis named like an int parameter has its size, one other takes the rest",
+    emit=lambda em, n, args: em.method(args[0], "unflatten", em.type(n.inputs[0]).index(
+        n.attrs["axis"]), tuple(size for _, size in n.attrs["sizes"])))
+def _split(types, cfg):
+    t, axis = types[0], cfg["axis"]
+    if axis not in t.names[1:]:
+        raise OpError(f"split `{axis}`: {t} has no such axis", arg="axis", code="axis-mismatch")
+    total, into = t.axis(axis).size, list(cfg["into"])
+    unknown = [i for i, (_, size) in enumerate(into) if size is None]
+    known_part = math.prod(size for _, size in into if size is not None)
+    if total is None:
+        raise OpError(f"split needs {axis} to have a fixed size, not one known at run time",
+                      arg="axis", code="unknown-size", axis=axis)
+    if len(unknown) > 1:
+        raise OpError(f"split {axis} into {' '.join(n for n, _ in into)}: all but one new axis "
+                      f"need a size (name them like int parameters)", arg="into")
+    if unknown:
+        into[unknown[0]] = (into[unknown[0]][0], total // known_part)
+    if math.prod(size for _, size in into) != total:
+        raise OpError(f"{axis} = {total} does not split into "
+                      f"{' × '.join(f'{n}={s}' for n, s in into)}", arg="into", code="shape")
+    cfg["sizes"] = tuple(into)
+    i = t.index(axis)
+    return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:])
+
+
+@op(name="merge", params=(Param("axes", "axes"), Param("as", "word")),
+    doc="adjacent axes merged into one: merge(y, G c, as = C) undoes split(x, C, G c)",
+    emit=lambda em, n, args: em.method(args[0], "flatten", *_merge_range(
+        em.type(n.inputs[0]), n.attrs["axes"])))
+def _merge(types, cfg):
+    t, axes = types[0], tuple(cfg["axes"])
+    first, last = _merge_range(t, axes)
+    sizes = [t.axis(a).size for a in axes]
+    merged = Axis(cfg["as"], None if None in sizes else math.prod(sizes))
+    return TensorType(t.axes[:first] + (merged,) + t.axes[last + 1:])
+
+
+def _merge_range(t: TensorType, axes) -> tuple[int, int]:
+    missing = [a for a in axes if a not in t.names]
+    if missing or len(axes) < 2:
+        raise OpError(f"merge needs two or more axes of {t}", arg="axes", code="axis-mismatch")
+    first = t.index(axes[0])
+    if t.names[first:first + len(axes)] != tuple(axes) or first == 0:
+        raise OpError(f"merge needs adjacent axes in order, after the batch: {t}", arg="axes",
+                      code="axis-mismatch")
+    return first, first + len(axes) - 1
+
+
+@op(name="standardise", params=(Param("axes", "axes"), Param("eps", "float", 1e-5)),
+    doc="(x − mean) / (std + eps) over the named axes (unbiased std), per everything else",
+    emit=lambda em, n, args: em.call(_runtime().standardise, args[0], _dims(
+        em.type(n.inputs[0]), n.attrs["axes"]), n.attrs["eps"]))
+def _standardise(types, cfg):
+    _dims(types[0], cfg["axes"])
+    return types[0]
+
+
+def _dims(t: TensorType, axes) -> tuple[int, ...]:
+    for a in axes:
+        if a not in t.names[1:]:
+            raise OpError(f"`{a}` is not an axis of {t} (after the batch)", arg="axes",
+                          code="axis-mismatch")
+    return tuple(t.index(a) for a in axes)
+
+
+def _runtime():
+    from . import runtime
+
+    return runtime
+
+
+def _build_affine(a):
+    from .layers import Affine
+
+    return Affine(a["size"], a["weight"], a["bias"])
+
+
+def _emit_affine(em, n, args):
+    t = em.type(n.inputs[0])
+    shape = tuple(-1 if name == n.attrs["over"] else 1 for name in t.names[1:])
+    weight = em.method(em.attr(f"{n.module}.weight"), "view", *shape)
+    bias = em.method(em.attr(f"{n.module}.bias"), "view", *shape)
+    return em.call(operator.add, em.call(operator.mul, args[0], weight), bias)
+
+
+@op(name="affine", kind="layer",
+    params=(Param("over", "word"), Param("weight", "float", 1.0), Param("bias", "float", 0.0)),
+    doc="x · w + b with a learned w and b per index of the named axis (initial values given)",
+    module_attrs=lambda types, cfg: {"size": known(types[0].axis(_axis_of(types[0], cfg)),
+                                                   "affine"), "over": cfg["over"],
+                                     "weight": float(cfg["weight"]), "bias": float(cfg["bias"])},
+    build=_build_affine, emit=_emit_affine, count=lambda a: 2 * a["size"])
+def _affine(types, cfg):
+    _axis_of(types[0], cfg)
+    return types[0]
+
+
+def _axis_of(t: TensorType, cfg) -> str:
+    if cfg["over"] not in t.names[1:]:
+        raise OpError(f"affine over `{cfg['over']}`: {t} has no such axis", arg="over",
+                      code="axis-mismatch")
+    return cfg["over"]
+
+
+@op(name="concat", inputs=-1, params=(Param("over", "word"),),
+    doc="tensors joined along the named axis, whose sizes add up (the other axes agree)",
+    emit=lambda em, n, args: em.call(_torch().cat, list(args),
+                                     dim=em.type(n.inputs[0]).index(n.attrs["over"])))
+def _concat(types, cfg):
+    first, axis = types[0], cfg["over"]
+    for t in types:
+        if axis not in t.names:
+            raise OpError(f"concat over `{axis}`: {t} has no such axis", arg="over",
+                          code="axis-mismatch")
+        if t.without(axis).names != first.without(axis).names:
+            raise OpError(f"concat needs the same axes besides `{axis}`, not {first} and {t}",
+                          code="axis-mismatch")
+    sizes = [t.axis(axis).size for t in types]
+    total = None if None in sizes else sum(sizes)
+    return first.replace_axis(axis, Axis(axis, total))
 
 
 # ---------------------------------------------------------------------------- elementwise

@@ -43,9 +43,16 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         nq, nk = logits.shape[-2], logits.shape[-1]
         future = torch.ones(nq, nk, dtype=torch.bool, device=logits.device).triu(1)
         logits = logits.masked_fill(future, float("-inf"))
-    if pad is not None:
-        logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
+    if pad is not None:  # [B, K] against [B, M, Q, K], or [B, M, K] for E3
+        keys = pad.view(pad.shape[0], *[1] * (logits.dim() - 2), pad.shape[-1])
+        logits = logits.masked_fill(keys, float("-inf"))
     return logits
+
+
+def standardise(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
+    """(x − mean) / (std + eps) over `dims`, the standard deviation unbiased."""
+    centred = x - x.mean(dims, keepdim=True)
+    return centred / (x.std(dims, keepdim=True) + eps)
 
 
 def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | None):

@@ -99,6 +99,34 @@ CASES = [
         for C, r, k in ((32, 16, 7), (16, 4, 3))
         for bn in (True, False)
     ],
+    # danet and ccnet: the default and a smaller r (C // r = 4 and 8 or 6), on non-square
+    # maps both ways (H < W and H > W), so a swapped H/W axis cannot pass
+    *[
+        Case(spec, params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
+        for spec, params in (("danet", dict(C=32)), ("danet", dict(C=24, r=4)),
+                             ("ccnet", dict(C=32)), ("ccnet", dict(C=24, r=4, R=1)),
+                             ("ccnet", dict(C=16, r=2, R=3)))
+    ],
+    # aft (AFT-simple): with and without the output projection, without biases
+    Case("aft", dict(D=32), sequence(32)),
+    Case("aft", dict(D=16, proj=False), sequence(16)),
+    Case("aft", dict(D=24, bias=False), sequence(24)),
+    # attention_pool: A = D (HAN), a narrower and a wider A, without the bias b
+    Case("attention_pool", dict(D=32), sequence(32)),
+    Case("attention_pool", dict(D=32, A=16), sequence(32)),
+    Case("attention_pool", dict(D=16, A=24, bias=False), sequence(16)),
+    # ocnet (base-OC): K = V = C / 2 (the authors' 512 -> 256), then K != V; drop = 0 so
+    # train mode is deterministic; non-square maps both ways
+    *[
+        Case("ocnet", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
+        for params in (dict(C=32, drop=0.0), dict(C=24, K=8, V=16, drop=0.0),
+                       dict(C=16, K=12, V=4, drop=0.0))
+    ],
+    # sge: the paper's G = 64 and fewer, larger groups; non-square maps both ways
+    *[
+        Case("sge", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
+        for params in (dict(C=128), dict(C=32, G=4), dict(C=24, G=8))
+    ],
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

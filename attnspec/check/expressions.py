@@ -374,6 +374,15 @@ class Expressions:
     def setting(self, op, p, a):
         if p.kind == "axes":
             return self.axes(a)
+        if p.kind == "sized_axes":  # new axes: one named like an int parameter has its size
+            names = self.axes(a)
+            if names is POISON:
+                return POISON
+            sizes = [self.env.get(n) for n in names]
+            if UNKNOWN in sizes:
+                return UNKNOWN
+            return tuple((n, s if isinstance(s, int) and not isinstance(s, bool) else None)
+                         for n, s in zip(names, sizes))
         if p.kind == "word" and not p.words and isinstance(a, Name):
             return a.id  # a new name, e.g. stack's `as`: never a parameter's value
         v = self.value(a, "word" if p.kind == "word" else "scalar")

@@ -6,13 +6,19 @@ and takes the same constructor arguments, with the same defaults, as its `.attn`
 tests/test_equivalence.py checks every compiled spec against its reference.
 """
 
+from .aft import AFT
+from .attention_pool import AttentionPool
 from .cbam import CBAM
+from .ccnet import CCNet
+from .danet import DANet
 from .eca import ECA
 from .external import External
 from .gcnet import GCNet
 from .mhsa import MHSA
 from .nonlocal_block import NonLocal
+from .ocnet import BaseOC
 from .se import SE
+from .sge import SGE
 
 # spec name (as given to attnspec.load) -> reference class
 REFERENCES = {
@@ -23,6 +29,13 @@ REFERENCES = {
     "cbam": CBAM,
     "external": External,
     "gcnet": GCNet,
+    "danet": DANet,
+    "ccnet": CCNet,
+    "aft": AFT,
+    "attention_pool": AttentionPool,
+    "ocnet": BaseOC,
+    "sge": SGE,
 }
 
-__all__ = ["CBAM", "ECA", "External", "GCNet", "MHSA", "NonLocal", "SE", "REFERENCES"]
+__all__ = ["AFT", "AttentionPool", "BaseOC", "CBAM", "CCNet", "DANet", "ECA", "External",
+           "GCNet", "MHSA", "NonLocal", "SE", "SGE", "REFERENCES"]

@@ -1,0 +1,68 @@
+"""Costs the papers of the shipped specs state, reproduced from the IR's counts.
+
+Only what a paper says about the module itself is checked here. Parameter and FLOP tables
+of whole networks (AFT's DeiT-style ImageNet models, its CIFAR10 and Enwik8 language
+models) depend on layers outside the spec and are not reproduced.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import attnspec
+from attnspec import count
+from attnspec.api import spec_path
+
+# tests/ holds helper modules (reference/) but is not a package.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from reference import AFT, AttentionPool  # noqa: E402
+
+
+def _params(name: str, **params) -> int:
+    return sum(count.parameters(attnspec.build_ir(spec_path(name), **params)).values())
+
+
+def _flops(name: str, T: int, **params) -> int:
+    ir = attnspec.build_ir(spec_path(name), **params)
+    return count.flops(ir, count.bindings_for(ir, (1, T, params["D"])))
+
+
+@pytest.mark.parametrize("proj", [True, False])
+@pytest.mark.parametrize("D", [64, 256])
+def test_aft_simple_is_linear_in_the_sequence_length(D, proj):
+    # AFT paper, complexity table: AFT-simple takes O(Td) time (and space), against
+    # O(T^2 d) for dot-product attention. Per position: three (with W^O four) D x D
+    # linear maps at 2 D^2 FLOPs each, and the product and sum that pool the values.
+    linears = 4 if proj else 3
+    for T in (16, 64, 256):
+        assert _flops("aft", T, D=D, proj=proj) == T * (linears * 2 * D * D + 2 * D)
+    # ...whereas MHA's logits and aggregation grow with T^2.
+    assert _flops("mhsa", 512, D=D) > 2 * _flops("mhsa", 256, D=D)
+
+
+@pytest.mark.parametrize("D", [64, 192])
+def test_aft_has_the_parameters_of_the_mha_it_replaces(D):
+    # AFT is "a plugin replacement of MHA": W^Q, W^K, W^V (and W^O with proj) of D x D,
+    # the same four matrices as MHA; AFT-simple adds no position bias.
+    assert _params("aft", D=D) == _params("mhsa", D=D) == 4 * D * (D + 1)
+    assert _params("aft", D=D, proj=False) == 3 * D * (D + 1)
+    assert sum(p.numel() for p in AFT(D).parameters()) == 4 * D * (D + 1)
+
+
+def test_attention_pool_at_han_width():
+    # HAN: annotations of 100 (a bidirectional GRU, 50 units each way) and a context vector
+    # u_w of 100: W_w (100 x 100), b_w and u_w.
+    expected = 100 * 100 + 100 + 100
+    assert _params("attention_pool", D=100) == expected
+    assert sum(p.numel() for p in AttentionPool(100).parameters()) == expected
+
+
+@pytest.mark.parametrize("C, G", [(256, 64), (2048, 64), (64, 8)])
+def test_sge_adds_two_parameters_per_group(C, G):
+    # the paper's claim: SGE is "almost free" of parameters, a scale and shift per group
+    ir = attnspec.build_ir(spec_path("sge"), C=C, G=G)
+    assert sum(count.parameters(ir).values()) == 2 * G
