@@ -36,7 +36,7 @@ class Case:
     spec: str  # name given to attnspec.load (and key of REFERENCES)
     params: dict
     shapes: tuple  # input shapes, each checked
-    pad: bool = False  # mhsa only: pass a key padding mask
+    pad: bool = False  # pass a key padding mask (mhsa, attention_pool)
 
     @property
     def id(self) -> str:
@@ -115,6 +115,7 @@ CASES = [
     Case("attention_pool", dict(D=32), sequence(32)),
     Case("attention_pool", dict(D=32, A=16), sequence(32)),
     Case("attention_pool", dict(D=16, A=24, bias=False), sequence(16)),
+    Case("attention_pool", dict(D=32, A=16), sequence(32), pad=True),
     # ocnet (base-OC): K = V = C / 2 (the authors' 512 -> 256), then K != V; drop = 0 so
     # train mode is deterministic; non-square maps both ways
     *[

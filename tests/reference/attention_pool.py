@@ -32,8 +32,10 @@ class AttentionPool(nn.Module):
         self.b = nn.Parameter(torch.empty(A).uniform_(-bound, bound)) if bias else None
         self.u = nn.Parameter(torch.randn(A) / math.sqrt(A))  # the context vector u_w
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         u = torch.tanh(F.linear(h, self.W, self.b))  # [B, T, A]
         scores = u @ self.u  # u_t^T u_w: [B, T]
+        if pad is not None:  # padded positions (True) take no part in the softmax
+            scores = scores.masked_fill(pad, float("-inf"))
         alpha = torch.softmax(scores, dim=1)  # over the T positions
         return (alpha.unsqueeze(-1) * h).sum(dim=1)  # [B, D]
