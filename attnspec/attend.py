@@ -12,7 +12,7 @@ import math
 import operator
 
 from .ir import Node, TensorType, axis_size
-from .ops import _F, OPS, Op, _torch
+from .ops import _F, OPS, Op, OpError, Param, _torch
 
 # ---------------------------------------------------------------------------- layouts
 
@@ -163,6 +163,23 @@ _register("double_norm", "softmax over one axis, then L1 over the other (Externa
           _emit_double, kind="normaliser")
 
 
+def _softmax_over(types, cfg):
+    t = types[0]
+    if cfg["over"] not in t.names[1:]:
+        raise OpError(f"softmax over `{cfg['over']}`: {t} has no such axis (after the batch)",
+                      arg="over", code="axis-mismatch")
+    return t
+
+
+# softmax of a plain tensor over a named axis (SK's selection across branches); of a
+# weight term it is the normaliser above, over the keys
+OPS["softmax"] = Op(
+    name="softmax", doc="a softmax over the named axis of a tensor (of a term: over the keys)",
+    params=(Param("over", "word"),), infer=_softmax_over,
+    emit=lambda em, n, args: em.call(_torch().softmax, args[0],
+                                     dim=em.type(n.inputs[0]).index(n.attrs["over"])))
+
+
 # ---------------------------------------------------------------------------- aggregation
 
 
@@ -233,6 +250,23 @@ def _sdpa_flops(ins, out, a, b):
     queries = q.numel(b) // d  # B·Nq
     keys = v.numel(b) // dv // b.get(v.names[0], 1)  # Nk
     return queries * keys * (2 * d + 2 * dv)
+
+
+def _emit_criss_cross(em, n: Node, args):
+    from . import runtime
+
+    return em.call(runtime.criss_cross, *args, n.attrs["scale"])
+
+
+def _criss_cross_flops(ins, out, a, b):
+    q, v = ins[0], ins[2]
+    positions = q.numel(b) // q.axes[1].size  # B·H·W
+    h, w = (axis_size(x, b) for x in q.axes[2:])
+    return 2 * positions * (h + w) * (q.axes[1].size + v.axes[1].size)
+
+
+_register("criss_cross", "criss-cross attention on the row and column alone (CCNet)",
+          _emit_criss_cross, _criss_cross_flops)
 
 
 _register("sdpa", "fused softmax(q·kᵀ·s)·v: torch's scaled_dot_product_attention",

@@ -18,6 +18,8 @@ from .resources import specs_dir
 from .source import SourceFile, Span
 
 REFERENCE_WIDTH = 64  # required int parameters (C, D) take this value for the table
+# ... or, when the defaults need more (SGE's 64 groups of 2 halves), the next that fits
+REFERENCE_WIDTHS = (REFERENCE_WIDTH, 128, 256, 512)
 PARAMS = f"params@{REFERENCE_WIDTH}"
 FORM_COLUMNS = ("attention", "over", "Ω_q", "terms", "normaliser", "M")  # per attention
 COLUMNS = ("spec", "mechanism", "paper", "year", *FORM_COLUMNS, PARAMS)
@@ -77,8 +79,7 @@ def _build(path: Path) -> Shipped:
     try:
         program = load(source)
         main = program.main_definition()
-        widths = {p.name: REFERENCE_WIDTH for p in main.params
-                  if p.default is None and p.type.name == "int"}
+        widths = example_widths(program, main)
         ir = check.build_ir(program, widths, main.name)
     except SpecError:
         raise  # its message already starts with the file and line
@@ -86,6 +87,23 @@ def _build(path: Path) -> Shipped:
         raise RuntimeError(f"building {path.name} for the catalogue: "
                            f"{type(err).__name__}: {err}") from err
     return Shipped(path.stem, source, ir, widths)
+
+
+def example_widths(program, definition) -> dict[str, int]:
+    """The required int parameters at the first of REFERENCE_WIDTHS the defaults accept."""
+    from . import check
+
+    required = [p.name for p in definition.params if p.default is None and p.type.name == "int"]
+    for width in REFERENCE_WIDTHS:
+        widths = dict.fromkeys(required, width)
+        try:
+            check.build_ir(program, widths, definition.name)
+            return widths
+        except SpecError as err:
+            failure = err
+    if not required:
+        return {}
+    raise failure
 
 
 def rows(specs: list[Shipped] | None = None) -> list[dict[str, str]]:
@@ -183,8 +201,8 @@ date. One row per attention (a block such as CBAM has several), in the terms of 
 formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_k ]`:
 
 - **over**: what q and k index (positions, channels, memory slots).
-- **Ω_q**: the keys each query attends to: `all`, `causal`, or `self`, a gate (one weight
-  per element, no keys).
+- **Ω_q**: the keys each query attends to: `all`, `causal`, `criss_cross` (the query's row
+  and column), or `self`, a gate (one weight per element, no keys).
 - **terms**: which terms make up A: E1 (query and key content), E2 (query content and
   relative position), E3 (key content only), E4 (relative position only); `gate` when
   Ω_q = self.
@@ -193,9 +211,43 @@ formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_
   last pointwise function of its weight.
 - **M**: the number of heads.
 - **{PARAMS}**: learned parameters at a reference shape: every required int parameter (the
-  width, C or D) is {REFERENCE_WIDTH}, the others keep their defaults. The diagrams are
-  drawn at the same widths.
+  width, C or D) is {REFERENCE_WIDTH} (or, where the defaults need more, the first of
+  {", ".join(map(str, REFERENCE_WIDTHS[1:]))} they accept), the others keep their
+  defaults. The diagrams are drawn at the same widths.
 """
+
+NOT_YET_INTRO = """\
+## Not yet expressible
+
+Tier-1 mechanisms of the catalogue that no spec ships yet, and the general constructs each
+needs (docs/language.md §12 walks every mechanism). Nothing here is listed above as shipped.
+"""
+
+# (spec name, paper, what it needs); a row disappears once a spec of that name ships
+NOT_YET = (
+    ("sk", "Li et al., CVPR 2019, arXiv:1903.06586",
+     "branches of plain layers in a block; `select(..., by = ...)`, a softmax across "
+     "branches"),
+    ("psanet", "Zhao et al., ECCV 2018",
+     "predicted relative-position maps (E2), an over-complete (2H−1)(2W−1) map cropped per "
+     "position, collect and distribute branches"),
+    ("emanet", "Li et al., ICCV 2019, arXiv:1907.13426",
+     "iterations (T EM steps) and bases re-estimated from the input"),
+    ("sanet", "Zhong et al., CVPR 2020, arXiv:1909.03402",
+     "upsampling to the input's size; plain convolution branches in a block"),
+    ("muse", "Zhao et al., 2019, arXiv:1911.09483",
+     "plain-layer branches (depthwise-separable conv1d) beside attention; convolution over "
+     "a non-trailing axis; softmax-normalised mixing weights"),
+    ("a2", "Chen et al., NeurIPS 2018, arXiv:1810.11579",
+     "softmax over a named axis of a plain tensor; a second attention whose keys are the "
+     "first one's gathered descriptors"),
+    ("generalized", "Zhu et al., ICCV 2019, arXiv:1904.05873",
+     "E2 and E4 terms with relative position encodings; window ranges"),
+    ("conv_as_attention", "Zhu et al., ICCV 2019, arXiv:1904.05873",
+     "a window range and E4 with one learned weight per offset"),
+    ("deformable", "Dai et al., ICCV 2017, arXiv:1703.06211",
+     "learned offsets and bilinear sampling on a window"),
+)
 
 GALLERY_INTRO = """\
 ## Gallery
@@ -214,6 +266,10 @@ def markdown(specs: list[Shipped]) -> str:
     lines = [INTRO, "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---:" if c in ("M", PARAMS) else "---" for c in COLUMNS) + "|"]
     lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in table]
+    lines += ["", NOT_YET_INTRO, "| mechanism | paper | what the language lacks |", "|---|---|---|"]
+    shipped_names = {spec.name for spec in specs}
+    lines += [f"| {name} | {paper} | {lacks} |" for name, paper, lacks in NOT_YET
+              if name not in shipped_names]
     lines += ["", GALLERY_INTRO]
     for spec in specs:
         lines += [f"### {spec.name}", "", f"![{spec.name}](gallery/{spec.name}.svg)", "",

@@ -174,7 +174,7 @@ def _build(args, fill_widths: bool = False):
     """Load, check and build the spec named on the command line. A drawing needs no
     sizes: with `fill_widths`, a required int parameter left out is drawn at 64."""
     from . import check
-    from .catalogue import REFERENCE_WIDTH
+    from .catalogue import example_widths
     from .program import load
     from .source import SourceFile
 
@@ -182,11 +182,15 @@ def _build(args, fill_widths: bool = False):
     definition = _definition(program, args.name)
     params = parse_params(args.param, definition)
     if fill_widths:
-        for p in definition.params:
-            if p.default is None and p.type.name == "int" and p.name not in params:
-                params[p.name] = REFERENCE_WIDTH
-                print(f"note: drawn with {p.name} = {REFERENCE_WIDTH} (choose with --param "
-                      f"{p.name}=...)", file=sys.stderr)
+        missing = [p.name for p in definition.params
+                   if p.default is None and p.type.name == "int" and p.name not in params]
+        if missing:
+            chosen = {k: v for k, v in example_widths(program, definition).items()
+                      if k in missing}
+            params.update(chosen)
+            for name, width in chosen.items():
+                print(f"note: drawn with {name} = {width} (choose with --param {name}=...)",
+                      file=sys.stderr)
     return program, check.build_ir(program, params, definition.name)
 
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 from . import runtime
 from .ir import IR, TensorType
 from .ops import OPS
-from .passes import fuse_sdpa
+from .passes import fuse
 
 
 class Emitter:
@@ -47,8 +47,8 @@ class Emitter:
         return tuple(self.call(operator.getitem, self.size_of[name], t.index(a)) for a in axes)
 
 
-def lower(ir: IR, fuse: bool = True) -> fx.GraphModule:
-    """The IR as a GraphModule; `fuse=False` keeps the formulation's steps unfused."""
+def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
+    """The IR as a GraphModule; `fused_kernels=False` keeps the formulation's steps."""
     root = nn.Module()
     for path, decl in ir.modules.items():  # declaration order: stable parameter order
         _set_submodule(root, path, OPS[decl.op].build(decl.attrs))
@@ -60,7 +60,7 @@ def lower(ir: IR, fuse: bool = True) -> fx.GraphModule:
         ph = graph.placeholder(short, default_value=None) if node.attrs["optional"] \
             else graph.placeholder(short)
         em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"])
-    fused = fuse_sdpa(ir) if fuse else ir
+    fused = fuse(ir) if fused_kernels else ir
     for node in fused.nodes():
         if node.op == "input":
             continue

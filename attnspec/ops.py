@@ -459,19 +459,41 @@ _reduce("max", "the maximum over the named axes, which disappear (global max poo
 _reduce("sum", "the sum over the named axes, which disappear")
 
 
-@op(name="stack", inputs=-1, params=(Param("as", "word"),),
-    doc="tensors of one type stacked along a new axis after the batch axis",
-    emit=lambda em, n, args: em.call(_torch().stack, list(args), dim=1))
+def _emit_stack(em, n, args):
+    plans = n.attrs.get("plans")
+    if plans is not None:  # line the tensors up under one type, then expand them to it
+        args = em.call(_torch().broadcast_tensors,
+                       *(apply_plan(em, x, plan) for x, plan in zip(args, plans)))
+    return em.call(_torch().stack, list(args) if plans is None else args, dim=n.attrs["dim"])
+
+
+@op(name="stack", inputs=-1, params=(Param("as", "word"), Param("after", "word", None)),
+    doc="tensors stacked along a new axis placed after the batch axis (or after `after`); "
+        "tensors of different axes are broadcast to one type first (§8)",
+    emit=_emit_stack)
 def _stack(types, cfg):
     first = types[0]
-    for t in types[1:]:
-        if t.names != first.names:
-            raise OpError(f"stack needs tensors with the same axes, not {first} and {t}",
-                          code="axis-mismatch")
-    if cfg["as"] in first.names:
-        raise OpError(f"the new axis `{cfg['as']}` is already an axis of {first}", arg="as",
+    if all(t.names == first.names for t in types[1:]):
+        common, cfg["plans"] = first, None  # one type: stacked as they are
+    else:
+        common = first
+        for t in types[1:]:
+            try:
+                common = broadcast(common, t)[0]
+            except OpError as err:
+                raise OpError(f"stack needs tensors of one type or types that broadcast "
+                              f"(§8): {err.message}", err.hint, code="axis-mismatch") from None
+        cfg["plans"] = tuple(_align_plan(t, common) for t in types)
+    if cfg["as"] in common.names:
+        raise OpError(f"the new axis `{cfg['as']}` is already an axis of {common}", arg="as",
                       code="axis-mismatch")
-    return TensorType((first.axes[0], Axis(cfg["as"], len(types))) + first.axes[1:])
+    after = cfg.get("after") or common.names[0]
+    if after not in common.names:
+        raise OpError(f"stack after `{after}`: {common} has no such axis", arg="after",
+                      code="axis-mismatch")
+    cfg["dim"] = common.index(after) + 1
+    return TensorType(common.axes[:cfg["dim"]] + (Axis(cfg["as"], len(types)),)
+                      + common.axes[cfg["dim"]:])
 
 
 @op(name="split", params=(Param("axis", "word"), Param("into", "sized_axes")),
@@ -597,6 +619,88 @@ def _concat(types, cfg):
     sizes = [t.axis(axis).size for t in types]
     total = None if None in sizes else sum(sizes)
     return first.replace_axis(axis, Axis(axis, total))
+
+
+def _named_axis(t: TensorType, axis: str, what: str, arg: str = "axis") -> int:
+    """The index of a named axis other than the batch axis."""
+    if axis == t.names[0]:
+        raise OpError(f"{what} `{axis}`: the batch axis of {t} would mix samples", arg=arg,
+                      code="axis-mismatch")
+    if axis not in t.names:
+        raise OpError(f"{what} `{axis}`: {t} has no such axis", arg=arg, code="axis-mismatch")
+    return t.index(axis)
+
+
+@op(name="take", params=(Param("axis", "word"), Param("index", "int")),
+    doc="index `index` of the named axis, which disappears: take(g, halves, 0) is the "
+        "first half",
+    emit=lambda em, n, args: em.method(args[0], "select", em.type(n.inputs[0]).index(
+        n.attrs["axis"]), n.attrs["index"]))
+def _take(types, cfg):
+    t = types[0]
+    _named_axis(t, cfg["axis"], "take from")
+    size, i = t.axis(cfg["axis"]).size, cfg["index"]
+    if size is not None and not -size <= i < size:
+        raise OpError(f"take {i} of axis {cfg['axis']}, which has {size} indices", arg="index",
+                      hint=f"indices run from 0 to {size - 1} (or -{size} to -1 from the end)")
+    return t.without(cfg["axis"])
+
+
+def _shuffle_emit(em, n, args):
+    i = em.type(n.inputs[0]).index(n.attrs["axis"])
+    x = em.method(args[0], "unflatten", i, (n.attrs["groups"], -1))
+    return em.method(em.method(x, "transpose", i, i + 1), "flatten", i, i + 1)
+
+
+@op(name="shuffle", params=(Param("axis", "word"), Param("groups", "int")),
+    doc="ShuffleNet's channel shuffle of the named axis: its indices read as `groups` rows, "
+        "written out by columns",
+    emit=_shuffle_emit)
+def _shuffle(types, cfg):
+    t, groups = types[0], cfg["groups"]
+    _named_axis(t, cfg["axis"], "shuffle")
+    size = t.axis(cfg["axis"]).size
+    if not isinstance(groups, int) or groups < 1:
+        raise OpError(f"groups must be a positive integer, not {groups!r}", arg="groups")
+    if size is not None and size % groups:
+        raise OpError(f"{cfg['axis']} = {size} does not split into {groups} groups",
+                      arg="groups")
+    return t
+
+
+def _groupnorm_attrs(types, cfg):
+    t = types[0]
+    _named_axis(t, cfg["over"], "groupnorm over", "over")
+    features = known(t.axis(cfg["over"]), "groupnorm")
+    groups = features if cfg["groups"] is None else cfg["groups"]
+    if not isinstance(groups, int) or groups < 1 or features % groups:
+        raise OpError(f"groups = {groups} must be a positive integer dividing the {features} "
+                      f"channels of {cfg['over']}", arg="groups")
+    return {"features": features, "groups": groups, "over": cfg["over"],
+            "eps": float(cfg["eps"])}
+
+
+def _emit_groupnorm(em, n, args):
+    i = em.type(n.inputs[0]).index(n.attrs["over"])
+    if i == 1:  # torch's layout already: [N, C, ...]
+        return em.module(n.module, args[0])
+    # the axes before `over` become one batch axis, then take their sizes back
+    y = em.module(n.module, em.method(args[0], "flatten", 0, i - 1))
+    return em.method(y, "view_as", args[0])
+
+
+@op(name="groupnorm", kind="layer",
+    params=(Param("over", "word"), Param("groups", "int", None), Param("eps", "float", 1e-5)),
+    doc="group normalisation (nn.GroupNorm) of the channel axis `over`: its channels in "
+        "`groups` groups (one per channel unless given), each normalised over its channels "
+        "and the axes after `over`, per index of the axes before; a learned scale and shift "
+        "per channel",
+    module_attrs=_groupnorm_attrs, count=lambda a: 2 * a["features"],
+    build=lambda a: _nn().GroupNorm(a["groups"], a["features"], eps=a["eps"]),
+    emit=_emit_groupnorm)
+def _groupnorm(types, cfg):
+    _named_axis(types[0], cfg["over"], "groupnorm over", "over")
+    return types[0]
 
 
 # ---------------------------------------------------------------------------- elementwise

@@ -7,6 +7,42 @@ import copy
 from .ir import IR, Node
 
 
+def fuse(ir: IR) -> IR:
+    """Every rewrite, in order: the IR the lowering turns into code."""
+    return fuse_sdpa(fuse_criss_cross(copy.deepcopy(ir)))
+
+
+def fuse_criss_cross(ir: IR) -> IR:
+    """softmax(E1(q, k) · s) · v over range criss_cross, one head, on [B, C, H, W] maps →
+    one `criss_cross` node: the row and column energies alone, HW·(H + W) of them, as the
+    CCNet authors compute them, instead of a dense HW × HW map with a mask."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
+        chain = _softmax_chain(ir, agg.inputs[0])
+        if chain is None:
+            continue
+        e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
+        if not ranges or not ranges[0].attrs.get("grid") or len(ranges[0].inputs) > 1:
+            continue
+        grid = ranges[0].attrs["grid"]
+        maps = (e1.inputs[0], e1.inputs[1], agg.inputs[1])
+        if e1.attrs["heads"] != 1 or any(ir.node(m).type.names[2:] != grid or
+                                         len(ir.node(m).type.names) != 4 for m in maps):
+            continue
+        scale = _scale(ir, chain)
+        fused = Node(agg.name, "criss_cross", maps, agg.type, "context", agg.span,
+                     {"scale": scale})
+        ir.replace(chain + [agg.name], fused)
+    return ir
+
+
+def _scale(ir: IR, chain: list[str]) -> float:
+    scale = 1.0
+    for name in chain:
+        if ir.node(name).op == "scale":
+            scale *= ir.node(name).attrs["factor"]
+    return scale
+
+
 def fuse_sdpa(ir: IR) -> IR:
     """softmax(E1(q, k) · s) · v over range all/causal → one `sdpa` node, which lowers to
     torch's fused scaled_dot_product_attention.
@@ -14,7 +50,6 @@ def fuse_sdpa(ir: IR) -> IR:
     Only where q, k and v keep their features on the last axis ([B, N, D]): from a
     channels-first map the heads layout is a transposed view, which sends the CPU kernel
     down its slow path (benchmarks/: Non-local 1.2× slower fused than unfused)."""
-    ir = copy.deepcopy(ir)
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
         chain = _softmax_chain(ir, agg.inputs[0])
         if chain is None:
@@ -26,13 +61,11 @@ def fuse_sdpa(ir: IR) -> IR:
                     (agg.inputs[1], agg.attrs["v_feature"]))
         if any(ir.node(name).type.names[-len(f):] != f for name, f in features):
             continue
-        scale = 1.0
+        scale = _scale(ir, chain)
         pad, causal = (), False
         for name in chain[1:]:
             n = ir.node(name)
-            if n.op == "scale":
-                scale *= n.attrs["factor"]
-            elif n.op == "range":
+            if n.op == "range":
                 pad, causal = n.inputs[1:], n.attrs["causal"]
         attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
                                               "k_feature")},

@@ -55,6 +55,20 @@ def standardise(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Ten
     return centred / (x.std(dims, keepdim=True) + eps)
 
 
+def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):
+    """Criss-cross attention on [B, C, H, W] maps (CCNet): each position attends to its
+    column and its row, itself once. Only those HW·(H + W) energies are computed."""
+    h = q.shape[2]
+    column = torch.einsum("bchw,bcgw->bhwg", q, k) * scale  # keys (g, w)
+    row = torch.einsum("bchw,bchg->bhwg", q, k) * scale  # keys (h, g)
+    itself = torch.eye(h, dtype=torch.bool, device=q.device)[:, None, :]  # [H, 1, H]
+    column = column.masked_fill(itself, float("-inf"))  # counted in the row already
+    weights = torch.softmax(torch.cat([column, row], dim=-1), dim=-1)
+    a_column, a_row = weights[..., :h], weights[..., h:]
+    return (torch.einsum("bhwg,bcgw->bchw", a_column, v)
+            + torch.einsum("bhwg,bchg->bchw", a_row, v))
+
+
 def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | None):
     """scaled_dot_product_attention with an optional key padding mask (True = ignore)."""
     if pad is None:

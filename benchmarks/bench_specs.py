@@ -75,9 +75,17 @@ CASES = [
     Case("nonlocal", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
     Case("mhsa", dict(D=256, M=8), (8, 256, 256), (2, 16, 64)),
     Case("external", dict(D=256, S=64), (16, 1024, 256), (2, 16, 64)),
+    Case("danet", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
+    Case("ccnet", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
+    Case("ocnet", dict(C=256, drop=0.0), (8, 256, 28, 28), (2, 64, 6, 6)),
+    Case("sge", dict(C=256), (16, 256, 56, 56), (2, 64, 8, 8)),
+    Case("aft", dict(D=256), (16, 256, 256), (2, 16, 64)),
+    Case("attention_pool", dict(D=256), (64, 128, 256), (2, 16, 64)),
 ]
 # Quick shapes use narrower modules where the channel width is part of the shape.
-QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16)}
+QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16),
+                "danet": dict(C=64), "ccnet": dict(C=64), "ocnet": dict(C=64, drop=0.0),
+                "sge": dict(C=64, G=8), "aft": dict(D=64), "attention_pool": dict(D=64)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared

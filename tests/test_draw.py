@@ -12,7 +12,7 @@ from graphviz.quoting import quote
 
 import attnspec
 from attnspec.api import spec_path
-from attnspec.catalogue import REFERENCE_WIDTH
+from attnspec.catalogue import example_widths
 from attnspec.diagnostics import UsageError
 from attnspec.draw import FORMATS, ROLE_STYLE, render, to_dot
 from attnspec.ir import ROLES
@@ -57,8 +57,7 @@ def test_dot_golden(case, golden):
 @pytest.mark.parametrize("name", attnspec.shipped())
 def test_every_shipped_spec_draws(name):
     program = attnspec.parse(spec_path(name))
-    params = {p.name: REFERENCE_WIDTH for p in program.main_definition().params
-              if p.default is None and p.type.name == "int"}  # as `attnspec draw` does
+    params = example_widths(program, program.main_definition())  # as `attnspec draw` does
     ir = ir_of(name, **params)
     source = to_dot(ir).source
     assert source == to_dot(ir_of(name, **params)).source  # deterministic

@@ -128,6 +128,19 @@ CASES = [
         Case("sge", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
         for params in (dict(C=128), dict(C=32, G=4), dict(C=24, G=8))
     ],
+    # shuffle: the paper's G = 64 (one channel per half), fewer groups with wider halves,
+    # and an odd group count (the shuffle's two groups then cut through a group);
+    # non-square maps both ways
+    *[
+        Case("shuffle", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
+        for params in (dict(C=128), dict(C=32, G=4), dict(C=36, G=3))
+    ],
+    # sk: the paper's r = 16, L = 32, G = 32, then a small d and groups; the BatchNorms
+    # keep the authors' momentum, so train mode checks the running statistics too
+    *[
+        Case("sk", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
+        for params in (dict(C=64), dict(C=32, r=4, L=8, G=8))
+    ],
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

@@ -137,7 +137,7 @@ def test_parameter_count_is_read_off_the_ir(spec):
 
 def test_flops_match_torch_flop_counter(spec):
     _, ir, _ = spec
-    unfused = lower(ir, fuse=False).eval()  # torch's counter does not see inside CPU SDPA
+    unfused = lower(ir, fused_kernels=False).eval()  # torch's counter does not see inside CPU SDPA
     x = sample(ir, batch=2, free=6)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         unfused(x)

@@ -19,7 +19,7 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from reference import AFT, AttentionPool  # noqa: E402
+from reference import AFT, AttentionPool, ShuffleAttention  # noqa: E402
 
 
 def _params(name: str, **params) -> int:
@@ -66,3 +66,13 @@ def test_sge_adds_two_parameters_per_group(C, G):
     # the paper's claim: SGE is "almost free" of parameters, a scale and shift per group
     ir = attnspec.build_ir(spec_path("sge"), C=C, G=G)
     assert sum(count.parameters(ir).values()) == 2 * G
+
+
+@pytest.mark.parametrize("C, G", [(256, 64), (2048, 64), (64, 8)])
+def test_shuffle_adds_three_parameters_per_channel_of_a_half(C, G):
+    # SA-Net §3: per channel of a half (C / 2G of them), a scale and shift of the channel
+    # gate (W1, b1) and of the spatial gate (W2, b2), and GroupNorm's own scale and shift
+    # (the authors' sa_layer: cweight, cbias, sweight, sbias, gn.weight, gn.bias).
+    ir = attnspec.build_ir(spec_path("shuffle"), C=C, G=G)
+    assert sum(count.parameters(ir).values()) == 6 * C // (2 * G)
+    assert sum(p.numel() for p in ShuffleAttention(C, G).parameters()) == 6 * C // (2 * G)

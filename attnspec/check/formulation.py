@@ -8,7 +8,7 @@ from ..diagnostics import did_you_mean
 from ..ir import Attention as AttentionInfo
 from ..ir import Axis, TensorType
 from ..source import Span
-from ..spec import Attention, BinOp, Call, Input, Let, Name
+from ..spec import Attention, BinOp, Call, Input, Let, Name, UnaryOp
 from ..values import POISON, UNKNOWN, Layer, Logits, Memory, Tensor, Weights, Word
 from .base import RANGES, describe
 
@@ -426,6 +426,8 @@ class Formulation:
         return Weights(node, logits.type, logits.has_query)
 
     def call_softmax(self, e: Call):
+        if e.args and not _maybe_logits(e.args[0]):  # a plain tensor, over a named axis
+            return self.op_call("softmax", e)
         return self.normaliser(e, "softmax_keys")
 
     def call_sigmoid(self, e: Call):
@@ -477,6 +479,8 @@ def _maybe_logits(e) -> bool:
         return e.func.id in ("E1", "E3")
     if isinstance(e, BinOp):
         return _maybe_logits(e.left) or _maybe_logits(e.right)
+    if isinstance(e, UnaryOp):
+        return _maybe_logits(e.operand)
     return False
 
 

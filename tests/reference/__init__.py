@@ -19,6 +19,8 @@ from .nonlocal_block import NonLocal
 from .ocnet import BaseOC
 from .se import SE
 from .sge import SGE
+from .shuffle import ShuffleAttention
+from .sk import SK
 
 # spec name (as given to attnspec.load) -> reference class
 REFERENCES = {
@@ -35,7 +37,10 @@ REFERENCES = {
     "attention_pool": AttentionPool,
     "ocnet": BaseOC,
     "sge": SGE,
+    "sk": SK,
+    "shuffle": ShuffleAttention,
 }
 
 __all__ = ["AFT", "AttentionPool", "BaseOC", "CBAM", "CCNet", "DANet", "ECA", "External",
-           "GCNet", "MHSA", "NonLocal", "SE", "SGE", "REFERENCES"]
+           "GCNet", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
+           "REFERENCES"]
