@@ -28,12 +28,18 @@ def bindings_for(ir: IR, shape: tuple[int, ...]) -> dict[str, int]:
 def flops(ir: IR, bindings: dict[str, int]) -> int:
     """FLOPs of one forward pass as torch.utils.flop_counter counts them: 2 per
     multiply-add of a matmul or convolution; elementwise work is not counted."""
-    total = 0
+    total, sizes = 0, {}  # node -> run-time sizes of its free axes (pooling shrinks them)
     for node in ir.nodes():
-        rule = OPS[node.op].flops if node.op in OPS else None
+        op = OPS.get(node.op)
+        ins = [sizes[i] for i in node.inputs]
+        attrs = ir.modules[node.module].attrs if node.module else node.attrs
+        attrs = {**node.attrs, **attrs}
+        sizes[node.name] = (op.sizes(ins, ir.node(node.inputs[0]).type, attrs)
+                            if op is not None and op.sizes is not None
+                            else ins[0] if ins else bindings)
+        rule = op.flops if op is not None else None
         if rule is None:
             continue
-        ins = [ir.node(i).type for i in node.inputs]
-        attrs = ir.modules[node.module].attrs if node.module else node.attrs
-        total += rule(ins, node.type, {**node.attrs, **attrs}, bindings)
+        types = [ir.node(i).type for i in node.inputs]
+        total += rule(types, node.type, attrs, ins[0] if ins else bindings)
     return total

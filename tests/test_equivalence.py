@@ -141,6 +141,14 @@ CASES = [
         Case("sk", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
         for params in (dict(C=64), dict(C=32, r=4, L=8, G=8))
     ],
+    # sanet (SA module): the defaults (out = C, 2×2 pooling, nearest), then fewer output
+    # channels with bilinear upsampling, then a 3×3 pooling window; odd and even sizes, both
+    # ways non-square, so the pooling drops edges and the upsampling cannot be a plain ×2
+    *[
+        Case("sanet", params, ((2, params["C"], 5, 7), (3, params["C"], 8, 6)))
+        for params in (dict(C=16), dict(C=16, out=8, mode="linear"),
+                       dict(C=8, out=12, pool=3))
+    ],
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

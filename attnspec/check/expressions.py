@@ -337,6 +337,12 @@ class Expressions:
             return layer
         if op.inputs == -1:
             return self.apply_op(layer, tensors, e.span, self.role)
+        if op.inputs > 1:  # a fixed number of tensors, e.g. upsample(t, x)
+            if len(tensors) != op.inputs:
+                return self.error("wrong-arity", f"`{name}` applies to {op.inputs} tensors, "
+                                  f"got {len(tensors)}", e.span,
+                                  f"the {op.inputs} tensors come first, then the settings")
+            return self.apply_op(layer, tensors, e.span, self.role)
         return self.apply(layer, tensors[0], e.span, self.role)
 
     def config(self, op, args, e: Call):

@@ -17,6 +17,7 @@ from .gcnet import GCNet
 from .mhsa import MHSA
 from .nonlocal_block import NonLocal
 from .ocnet import BaseOC
+from .sanet import SqueezeAttention
 from .se import SE
 from .sge import SGE
 from .shuffle import ShuffleAttention
@@ -39,8 +40,9 @@ REFERENCES = {
     "sge": SGE,
     "sk": SK,
     "shuffle": ShuffleAttention,
+    "sanet": SqueezeAttention,
 }
 
 __all__ = ["AFT", "AttentionPool", "BaseOC", "CBAM", "CCNet", "DANet", "ECA", "External",
            "GCNet", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
-           "REFERENCES"]
+           "SqueezeAttention", "REFERENCES"]
