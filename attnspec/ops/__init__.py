@@ -1,0 +1,214 @@
+"""THE table of operators a spec may call: signature, shape rule, lowering, parameter
+building and FLOPs, one entry each. Nothing else in attnspec knows an operator by name.
+
+Shape rules work on named axes (ir.TensorType). Layouts follow torch's own conventions:
+`linear`, `mlp` and `layernorm` act on the last axis; `conv`, `conv1x1` and `batchnorm`
+on the channel axis right after the batch axis (axis 0 is always the batch).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ir import Axis, TensorType
+
+REQUIRED = object()
+
+
+class OpError(Exception):
+    """A shape or argument problem; the checker adds the span (of `arg` if named)."""
+
+    def __init__(self, message: str, hint: str | None = None, arg: str | None = None,
+                 code: str = "shape", axis: str | None = None):
+        super().__init__(message)
+        self.message, self.hint, self.arg, self.code = message, hint, arg, code
+        self.axis = axis  # the axis whose size was needed, if that was the problem
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # int | float | bool | word | axes
+    default: Any = REQUIRED
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    doc: str
+    params: tuple[Param, ...] = ()
+    inputs: int = 1  # leading tensor arguments; -1: one or more
+    infer: Callable[..., TensorType] | None = None  # (types, cfg) -> type
+    emit: Callable | None = None  # (em, node, args) -> fx node
+    build: Callable | None = None  # (attrs) -> nn.Module, for layers with parameters
+    # (in_types, out_type, attrs, bindings) -> FLOPs as torch.utils.flop_counter counts
+    # them: 2 per multiply-add of a matmul or convolution, elementwise work not counted
+    flops: Callable | None = None
+    module_attrs: Callable | None = None  # (types, cfg) -> attrs the module is built from
+    count: Callable | None = None  # (module attrs) -> number of learned parameters
+    # (run-time sizes of each input's free axes, attrs) -> the output's, for an op that
+    # changes sizes its type cannot show (pooling keeps the axes' names); default: the first
+    # input's
+    sizes: Callable | None = None
+    kind: str = "tensor"  # tensor | layer | reduce | scalar | term | normaliser | range
+    extra: dict = field(default_factory=dict)
+
+
+OPS: dict[str, Op] = {}
+
+
+def op(**kw) -> Callable:
+    """Register an operator; the decorated function is its shape rule."""
+
+    def register(fn):
+        OPS[kw["name"]] = Op(infer=fn, **kw)
+        return fn
+
+    return register
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _nn():
+    import torch.nn as nn
+
+    return nn
+
+
+def _F():
+    import torch.nn.functional as F
+
+    return F
+
+
+def last(t: TensorType) -> Axis:
+    if len(t.axes) < 2:
+        raise OpError(f"needs an axis besides the batch axis; the tensor is {t}")
+    return t.axes[-1]
+
+
+def channel(t: TensorType) -> Axis:
+    if len(t.axes) < 2:
+        raise OpError(f"needs a channel axis after the batch axis; the tensor is {t}")
+    return t.axes[1]
+
+
+def width(size: Any, what: str, arg: str) -> int:
+    """A layer width must be a positive integer: C / r = 0 would be an empty layer."""
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise OpError(f"{what} must be an integer, not {size!r}", arg=arg, code="wrong-type")
+    if size < 1:
+        raise OpError(f"{what} is {size}: a layer of zero width", arg=arg, code="zero-size",
+                      hint="a reduction like C / r must leave at least 1; lower r or raise C")
+    return size
+
+
+def known(axis: Axis, what: str) -> int:
+    if axis.size is None:
+        raise OpError(f"{what} acts on axis {axis.name}, whose size is only known at run "
+                      f"time; a layer needs a fixed size",
+                      hint=f"bind {axis.name} to a parameter, or act on another axis",
+                      code="unknown-size", axis=axis.name)
+    return axis.size
+
+
+ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "silu", "identity")
+
+
+INITS = ("default", "zero")
+
+
+def _call_module(em, n, args):
+    """A layer's lowering: call its module on the input."""
+    return em.module(n.module, args[0])
+
+
+def _runtime():
+    from .. import runtime
+
+    return runtime
+
+
+ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
+def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
+    """Named broadcasting: the operand with fewer axes is lined up under the other's axes
+    by name; an axis of size 1 the other lacks is dropped. Returns the result type and,
+    per operand, how to reshape it (None: torch's own broadcasting already fits)."""
+    big, small, swapped = (a, b, False) if _fits(b, a) or not _fits(a, b) else (b, a, True)
+    if len(small.axes) > len(big.axes):
+        big, small, swapped = small, big, not swapped
+    for ax in small.axes:
+        if ax.name in big.names:
+            other = big.axis(ax.name)
+            if None not in (ax.size, other.size) and 1 not in (ax.size, other.size) \
+                    and ax.size != other.size:
+                raise OpError(f"axis {ax.name} has size {other.size} on one side and "
+                              f"{ax.size} on the other", code="axis-mismatch")
+        elif ax.size != 1:
+            raise OpError(f"cannot combine {a} and {b}: `{ax.name}` is not an axis of {big}",
+                          code="axis-mismatch",
+                          hint="reduce it first (mean/max/sum), or name the axes alike")
+    out = TensorType(tuple(
+        Axis(x.name, x.size if x.size not in (None, 1) or x.name not in small.names
+             else (small.axis(x.name).size or x.size)) for x in big.axes))
+    plan = _align_plan(small, big)
+    return (out, plan, None) if swapped else (out, None, plan)
+
+
+def _fits(small: TensorType, big: TensorType) -> bool:
+    """Every axis of `small` is an axis of `big` or has size 1."""
+    return all(x.name in big.names or x.size == 1 for x in small.axes)
+
+
+def _align_plan(t: TensorType, target: TensorType):
+    if len(t.axes) == len(target.axes) and all(
+            x.name == y.name or x.size == 1 for x, y in zip(t.axes, target.axes)):
+        return None
+    squeeze = tuple(i for i, x in enumerate(t.axes) if x.name not in target.names)
+    kept = [x.name for x in t.axes if x.name in target.names]
+    ordered = [n for n in target.names if n in kept]
+    permute = tuple(kept.index(n) for n in ordered)
+    index = tuple(slice(None) if n in kept else None for n in target.names)
+    return {"squeeze": squeeze, "permute": None if permute == tuple(range(len(kept)))
+            else permute, "index": index}
+
+
+def apply_plan(em, x, plan):
+    if plan is None:
+        return x
+    for d in reversed(plan["squeeze"]):
+        x = em.method(x, "squeeze", d)
+    if plan["permute"] is not None:
+        x = em.method(x, "permute", *plan["permute"])
+    return em.call(operator.getitem, x, plan["index"])
+
+
+def _emit_arith(em, n, args):
+    left, right = (apply_plan(em, x, n.attrs.get(p)) if isinstance(x, object) else x
+                   for x, p in zip(args, ("left", "right")))
+    return em.call(ARITHMETIC[n.attrs["op"]], left, right)
+
+
+OPS["arith"] = Op(name="arith", doc="+ - * / with named broadcasting", emit=_emit_arith)
+
+
+SCALAR_FUNCTIONS: dict[str, tuple[int, Callable]] = {
+    "sqrt": (1, math.sqrt), "log2": (1, math.log2), "abs": (1, abs), "int": (1, int),
+    "float": (1, float), "round": (1, round), "min": (2, min), "max": (2, max),
+}
+
+
+# The operators, one family a module; importing them fills OPS.
+from . import layers, structure, tensors  # noqa: E402, F401
+

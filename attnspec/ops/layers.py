@@ -1,0 +1,335 @@
+"""Operators that are layers with learned parameters: linear, convolutions, norms, γ, ..."""
+
+from __future__ import annotations
+
+import operator
+
+from ..ir import Axis, TensorType
+from . import (
+    ACTIVATIONS,
+    INITS,
+    OpError,
+    Param,
+    _call_module,
+    _nn,
+    channel,
+    known,
+    last,
+    op,
+    width,
+)
+from .structure import _named_axis
+
+
+def _linear_attrs(types, cfg):
+    a = last(types[0])
+    return {"in": known(a, "linear"), "out": width(cfg["out"], "linear's width", "out"),
+            "bias": cfg["bias"], "init": cfg["init"]}
+
+
+@op(name="linear", kind="layer", doc="a fully connected layer on the last axis",
+    params=(Param("out", "int"), Param("bias", "bool", True),
+            Param("init", "word", "default", INITS)),
+    module_attrs=_linear_attrs, count=lambda a: a["in"] * a["out"] + a["bias"] * a["out"],
+    build=lambda a: _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a),
+    emit=_call_module,
+    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) * a["out"])
+def _linear(types, cfg):
+    t = types[0]
+    return t.replace_axis(last(t).name, Axis(last(t).name, cfg["out"]))
+
+
+def _init(module, attrs):
+    if attrs.get("init") == "zero":
+        for p in module.parameters():
+            _nn().init.zeros_(p)
+    return module
+
+
+def _conv_attrs(types, cfg):
+    t = types[0]
+    over = _conv_over(t, cfg)
+    has_channels = len(t.axes) - 1 > len(over)
+    cin = known(channel(t), "conv") if has_channels else 1
+    k = cfg["kernel"]
+    if not isinstance(k, int) or k < 1:
+        raise OpError(f"kernel size must be a positive integer, not {k!r}", arg="kernel")
+    groups = cfg["groups"]
+    out = width(cfg["out"], "conv's out", "out")
+    if cin % groups or out % groups:
+        raise OpError(f"groups={groups} must divide both {cin} input and {out} output "
+                      f"channels", arg="groups")
+    return {"dims": len(over), "in": cin, "out": out, "kernel": k, "dilation": cfg["dilation"],
+            "groups": groups, "bias": cfg["bias"], "init": cfg["init"],
+            "channels": has_channels}
+
+
+def _conv_over(t: TensorType, cfg) -> tuple[str, ...]:
+    over = cfg.get("over")
+    if over is None:
+        return t.names[2:]
+    for name in over:
+        if name not in t.names:
+            raise OpError(f"conv over `{name}`: the tensor {t} has no such axis", arg="over")
+    if over != t.names[len(t.axes) - len(over):]:
+        raise OpError(f"conv must run over the trailing axes of {t}", arg="over")
+    return over
+
+
+def _build_conv(a):
+    nn = _nn()
+    cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}.get(max(a["dims"], 1))
+    k, d = a["kernel"], a["dilation"]
+    module = cls(a["in"], a["out"], k, padding=d * (k - 1) // 2, dilation=d,
+                 groups=a["groups"], bias=a["bias"])
+    return _init(module, a)
+
+
+def _emit_conv(em, n, args):
+    x = args[0]
+    if not n.attrs["channels"]:  # a map with no channel axis is one channel
+        x = em.method(x, "unsqueeze", 1)
+    y = em.module(n.module, x)
+    return y if n.attrs["channels"] else em.method(y, "squeeze", 1)
+
+
+def _conv_count(a) -> int:
+    weights = a["out"] * a["in"] // a["groups"] * a["kernel"] ** max(a["dims"], 1)
+    return weights + a["bias"] * a["out"]
+
+
+def _conv_flops(ins, out, a, b):
+    per_out = 2 * a["in"] // a["groups"] * a["kernel"] ** max(a["dims"], 1)
+    return per_out * out.numel(b)
+
+
+@op(name="conv", kind="layer",
+    doc="a convolution with 'same' padding over the trailing axes; `over` names them, "
+        "the axis after the batch is the channels unless `over` covers it",
+    params=(Param("out", "int", 1), Param("kernel", "int", 3), Param("over", "axes", None),
+            Param("dilation", "int", 1), Param("groups", "int", 1),
+            Param("bias", "bool", True), Param("init", "word", "default", INITS)),
+    module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops,
+    count=lambda a: _conv_count(a))
+def _conv(types, cfg):
+    t = types[0]
+    over = _conv_over(t, cfg)
+    if len(over) > 3:
+        raise OpError(f"conv runs over 1 to 3 axes, not {len(over)}", arg="over")
+    if len(t.axes) - 1 > len(over):
+        return t.replace_axis(t.axes[1].name, Axis(t.axes[1].name, cfg["out"]))
+    if cfg["out"] != 1:
+        raise OpError("a conv over a map with no channel axis yields one channel",
+                      arg="out", hint="drop `out`, or keep a channel axis")
+    return t
+
+
+def _conv1x1_attrs(types, cfg):
+    t = types[0]
+    c = channel(t)
+    return {"dims": len(t.axes) - 2, "in": known(c, "conv1x1"),
+            "out": width(cfg["out"], "conv1x1's width", "out"), "kernel": 1, "dilation": 1,
+            "groups": 1, "bias": cfg["bias"], "init": cfg["init"], "channels": True}
+
+
+def _build_conv1x1(a):
+    if a["dims"] == 0:  # [B, C]: a 1x1 convolution of a vector is a linear layer
+        return _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a)
+    return _build_conv(a)
+
+
+@op(name="conv1x1", kind="layer", doc="a 1×1 convolution on the channel axis (axis 1)",
+    params=(Param("out", "int"), Param("bias", "bool", True),
+            Param("init", "word", "default", INITS)),
+    module_attrs=_conv1x1_attrs, build=_build_conv1x1, count=lambda a: _conv_count(a),
+    emit=_call_module, flops=_conv_flops)
+def _conv1x1(types, cfg):
+    t = types[0]
+    return t.replace_axis(channel(t).name, Axis(channel(t).name, cfg["out"]))
+
+
+def _mlp_attrs(types, cfg):
+    a = last(types[0])
+    cin = known(a, "mlp")
+    out = cfg["out"] if cfg["out"] is not None else cin
+    return {"in": cin, "hidden": width(cfg["hidden"], "mlp's hidden width", "hidden"),
+            "out": width(out, "mlp's out", "out"), "act": cfg["act"], "bias": cfg["bias"]}
+
+
+def _build_mlp(a):
+    from collections import OrderedDict
+
+    nn = _nn()
+    return nn.Sequential(OrderedDict(
+        fc1=nn.Linear(a["in"], a["hidden"], bias=a["bias"]), act=activation(a["act"]),
+        fc2=nn.Linear(a["hidden"], a["out"], bias=a["bias"])))
+
+
+def activation(name: str):
+    nn = _nn()
+    return {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+            "silu": nn.SiLU, "identity": nn.Identity}[name]()
+
+
+@op(name="mlp", kind="layer",
+    doc="linear → activation → linear on the last axis (SE's excitation)",
+    params=(Param("hidden", "int"), Param("out", "int", None), Param("bias", "bool", True),
+            Param("act", "word", "relu", ACTIVATIONS)),
+    module_attrs=_mlp_attrs, build=_build_mlp,
+    count=lambda a: a["hidden"] * (a["in"] + a["out"]) + a["bias"] * (a["hidden"] + a["out"]),
+    emit=_call_module,
+    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) // a["in"] * a["hidden"]
+    * (a["in"] + a["out"]))
+def _mlp(types, cfg):
+    t = types[0]
+    a = last(t)
+    return t.replace_axis(a.name, Axis(a.name, cfg["out"] if cfg["out"] is not None else a.size))
+
+
+def _norm_attrs(kind):
+    def attrs(types, cfg):
+        t = types[0]
+        a = last(t) if kind == "layer" else channel(t)
+        return {"features": known(a, f"{kind}norm"), "dims": len(t.axes) - 2,
+                **{k: cfg[k] for k in ("init", "eps", "momentum") if k in cfg}}
+
+    return attrs
+
+
+def _build_batchnorm(a):
+    nn = _nn()
+    m = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[a["dims"]]
+    m = m(a["features"], eps=a["eps"], momentum=a["momentum"])
+    if a["init"] == "zero":  # the block starts as the identity (Non-local §4.1)
+        _nn().init.zeros_(m.weight)
+    return m
+
+
+@op(name="batchnorm", kind="layer", doc="batch normalisation over the channel axis (axis 1)",
+    params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5),
+            Param("momentum", "float", 0.1)),
+    module_attrs=_norm_attrs("batch"), build=_build_batchnorm, count=lambda a: 2 * a["features"],
+    emit=_call_module)
+def _batchnorm(types, cfg):
+    channel(types[0])
+    return types[0]
+
+
+def _build_layernorm(a):
+    m = _nn().LayerNorm(a["features"], eps=a["eps"])
+    if a["init"] == "zero":
+        _nn().init.zeros_(m.weight)
+    return m
+
+
+@op(name="layernorm", kind="layer", doc="layer normalisation over the last axis",
+    params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5)),
+    module_attrs=_norm_attrs("layer"), build=_build_layernorm, count=lambda a: 2 * a["features"],
+    emit=_call_module)
+def _layernorm(types, cfg):
+    last(types[0])
+    return types[0]
+
+
+def _build_gamma(a):
+    from ..layers import Scale
+
+    return Scale(a["init"])
+
+
+@op(name="gamma", kind="layer",
+    doc="a learned scalar γ times its input (DANet's and CCNet's γ·y, zero at first)",
+    params=(Param("init", "float", 0.0),),
+    module_attrs=lambda types, cfg: {"init": float(cfg["init"])}, build=_build_gamma,
+    emit=lambda em, n, args: em.call(operator.mul, em.attr(f"{n.module}.gamma"), args[0]),
+    count=lambda a: 1)
+def _gamma(types, cfg):
+    return types[0]
+
+
+@op(name="dropout", kind="layer", params=(Param("p", "float", 0.5),
+                                          Param("channels", "bool", False)),
+    doc="dropout while training (with `channels`, whole channels: nn.Dropout2d)",
+    module_attrs=lambda types, cfg: {"p": float(cfg["p"]), "channels": cfg["channels"],
+                                     "dims": len(types[0].axes) - 2},
+    build=lambda a: _dropout(a), emit=_call_module,
+    count=lambda a: 0)
+def _dropout_type(types, cfg):
+    if not 0 <= cfg["p"] < 1:
+        raise OpError(f"dropout's p must be in [0, 1), not {cfg['p']}", arg="p")
+    return types[0]
+
+
+def _dropout(a):
+    nn = _nn()
+    if not a["channels"]:
+        return nn.Dropout(a["p"])
+    return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[max(1, a["dims"])](a["p"])
+
+
+def _build_affine(a):
+    from ..layers import Affine
+
+    return Affine(a["size"], a["weight"], a["bias"])
+
+
+def _emit_affine(em, n, args):
+    t = em.type(n.inputs[0])
+    shape = tuple(-1 if name == n.attrs["over"] else 1 for name in t.names[1:])
+    weight = em.method(em.attr(f"{n.module}.weight"), "view", *shape)
+    bias = em.method(em.attr(f"{n.module}.bias"), "view", *shape)
+    return em.call(operator.add, em.call(operator.mul, args[0], weight), bias)
+
+
+@op(name="affine", kind="layer",
+    params=(Param("over", "word"), Param("weight", "float", 1.0), Param("bias", "float", 0.0)),
+    doc="x · w + b with a learned w and b per index of the named axis (initial values given)",
+    module_attrs=lambda types, cfg: {"size": known(types[0].axis(_axis_of(types[0], cfg)),
+                                                   "affine"), "over": cfg["over"],
+                                     "weight": float(cfg["weight"]), "bias": float(cfg["bias"])},
+    build=_build_affine, emit=_emit_affine, count=lambda a: 2 * a["size"])
+def _affine(types, cfg):
+    _axis_of(types[0], cfg)
+    return types[0]
+
+
+def _axis_of(t: TensorType, cfg) -> str:
+    if cfg["over"] not in t.names[1:]:
+        raise OpError(f"affine over `{cfg['over']}`: {t} has no such axis", arg="over",
+                      code="axis-mismatch")
+    return cfg["over"]
+
+
+def _groupnorm_attrs(types, cfg):
+    t = types[0]
+    _named_axis(t, cfg["over"], "groupnorm over", "over")
+    features = known(t.axis(cfg["over"]), "groupnorm")
+    groups = features if cfg["groups"] is None else cfg["groups"]
+    if not isinstance(groups, int) or groups < 1 or features % groups:
+        raise OpError(f"groups = {groups} must be a positive integer dividing the {features} "
+                      f"channels of {cfg['over']}", arg="groups")
+    return {"features": features, "groups": groups, "over": cfg["over"],
+            "eps": float(cfg["eps"])}
+
+
+def _emit_groupnorm(em, n, args):
+    i = em.type(n.inputs[0]).index(n.attrs["over"])
+    if i == 1:  # torch's layout already: [N, C, ...]
+        return em.module(n.module, args[0])
+    # the axes before `over` become one batch axis, then take their sizes back
+    y = em.module(n.module, em.method(args[0], "flatten", 0, i - 1))
+    return em.method(y, "view_as", args[0])
+
+
+@op(name="groupnorm", kind="layer",
+    params=(Param("over", "word"), Param("groups", "int", None), Param("eps", "float", 1e-5)),
+    doc="group normalisation (nn.GroupNorm) of the channel axis `over`: its channels in "
+        "`groups` groups (one per channel unless given), each normalised over its channels "
+        "and the axes after `over`, per index of the axes before; a learned scale and shift "
+        "per channel",
+    module_attrs=_groupnorm_attrs, count=lambda a: 2 * a["features"],
+    build=lambda a: _nn().GroupNorm(a["groups"], a["features"], eps=a["eps"]),
+    emit=_emit_groupnorm)
+def _groupnorm(types, cfg):
+    _named_axis(types[0], cfg["over"], "groupnorm over", "over")
+    return types[0]

@@ -1,0 +1,149 @@
+"""Operators without parameters on values: pointwise functions, reductions, pooling."""
+
+from __future__ import annotations
+
+from ..ir import TensorType
+from . import (
+    _F,
+    OPS,
+    Op,
+    OpError,
+    Param,
+    _torch,
+    op,
+)
+
+
+def _window_pool(name, fn, doc):
+    def infer(types, cfg):
+        t = types[0]
+        if len(t.axes) not in (3, 4, 5):
+            raise OpError(f"{name} runs over the 1 to 3 axes after the channels; the tensor "
+                          f"is {t}")
+        if not isinstance(cfg["kernel"], int) or cfg["kernel"] < 1:
+            raise OpError(f"kernel must be a positive integer, not {cfg['kernel']!r}",
+                          arg="kernel")
+        fixed = [a for a in t.axes[2:] if a.size is not None]
+        if fixed:  # pooling would change a size the spec fixed
+            raise OpError(f"{name} would pool axis {fixed[0].name}, whose size is fixed at "
+                          f"{fixed[0].size}; it pools the axes after the channels of {t}",
+                          code="axis-mismatch")
+        return t  # the spatial axes keep their names; their run-time sizes shrink
+
+    def emit(em, n, args):
+        dims = len(em.type(n.inputs[0]).axes) - 2
+        k, stride = n.attrs["kernel"], n.attrs.get("stride") or n.attrs["kernel"]
+        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride)
+
+    def sizes(ins, t, attrs):
+        k, stride = attrs["kernel"], attrs.get("stride") or attrs["kernel"]
+        return {**ins[0], **{a: (ins[0][a] - k) // stride + 1 for a in t.names[2:]}}
+
+    OPS[name] = Op(name=name, doc=doc, infer=infer, emit=emit, kind="tensor", sizes=sizes,
+                   params=(Param("kernel", "int"), Param("stride", "int", None)))
+
+
+_window_pool("maxpool", "max_pool", "max pooling over windows of the axes after the "
+             "channels (stride = kernel unless given)")
+
+
+_window_pool("avgpool", "avg_pool", "average pooling over windows of the axes after the "
+             "channels (stride = kernel unless given)")
+
+
+INTERPOLATION = {"nearest": ("nearest",) * 3, "linear": ("linear", "bilinear", "trilinear")}
+
+
+def _emit_upsample(em, n, args):
+    t = em.type(n.inputs[1])
+    dims, spatial = len(t.axes) - 2, t.names[2:]
+    mode = INTERPOLATION[n.attrs["mode"]][dims - 1]
+    corners = {} if mode == "nearest" else {"align_corners": False}
+    return em.call(_F().interpolate, args[0], size=em.sizes(n.inputs[1], spatial), mode=mode,
+                   **corners)
+
+
+@op(name="upsample", inputs=2, params=(Param("mode", "word", "nearest",
+                                             tuple(INTERPOLATION)),),
+    doc="the first tensor resized (F.interpolate) to the run-time sizes of the second's "
+        "axes after the channels: a pooled branch brought back to its input's size",
+    emit=_emit_upsample,
+    sizes=lambda ins, t, attrs: {**ins[0], **{a: ins[1][a] for a in t.names[2:]}})
+def _upsample(types, cfg):
+    if len(types) != 2:
+        raise OpError(f"upsample takes two tensors, the one to resize and the one whose sizes "
+                      f"it takes, not {len(types)}", code="wrong-arity",
+                      hint="upsample(t, x) resizes t to the sizes of x")
+    t, like = types
+    if len(t.axes) not in (3, 4, 5):
+        raise OpError(f"upsample resizes the 1 to 3 axes after the channels; the tensor is {t}")
+    if t.names[0] != like.names[0] or t.names[2:] != like.names[2:]:
+        raise OpError(f"upsample resizes {t} to the sizes of {like}: they need the same batch "
+                      f"axis and the same axes after the channels", code="axis-mismatch")
+    return TensorType((t.axes[0], t.axes[1], *like.axes[2:]))
+
+
+def _pointwise(name, fn_name, doc):
+    def emit(em, n, args):
+        return em.call(getattr(_torch(), fn_name) if fn_name != "gelu" else _F().gelu, args[0])
+
+    OPS[name] = Op(name=name, doc=doc, infer=lambda types, cfg: types[0], emit=emit)
+
+
+_pointwise("sigmoid", "sigmoid", "the logistic function; as a normaliser, per weight")
+
+
+_pointwise("relu", "relu", "max(0, x)")
+
+
+_pointwise("tanh", "tanh", "hyperbolic tangent")
+
+
+_pointwise("gelu", "gelu", "Gaussian error linear unit")
+
+
+_pointwise("silu", "silu", "x · sigmoid(x)")
+
+
+@op(name="leaky_relu", params=(Param("slope", "float", 0.01),),
+    doc="max(0, x) + slope · min(0, x)",
+    emit=lambda em, n, args: em.call(_F().leaky_relu, args[0], n.attrs["slope"]))
+def _leaky_relu(types, cfg):
+    return types[0]
+
+
+OPS["identity"] = Op(name="identity", doc="the input unchanged (W = I, W' = I)",
+                     infer=lambda types, cfg: types[0], emit=lambda em, n, args: args[0])
+
+
+def _reduce(name, doc):
+    def infer(types, cfg):
+        t = types[0]
+        for a in cfg["axes"]:
+            if a not in t.names:
+                raise OpError(f"{name} over `{a}`: the tensor {t} has no such axis", arg="axes",
+                              code="axis-mismatch")
+            if a == t.names[0]:
+                raise OpError(f"{name} over the batch axis `{a}` would mix samples", arg="axes",
+                              code="axis-mismatch")
+        return t.without(*cfg["axes"])
+
+    def emit(em, n, args):
+        t = em.type(n.inputs[0])
+        dims = tuple(t.index(a) for a in n.attrs["axes"])
+        torch = _torch()
+        if name == "max":
+            return em.call(torch.amax, args[0], dim=dims)
+        return em.call(getattr(torch, name), args[0], dim=dims)
+
+    OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",
+                   infer=infer, emit=emit)
+
+
+_reduce("mean", "the mean over the named axes, which disappear (global average pooling)")
+
+
+_reduce("max", "the maximum over the named axes, which disappear (global max pooling)")
+
+
+_reduce("sum", "the sum over the named axes, which disappear")
