@@ -76,3 +76,30 @@ def test_shuffle_adds_three_parameters_per_channel_of_a_half(C, G):
     ir = attnspec.build_ir(spec_path("shuffle"), C=C, G=G)
     assert sum(count.parameters(ir).values()) == 6 * C // (2 * G)
     assert sum(p.numel() for p in ShuffleAttention(C, G).parameters()) == 6 * C // (2 * G)
+
+
+# ResNet-50's four stages: output channels and blocks per stage
+RESNET50_STAGES = ((256, 3), (512, 4), (1024, 6), (2048, 3))
+
+
+def test_se_adds_two_c_squared_over_r_weights_per_block():
+    # SE-Net §4 (Eq. 5's count): the excitation's two FC layers hold 2·C²/r weights; with
+    # their biases (the authors' Caffe layers have them) C/r + C more
+    for C, _ in RESNET50_STAGES:
+        assert _params("se", C=C) == 2 * C * C // 16 + C // 16 + C
+        assert _params("se", C=C, bias=False) == 2 * C * C // 16
+
+
+def test_eca_adds_80_parameters_to_resnet50_with_the_released_kernel_sizes():
+    # ECA-Net Table 2: ResNet-50 + ECA has 80 more parameters than ResNet-50; the authors'
+    # released model uses k = 3, 5, 5, 7 in the four stages (k parameters a block)
+    kernels = (3, 5, 5, 7)
+    total = sum(blocks * _params("eca", C=C, adaptive=False, kernel=k)
+                for (C, blocks), k in zip(RESNET50_STAGES, kernels))
+    assert total == 80
+
+
+def test_eca_adaptive_kernel_sizes_follow_the_paper_formula():
+    # §3.3: k = |log2(C)/γ + b/γ|_odd with γ = 2, b = 1
+    for C, k in ((64, 3), (256, 5), (512, 5), (1024, 5), (2048, 7)):
+        assert _params("eca", C=C) == k
