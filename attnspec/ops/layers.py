@@ -199,10 +199,15 @@ def _norm_attrs(kind):
 def _build_batchnorm(a):
     nn = _nn()
     m = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[a["dims"]]
-    m = m(a["features"], eps=a["eps"], momentum=a["momentum"])
-    if a["init"] == "zero":  # the block starts as the identity (Non-local §4.1)
-        _nn().init.zeros_(m.weight)
-    return m
+    return _zero_scale(m(a["features"], eps=a["eps"], momentum=a["momentum"]), a)
+
+
+def _zero_scale(norm, attrs):
+    """`init = zero`: a norm whose scale starts at 0, so the block after it starts as
+    nothing and a residual as the identity (Non-local §4.1)."""
+    if attrs["init"] == "zero":
+        _nn().init.zeros_(norm.weight)
+    return norm
 
 
 @op(name="batchnorm", kind="layer", doc="batch normalisation over the channel axis (axis 1)",
@@ -216,10 +221,7 @@ def _batchnorm(types, cfg):
 
 
 def _build_layernorm(a):
-    m = _nn().LayerNorm(a["features"], eps=a["eps"])
-    if a["init"] == "zero":
-        _nn().init.zeros_(m.weight)
-    return m
+    return _zero_scale(_nn().LayerNorm(a["features"], eps=a["eps"]), a)
 
 
 @op(name="layernorm", kind="layer", doc="layer normalisation over the last axis",
