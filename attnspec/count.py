@@ -27,7 +27,9 @@ def bindings_for(ir: IR, shape: tuple[int, ...]) -> dict[str, int]:
 
 def flops(ir: IR, bindings: dict[str, int]) -> int:
     """FLOPs of one forward pass as torch.utils.flop_counter counts them: 2 per
-    multiply-add of a matmul or convolution; elementwise work is not counted."""
+    multiply-add of a matmul or convolution; elementwise work is not counted. Of the IR as
+    given: `passes.fuse(ir)` counts what the generated code computes (a criss-cross range
+    as its row and column energies), `ir` the formulation as written."""
     total, sizes = 0, {}  # node -> run-time sizes of its free axes (pooling shrinks them)
     for node in ir.nodes():
         op = OPS.get(node.op)
