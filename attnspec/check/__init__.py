@@ -2,8 +2,9 @@
 tensor's named-axis type before any tensor exists, building the IR as it goes. Every
 problem is collected; they are raised together as one SpecError.
 
-The checker is one class in four files: base (state, diagnostics, IR helpers,
-parameters), expressions, formulation (the attention's parts) and blocks.
+The checker is one class in five files: base (state, diagnostics, IR helpers,
+parameters), expressions, formulation (the attention's parts), terms (the weight's terms
+and normalisers) and blocks.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from .base import NORMALISERS, PUBLIC_OPS, RANGES, CheckerBase, raise_usage
 from .blocks import Blocks
 from .expressions import Expressions
 from .formulation import Formulation
+from .terms import Terms
 
 __all__ = ["build_ir", "check_program", "Checker", "PUBLIC_OPS", "RANGES", "NORMALISERS"]
 
 
-class Checker(Formulation, Expressions, Blocks, CheckerBase):
+class Checker(Formulation, Terms, Expressions, Blocks, CheckerBase):
     """Checks one definition and builds its IR."""
 
 

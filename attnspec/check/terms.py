@@ -1,0 +1,234 @@
+"""The weight's terms and normalisers: E1, E3, memory(S), softmax, sigmoid, count, double_norm."""
+
+from __future__ import annotations
+
+from .. import attend  # noqa: F401  (registers the formulation's operators)
+from ..attend import width
+from ..diagnostics import did_you_mean
+from ..ir import Axis, TensorType
+from ..spec import BinOp, Call, Name, UnaryOp
+from ..values import POISON, UNKNOWN, Layer, Logits, Memory, Tensor, Weights
+from .base import describe
+
+
+class Terms:
+    """Builds A(q, k): terms from the query and key content, then a normaliser."""
+
+    def call_E1(self, e: Call):
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("query", "key"))
+        if args is POISON:
+            return POISON
+        q = self.projection(args["query"], x, "query")
+        if over[1][0] == "memory" or _is_memory_call(args["key"]):
+            k = self.value(args["key"])
+        else:
+            k = self.projection(args["key"], x, "key")
+        self.role = "weight"
+        if POISON in (q, k):
+            return POISON
+        q_tokens = over[0][1]
+        qf = self.feature(q, q_tokens, "query", args["query"].span)
+        if qf is POISON:
+            return POISON
+        d = width(q.type, qf)
+        if self.divide(d, heads, args["query"].span) is POISON:
+            return POISON
+        if isinstance(k, Memory):
+            if over[1][0] != "memory" or over[1][1].slots != k.slots:
+                return self.error("wrong-type", "a key memory(S) needs `over positions(...), "
+                                  "memory(S)` with the same S", args["key"].span)
+            per_head = d // heads if d is not None else None
+            path = self.declare_module("key", "linear", {
+                "in": per_head, "out": k.slots, "bias": False, "init": "default"}, k.span,
+                name="memory")
+            t = _logits_type(x, heads, q_tokens, Axis(_over_name(over[1]), k.slots))
+            node = self.add("E1_memory", (q.node,), t, e.span, base="e1",
+                            module=path, heads=heads, q_tokens=q_tokens, q_feature=qf,
+                            **{"in": per_head})
+            return Logits(node, t, True)
+        if not isinstance(k, Tensor):
+            return self.error("wrong-type", "the key must be a layer or memory(S)",
+                              args["key"].span)
+        k_tokens = over[1][1]
+        kf = self.feature(k, k_tokens, "key", args["key"].span)
+        if kf is POISON:
+            return POISON
+        if None not in (d, width(k.type, kf)) and d != width(k.type, kf):
+            return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
+                              f"{k.type}", e.span)
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, k_tokens)))
+        node = self.add("E1", (q.node, k.node), t, e.span, base="e1", heads=heads,
+                        q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf)
+        return Logits(node, t, True)
+
+    def call_E3(self, e: Call):
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("key",))
+        if args is POISON:
+            return POISON
+        k = self.projection(args["key"], x, "key")
+        self.role = "weight"
+        if k is POISON:
+            return POISON
+        k_tokens = over[1][1]
+        kf = self.feature(k, k_tokens, "key", args["key"].span)
+        if kf is POISON:
+            return POISON
+        if len(kf) != 1 or k.type.axis(kf[0]).size not in (heads, None):
+            return self.error("axis-mismatch", f"E3's key gives one score per key and head: "
+                              f"a width of {heads}, not {k.type}", args["key"].span,
+                              f"use conv1x1({heads}) or linear({heads})")
+        t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_key_axis_name((), k_tokens))))
+        node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
+                        k_feature=kf)
+        return Logits(node, t, False)
+
+    def keywords(self, e: Call, names: tuple[str, ...], optional: tuple[str, ...] = ()):
+        """Arguments by keyword or position; every name in `names` is required."""
+        allowed = names + optional
+        given = {kw.name: kw.value for kw in e.kwargs}
+        for kw in e.kwargs:
+            if kw.name not in allowed:
+                return self.error("unknown-argument", f"`{e.func.id}` has no argument "
+                                  f"`{kw.name}`", kw.span, did_you_mean(kw.name, allowed))
+        if len(e.args) > len(allowed):
+            return self.error("wrong-arity", f"`{e.func.id}` takes {len(allowed)} arguments, "
+                              f"got {len(e.args) + len(e.kwargs)}", e.span)
+        for n, a in zip(allowed, e.args):
+            given.setdefault(n, a)
+        for n in names:
+            if n not in given:
+                return self.error("wrong-arity", f"`{e.func.id}` needs `{n} = ...`", e.span)
+        return given
+
+    def projection(self, arg, x: Tensor, role: str):
+        self.role = role
+        v = self.value(arg)
+        if isinstance(v, Layer):
+            v = self.apply(v, x, arg.span, role)
+        if v is not POISON and not isinstance(v, Tensor):
+            return self.error("wrong-type", f"the {role} must be a layer or tensor, not "
+                              f"{describe(v)}", arg.span)
+        return v
+
+    def call_memory(self, e: Call):
+        args = self.keywords(e, ("slots",), ("dim",))
+        if args is POISON:
+            return POISON
+        slots = self.value(args["slots"], "scalar")
+        dim = self.value(args["dim"], "scalar") if "dim" in args else None
+        if slots is POISON or dim is POISON:
+            return POISON
+        if slots is UNKNOWN:
+            return POISON if self.check_only else slots
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            return self.error("zero-size", f"memory needs a positive number of slots, not "
+                              f"{slots!r}", args["slots"].span)
+        name = args["slots"].id if isinstance(args["slots"], Name) else "S"
+        return Memory(slots, dim, e.span, name)
+
+    def normaliser(self, e: Call, op: str, **attrs):
+        if not e.args:
+            return Layer(e.func.id, {}, e.span)
+        logits = self.value(e.args[0])
+        if logits is POISON:
+            return POISON
+        if isinstance(logits, Tensor) and e.func.id == "sigmoid":
+            return self.op_call("sigmoid", e)
+        if not isinstance(logits, Logits):
+            return self.error("wrong-type", f"`{e.func.id}` normalises a weight term such as "
+                              f"E1(...), not {describe(logits)}", e.args[0].span)
+        x, over, rng, heads, pad = self.core
+        source = logits.node
+        if rng == "causal" and not logits.has_query:
+            return self.error("unsupported", "range `causal` needs weights that depend on the "
+                              "query; E3 alone does not", e.span, "use `range all`, or add E1")
+        if rng in ("causal", "criss_cross") or pad is not None:
+            if op not in ("softmax_keys", "sigmoid"):
+                what = f"range `{rng}`" if rng != "all" else "a mask"
+                return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
+                                  f"{what} use softmax or sigmoid", e.span)
+            grid = over[0][1] if rng == "criss_cross" else None
+            inputs = (source,) + ((pad.node,) if pad is not None else ())
+            source = self.add("range", inputs, logits.type, e.span, role="range",
+                              causal=rng == "causal", grid=grid, sizes_of=x.node)
+        node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
+                        **attrs)
+        return Weights(node, logits.type, logits.has_query)
+
+    def call_softmax(self, e: Call):
+        if e.args and not _maybe_logits(e.args[0]):  # a plain tensor, over a named axis
+            return self.op_call("softmax", e)
+        return self.normaliser(e, "softmax_keys")
+
+    def call_sigmoid(self, e: Call):
+        if e.args and not _maybe_logits(e.args[0]):
+            return self.op_call("sigmoid", e)
+        return self.normaliser(e, "sigmoid")
+
+    def call_count(self, e: Call):
+        return self.normaliser(e, "count")
+
+    def call_double_norm(self, e: Call):
+        if len(e.args) != 1:
+            return self.error("wrong-arity", "double_norm takes one term", e.span)
+        args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs),
+                             ("first", "then"), ("eps",))
+        if args is POISON:
+            return POISON
+        x, over, rng, heads, pad = self.core
+        q_name, k_name = "·".join(over[0][1]), _over_name(over[1])
+        dims = {}
+        for key in ("first", "then"):
+            axis = self.axes(args[key])
+            if axis is POISON:
+                return POISON
+            name = " ".join(axis).replace(" ", "·")
+            if name == q_name:
+                dims[key] = -2
+            elif name == k_name:
+                dims[key] = -1
+            else:
+                return self.error("axis-mismatch", f"`{key}` must name the query axis "
+                                  f"{q_name} or the key axis {k_name}, not {name}",
+                                  args[key].span)
+        if dims["first"] == dims["then"]:
+            return self.error("axis-mismatch", "double_norm normalises two different axes",
+                              e.span)
+        eps = self.value(args["eps"], "scalar") if "eps" in args else 1e-9
+        return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "double_norm",
+                               first=dims["first"], then=dims["then"], eps=eps)
+
+    def call_positions(self, e: Call):
+        return self.error("wrong-type", "positions(...) belongs in `over`", e.span)
+
+    call_channels = call_positions
+
+
+def _maybe_logits(e) -> bool:
+    if isinstance(e, Call) and isinstance(e.func, Name):
+        return e.func.id in ("E1", "E3")
+    if isinstance(e, BinOp):
+        return _maybe_logits(e.left) or _maybe_logits(e.right)
+    if isinstance(e, UnaryOp):
+        return _maybe_logits(e.operand)
+    return False
+
+
+def _is_memory_call(e) -> bool:
+    return isinstance(e, Call) and isinstance(e.func, Name) and e.func.id == "memory"
+
+
+def _over_name(spec) -> str:
+    kind, what = spec
+    return what.name if kind == "memory" else "·".join(what)
+
+
+def _key_axis_name(q_tokens, k_tokens) -> str:
+    name = "·".join(k_tokens)
+    return name + "'" if tuple(q_tokens) == tuple(k_tokens) else name
+
+
+def _logits_type(x: Tensor, heads: int, q_tokens, key_axis: Axis) -> TensorType:
+    return TensorType((x.type.axes[0], Axis("M", heads), Axis("·".join(q_tokens)), key_axis))
