@@ -149,6 +149,13 @@ CASES = [
         for params in (dict(C=16), dict(C=16, out=8, mode="linear"),
                        dict(C=8, out=12, pool=3))
     ],
+    # bam: the paper's r = 16, d = 4 and sum of the branches, then the authors' code's
+    # product of them, then a small C / r with dilation 2; odd sizes, both ways non-square,
+    # smaller than the dilated convs' reach, so a conv that shrinks the map cannot pass
+    *[
+        Case("bam", params, ((2, params["C"], 5, 7), (3, params["C"], 9, 6)))
+        for params in (dict(C=64), dict(C=64, fusion="mul"), dict(C=24, r=4, d=2))
+    ],
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

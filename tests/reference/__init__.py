@@ -8,6 +8,7 @@ tests/test_equivalence.py checks every compiled spec against its reference.
 
 from .aft import AFT
 from .attention_pool import AttentionPool
+from .bam import BAM
 from .cbam import CBAM
 from .ccnet import CCNet
 from .danet import DANet
@@ -41,8 +42,9 @@ REFERENCES = {
     "sk": SK,
     "shuffle": ShuffleAttention,
     "sanet": SqueezeAttention,
+    "bam": BAM,
 }
 
-__all__ = ["AFT", "AttentionPool", "BaseOC", "CBAM", "CCNet", "DANet", "ECA", "External",
-           "GCNet", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
+__all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "DANet", "ECA",
+           "External", "GCNet", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
            "SqueezeAttention", "REFERENCES"]

@@ -1,0 +1,48 @@
+"""Bottleneck Attention Module: channel and spatial branches combined into one 3D gate.
+
+Paper: Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018,
+arXiv:1807.06514 (§3, Eq. 1-4): F' = F + F ⊗ M(F), M(F) = σ(M_c(F) + M_s(F)), r = 16, d = 4.
+Official code: Jongchan/attention-module (MODELS/bam.py, MODELS/model_resnet.py).
+- Channel gate: global average pool -> Linear(C, C/r) -> BatchNorm1d -> ReLU
+  -> Linear(C/r, C) (num_layers = 1, biases on).
+- Spatial gate: 1x1 conv C -> C/r -> BatchNorm2d -> ReLU, then two (dilation_conv_num = 2)
+  3x3 convs C/r -> C/r with dilation 4 and padding 4 (the map keeps its size), each with
+  BatchNorm2d and ReLU, then a 1x1 conv C/r -> 1 (all convs with biases).
+- The official forward is `1 + sigmoid(channel_att * spatial_att)`: the branches are
+  MULTIPLIED, where the paper adds them. fusion="add" (the default) follows the paper,
+  fusion="mul" the code. Either way the result is x * (1 + gate), i.e. x + x * gate.
+- Torch's default BatchNorm settings (eps 1e-5, momentum 0.1). ResidualNet's init zeroes a
+  BN scale only when "SpatialGate" is in its key, which BAM's keys (spatial_att.gate_s...)
+  never contain, so every BN scale starts at 1.
+"""
+
+import torch
+from torch import nn
+
+
+class BAM(nn.Module):
+    """x: [B, C, H, W] -> [B, C, H, W], any H and W."""
+
+    def __init__(self, C: int, r: int = 16, d: int = 4, fusion: str = "add"):
+        super().__init__()
+        hidden = C // r
+        if hidden < 1:
+            raise ValueError(f"BAM: C // r must be >= 1, got C={C}, r={r}")
+        if fusion not in ("add", "mul"):
+            raise ValueError(f"BAM: fusion must be 'add' or 'mul', got {fusion!r}")
+        self.fusion = fusion
+        # Registration order = state_dict order: channel branch, then spatial branch.
+        self.channel = nn.Sequential(nn.Linear(C, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                     nn.Linear(hidden, C))
+        layers = [nn.Conv2d(C, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU()]
+        for _ in range(2):
+            layers += [nn.Conv2d(hidden, hidden, 3, padding=d, dilation=d),
+                       nn.BatchNorm2d(hidden), nn.ReLU()]
+        layers.append(nn.Conv2d(hidden, 1, 1))
+        self.spatial = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mc = self.channel(x.mean(dim=(2, 3)))[:, :, None, None]  # [B, C, 1, 1]
+        ms = self.spatial(x)  # [B, 1, H, W]
+        gate = torch.sigmoid(mc + ms if self.fusion == "add" else mc * ms)  # [B, C, H, W]
+        return x + x * gate
