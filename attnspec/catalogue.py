@@ -14,6 +14,7 @@ from pathlib import Path
 from .diagnostics import Diagnostic, SpecError, UsageError
 from .ir import IR
 from .ops import ACTIVATIONS
+from .ops.tensors import POINTWISE
 from .resources import specs_dir
 from .source import SourceFile, Span
 
@@ -166,7 +167,8 @@ def _normaliser(nodes) -> str:
 
 def _gate_function(nodes) -> str:
     """A gate's normaliser is the last pointwise function of its weight, e.g. sigmoid."""
-    ops = [n.op for n in nodes if n.role == "weight" and n.op in ACTIVATIONS]
+    ops = [n.op for n in nodes
+           if n.role == "weight" and (n.op in ACTIVATIONS or n.op in POINTWISE)]
     return ops[-1] if ops else "—"
 
 

@@ -156,6 +156,15 @@ CASES = [
         Case("bam", params, ((2, params["C"], 5, 7), (3, params["C"], 9, 6)))
         for params in (dict(C=64), dict(C=64, fusion="mul"), dict(C=24, r=4, d=2))
     ],
+    # effective_se: one C -> C 1×1 conv and a hard sigmoid; a small, a mid and an odd
+    # width, on odd and even sizes, both ways non-square
+    *[
+        Case("effective_se", params, ((2, params["C"], 5, 7), (3, params["C"], 8, 6)))
+        for params in (dict(C=8), dict(C=64), dict(C=33))
+    ],
+    # gather_excite (GE-θ⁻, global extent): no parameters; even, odd and non-square sizes,
+    # a 1 × 1 map, and a single row
+    Case("gather_excite", dict(), ((2, 16, 5, 6), (3, 8, 7, 7), (2, 4, 1, 1), (3, 5, 1, 9))),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

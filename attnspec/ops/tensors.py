@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from ..ir import TensorType
 from . import (
     _F,
@@ -83,14 +85,32 @@ def _upsample(types, cfg):
     return TensorType((t.axes[0], t.axes[1], *like.axes[2:]))
 
 
-def _pointwise(name, fn_name, doc):
-    def emit(em, n, args):
-        return em.call(getattr(_torch(), fn_name) if fn_name != "gelu" else _F().gelu, args[0])
+POINTWISE: set[str] = set()  # the operators registered below, one function per element
 
-    OPS[name] = Op(name=name, doc=doc, infer=lambda types, cfg: types[0], emit=emit)
+
+def _pointwise(name, fn_name, doc, functional=False, emit=None):
+    """An elementwise operator calling torch.<fn_name>, or F.<fn_name> if `functional`,
+    unless `emit` writes the code itself."""
+    def call(em, n, args):
+        return em.call(getattr(_F() if functional else _torch(), fn_name), args[0])
+
+    OPS[name] = Op(name=name, doc=doc, infer=lambda types, cfg: types[0], emit=emit or call)
+    POINTWISE.add(name)
 
 
 _pointwise("sigmoid", "sigmoid", "the logistic function; as a normaliser, per weight")
+
+
+def _emit_hard_sigmoid(em, n, args):
+    # Written out as relu6(x + 3) / 6 (eSE's authors' Hsigmoid), not F.hardsigmoid: the same
+    # values, but F.hardsigmoid's CPU backward multiplies by 1/6 rounded to float32, a
+    # relative error of ~3e-8 in every float64 gradient.
+    shifted = em.call(operator.add, args[0], 3.0)
+    return em.call(operator.truediv, em.call(_F().relu6, shifted), 6.0)
+
+
+_pointwise("hard_sigmoid", "hardsigmoid", "relu6(x + 3) / 6, a piecewise-linear sigmoid "
+           "(F.hardsigmoid's values)", emit=_emit_hard_sigmoid)
 
 
 _pointwise("relu", "relu", "max(0, x)")
@@ -99,7 +119,7 @@ _pointwise("relu", "relu", "max(0, x)")
 _pointwise("tanh", "tanh", "hyperbolic tangent")
 
 
-_pointwise("gelu", "gelu", "Gaussian error linear unit")
+_pointwise("gelu", "gelu", "Gaussian error linear unit", functional=True)
 
 
 _pointwise("silu", "silu", "x · sigmoid(x)")

@@ -13,7 +13,9 @@ from .cbam import CBAM
 from .ccnet import CCNet
 from .danet import DANet
 from .eca import ECA
+from .effective_se import EffectiveSE
 from .external import External
+from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .mhsa import MHSA
 from .nonlocal_block import NonLocal
@@ -43,8 +45,10 @@ REFERENCES = {
     "shuffle": ShuffleAttention,
     "sanet": SqueezeAttention,
     "bam": BAM,
+    "gather_excite": GatherExcite,
+    "effective_se": EffectiveSE,
 }
 
 __all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "DANet", "ECA",
-           "External", "GCNet", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
-           "SqueezeAttention", "REFERENCES"]
+           "EffectiveSE", "External", "GatherExcite", "GCNet", "MHSA", "NonLocal", "SE", "SGE",
+           "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
