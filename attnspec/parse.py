@@ -6,7 +6,6 @@ No lark or pydantic exception leaves this module: both become diagnostics with s
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import lark
@@ -286,6 +285,3 @@ def _deepest_span(data: Any, loc: tuple) -> Span:
             span = data["span"]
     return span
 
-
-def read_source(path: str | Path) -> SourceFile:
-    return SourceFile.read(path)

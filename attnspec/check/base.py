@@ -12,15 +12,8 @@ from ..program import Program
 from ..source import Span
 from ..spec import (
     Attention,
-    BinOp,
     Block,
-    Bool,
-    Call,
-    IfElse,
-    Name,
-    Number,
     Param,
-    UnaryOp,
     article,
 )
 from ..values import (
@@ -134,10 +127,7 @@ class CheckerBase:
         for p in d.params:
             self.env = env
             if p.name in given:
-                value = given[p.name]
-                if isinstance(value, (Number, Bool, Name, Call, BinOp, UnaryOp, IfElse)):
-                    value = self.scalar(value, "word" if p.type.name == "choice" else "scalar")
-                value = self.param_value(p, value, spans.get(p.name, p.span))
+                value = self.param_value(p, given[p.name], spans.get(p.name, p.span))
             elif p.default is not None:
                 value = self.param_value(p, self.scalar(
                     p.default, "word" if p.type.name == "choice" else "scalar"), p.default.span)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..ir import Axis, TensorType
@@ -56,7 +56,6 @@ class Op:
     # input's
     sizes: Callable | None = None
     kind: str = "tensor"  # tensor | layer | reduce | scalar | term | normaliser | range
-    extra: dict = field(default_factory=dict)
 
 
 OPS: dict[str, Op] = {}
