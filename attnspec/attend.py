@@ -73,8 +73,23 @@ def _sizes(em, t: TensorType, axes: tuple[str, ...], sizes_of) -> tuple:
                  for a in axes)
 
 
-def _register(name: str, doc: str, emit, flops=None, kind: str = "core") -> None:
-    OPS[name] = Op(name=name, doc=doc, emit=emit, flops=flops, kind=kind)
+def _register(name: str, doc: str, emit, flops=None, kind: str = "core", sizes=None) -> None:
+    OPS[name] = Op(name=name, doc=doc, emit=emit, flops=flops, kind=kind, sizes=sizes)
+
+
+def key_axis(q_tokens, k_tokens) -> str:
+    """The name of the logits' key axis: primed when the keys index the queries' axes."""
+    name = "·".join(k_tokens)
+    return name + "'" if tuple(q_tokens) == tuple(k_tokens) else name
+
+
+def _with_keys(queries: dict, keys: dict, a) -> dict:
+    """Run-time sizes of logits [B, M, Q, K]: the queries', and the keys' (pooled keys
+    have their own) under the key axis's name and as `k:AXIS` for each axis."""
+    out = {**queries, key_axis(a["q_tokens"], a["k_tokens"]):
+           math.prod(keys.get(t, 1) for t in a["k_tokens"])}
+    out.update({f"k:{t}": keys.get(t, 1) for t in a["k_tokens"]})
+    return out
 
 
 # ---------------------------------------------------------------------------- terms
@@ -93,7 +108,78 @@ def _e1_flops(ins, out, a, b):
 
 
 _register("E1", "query content × key content: (W_q x_q)·(W_k x_k), per head",
-          _emit_e1, _e1_flops)
+          _emit_e1, _e1_flops, sizes=lambda ins, t, a: _with_keys(ins[0], ins[1], a))
+
+
+def _emit_sinusoid(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    return em.call(runtime.sinusoid_pairs, args[0], em.sizes(n.inputs[0], a["q_tokens"]),
+                   em.sizes(n.inputs[1], a["k_tokens"]), a["steps"], a["dim"], a["wave"],
+                   a["magnitude"])
+
+
+def _sinusoid_sizes(ins, t, a):
+    pairs = sum(ins[0].get(q, 1) * ins[1].get(k, 1) for q, k in zip(a["q_tokens"], a["k_tokens"]))
+    return {"pairs": pairs}
+
+
+_register("sinusoid", "R_{q−k}: sines and cosines of each axis's offset between a query and a "
+          "key, one row per (axis, query, key) on that axis", _emit_sinusoid,
+          sizes=_sinusoid_sizes)
+
+
+def _emit_e2(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    return em.call(runtime.relative_logits, q, args[1], em.sizes(a["sizes_of"], a["q_tokens"]),
+                   em.sizes(n.inputs[2], a["k_tokens"]))
+
+
+def _e2_flops(ins, out, a, b):
+    d = width(ins[0], a["q_feature"], b) // a["heads"]
+    if d == 1:  # a product with nothing to sum: torch's einsum multiplies elementwise
+        return 0
+    queries = out.numel(b) // axis_size(out.axes[-1], b)  # B·M·Q
+    return sum(2 * queries * b[f"k:{t}"] * d for t in a["k_tokens"])
+
+
+_register("E2", "query content × relative position: (W_q x_q)·(V^R R_{q−k}), per head",
+          _emit_e2, _e2_flops, sizes=lambda ins, t, a: _with_keys(ins[0], ins[2], a))
+
+
+def _emit_e4(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    return em.call(runtime.relative_bias, args[0], em.sizes(n.inputs[1], a["q_tokens"]),
+                   em.sizes(n.inputs[2], a["k_tokens"]))
+
+
+_register("E4", "relative position only: one score per head for each offset q − k",
+          _emit_e4, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
+
+
+def _emit_add_terms(em, n: Node, args):
+    left, right = args
+    with_query = n.attrs["query"]
+    if with_query[0] and not with_query[1]:
+        right = em.method(right, "unsqueeze", -2)  # E3 [B, M, K]: the same for every query
+    elif with_query[1] and not with_query[0]:
+        left = em.method(left, "unsqueeze", -2)
+    return em.call(operator.add, left, right)
+
+
+def _add_terms_sizes(ins, t, a):
+    left, right = ins
+    return {**right, **left} if a["query"][0] or not a["query"][1] else {**left, **right}
+
+
+_register("add_terms", "a sum of weight terms (E1 + E3 + ...)", _emit_add_terms,
+          sizes=_add_terms_sizes)
 
 
 def _emit_e1_memory(em, n: Node, args):
@@ -132,9 +218,15 @@ _register("scale", "a constant factor on the logits, e.g. 1/√d", _emit_scale)
 def _emit_range(em, n, args):
     from . import runtime
 
+    a = n.attrs
     pad = args[1] if len(args) > 1 else None
-    grid = em.sizes(n.attrs["sizes_of"], n.attrs["grid"]) if n.attrs.get("grid") else None
-    return em.call(runtime.restrict, args[0], pad, causal=n.attrs["causal"], grid=grid)
+    grid = em.sizes(a["sizes_of"], a["grid"]) if a.get("grid") else None
+    window = None
+    if a.get("window") is not None:
+        window = (a["window"], em.sizes(a["sizes_of"], a["q_tokens"]),
+                  em.sizes(a["keys_of"], a["k_tokens"]), a["steps"])
+    return em.call(runtime.restrict, args[0], pad, causal=a["causal"], grid=grid,
+                   window=window)
 
 
 _register("range", "Ω_q: logits of keys outside the range become -inf", _emit_range)

@@ -246,7 +246,8 @@ NOT_YET = (
     ("generalized", "Zhu et al., ICCV 2019, arXiv:1904.05873",
      "E2 and E4 terms with relative position encodings; window ranges"),
     ("conv_as_attention", "Zhu et al., ICCV 2019, arXiv:1904.05873",
-     "a window range and E4 with one learned weight per offset"),
+     "a one-hot encoding of the joint 2-D offset, so that E4 picks one key per head, and "
+     "a weight with no normaliser; a lowering to F.conv2d to match its speed"),
     ("deformable", "Dai et al., ICCV 2017, arXiv:1703.06211",
      "learned offsets and bilinear sampling on a window"),
 )

@@ -43,5 +43,7 @@ def flops(ir: IR, bindings: dict[str, int]) -> int:
         if rule is None:
             continue
         types = [ir.node(i).type for i in node.inputs]
-        total += rule(types, node.type, attrs, ins[0] if ins else bindings)
+        # the first input's sizes, and what the node itself knows (a pooled key's sizes)
+        known = {**sizes[node.name], **ins[0]} if ins else bindings
+        total += rule(types, node.type, attrs, known)
     return total

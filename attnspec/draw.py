@@ -53,7 +53,8 @@ RETURN = "(return)"
 # How ops read on a node, where their IR name says less than the paper's notation would.
 OP_LABEL = {"E1": "E1: query · key", "E1_memory": "E1: query · memory",
             "E2": "E2: query · position", "E3": "E3: key", "E4": "E4: position",
-            "softmax_keys": "softmax over k", "aggregate": "Σ_k A ⊙ value"}
+            "softmax_keys": "softmax over k", "aggregate": "Σ_k A ⊙ value",
+            "add_terms": "+", "sinusoid": "R(q − k): sinusoid"}
 ARITH_SYMBOL = {"*": "⊙", "+": "+", "-": "−", "/": "÷"}
 
 

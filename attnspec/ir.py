@@ -19,10 +19,13 @@ ROLES = ("input", "query", "key", "value", "weight", "range", "normaliser", "con
 
 @dataclass(frozen=True)
 class Axis:
-    """A named axis; `size` is None when only known at run time (batch, spatial axes)."""
+    """A named axis; `size` is None when only known at run time (batch, spatial axes).
+    `step`: how far apart, in the input's positions, neighbouring indices are (pooling with
+    stride s multiplies it by s); relative positions and window ranges read it."""
 
     name: str
     size: int | None = None
+    step: int = 1
 
     def __str__(self) -> str:
         return self.name if self.size is None else f"{self.name}={self.size}"
@@ -60,6 +63,8 @@ class TensorType:
 def axis_size(axis: Axis, bindings: dict[str, int]) -> int:
     if axis.size is not None:
         return axis.size
+    if axis.name in bindings:  # a key axis whose keys were pooled has its own binding
+        return bindings[axis.name]
     # merged axes are named `H·W`; a key axis repeating the query's is primed: `N'`
     return math.prod(bindings.get(part, 1) for part in axis.name.rstrip("'").split("·"))
 

@@ -25,3 +25,22 @@ class Affine(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.full((size,), float(weight)))
         self.bias = nn.Parameter(torch.full((size,), float(bias)))
+
+
+class GroupedLinear(nn.Module):
+    """A linear map on the last axis whose features are split into `groups` blocks, each
+    mapped on its own (a block-diagonal weight, stored as the blocks: [out, in / groups]).
+    With one output per group it is a per-group dot product with a learned vector."""
+
+    def __init__(self, in_features: int, out_features: int, groups: int, bias: bool = True):
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.empty(out_features, in_features // groups))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # as nn.Linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.groups
+        blocks = self.weight.unflatten(0, (g, -1))  # [g, out/g, in/g]
+        y = torch.einsum("...gi,goi->...go", x.unflatten(-1, (g, -1)), blocks).flatten(-2)
+        return y if self.bias is None else y + self.bias

@@ -30,9 +30,17 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
 
 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
-             grid: tuple[int, int] | None = None) -> torch.Tensor:
+             grid: tuple[int, int] | None = None, window=None) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser. `grid`
-    (H, W): criss-cross, the keys in the query's row or column (the query itself once)."""
+    (H, W): criss-cross, the keys in the query's row or column (the query itself once).
+    `window` (radius, query sizes, key sizes, key steps): the keys within `radius` input
+    positions of the query on every axis."""
+    if window is not None:
+        radius, q_sizes, k_sizes, steps = window
+        near = [(offsets(nq, nk, step, logits) <= radius).to(logits.dtype)
+                for nq, nk, step in zip(q_sizes, k_sizes, steps)]
+        inside = _per_axis_sum(near, q_sizes, k_sizes) == len(near)  # near on every axis
+        logits = logits.masked_fill(~inside, float("-inf"))
     if grid is not None:
         h, w = grid
         where = torch.arange(h * w, device=logits.device)
@@ -78,3 +86,83 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
         nq, nk = q.shape[-2], k.shape[-2]
         keep = keep & torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
+
+
+# ---------------------------------------------------------------------------- positions
+
+
+def offsets(nq: int, nk: int, step: int, like: torch.Tensor) -> torch.Tensor:
+    """[nq, nk]: |position of query i − position of key j| on one axis; key j sits at
+    input position j·step (keys pooled with a stride)."""
+    q = torch.arange(nq, device=like.device, dtype=like.dtype)
+    k = torch.arange(nk, device=like.device, dtype=like.dtype) * step
+    return (q[:, None] - k[None, :]).abs()
+
+
+def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: float,
+                   magnitude: float) -> torch.Tensor:
+    """R_{q−k} for each axis a and each (query, key) index pair on it: [Σ_a nq·nk, dim].
+    Axis a's rows hold sin and cos of (q − step·k)·magnitude / wave^(2n·j/dim) in their
+    block of dim/n features (n axes) and zeros elsewhere, so that a linear map of a row
+    is that map's share for the axis: summed over the axes, the map of the
+    concatenated encoding."""
+    n = len(q_sizes)
+    per = dim // n
+    j = torch.arange(per // 2, device=like.device, dtype=like.dtype)
+    period = wave ** (j * (2 * n / dim))
+    rows = []
+    for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
+        q = torch.arange(nq, device=like.device, dtype=like.dtype)
+        k = torch.arange(nk, device=like.device, dtype=like.dtype) * step
+        angle = ((q[:, None] - k[None, :]) * magnitude)[..., None] / period
+        code = torch.cat([angle.sin(), angle.cos()], dim=-1).reshape(nq * nk, per)
+        rows.append(F.pad(code, (a * per, dim - (a + 1) * per)))
+    return torch.cat(rows)
+
+
+def _split_pairs(table: torch.Tensor, q_sizes, k_sizes):
+    """The rows of a per-axis pair table, axis by axis: [nq, nk, ...] each."""
+    start = 0
+    for nq, nk in zip(q_sizes, k_sizes):
+        yield table[start:start + nq * nk].unflatten(0, (nq, nk))
+        start += nq * nk
+
+
+def _per_axis_sum(parts, q_sizes, k_sizes, lead: tuple = ()) -> torch.Tensor:
+    """Σ_a part_a broadcast to [*lead, q_1..q_n, k_1..k_n] and flattened to [*lead, Q, K];
+    part_a is [*lead, nq_a, nk_a]."""
+    n, total = len(q_sizes), 0
+    for a, part in enumerate(parts):
+        shape = ([*lead, *(s if b == a else 1 for b, s in enumerate(q_sizes)),
+                  *(s if b == a else 1 for b, s in enumerate(k_sizes))])
+        total = total + part.reshape(shape)
+    return total.flatten(len(lead) + n).flatten(len(lead), len(lead) + n - 1)
+
+
+def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
+    """E2: q [B, M, Q, d] against the projected encodings table [pairs, M·d]:
+    [B, M, Q, K] = Σ_a q · P_a(q_a − k_a), one small product per axis."""
+    b, m, _, d = q.shape
+    grid = q.reshape(b, m, *q_sizes, d)
+    letters = "xyz"[:len(q_sizes)]
+    parts = []
+    for a, p in enumerate(_split_pairs(table, q_sizes, k_sizes)):
+        p = p.unflatten(-1, (m, d))  # [nq, nk, M, d]
+        e = torch.einsum(f"bm{letters}d,{letters[a]}kmd->bm{letters}k", grid, p)
+        parts.append(e)
+    return _per_axis_e2(parts, q_sizes, k_sizes, b, m)
+
+
+def _per_axis_e2(parts, q_sizes, k_sizes, b: int, m: int) -> torch.Tensor:
+    """Each part is [B, M, q_1..q_n, nk_a]: add them as [B, M, q..., k_1..k_n]."""
+    n, total = len(q_sizes), 0
+    for a, part in enumerate(parts):
+        shape = [b, m, *q_sizes, *(s if c == a else 1 for c, s in enumerate(k_sizes))]
+        total = total + part.reshape(shape)
+    return total.flatten(2 + n).flatten(2, 1 + n)
+
+
+def relative_bias(table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
+    """E4: one score per head and offset, table [pairs, M] → [1, M, Q, K]."""
+    parts = [p.permute(2, 0, 1) for p in _split_pairs(table, q_sizes, k_sizes)]  # [M, nq, nk]
+    return _per_axis_sum(parts, q_sizes, k_sizes, lead=(table.shape[-1],)).unsqueeze(0)

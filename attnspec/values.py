@@ -50,11 +50,13 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Logits:
-    """An unnormalised weight: E1/E3 terms and their scaled sums, laid out [B, M, Q?, K]."""
+    """An unnormalised weight: E1–E4 terms and their scaled sums, laid out [B, M, Q?, K].
+    `keys`: the tensor whose axes are the keys (their run-time sizes, their steps)."""
 
     node: str
     type: TensorType
     has_query: bool
+    keys: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,30 @@ class Weights:
     node: str
     type: TensorType
     has_query: bool
+
+
+class WindowRange(str):
+    """`range window(R)`: the keys within R positions of the query on every indexed axis
+    (a (2R+1)-wide square around it on an image). Compares unequal to every range word."""
+
+    radius: int
+
+    def __new__(cls, radius: int):
+        obj = super().__new__(cls, f"window({radius})")
+        obj.radius = radius
+        return obj
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """`sinusoid(dim, ...)`: R_{q−k}, an encoding of the offset between a query and a key,
+    and the layers applied to it after `>>` (E2's and E4's `position = ...`)."""
+
+    dim: int
+    wave: float
+    magnitude: float
+    span: Span
+    layers: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,20 @@ CASES = [
     # gather_excite (GE-θ⁻, global extent): no parameters; even, odd and non-square sizes,
     # a 1 × 1 map, and a single row
     Case("gather_excite", dict(), ((2, 16, 5, 6), (3, 8, 7, 7), (2, 4, 1, 1), (3, 5, 1, 9))),
+    # generalized (Zhu 2019, mmcv's GeneralizedAttention): all four terms; each term alone;
+    # the pairs and triples the paper compares; key strides 1 and 2; a window; an inner
+    # width below C (C = 16, M = 3); another position encoding width and magnitude
+    Case("generalized", dict(C=16, M=4), image(16)),
+    *[
+        Case("generalized", dict(C=16, M=4, e1=t[0] == "1", e2=t[1] == "1", e3=t[2] == "1",
+                                 e4=t[3] == "1", kv_stride=stride), image(16))
+        for t in ("1000", "0100", "0010", "0001", "1100", "1010", "0101", "0111", "1110")
+        for stride in (1, 2)
+    ],
+    Case("generalized", dict(C=16, M=3, spatial_range=1, kv_stride=1), image(16)),
+    Case("generalized", dict(C=16, M=2, spatial_range=2), image(16)),
+    Case("generalized", dict(C=16, M=4, e3=False, spatial_range=2, kv_stride=2), image(16)),
+    Case("generalized", dict(C=16, M=1, position_dim=8, magnitude=3), image(16)),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

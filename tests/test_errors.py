@@ -51,7 +51,7 @@ CASES = [
     Case("syntax_missing_comma", (("syntax", 2, 23, "r"),)),
     Case("unknown_operator", (("unknown-name", 6, 12, "sigmod"),)),
     Case("arity_missing_width", (("wrong-arity", 7, 31, "linear()"),)),
-    Case("arity_too_many", (("wrong-arity", 8, 34, "5"),)),
+    Case("arity_too_many", (("wrong-arity", 8, 37, "5"),)),
     Case("undefined_parameter", (("unknown-name", 6, 51, "reductoin"),)),
     Case("unknown_tensor", (("unknown-name", 6, 29, "z"),)),
     Case("axis_mismatch_reduce", (("axis-mismatch", 6, 32, "H Q"),)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
@@ -14,6 +15,7 @@ from ..values import (
     UNKNOWN,
     AxesValue,
     DefinitionRef,
+    Encoding,
     Instance,
     Layer,
     Logits,
@@ -215,9 +217,18 @@ class Expressions:
         return Tensor(node, out)
 
     def logits_arith(self, e: BinOp, left, right):
-        """Logits may be scaled by a number: E1(...) / sqrt(d), 2 * E1(...)."""
+        """Logits may be scaled by a number, E1(...) / sqrt(d), and added: E1(...) + E3(...);
+        `0` stands for a term left out: `(E3(...) if bias else 0)`."""
         logits, other = (left, right) if isinstance(left, Logits) else (right, left)
         if other is UNKNOWN:
+            return logits
+        if isinstance(other, Logits) and e.op in ("+", "-"):
+            if e.op == "-":
+                right = Logits(self.add("scale", (right.node,), right.type, e.span,
+                                        factor=-1.0), right.type, right.has_query, right.keys)
+            return self.sum_terms(e, left, right)
+        if other == 0 and not isinstance(other, bool) and (
+                e.op == "+" or e.op == "-" and other is right):
             return logits
         number = isinstance(other, (int, float)) and not isinstance(other, bool)
         if not number or e.op not in ("*", "/") or e.op == "/" and logits is right:
@@ -237,6 +248,8 @@ class Expressions:
             return self.apply(right, left, e.span, self.role)
         if isinstance(left, Layer) and isinstance(right, Layer):
             return Layer(None, {}, e.span, parts=_flatten(left) + _flatten(right))
+        if isinstance(left, Encoding) and isinstance(right, Layer):
+            return replace(left, layers=left.layers + (right,))
         if isinstance(left, Instance) and isinstance(right, Instance):
             def chained(incoming):
                 x, middle = left.apply(incoming)

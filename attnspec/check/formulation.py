@@ -9,7 +9,17 @@ from ..ir import Attention as AttentionInfo
 from ..ir import Axis, TensorType
 from ..source import Span
 from ..spec import Attention, Call, Input, Let, Name
-from ..values import POISON, UNKNOWN, Layer, Logits, Memory, Tensor, Weights, Word
+from ..values import (
+    POISON,
+    UNKNOWN,
+    Layer,
+    Logits,
+    Memory,
+    Tensor,
+    Weights,
+    WindowRange,
+    Word,
+)
 from .base import RANGES, describe
 
 
@@ -71,6 +81,9 @@ class Formulation:
     def formulation(self, d: Attention, parts: dict, x: Tensor):
         over = self.over(parts["over"], x)
         rng = self.range(parts["range"])
+        if isinstance(rng, WindowRange) and over is not POISON and over[1] != over[0]:
+            rng = self.error("unsupported", f"range `{rng}` needs queries and keys on the same "
+                             "axes, e.g. `over positions(H W)`", parts["range"].values[0].span)
         if rng == "criss_cross" and over is not POISON and (
                 over[1] != over[0] or len(over[0][1]) != 2):
             rng = self.error("unsupported", "range `criss_cross` needs queries and keys on the "
@@ -147,6 +160,8 @@ class Formulation:
         if not isinstance(value, (Word, str)):
             return self.error("unknown-range", f"`range` takes a range, not {describe(value)}",
                               part.values[0].span, f"ranges are {', '.join(RANGES)}")
+        if isinstance(value, WindowRange):
+            return value
         name = value.name if isinstance(value, Word) else value
         if name not in RANGES:
             span = value.span if isinstance(value, Word) else part.values[0].span

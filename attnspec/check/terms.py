@@ -1,13 +1,24 @@
-"""The weight's terms and normalisers: E1, E3, memory(S), softmax, sigmoid, count, double_norm."""
+"""The weight's terms and normalisers: E1–E4, memory(S), relative-position encodings,
+sums of terms, softmax, sigmoid, count, double_norm."""
 
 from __future__ import annotations
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
-from ..attend import width
+from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
-from ..spec import BinOp, Call, Name, UnaryOp
-from ..values import POISON, UNKNOWN, Layer, Logits, Memory, Tensor, Weights
+from ..spec import BinOp, Call, IfElse, Name, UnaryOp
+from ..values import (
+    POISON,
+    UNKNOWN,
+    Encoding,
+    Layer,
+    Logits,
+    Memory,
+    Tensor,
+    Weights,
+    WindowRange,
+)
 from .base import describe
 
 
@@ -60,7 +71,7 @@ class Terms:
         t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, k_tokens)))
         node = self.add("E1", (q.node, k.node), t, e.span, base="e1", heads=heads,
                         q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf)
-        return Logits(node, t, True)
+        return Logits(node, t, True, keys=k.node)
 
     def call_E3(self, e: Call):
         x, over, rng, heads, pad = self.core
@@ -82,7 +93,153 @@ class Terms:
         t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_key_axis_name((), k_tokens))))
         node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
                         k_feature=kf)
-        return Logits(node, t, False)
+        return Logits(node, t, False, keys=k.node)
+
+    # ------------------------------------------------------------------ relative position
+
+    def call_E2(self, e: Call):
+        """Query content × relative position: (U z_q) · (V^R R_{q−k}), per head."""
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("query", "position"), ("keys",))
+        if args is POISON:
+            return POISON
+        q = self.projection(args["query"], x, "query")
+        self.role = "weight"
+        keys = self.keys_of(args, x, over)
+        if POISON in (q, keys):
+            return POISON
+        q_tokens = over[0][1]
+        qf = self.feature(q, q_tokens, "query", args["query"].span)
+        if qf is POISON:
+            return POISON
+        d = width(q.type, qf)
+        if self.divide(d, heads, args["query"].span) is POISON:
+            return POISON
+        r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
+        if r is POISON:
+            return POISON
+        if None not in (d, r.type.axes[-1].size) and r.type.axes[-1].size != d:
+            return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
+                              f"features per offset, the query {d}", args["position"].span,
+                              f"end it with linear({d}, bias = false)")
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E2", (q.node, r.node, keys.node), t, e.span, base="e2", heads=heads,
+                        q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
+                        sizes_of=x.node)
+        return Logits(node, t, True, keys=keys.node)
+
+    def call_E4(self, e: Call):
+        """Relative position only: one score per head for each offset, v_mᵀ V^R R_{q−k}."""
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("position",), ("keys",))
+        if args is POISON:
+            return POISON
+        self.role = "weight"
+        keys = self.keys_of(args, x, over)
+        if keys is POISON:
+            return POISON
+        r = self.encode(args["position"], x, keys, over[0][1], over[1][1])
+        if r is POISON:
+            return POISON
+        if r.type.axes[-1].size not in (heads, None):
+            return self.error("axis-mismatch", f"E4's position gives one score per offset and "
+                              f"head: a width of {heads}, not {r.type.axes[-1].size}",
+                              args["position"].span,
+                              f"end it with linear({heads}, bias = false)")
+        q_tokens = over[0][1]
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
+                        q_tokens=q_tokens, k_tokens=over[1][1])
+        return Logits(node, t, True, keys=keys.node)
+
+    def keys_of(self, args, x: Tensor, over):
+        """The tensor whose positions are the keys': `keys = ...`, else the input."""
+        if over[1][0] == "memory":
+            return self.error("unsupported", "memory slots have no positions",
+                              args["position"].span)
+        if "keys" not in args:
+            return x
+        k = self.value(args["keys"])
+        if k is POISON:
+            return POISON
+        if not isinstance(k, Tensor) or any(a not in k.type.names for a in over[1][1]):
+            return self.error("axis-mismatch", f"`keys` must be a tensor with the key axes "
+                              f"{' '.join(over[1][1])}, not {describe(k)}", args["keys"].span)
+        return k
+
+    def encode(self, arg, x: Tensor, keys: Tensor, q_tokens, k_tokens):
+        """R_{q−k} for every (query, key) pair, axis by axis, then the layers after `>>`."""
+        enc = self.value(arg)
+        if enc is POISON:
+            return POISON
+        if not isinstance(enc, Encoding):
+            return self.error("wrong-type", f"`position` takes an encoding of the offset, "
+                              f"not {describe(enc)}", arg.span,
+                              "write `position = sinusoid(D) >> linear(D, bias = false)`")
+        n = len(q_tokens)
+        if enc.dim % (2 * n):
+            return self.error("shape", f"sinusoid's dim {enc.dim} must split into a sine and a "
+                              f"cosine half for each of the {n} axes: a multiple of {2 * n}",
+                              enc.span)
+        layers = [p for layer in enc.layers for p in (layer.parts or (layer,))]
+        if n > 1 and any(not _bias_free_linear(p) for p in layers):
+            return self.error("unsupported", "with several axes the position layers must be "
+                              "bias-free linear maps: the offset of each axis is encoded on "
+                              "its own and the results added", enc.span,
+                              "use linear(D, bias = false)")
+        t = TensorType((Axis("pairs"), Axis("R", enc.dim)))
+        steps = tuple(keys.type.axis(a).step for a in k_tokens)
+        node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
+                        k_tokens=k_tokens, steps=steps, dim=enc.dim, wave=enc.wave,
+                        magnitude=enc.magnitude)
+        r = Tensor(node, t)
+        for layer in enc.layers:
+            r = self.apply(layer, r, arg.span, "position")
+            if r is POISON:
+                return POISON
+        return r
+
+    def call_sinusoid(self, e: Call):
+        args = self.keywords(e, ("dim",), ("wave", "magnitude"))
+        if args is POISON:
+            return POISON
+        dim = self.value(args["dim"], "scalar")
+        wave = self.value(args["wave"], "scalar") if "wave" in args else 1000.0
+        magnitude = self.value(args["magnitude"], "scalar") if "magnitude" in args else 1
+        if POISON in (dim, wave, magnitude):
+            return POISON
+        if UNKNOWN in (dim, wave, magnitude):
+            return POISON if self.check_only else UNKNOWN
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            return self.error("zero-size", f"sinusoid needs a positive dim, not {dim!r}",
+                              args["dim"].span)
+        for key, v in (("wave", wave), ("magnitude", magnitude)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                return self.error("wrong-type", f"`{key}` must be a positive number, not "
+                                  f"{describe(v)}", args[key].span)
+        return Encoding(dim, float(wave), magnitude, e.span)
+
+    def call_window(self, e: Call):
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "window takes one radius: window(R)", e.span)
+        r = self.value(e.args[0], "scalar")
+        if r in (POISON, UNKNOWN):
+            return r
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            return self.error("wrong-type", f"a window's radius is a non-negative integer, "
+                              f"not {describe(r)}", e.args[0].span)
+        return WindowRange(r)
+
+    def sum_terms(self, e: BinOp, left: Logits, right: Logits):
+        """E1(...) + E3(...): logits add; a term without queries is the same for every one."""
+        if left.type.axes[1] != right.type.axes[1]:
+            return self.error("heads", "terms with different head counts cannot be added",
+                              e.span)
+        full = left if left.has_query or not right.has_query else right
+        node = self.add("add_terms", (left.node, right.node), full.type, e.span, base="terms",
+                        op=e.op, query=(left.has_query, right.has_query))
+        return Logits(node, full.type, left.has_query or right.has_query,
+                      keys=left.keys or right.keys)
 
     def keywords(self, e: Call, names: tuple[str, ...], optional: tuple[str, ...] = ()):
         """Arguments by keyword or position; every name in `names` is required."""
@@ -144,15 +301,25 @@ class Terms:
         if rng == "causal" and not logits.has_query:
             return self.error("unsupported", "range `causal` needs weights that depend on the "
                               "query; E3 alone does not", e.span, "use `range all`, or add E1")
-        if rng in ("causal", "criss_cross") or pad is not None:
+        window = isinstance(rng, WindowRange)
+        if window and not logits.has_query:
+            return self.error("unsupported", f"range `{rng}` needs weights that depend on the "
+                              "query; E3 alone does not", e.span, "use `range all`, or add E1")
+        if rng in ("causal", "criss_cross") or window or pad is not None:
             if op not in ("softmax_keys", "sigmoid"):
                 what = f"range `{rng}`" if rng != "all" else "a mask"
                 return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
                                   f"{what} use softmax or sigmoid", e.span)
             grid = over[0][1] if rng == "criss_cross" else None
             inputs = (source,) + ((pad.node,) if pad is not None else ())
+            extra = {}
+            if window:
+                keys = self.ir.node(logits.keys).type
+                extra = dict(window=rng.radius, keys_of=logits.keys, q_tokens=over[0][1],
+                             k_tokens=over[1][1],
+                             steps=tuple(keys.axis(a).step for a in over[1][1]))
             source = self.add("range", inputs, logits.type, e.span, role="range",
-                              causal=rng == "causal", grid=grid, sizes_of=x.node)
+                              causal=rng == "causal", grid=grid, sizes_of=x.node, **extra)
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
@@ -208,12 +375,18 @@ class Terms:
 
 def _maybe_logits(e) -> bool:
     if isinstance(e, Call) and isinstance(e.func, Name):
-        return e.func.id in ("E1", "E3")
+        return e.func.id in ("E1", "E2", "E3", "E4")
     if isinstance(e, BinOp):
         return _maybe_logits(e.left) or _maybe_logits(e.right)
+    if isinstance(e, IfElse):
+        return _maybe_logits(e.then) or _maybe_logits(e.orelse)
     if isinstance(e, UnaryOp):
         return _maybe_logits(e.operand)
     return False
+
+
+def _bias_free_linear(layer: Layer) -> bool:
+    return layer.op == "identity" or layer.op == "linear" and layer.config.get("bias") is False
 
 
 def _is_memory_call(e) -> bool:
@@ -225,9 +398,7 @@ def _over_name(spec) -> str:
     return what.name if kind == "memory" else "·".join(what)
 
 
-def _key_axis_name(q_tokens, k_tokens) -> str:
-    name = "·".join(k_tokens)
-    return name + "'" if tuple(q_tokens) == tuple(k_tokens) else name
+_key_axis_name = key_axis
 
 
 def _logits_type(x: Tensor, heads: int, q_tokens, key_axis: Axis) -> TensorType:

@@ -23,17 +23,40 @@ from .structure import _named_axis
 
 def _linear_attrs(types, cfg):
     a = last(types[0])
-    return {"in": known(a, "linear"), "out": width(cfg["out"], "linear's width", "out"),
-            "bias": cfg["bias"], "init": cfg["init"]}
+    cin, out = known(a, "linear"), width(cfg["out"], "linear's width", "out")
+    attrs = {"in": cin, "out": out, "bias": cfg["bias"], "init": cfg["init"]}
+    groups = cfg["groups"]
+    if groups != 1:  # recorded only when used: a plain linear keeps its attributes
+        if not isinstance(groups, int) or groups < 1 or cin % groups or out % groups:
+            raise OpError(f"groups={groups!r} must be a positive integer dividing both {cin} "
+                          f"input and {out} output features", arg="groups")
+        attrs["groups"] = groups
+    return attrs
+
+
+def _linear_flops(numel: int, a) -> int:
+    per_output = a["in"] // a.get("groups", 1)  # features summed into each output
+    if per_output == 1 and a.get("groups", 1) > 1:
+        return 0  # one product per output: an elementwise multiply, as torch counts it
+    return 2 * numel * a["out"] // a.get("groups", 1)
+
+
+def _build_linear(a):
+    if a.get("groups", 1) == 1:
+        return _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a)
+    from ..layers import GroupedLinear
+
+    return _init(GroupedLinear(a["in"], a["out"], a["groups"], bias=a["bias"]), a)
 
 
 @op(name="linear", kind="layer", doc="a fully connected layer on the last axis",
     params=(Param("out", "int"), Param("bias", "bool", True),
-            Param("init", "word", "default", INITS)),
-    module_attrs=_linear_attrs, count=lambda a: a["in"] * a["out"] + a["bias"] * a["out"],
-    build=lambda a: _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a),
+            Param("init", "word", "default", INITS), Param("groups", "int", 1)),
+    module_attrs=_linear_attrs,
+    count=lambda a: a["in"] * a["out"] // a.get("groups", 1) + a["bias"] * a["out"],
+    build=_build_linear,
     emit=_call_module,
-    flops=lambda ins, out, a, b: 2 * ins[0].numel(b) * a["out"])
+    flops=lambda ins, out, a, b: _linear_flops(ins[0].numel(b), a))
 def _linear(types, cfg):
     t = types[0]
     return t.replace_axis(last(t).name, Axis(last(t).name, cfg["out"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 
 from ..ir import TensorType
 from . import (
@@ -30,7 +31,11 @@ def _window_pool(name, fn, doc):
             raise OpError(f"{name} would pool axis {fixed[0].name}, whose size is fixed at "
                           f"{fixed[0].size}; it pools the axes after the channels of {t}",
                           code="axis-mismatch")
-        return t  # the spatial axes keep their names; their run-time sizes shrink
+        # the spatial axes keep their names; their run-time sizes shrink, and index i now
+        # sits at position i·stride of the input
+        stride = cfg.get("stride") or cfg["kernel"]
+        return TensorType(t.axes[:2] + tuple(replace(a, step=a.step * stride)
+                                             for a in t.axes[2:]), t.dtype)
 
     def emit(em, n, args):
         dims = len(em.type(n.inputs[0]).axes) - 2

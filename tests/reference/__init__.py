@@ -17,6 +17,7 @@ from .effective_se import EffectiveSE
 from .external import External
 from .gather_excite import GatherExcite
 from .gcnet import GCNet
+from .generalized import Generalized
 from .mhsa import MHSA
 from .nonlocal_block import NonLocal
 from .ocnet import BaseOC
@@ -46,9 +47,10 @@ REFERENCES = {
     "sanet": SqueezeAttention,
     "bam": BAM,
     "gather_excite": GatherExcite,
+    "generalized": Generalized,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "DANet", "ECA",
-           "EffectiveSE", "External", "GatherExcite", "GCNet", "MHSA", "NonLocal", "SE", "SGE",
-           "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+           "EffectiveSE", "External", "GatherExcite", "GCNet", "Generalized", "MHSA", "NonLocal",
+           "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
