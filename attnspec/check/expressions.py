@@ -57,6 +57,9 @@ class Expressions:
         result = method(e, want)
         if shared_as and isinstance(result, Layer):
             result.shared_as = shared_as
+        if shared_as and isinstance(result, Encoding):  # its layers are shared, as a let's
+            for layer in result.layers:
+                layer.shared_as = layer.shared_as or shared_as
         return result
 
     def v_number(self, e, want):
@@ -105,8 +108,7 @@ class Expressions:
         if isinstance(x, Tensor):
             return self.arith("*", x, -1, e.span)
         if isinstance(x, Logits):  # -E1(...): DANet's softmax(max − e) is softmax(−e)
-            node = self.add("scale", (x.node,), x.type, e.span, factor=-1.0)
-            return Logits(node, x.type, x.has_query)
+            return replace(x, node=self.add("scale", (x.node,), x.type, e.span, factor=-1.0))
         if isinstance(x, (int, float)) and not isinstance(x, bool):
             return -x
         return self.error("wrong-type", f"cannot negate {describe(x)}", e.span)
@@ -238,7 +240,7 @@ class Expressions:
         if factor == 1:
             return logits  # `/ s` with s = 1 when an option is off: nothing to compute
         node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
-        return Logits(node, logits.type, logits.has_query)
+        return replace(logits, node=node)
 
     def pipe(self, e: BinOp):
         left, right = self.value(e.left), self.value(e.right)

@@ -1,0 +1,106 @@
+"""Relative positions and window ranges (E2, E4, sinusoid, range window) against loops
+written from their definitions in docs/language.md §5, one query and key at a time."""
+
+import pytest
+import torch
+
+import attnspec
+
+SEQUENCE = """
+attention Relative(C: int, M: int = 2, R: int = 2, stride: int = 1) {
+    let rel = sinusoid(C, wave = 100, magnitude = 2) >> linear(C, bias = false)
+    input  x: [B, C, N]
+    let    kv = avgpool(x, 1, stride = stride) if stride > 1 else x
+    let    q = conv1x1(x, C)
+    over   positions(N)
+    range  window(R)
+    heads  M
+    weight softmax(E2(query = q, position = rel, keys = kv)
+                   + E4(position = rel >> linear(M, groups = M, bias = false), keys = kv))
+    value  kv
+    output identity
+}
+"""
+
+
+def loops(m, x, R: int, stride: int, wave: float = 100.0, magnitude: float = 2.0):
+    p = dict(m.named_parameters())
+    b, c, n = x.shape
+    M = p["position_linear.weight"].shape[0]
+    d = c // M
+    q = torch.einsum("oc,bcn->bon", p["weight_conv1x1.weight"][..., 0], x) \
+        + p["weight_conv1x1.bias"][None, :, None]
+    kv = x[:, :, ::stride]
+    period = wave ** (torch.arange(c // 2, dtype=x.dtype) * 2 / c)
+    logits = torch.full((b, M, n, kv.shape[-1]), float("-inf"), dtype=x.dtype)
+    for i in range(n):
+        for j in range(kv.shape[-1]):
+            if abs(i - stride * j) > R:
+                continue
+            angle = (i - stride * j) * magnitude / period
+            r = p["rel_linear.weight"] @ torch.cat([angle.sin(), angle.cos()])
+            for h in range(M):
+                part = slice(h * d, (h + 1) * d)
+                logits[:, h, i, j] = (q[:, part, i] * r[part]).sum(-1) \
+                    + p["position_linear.weight"][h] @ r[part]
+    a = logits.softmax(-1)  # [B, M, N, K]
+    v = kv.view(b, M, d, -1)
+    return torch.einsum("bmnk,bmdk->bmdn", a, v).reshape(b, c, n)
+
+
+@pytest.mark.parametrize("R, stride", [(1, 1), (2, 1), (3, 2), (100, 2)])
+def test_relative_terms_on_a_window_match_loops(R, stride):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(SEQUENCE, C=8, R=R, stride=stride).double()
+    for p in m.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(2, 8, 9, dtype=torch.float64)
+    torch.testing.assert_close(m(x), loops(m, x, R, stride), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("change, code", [
+    ("sinusoid(7)", "shape"),  # not a sine and a cosine half
+    ("sinusoid(C) >> linear(C)", None),  # on one axis a bias is fine
+    ("sinusoid(C, wave = 0)", "wrong-type"),
+    ("linear(C)", "wrong-type"),  # not an encoding of the offset
+    ("sinusoid(C) >> linear(3)", "axis-mismatch"),  # E2 needs the query's width
+])
+def test_position_arguments_are_checked(change, code):
+    text = SEQUENCE.replace("sinusoid(C, wave = 100, magnitude = 2) >> linear(C, bias = false)",
+                            change)
+    if code is None:
+        attnspec.compile_text(text, C=8)
+        return
+    with pytest.raises(attnspec.SpecError) as info:
+        attnspec.compile_text(text, C=8)
+    assert info.value.diagnostics[0].code == code
+
+
+def test_several_axes_need_bias_free_linear_position_layers():
+    text = """
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    weight softmax(E4(position = sinusoid(8) >> linear(1)))
+    value  identity
+    output identity
+}"""
+    with pytest.raises(attnspec.SpecError) as info:
+        attnspec.compile_text(text, C=4)
+    assert info.value.diagnostics[0].code == "unsupported"
+
+
+def test_a_window_needs_a_term_that_depends_on_the_query():
+    text = """
+attention A(C: int) {
+    input  x: [B, C, N]
+    over   positions(N)
+    range  window(1)
+    weight softmax(E3(key = conv1x1(1)))
+    value  identity
+    output identity
+}"""
+    with pytest.raises(attnspec.SpecError) as info:
+        attnspec.compile_text(text, C=4)
+    assert info.value.diagnostics[0].code == "unsupported"
