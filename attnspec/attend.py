@@ -155,8 +155,20 @@ def _emit_e4(em, n: Node, args):
     from . import runtime
 
     a = n.attrs
-    return em.call(runtime.relative_bias, args[0], em.sizes(n.inputs[1], a["q_tokens"]),
-                   em.sizes(n.inputs[2], a["k_tokens"]))
+    q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
+    if a.get("radius") is not None:
+        return em.call(runtime.offset_bias, args[0], q_sizes, k_sizes, a["steps"], a["radius"])
+    return em.call(runtime.relative_bias, args[0], q_sizes, k_sizes)
+
+
+def _emit_offsets(em, n: Node, args):
+    from . import runtime
+
+    return em.call(runtime.one_hot_rows, args[0], n.attrs["size"])
+
+
+_register("offsets", "one one-hot row per joint offset within R on every axis", _emit_offsets,
+          sizes=lambda ins, t, a: {})
 
 
 _register("E4", "relative position only: one score per head for each offset q − k",
@@ -225,8 +237,9 @@ def _emit_range(em, n, args):
     if a.get("window") is not None:
         window = (a["window"], em.sizes(a["sizes_of"], a["q_tokens"]),
                   em.sizes(a["keys_of"], a["k_tokens"]), a["steps"])
+    fill = {} if a.get("fill") is None else {"fill": a["fill"]}
     return em.call(runtime.restrict, args[0], pad, causal=a["causal"], grid=grid,
-                   window=window)
+                   window=window, **fill)
 
 
 _register("range", "Ω_q: logits of keys outside the range become -inf", _emit_range)
@@ -249,6 +262,8 @@ def _emit_double(em, n, args):
 
 
 _register("softmax_keys", "softmax over the keys of Ω_q", _emit_softmax, kind="normaliser")
+_register("unnormalised", "the terms used as weights as they are (convolution as attention)",
+          lambda em, n, args: args[0], kind="normaliser")
 _register("count", "divide by the number of keys |Ω_q| (Non-local's dot product)",
           _emit_count, kind="normaliser")
 _register("double_norm", "softmax over one axis, then L1 over the other (External attention)",

@@ -30,17 +30,18 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
 
 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
-             grid: tuple[int, int] | None = None, window=None) -> torch.Tensor:
+             grid: tuple[int, int] | None = None, window=None,
+             fill: float = float("-inf")) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser. `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
     `window` (radius, query sizes, key sizes, key steps): the keys within `radius` input
-    positions of the query on every axis."""
+    positions of the query on every axis. `fill` 0 for weights with no normaliser."""
     if window is not None:
         radius, q_sizes, k_sizes, steps = window
         near = [(offsets(nq, nk, step, logits) <= radius).to(logits.dtype)
                 for nq, nk, step in zip(q_sizes, k_sizes, steps)]
         inside = _per_axis_sum(near, q_sizes, k_sizes) == len(near)  # near on every axis
-        logits = logits.masked_fill(~inside, float("-inf"))
+        logits = logits.masked_fill(~inside, fill)
     if grid is not None:
         h, w = grid
         where = torch.arange(h * w, device=logits.device)
@@ -166,3 +167,26 @@ def relative_bias(table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
     """E4: one score per head and offset, table [pairs, M] → [1, M, Q, K]."""
     parts = [p.permute(2, 0, 1) for p in _split_pairs(table, q_sizes, k_sizes)]  # [M, nq, nk]
     return _per_axis_sum(parts, q_sizes, k_sizes, lead=(table.shape[-1],)).unsqueeze(0)
+
+
+def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
+    """`offsets(R)`'s encoding: row i is the one-hot of offset i, in `like`'s dtype."""
+    return torch.eye(size, dtype=like.dtype, device=like.device)
+
+
+def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radius: int) -> torch.Tensor:
+    """E4 on `offsets(R)`: table [(2R+1)^n, M], one row per joint offset q − k within R on
+    every axis (row-major, each axis from −R to R) → [1, M, Q, K]; pairs farther apart
+    get 0."""
+    index, inside, n = 0, True, len(q_sizes)
+    for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
+        q = torch.arange(nq, device=table.device)
+        k = torch.arange(nk, device=table.device) * step
+        delta = q[:, None] - k[None, :]  # [nq, nk]
+        shape = [*(nq if b == a else 1 for b in range(n)), *(nk if b == a else 1 for b in range(n))]
+        index = index * (2 * radius + 1) + (delta + radius).reshape(shape)
+        inside = inside & (delta.abs() <= radius).reshape(shape)
+    index = torch.where(inside, index, 0).flatten(n).flatten(0, n - 1)  # [Q, K]
+    inside = inside.flatten(n).flatten(0, n - 1)
+    scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
+    return scores.permute(2, 0, 1).unsqueeze(0)

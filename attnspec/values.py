@@ -82,7 +82,8 @@ class WindowRange(str):
 
 @dataclass(frozen=True)
 class Encoding:
-    """`sinusoid(dim, ...)`: R_{q−k}, an encoding of the offset between a query and a key,
+    """`sinusoid(dim, ...)` or `offsets(R)`: R_{q−k}, an encoding of the offset between a
+    query and a key,
     and the layers applied to it after `>>` (E2's and E4's `position = ...`)."""
 
     dim: int
@@ -90,6 +91,7 @@ class Encoding:
     magnitude: float
     span: Span
     layers: tuple = ()
+    radius: int | None = None  # `offsets(R)`: a one-hot of the joint offset, not sines
 
 
 @dataclass(frozen=True)

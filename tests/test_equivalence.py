@@ -179,6 +179,12 @@ CASES = [
     Case("generalized", dict(C=16, M=2, spatial_range=2), image(16)),
     Case("generalized", dict(C=16, M=4, e3=False, spatial_range=2, kv_stride=2), image(16)),
     Case("generalized", dict(C=16, M=1, position_dim=8, magnitude=3), image(16)),
+    # conv_as_attention: equals F.conv2d with 'same' padding; kernels 1, 3 and 5, a
+    # different output width, and a 5×5 kernel on maps smaller than it
+    Case("conv_as_attention", dict(C=8), image(8)),
+    Case("conv_as_attention", dict(C=8, out=5, kernel=5), image(8)),
+    Case("conv_as_attention", dict(C=6, out=4, kernel=1), image(6)),
+    Case("conv_as_attention", dict(C=4, kernel=5), ((2, 4, 3, 2), (1, 4, 1, 1))),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

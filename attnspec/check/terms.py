@@ -118,6 +118,9 @@ class Terms:
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
+        if r.type.axes[0].name == "offsets":
+            return self.error("unsupported", "E2 reads a sinusoid encoding; offsets(R) is for "
+                              "E4", args["position"].span)
         if None not in (d, r.type.axes[-1].size) and r.type.axes[-1].size != d:
             return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
                               f"features per offset, the query {d}", args["position"].span,
@@ -148,8 +151,12 @@ class Terms:
                               f"end it with linear({heads}, bias = false)")
         q_tokens = over[0][1]
         t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        radius = None
+        if r.type.axes[0].name == "offsets":  # a table per joint offset, looked up
+            radius = (round(r.type.axes[0].size ** (1 / len(q_tokens))) - 1) // 2
         node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
-                        q_tokens=q_tokens, k_tokens=over[1][1])
+                        q_tokens=q_tokens, k_tokens=over[1][1], radius=radius,
+                        steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         return Logits(node, t, True, keys=keys.node)
 
     def keys_of(self, args, x: Tensor, over):
@@ -177,6 +184,8 @@ class Terms:
                               f"not {describe(enc)}", arg.span,
                               "write `position = sinusoid(D) >> linear(D, bias = false)`")
         n = len(q_tokens)
+        if enc.radius is not None:
+            return self.offsets_table(enc, arg, x, q_tokens, k_tokens, keys)
         if enc.dim % (2 * n):
             return self.error("shape", f"sinusoid's dim {enc.dim} must split into a sine and a "
                               f"cosine half for each of the {n} axes: a multiple of {2 * n}",
@@ -198,6 +207,37 @@ class Terms:
             if r is POISON:
                 return POISON
         return r
+
+    def offsets_table(self, enc: Encoding, arg, x: Tensor, q_tokens, k_tokens, keys: Tensor):
+        """`offsets(R)`: one row per joint offset within R on every axis (a one-hot), then
+        the layers: a table that E4 looks up for each (query, key) pair."""
+        d = (2 * enc.radius + 1) ** len(q_tokens)
+        t = TensorType((Axis("offsets", d), Axis("R", d)))
+        node = self.add("offsets", (x.node,), t, enc.span, size=d)
+        r = Tensor(node, t)
+        for layer in enc.layers:
+            r = self.apply(layer, r, arg.span, "position")
+            if r is POISON:
+                return POISON
+        return r
+
+    def call_offsets(self, e: Call):
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "offsets takes one radius: offsets(R)", e.span)
+        r = self.value(e.args[0], "scalar")
+        if r in (POISON, UNKNOWN):
+            return POISON if r is POISON or self.check_only else UNKNOWN
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            return self.error("wrong-type", f"an offset radius is a non-negative integer, "
+                              f"not {describe(r)}", e.args[0].span)
+        return Encoding(0, 0.0, 0, e.span, radius=r)
+
+    def call_identity(self, e: Call):
+        """identity(term): weights used as they are, no normaliser (convolution as
+        attention); of a tensor, the tensor."""
+        if e.args and not _maybe_logits(e.args[0]):
+            return self.op_call("identity", e)
+        return self.normaliser(e, "unnormalised")
 
     def call_sinusoid(self, e: Call):
         args = self.keywords(e, ("dim",), ("wave", "magnitude"))
@@ -306,7 +346,7 @@ class Terms:
             return self.error("unsupported", f"range `{rng}` needs weights that depend on the "
                               "query; E3 alone does not", e.span, "use `range all`, or add E1")
         if rng in ("causal", "criss_cross") or window or pad is not None:
-            if op not in ("softmax_keys", "sigmoid"):
+            if op not in ("softmax_keys", "sigmoid", "unnormalised"):
                 what = f"range `{rng}`" if rng != "all" else "a mask"
                 return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
                                   f"{what} use softmax or sigmoid", e.span)
@@ -319,7 +359,8 @@ class Terms:
                              k_tokens=over[1][1],
                              steps=tuple(keys.axis(a).step for a in over[1][1]))
             source = self.add("range", inputs, logits.type, e.span, role="range",
-                              causal=rng == "causal", grid=grid, sizes_of=x.node, **extra)
+                              causal=rng == "causal", grid=grid, sizes_of=x.node,
+                              fill=0.0 if op == "unnormalised" else None, **extra)
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)

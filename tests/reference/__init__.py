@@ -11,6 +11,7 @@ from .attention_pool import AttentionPool
 from .bam import BAM
 from .cbam import CBAM
 from .ccnet import CCNet
+from .conv_as_attention import ConvAsAttention
 from .danet import DANet
 from .eca import ECA
 from .effective_se import EffectiveSE
@@ -48,9 +49,10 @@ REFERENCES = {
     "bam": BAM,
     "gather_excite": GatherExcite,
     "generalized": Generalized,
+    "conv_as_attention": ConvAsAttention,
     "effective_se": EffectiveSE,
 }
 
-__all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "DANet", "ECA",
-           "EffectiveSE", "External", "GatherExcite", "GCNet", "Generalized", "MHSA", "NonLocal",
-           "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+__all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention", "DANet",
+           "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet", "Generalized", "MHSA",
+           "NonLocal", "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
