@@ -161,6 +161,20 @@ def _emit_e4(em, n: Node, args):
     return em.call(runtime.relative_bias, args[0], q_sizes, k_sizes)
 
 
+def _emit_e2_bilinear(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    return em.call(runtime.bilinear_weights, q, em.sizes(n.inputs[1], a["q_tokens"]),
+                   em.sizes(n.inputs[2], a["k_tokens"]), a["steps"], a["radius"])
+
+
+_register("E2_bilinear", "deformable sampling: the bilinear kernel at each head's kernel "
+          "position plus the displacement the query predicts",
+          _emit_e2_bilinear, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
+
+
 def _emit_offsets(em, n: Node, args):
     from . import runtime
 

@@ -175,14 +175,14 @@ def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radius: int) -> torch.Tensor:
-    """E4 on `offsets(R)`: table [(2R+1)^n, M], one row per joint offset q − k within R on
-    every axis (row-major, each axis from −R to R) → [1, M, Q, K]; pairs farther apart
-    get 0."""
+    """E4 on `offsets(R)`: table [(2R+1)^n, M], one row per joint offset k − q of the key
+    from the query within R on every axis (row-major, each axis from −R to R: a k×k
+    kernel's positions) → [1, M, Q, K]; pairs farther apart get 0."""
     index, inside, n = 0, True, len(q_sizes)
     for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
         q = torch.arange(nq, device=table.device)
         k = torch.arange(nk, device=table.device) * step
-        delta = q[:, None] - k[None, :]  # [nq, nk]
+        delta = k[None, :] - q[:, None]  # [nq, nk]: where the key is, seen from the query
         shape = [*(nq if b == a else 1 for b in range(n)), *(nk if b == a else 1 for b in range(n))]
         index = index * (2 * radius + 1) + (delta + radius).reshape(shape)
         inside = inside & (delta.abs() <= radius).reshape(shape)
@@ -190,3 +190,25 @@ def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radius: int) -> to
     inside = inside.flatten(n).flatten(0, n - 1)
     scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
     return scores.permute(2, 0, 1).unsqueeze(0)
+
+
+def bilinear_weights(delta: torch.Tensor, q_sizes, k_sizes, steps, radius: int) -> torch.Tensor:
+    """Deformable sampling as attention weights [B, M, Q, K]: head m (a kernel position p_m,
+    row-major from −R to R) of query q samples at q + p_m + δ, δ = delta[:, m, q] (one
+    number per axis), and key k gets the bilinear kernel Π_a max(0, 1 − |k_a − that_a|):
+    the four keys around the point share it, keys outside the map get nothing."""
+    b, m, _, n = delta.shape
+    side = 2 * radius + 1
+    kernel = torch.arange(m, device=delta.device)
+    weights, inner = 1, m
+    for a, (nk, step) in enumerate(zip(k_sizes, steps)):
+        inner //= side
+        p = (kernel // inner) % side - radius  # [M]: this axis's kernel offset per head
+        grid = [torch.arange(s, device=delta.device) for s in q_sizes]
+        q = torch.meshgrid(*grid, indexing="ij")[a].flatten()  # [Q]: this axis's coordinate
+        point = (q[None, :] + p[:, None]).to(delta.dtype) + delta[..., a]  # [B, M, Q]
+        k = torch.arange(nk, device=delta.device, dtype=delta.dtype) * step
+        g = (1 - (k - point[..., None]).abs()).clamp(min=0)  # [B, M, Q, nk]
+        shape = [b, m, g.shape[2], *(nk if c == a else 1 for c in range(len(k_sizes)))]
+        weights = weights * g.reshape(shape)
+    return weights.flatten(3)

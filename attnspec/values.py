@@ -82,8 +82,8 @@ class WindowRange(str):
 
 @dataclass(frozen=True)
 class Encoding:
-    """`sinusoid(dim, ...)` or `offsets(R)`: R_{q−k}, an encoding of the offset between a
-    query and a key,
+    """`sinusoid(dim, ...)`, `offsets(R)` or `bilinear(R)`: R_{q−k}, an encoding of the
+    offset between a query and a key,
     and the layers applied to it after `>>` (E2's and E4's `position = ...`)."""
 
     dim: int
@@ -91,7 +91,8 @@ class Encoding:
     magnitude: float
     span: Span
     layers: tuple = ()
-    radius: int | None = None  # `offsets(R)`: a one-hot of the joint offset, not sines
+    radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
+    kind: str = "sinusoid"  # sinusoid | offsets | bilinear
 
 
 @dataclass(frozen=True)

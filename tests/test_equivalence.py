@@ -185,6 +185,11 @@ CASES = [
     Case("conv_as_attention", dict(C=8, out=5, kernel=5), image(8)),
     Case("conv_as_attention", dict(C=6, out=4, kernel=1), image(6)),
     Case("conv_as_attention", dict(C=4, kernel=5), ((2, 4, 3, 2), (1, 4, 1, 1))),
+    # deformable: random (so non-zero) offsets move every sampling point off the grid,
+    # some outside the map; kernels 3 and 1, another output width
+    Case("deformable", dict(C=4), ((2, 4, 5, 6), (1, 4, 4, 4))),
+    Case("deformable", dict(C=6, out=3), ((2, 6, 5, 6), (3, 6, 3, 7))),
+    Case("deformable", dict(C=4, kernel=1), ((2, 4, 5, 6),)),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

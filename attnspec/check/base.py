@@ -31,7 +31,8 @@ from ..values import (
 
 RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm")
-SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "window", "memory", "identity",
+SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear",
+           "window", "memory", "identity",
            "positions", "channels", "residual", "repeat") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).
 PUBLIC_OPS = tuple(name for name, op in OPS.items() if op.infer is not None)

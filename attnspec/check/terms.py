@@ -115,6 +115,9 @@ class Terms:
         d = width(q.type, qf)
         if self.divide(d, heads, args["query"].span) is POISON:
             return POISON
+        if isinstance(self.peek_encoding(args["position"]), Encoding) and \
+                self.peek_encoding(args["position"]).kind == "bilinear":
+            return self.bilinear(e, q, qf, d, keys, args["position"])
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
@@ -129,6 +132,34 @@ class Terms:
         node = self.add("E2", (q.node, r.node, keys.node), t, e.span, base="e2", heads=heads,
                         q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
                         sizes_of=x.node)
+        return Logits(node, t, True, keys=keys.node)
+
+    def peek_encoding(self, arg):
+        """The encoding an argument names, without building anything (no layers apply)."""
+        if isinstance(arg, Call) and isinstance(arg.func, Name) and arg.func.id == "bilinear":
+            return self.value(arg)
+        return None
+
+    def bilinear(self, e: Call, q: Tensor, qf, d, keys: Tensor, arg):
+        """Deformable sampling: head m reads the input at q + p_m + δ_m(z_q), p_m its
+        kernel position, with the bilinear kernel Π_a max(0, 1 − |k_a − position_a|)."""
+        x, over, rng, heads, pad = self.core
+        enc = self.value(arg)
+        if enc is POISON:
+            return POISON
+        n, q_tokens = len(over[0][1]), over[0][1]
+        if heads != (2 * enc.radius + 1) ** n:
+            return self.error("heads", f"bilinear({enc.radius}) samples one point per kernel "
+                              f"position: heads must be {(2 * enc.radius + 1) ** n}, not {heads}",
+                              arg.span)
+        if d is not None and d != n * heads:
+            return self.error("axis-mismatch", f"the query must give a displacement of {n} per "
+                              f"head: a width of {n * heads}, not {d}", e.span)
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E2_bilinear", (q.node, x.node, keys.node), t, e.span, base="e2",
+                        heads=heads, q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
+                        radius=enc.radius,
+                        steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         return Logits(node, t, True, keys=keys.node)
 
     def call_E4(self, e: Call):
@@ -184,8 +215,11 @@ class Terms:
                               f"not {describe(enc)}", arg.span,
                               "write `position = sinusoid(D) >> linear(D, bias = false)`")
         n = len(q_tokens)
-        if enc.radius is not None:
+        if enc.kind == "offsets":
             return self.offsets_table(enc, arg, x, q_tokens, k_tokens, keys)
+        if enc.kind == "bilinear":
+            return self.error("unsupported", "bilinear(R) samples at a displacement the query "
+                              "predicts: E2(query = ..., position = bilinear(R))", enc.span)
         if enc.dim % (2 * n):
             return self.error("shape", f"sinusoid's dim {enc.dim} must split into a sine and a "
                               f"cosine half for each of the {n} axes: a multiple of {2 * n}",
@@ -230,7 +264,9 @@ class Terms:
         if isinstance(r, bool) or not isinstance(r, int) or r < 0:
             return self.error("wrong-type", f"an offset radius is a non-negative integer, "
                               f"not {describe(r)}", e.args[0].span)
-        return Encoding(0, 0.0, 0, e.span, radius=r)
+        return Encoding(0, 0.0, 0, e.span, radius=r, kind=e.func.id)
+
+    call_bilinear = call_offsets
 
     def call_identity(self, e: Call):
         """identity(term): weights used as they are, no normaliser (convolution as

@@ -13,6 +13,7 @@ from .cbam import CBAM
 from .ccnet import CCNet
 from .conv_as_attention import ConvAsAttention
 from .danet import DANet
+from .deformable import Deformable
 from .eca import ECA
 from .effective_se import EffectiveSE
 from .external import External
@@ -50,9 +51,11 @@ REFERENCES = {
     "gather_excite": GatherExcite,
     "generalized": Generalized,
     "conv_as_attention": ConvAsAttention,
+    "deformable": Deformable,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention", "DANet",
-           "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet", "Generalized", "MHSA",
-           "NonLocal", "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+           "Deformable", "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet", "Generalized",
+           "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention",
+           "REFERENCES"]

@@ -4,10 +4,9 @@ Paper: Zhu, Cheng, Zhang, Lin, Dai, "An Empirical Study of Spatial Attention Mec
 Deep Networks", ICCV 2019, arXiv:1904.05873 (§3: a k×k convolution is the generalized
 formulation with one head per kernel offset, E4 only, on a window).
 The spec must equal F.conv2d(x, W, padding=k // 2) with no bias. Its parameter is the heads'
-value maps W'_m stacked, head m belonging to the joint offset m = (Δy + R)(2R + 1) + (Δx + R)
-of Δ = q − k, from −R to R row-major; so this module stores its kernel in that order,
-[k, k, out, C] indexed by (R − i, R − j) for kernel position (i, j), and flips it back into
-torch's [out, C, k, k] for the convolution.
+value maps W'_m stacked, head m belonging to the offset k − q of the key from the query,
+row-major from −R to R: kernel position m. So this module stores its kernel as [k, k, out, C]
+and moves the axes into torch's [out, C, k, k] for the convolution.
 """
 
 import torch
@@ -24,10 +23,9 @@ class ConvAsAttention(nn.Module):
             raise ValueError(f"ConvAsAttention: the kernel must be odd, got {kernel}")
         out = C if out is None else out
         self.kernel = kernel
-        self.weight = nn.Parameter(torch.empty(kernel, kernel, out, C))  # by offset q − k
+        self.weight = nn.Parameter(torch.empty(kernel, kernel, out, C))  # per kernel position
         nn.init.normal_(self.weight, std=C ** -0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # offset (a, b) of q − k is kernel position (2R − a, 2R − b): flip, then [out, C, k, k]
-        w = self.weight.flip(0, 1).permute(2, 3, 0, 1)
+        w = self.weight.permute(2, 3, 0, 1)  # [out, C, k, k]
         return F.conv2d(x, w, padding=self.kernel // 2)
