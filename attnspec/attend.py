@@ -135,8 +135,13 @@ def _emit_e2(em, n: Node, args):
 
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
-    return em.call(runtime.relative_logits, q, args[1], em.sizes(a["sizes_of"], a["q_tokens"]),
-                   em.sizes(n.inputs[2], a["k_tokens"]))
+    return em.call(runtime.relative_logits, q, _scaled(em, args[1], a),
+                   em.sizes(a["sizes_of"], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"]))
+
+
+def _scaled(em, table, a):
+    """A position table times the factor a pass folded into its term (passes.py)."""
+    return table if a.get("factor", 1.0) == 1.0 else em.call(operator.mul, table, a["factor"])
 
 
 def _e2_flops(ins, out, a, b):
@@ -156,9 +161,10 @@ def _emit_e4(em, n: Node, args):
 
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
+    table = _scaled(em, args[0], a)
     if a.get("radius") is not None:
-        return em.call(runtime.offset_bias, args[0], q_sizes, k_sizes, a["steps"], a["radius"])
-    return em.call(runtime.relative_bias, args[0], q_sizes, k_sizes)
+        return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radius"])
+    return em.call(runtime.relative_bias, table, q_sizes, k_sizes)
 
 
 def _emit_e2_bilinear(em, n: Node, args):

@@ -9,7 +9,21 @@ from .ir import IR, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    return fuse_sdpa(fuse_criss_cross(copy.deepcopy(ir)))
+    return fuse_sdpa(fuse_criss_cross(fold_position_scales(copy.deepcopy(ir))))
+
+
+def fold_position_scales(ir: IR) -> IR:
+    """E2(...) · s and E4(...) · s → the term with its small position table scaled: the
+    factor costs (2H−1)-sized work, not a pass over the [B, M, Q, K] logits."""
+    for scale in [n for n in ir.nodes() if n.op == "scale"]:
+        term = ir.node(scale.inputs[0])
+        if term.op not in ("E2", "E4") or len(ir.users(term.name)) != 1:
+            continue
+        factor = term.attrs.get("factor", 1.0) * scale.attrs["factor"]
+        ir.replace([term.name, scale.name], Node(scale.name, term.op, term.inputs, scale.type,
+                                                 term.role, term.span,
+                                                 {**term.attrs, "factor": factor}))
+    return ir
 
 
 def fuse_criss_cross(ir: IR) -> IR:

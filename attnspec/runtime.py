@@ -150,7 +150,9 @@ def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes) -> t
     for a, p in enumerate(_split_pairs(table, q_sizes, k_sizes)):
         p = p.unflatten(-1, (m, d))  # [nq, nk, M, d]
         e = torch.einsum(f"bm{letters}d,{letters[a]}kmd->bm{letters}k", grid, p)
-        parts.append(e)
+        # einsum leaves its result permuted; a small copy here lets the sum below write
+        # the [B, M, Q, K] logits contiguously, with no copy of them to flatten
+        parts.append(e.contiguous())
     return _per_axis_e2(parts, q_sizes, k_sizes, b, m)
 
 

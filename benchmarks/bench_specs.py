@@ -89,13 +89,14 @@ CASES = [
     Case("shuffle", dict(C=256), (16, 256, 56, 56), (2, 128, 8, 8)),
     Case("sanet", dict(C=256), (16, 256, 28, 28), (2, 16, 8, 8)),
     Case("bam", dict(C=256), (16, 256, 56, 56), (2, 64, 8, 8)),
+    Case("generalized", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
 ]
 # Quick shapes use narrower modules where the channel width is part of the shape.
 QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16),
                 "danet": dict(C=64), "ccnet": dict(C=64), "ocnet": dict(C=64, drop=0.0),
                 "sge": dict(C=64, G=8), "aft": dict(D=64), "attention_pool": dict(D=64),
                 "sk": dict(C=64), "shuffle": dict(C=128), "sanet": dict(C=16),
-                "bam": dict(C=64)}
+                "bam": dict(C=64), "generalized": dict(C=64)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared
