@@ -231,10 +231,32 @@ def _emit_e3(em, n: Node, args):
     k = args[0]
     if t.names != (t.names[0], feature, *tokens):  # make it channels first
         k = em.method(k, "permute", 0, t.index(feature), *(t.index(x) for x in tokens))
-    return em.method(k, "flatten", 2) if len(tokens) != 1 else k
+    k = em.method(k, "flatten", 2) if len(tokens) != 1 else k
+    if a.get("contexts"):  # [B, M·S, K] → [B, M, S, K]: head-major, as the heads split
+        k = em.method(k, "unflatten", 1, (a["heads"], a["contexts"]))
+    return k
 
 
 _register("E3", "key content only: u·(W_k x_k), the same for every query", _emit_e3)
+
+
+def _emit_e3_memory(em, n: Node, args):
+    """A learned score per memory slot and head: [1, M, S]."""
+    return em.method(em.attr(f"{n.module}.bias"), "view", 1, n.attrs["heads"], n.attrs["slots"])
+
+
+_register("E3_memory", "key content of learned slots: a learned score per slot and head",
+          _emit_e3_memory)
+
+
+def _build_slot_bias(a):
+    from .layers import Bias
+
+    return Bias(a["size"])
+
+
+OPS["slot_bias"] = Op(name="slot_bias", doc="a learned score per memory slot and head",
+                      build=_build_slot_bias, count=lambda a: a["size"], kind="core")
 
 
 # ---------------------------------------------------------------------------- weights
@@ -314,6 +336,13 @@ def _emit_aggregate(em, n: Node, args):
     a = n.attrs
     if a["memory"]:
         y = em.module(n.module, args[0])
+    elif "S" in a["weight_axes"]:  # E3 with N contexts: [B, M, S, K] @ [B, M, K, d]
+        v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"],
+                     a["heads"])
+        y = em.call(_torch().matmul, args[0], v)  # [B, M, S, d]
+        y = em.method(y, "squeeze", 1) if a["heads"] == 1 else em.method(
+            em.method(y, "transpose", 1, 2), "flatten", 2)
+        return y  # [B, S, F]
     elif "Q" not in a["weight_axes"]:  # E3: one pooled context for every query
         v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
                      keys_first=True)  # [B, M, d, N]

@@ -36,7 +36,8 @@ CITATION = re.compile(
 CITATION_HINT = ('start the file with `# Mechanism`, then `# "Title", Authors, VENUE YEAR, '
                  'arXiv:ID` (the citation may go on over several lines)')
 TERM = re.compile(r"E[1-4]")  # E1, E1_memory → E1: the formulation's four terms
-NORMALISER_NAME = {"softmax_keys": "softmax"}  # other normaliser ops read as their name
+# other normaliser ops read as their name
+NORMALISER_NAME = {"softmax_keys": "softmax", "unnormalised": "none"}
 
 
 @dataclass(frozen=True)

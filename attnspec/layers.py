@@ -27,6 +27,15 @@ class Affine(nn.Module):
         self.bias = nn.Parameter(torch.full((size,), float(bias)))
 
 
+class Bias(nn.Module):
+    """A learned vector, zero at first: E3 on memory slots (a score per slot and head).
+    Generated code reads `bias` directly."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(size))
+
+
 class GroupedLinear(nn.Module):
     """A linear map on the last axis whose features are split into `groups` blocks, each
     mapped on its own (a block-diagonal weight, stored as the blocks: [out, in / groups]).

@@ -190,6 +190,10 @@ CASES = [
     Case("deformable", dict(C=4), ((2, 4, 5, 6), (1, 4, 4, 4))),
     Case("deformable", dict(C=6, out=3), ((2, 6, 5, 6), (3, 6, 3, 7))),
     Case("deformable", dict(C=4, kernel=1), ((2, 4, 5, 6),)),
+    # a2: the default widths (C / 4), c_m ≠ c_n both ways
+    Case("a2", dict(C=16), image(16)),
+    Case("a2", dict(C=12, cm=5, cn=3), image(12)),
+    Case("a2", dict(C=8, cm=2, cn=6), image(8)),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

@@ -299,6 +299,19 @@ class Expressions:
                 return self.error("wrong-type", f"a layer applies to a tensor, not "
                                   f"{describe(x)}", e.args[0].span)
             return self.apply(f, x, e.span, f.shared_as or self.role)
+        if isinstance(f, Instance):  # `Gather(C)(x)`: an attention used on a tensor
+            if len(e.args) != 1 or e.kwargs:
+                return self.error("wrong-arity", "an attention is applied to one tensor", e.span)
+            x = self.value(e.args[0])
+            if x is POISON:
+                return POISON
+            if not isinstance(x, Tensor):
+                return self.error("wrong-type", f"an attention applies to a tensor, not "
+                                  f"{describe(x)}", e.args[0].span)
+            saved = getattr(self, "core", None), self.role
+            result = f.apply(x)[1]
+            self.core, self.role = saved
+            return result
         return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
 
     def scalar_call(self, e: Call):

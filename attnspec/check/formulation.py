@@ -21,6 +21,7 @@ from ..values import (
     Word,
 )
 from .base import RANGES, describe
+from .terms import _over_name
 
 
 class Formulation:
@@ -134,6 +135,8 @@ class Formulation:
             kind = e.func.id
             if kind == "memory":
                 m = self.value(e)
+                if not isinstance(m, Memory):
+                    return POISON  # reported already, or a slot count not known yet
                 specs.append(("memory", m))
                 continue
             if len(e.args) != 1:
@@ -261,19 +264,32 @@ class Formulation:
                             k_tokens=(), weight_axes=("B", "M", "Q", "K"), v_width=dim,
                             sizes_of=x.node)
             return Tensor(node, out_t)
-        k_tokens = over[1][1] if over[1][0] != "memory" else ()
-        feature = self.feature(v, k_tokens, "value", parts["value"].span)
+        slots = over[1][0] == "memory"
+        k_tokens = (_over_name(over[1]),) if slots else over[1][1]
+        if slots and k_tokens[0] not in v.type.names:
+            return self.error("axis-mismatch", f"with keys `memory({k_tokens[0]})` the value "
+                              f"must be memory({k_tokens[0]}) or a tensor with the axis "
+                              f"{k_tokens[0]}, not {v.type}", parts["value"].values[0].span)
+        feature = self.feature(v, k_tokens, "value", parts["value"].span, single=slots)
         if feature is POISON or self.divide(width(v.type, feature), heads,
                                             parts["value"].span) is POISON:
             return POISON
-        if w.has_query:
+        contexts = w.type.axes[2:-1] if not w.has_query else ()
+        if slots:  # values computed from the input, one per slot (A²'s distribution)
+            xf = self.feature(x, q_tokens, "input", parts["value"].span, single=True)
+            if xf is POISON:
+                return POISON
+            out_t = x.type.replace_axis(xf[0], v.type.axis(feature[0]))
+        elif w.has_query:
             out_t = _with_tokens(v.type, k_tokens, x.type, q_tokens)
         else:
-            out_t = TensorType((v.type.axes[0], *(v.type.axis(f) for f in feature)))
+            out_t = TensorType((v.type.axes[0], *contexts, *(v.type.axis(f) for f in feature)))
+        weight_axes = ("B", "M", "Q", "K") if w.has_query else \
+            ("B", "M", "S", "K") if contexts else ("B", "M", "K")
         node = self.add("aggregate", (w.node, v.node), out_t, span, memory=False, heads=heads,
                         q_tokens=q_tokens, k_tokens=k_tokens, v_feature=feature,
-                        weight_axes=("B", "M", "Q", "K") if w.has_query else ("B", "M", "K"),
-                        v_width=width(v.type, feature), sizes_of=x.node)
+                        weight_axes=weight_axes, v_width=width(v.type, feature),
+                        sizes_of=x.node)
         return Tensor(node, out_t)
 
     def feature(self, t: Tensor, tokens, what: str, span: Span, single: bool = False):

@@ -75,9 +75,11 @@ class Terms:
 
     def call_E3(self, e: Call):
         x, over, rng, heads, pad = self.core
-        args = self.keywords(e, ("key",))
+        args = self.keywords(e, ("key",), ("as",))
         if args is POISON:
             return POISON
+        if _is_memory_call(args["key"]):
+            return self.slot_bias(e, args["key"])
         k = self.projection(args["key"], x, "key")
         self.role = "weight"
         if k is POISON:
@@ -86,14 +88,53 @@ class Terms:
         kf = self.feature(k, k_tokens, "key", args["key"].span)
         if kf is POISON:
             return POISON
-        if len(kf) != 1 or k.type.axis(kf[0]).size not in (heads, None):
-            return self.error("axis-mismatch", f"E3's key gives one score per key and head: "
-                              f"a width of {heads}, not {k.type}", args["key"].span,
-                              f"use conv1x1({heads}) or linear({heads})")
-        t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_key_axis_name((), k_tokens))))
+        contexts = self.contexts(args, k, kf, heads)
+        if contexts is POISON:
+            return POISON
+        axes = (x.type.axes[0], Axis("M", heads), *contexts,
+                Axis(_key_axis_name((), k_tokens)))
+        t = TensorType(axes)
         node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
-                        k_feature=kf)
+                        k_feature=kf, contexts=len(contexts) and contexts[0].size)
         return Logits(node, t, False, keys=k.node)
+
+    def contexts(self, args, k: Tensor, kf, heads: int):
+        """E3's key gives one score per key and head, or with `as = N` N of them: N pooled
+        contexts, a new axis N of the result (A²'s gathered descriptors)."""
+        width = k.type.axis(kf[0]).size if len(kf) == 1 else None
+        if "as" not in args:
+            if len(kf) != 1 or width not in (heads, None):
+                return self.error("axis-mismatch", f"E3's key gives one score per key and "
+                                  f"head: a width of {heads}, not {k.type}", args["key"].span,
+                                  f"use conv1x1({heads}) or linear({heads}), or name "
+                                  "several contexts with `as = N`")
+            return ()
+        name = self.axes(args["as"])
+        if name is POISON:
+            return POISON
+        if len(kf) != 1 or width is None or width % heads:
+            return self.error("axis-mismatch", f"E3's key gives N scores per key and head: a "
+                              f"width that {heads} heads divide, not {k.type}",
+                              args["key"].span)
+        return (Axis(name[0], width // heads),)
+
+    def slot_bias(self, e: Call, arg):
+        """E3 on memory slots: the content of a learned key is learned, so its score is a
+        learned number per slot and head."""
+        x, over, rng, heads, pad = self.core
+        memory = self.value(arg)
+        if memory is POISON:
+            return POISON
+        if over[1][0] != "memory" or over[1][1].slots != memory.slots:
+            return self.error("wrong-type", "E3(key = memory(S)) needs `over positions(...), "
+                              "memory(S)` with the same S", arg.span)
+        path = self.declare_module("key", "slot_bias", {"size": heads * memory.slots},
+                                   memory.span, name="memory_bias")
+        t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_over_name(over[1]),
+                                                                memory.slots)))
+        node = self.add("E3_memory", (x.node,), t, e.span, base="e3", module=path,
+                        heads=heads, slots=memory.slots)
+        return Logits(node, t, False)
 
     # ------------------------------------------------------------------ relative position
 

@@ -6,6 +6,7 @@ and takes the same constructor arguments, with the same defaults, as its `.attn`
 tests/test_equivalence.py checks every compiled spec against its reference.
 """
 
+from .a2 import A2
 from .aft import AFT
 from .attention_pool import AttentionPool
 from .bam import BAM
@@ -52,10 +53,11 @@ REFERENCES = {
     "generalized": Generalized,
     "conv_as_attention": ConvAsAttention,
     "deformable": Deformable,
+    "a2": A2,
     "effective_se": EffectiveSE,
 }
 
-__all__ = ["AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention", "DANet",
-           "Deformable", "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet", "Generalized",
-           "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention",
-           "REFERENCES"]
+__all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
+           "DANet", "Deformable", "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet",
+           "Generalized", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
+           "SqueezeAttention", "REFERENCES"]
