@@ -249,6 +249,18 @@ _register("E3_memory", "key content of learned slots: a learned score per slot a
           _emit_e3_memory)
 
 
+def _build_learned(a):
+    from .layers import Learned
+
+    return Learned(tuple(a["shape"]), a["init"])
+
+
+OPS["learned"] = Op(
+    name="learned", doc="a learned tensor with named axes of fixed sizes (no input)",
+    build=_build_learned, count=lambda a: math.prod(a["shape"]), kind="core",
+    emit=lambda em, n, args: em.method(em.attr(f"{n.module}.weight"), "unsqueeze", 0))
+
+
 def _build_slot_bias(a):
     from .layers import Bias
 

@@ -27,6 +27,15 @@ class Affine(nn.Module):
         self.bias = nn.Parameter(torch.full((size,), float(bias)))
 
 
+class Learned(nn.Module):
+    """A learned tensor of a fixed shape, `init` everywhere at first (`learned(K)` in a
+    spec). Generated code reads `weight` directly."""
+
+    def __init__(self, shape: tuple[int, ...], init: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full(shape, float(init)))
+
+
 class Bias(nn.Module):
     """A learned vector, zero at first: E3 on memory slots (a score per slot and head).
     Generated code reads `bias` directly."""

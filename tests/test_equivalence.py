@@ -194,6 +194,9 @@ CASES = [
     Case("a2", dict(C=16), image(16)),
     Case("a2", dict(C=12, cm=5, cn=3), image(12)),
     Case("a2", dict(C=8, cm=2, cn=6), image(8)),
+    # muse: 8 and 2 heads, sequences shorter than the widest kernel too
+    Case("muse", dict(D=16), sequence(16)),
+    Case("muse", dict(D=12, M=2), ((2, 7, 12), (3, 2, 12))),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

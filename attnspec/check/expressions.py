@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
+from ..ir import Axis, TensorType
 from ..ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
 from ..source import Span
 from ..spec import Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
@@ -313,6 +314,30 @@ class Expressions:
             self.core, self.role = saved
             return result
         return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
+
+    def call_learned(self, e: Call):
+        """`learned(K, init = 1)`: a learned tensor [batch = 1, K], its axes named like int
+        parameters or lets (MUSE's mixing weights before their softmax)."""
+        if len(e.args) != 1 or any(kw.name != "init" for kw in e.kwargs):
+            return self.error("wrong-arity", "learned takes its axes and `init`: "
+                              "learned(K, init = 1)", e.span)
+        names = self.axes(e.args[0])
+        init = self.value(e.kwargs[0].value, "scalar") if e.kwargs else 0.0
+        if POISON in (names, init):
+            return POISON
+        sizes = [self.env.get(n) for n in names]
+        if UNKNOWN in sizes or init is UNKNOWN:
+            return POISON if self.check_only else UNKNOWN
+        bad = [n for n, size in zip(names, sizes) if isinstance(size, bool)
+               or not isinstance(size, int) or size < 1]
+        if bad:
+            return self.error("unknown-size", f"learned's axis `{bad[0]}` needs a size: name "
+                              f"it like an int parameter or let", e.args[0].span)
+        batch = self.ir.node(self.ir.inputs[0]).type.axes[0].name if self.ir.inputs else "B"
+        t = TensorType((Axis(batch, 1), *(Axis(n, size) for n, size in zip(names, sizes))))
+        path = self.declare_module(self.role, "learned", {"shape": tuple(sizes),
+                                                         "init": float(init)}, e.span)
+        return Tensor(self.add("learned", (), t, e.span, module=path), t)
 
     def scalar_call(self, e: Call):
         arity, fn = SCALAR_FUNCTIONS[e.func.id]

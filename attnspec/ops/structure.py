@@ -83,6 +83,22 @@ def _split(types, cfg):
     return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:])
 
 
+@op(name="permute", params=(Param("axes", "axes"),),
+    doc="the axes in a new order, named: permute(v, B D N) on [B, N, D] puts the features "
+        "first for a convolution over N",
+    emit=lambda em, n, args: em.method(args[0], "permute", *(
+        em.type(n.inputs[0]).index(a) for a in n.attrs["axes"])))
+def _permute(types, cfg):
+    t, axes = types[0], tuple(cfg["axes"])
+    if sorted(axes) != sorted(t.names):
+        raise OpError(f"permute names every axis of {t} once, in the new order; not "
+                      f"{' '.join(axes)}", arg="axes", code="axis-mismatch")
+    if axes[0] != t.names[0]:
+        raise OpError(f"the batch axis {t.names[0]} stays first", arg="axes",
+                      code="axis-mismatch")
+    return TensorType(tuple(t.axis(a) for a in axes), t.dtype)
+
+
 @op(name="merge", params=(Param("axes", "axes"), Param("as", "word")),
     doc="adjacent axes merged into one: merge(y, G c, as = C) undoes split(x, C, G c)",
     emit=lambda em, n, args: em.method(args[0], "flatten", *_merge_range(

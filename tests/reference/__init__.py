@@ -22,6 +22,7 @@ from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .generalized import Generalized
 from .mhsa import MHSA
+from .muse import MUSE
 from .nonlocal_block import NonLocal
 from .ocnet import BaseOC
 from .sanet import SqueezeAttention
@@ -54,10 +55,11 @@ REFERENCES = {
     "conv_as_attention": ConvAsAttention,
     "deformable": Deformable,
     "a2": A2,
+    "muse": MUSE,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
            "DANet", "Deformable", "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet",
-           "Generalized", "MHSA", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
+           "Generalized", "MHSA", "MUSE", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
            "SqueezeAttention", "REFERENCES"]
