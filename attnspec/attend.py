@@ -162,8 +162,8 @@ def _emit_e4(em, n: Node, args):
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
     table = _scaled(em, args[0], a)
-    if a.get("radius") is not None:
-        return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radius"])
+    if a.get("radii") is not None:
+        return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radii"])
     return em.call(runtime.relative_bias, table, q_sizes, k_sizes)
 
 
@@ -173,12 +173,26 @@ def _emit_e2_bilinear(em, n: Node, args):
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     return em.call(runtime.bilinear_weights, q, em.sizes(n.inputs[1], a["q_tokens"]),
-                   em.sizes(n.inputs[2], a["k_tokens"]), a["steps"], a["radius"])
+                   em.sizes(n.inputs[2], a["k_tokens"]), a["steps"], a["radii"])
 
 
 _register("E2_bilinear", "deformable sampling: the bilinear kernel at each head's kernel "
           "position plus the displacement the query predicts",
           _emit_e2_bilinear, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
+
+
+def _emit_e2_offsets(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    p = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    return em.call(runtime.offset_maps, p, em.sizes(n.inputs[1], a["q_tokens"]),
+                   em.sizes(n.inputs[2], a["k_tokens"]), a["steps"], a["radii"],
+                   key_side=a["key_side"])
+
+
+_register("E2_offsets", "predicted maps: one logit per joint offset, read at each pair's",
+          _emit_e2_offsets, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
 
 
 def _emit_offsets(em, n: Node, args):

@@ -176,34 +176,54 @@ def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
     return torch.eye(size, dtype=like.dtype, device=like.device)
 
 
-def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radius: int) -> torch.Tensor:
-    """E4 on `offsets(R)`: table [(2R+1)^n, M], one row per joint offset k − q of the key
-    from the query within R on every axis (row-major, each axis from −R to R: a k×k
-    kernel's positions) → [1, M, Q, K]; pairs farther apart get 0."""
+def offset_index(q_sizes, k_sizes, steps, radii, device):
+    """For every (query, key) pair, the row of the key's offset k − q in a table of the
+    joint offsets within `radii` (row-major, each axis from −R to R: a kernel's positions
+    in torch's order), and whether it is within them: two [Q, K] tensors."""
     index, inside, n = 0, True, len(q_sizes)
-    for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
-        q = torch.arange(nq, device=table.device)
-        k = torch.arange(nk, device=table.device) * step
+    for a, (nq, nk, step, r) in enumerate(zip(q_sizes, k_sizes, steps, radii)):
+        q = torch.arange(nq, device=device)
+        k = torch.arange(nk, device=device) * step
         delta = k[None, :] - q[:, None]  # [nq, nk]: where the key is, seen from the query
         shape = [*(nq if b == a else 1 for b in range(n)), *(nk if b == a else 1 for b in range(n))]
-        index = index * (2 * radius + 1) + (delta + radius).reshape(shape)
-        inside = inside & (delta.abs() <= radius).reshape(shape)
-    index = torch.where(inside, index, 0).flatten(n).flatten(0, n - 1)  # [Q, K]
-    inside = inside.flatten(n).flatten(0, n - 1)
+        index = index * (2 * r + 1) + (delta + r).reshape(shape)
+        inside = inside & (delta.abs() <= r).reshape(shape)
+    index = torch.where(inside, index, 0).flatten(n).flatten(0, n - 1)
+    return index, inside.flatten(n).flatten(0, n - 1)
+
+
+def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radii) -> torch.Tensor:
+    """E4 on `offsets(R)`: table [rows, M], one row per joint offset → [1, M, Q, K]; pairs
+    farther apart than the radii get 0."""
+    index, inside = offset_index(q_sizes, k_sizes, steps, radii, table.device)
     scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
     return scores.permute(2, 0, 1).unsqueeze(0)
 
 
-def bilinear_weights(delta: torch.Tensor, q_sizes, k_sizes, steps, radius: int) -> torch.Tensor:
+def offset_maps(maps: torch.Tensor, q_sizes, k_sizes, steps, radii,
+                key_side: bool = False) -> torch.Tensor:
+    """E2 on `offsets(R)`: maps [B, M, N, rows] give, at each position, one logit per joint
+    offset (PSANet's over-complete maps). Query side: logit(q, k) = maps[q, row of k − q];
+    key side (`E2(key = ...)`): logit(q, k) = maps[k, row of q − k]. Pairs farther apart
+    than the radii get 0. → [B, M, Q, K]."""
+    if key_side:
+        return offset_maps(maps, k_sizes, q_sizes, steps, radii).transpose(-1, -2)
+    index, inside = offset_index(q_sizes, k_sizes, steps, radii, maps.device)
+    b, m = maps.shape[:2]
+    logits = maps.gather(-1, index.expand(b, m, *index.shape))
+    return logits * inside.to(maps.dtype)
+
+
+def bilinear_weights(delta: torch.Tensor, q_sizes, k_sizes, steps, radii) -> torch.Tensor:
     """Deformable sampling as attention weights [B, M, Q, K]: head m (a kernel position p_m,
     row-major from −R to R) of query q samples at q + p_m + δ, δ = delta[:, m, q] (one
     number per axis), and key k gets the bilinear kernel Π_a max(0, 1 − |k_a − that_a|):
     the four keys around the point share it, keys outside the map get nothing."""
     b, m, _, n = delta.shape
-    side = 2 * radius + 1
     kernel = torch.arange(m, device=delta.device)
     weights, inner = 1, m
-    for a, (nk, step) in enumerate(zip(k_sizes, steps)):
+    for a, (nk, step, radius) in enumerate(zip(k_sizes, steps, radii)):
+        side = 2 * radius + 1
         inner //= side
         p = (kernel // inner) % side - radius  # [M]: this axis's kernel offset per head
         grid = [torch.arange(s, device=delta.device) for s in q_sizes]

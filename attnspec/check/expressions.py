@@ -274,6 +274,9 @@ class Expressions:
         if name in self.env:
             return self.call_value(self.env[name], e)
         handler = getattr(self, "call_" + name, None)
+        if name in ("E1", "E2", "E3", "E4") and getattr(self, "core", None) is None:
+            return self.error("wrong-type", f"{name}(...) is a term of the weight: it belongs "
+                              "in `weight`, inside a normaliser", e.span)
         if handler is not None and name in SPECIAL:
             return handler(e)
         if name in SCALAR_FUNCTIONS and not (name in PUBLIC_OPS and e.args

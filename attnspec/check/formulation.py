@@ -31,6 +31,7 @@ class Formulation:
 
     def attention(self, d: Attention, env: dict, incoming: Tensor | None):
         self.env = dict(env)
+        self.core = None  # set by the parts; terms are not allowed before them
         parts = {}
         x = None
         for s in d.body:

@@ -3,6 +3,8 @@ sums of terms, softmax, sigmoid, count, double_norm."""
 
 from __future__ import annotations
 
+import math
+
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
@@ -139,26 +141,33 @@ class Terms:
     # ------------------------------------------------------------------ relative position
 
     def call_E2(self, e: Call):
-        """Query content × relative position: (U z_q) · (V^R R_{q−k}), per head."""
+        """Query content × relative position: (U z_q) · (V^R R_{q−k}), per head; or, with
+        `key =`, the key's content × the query's offset from it (PSANet's distribution)."""
         x, over, rng, heads, pad = self.core
-        args = self.keywords(e, ("query", "position"), ("keys",))
+        side = "key" if any(kw.name == "key" for kw in e.kwargs) else "query"
+        args = self.keywords(e, (side, "position"), ("keys",))
         if args is POISON:
             return POISON
-        q = self.projection(args["query"], x, "query")
+        q = self.projection(args[side], x, side)
         self.role = "weight"
         keys = self.keys_of(args, x, over)
         if POISON in (q, keys):
             return POISON
         q_tokens = over[0][1]
-        qf = self.feature(q, q_tokens, "query", args["query"].span)
+        qf = self.feature(q, q_tokens, side, args[side].span)
         if qf is POISON:
             return POISON
         d = width(q.type, qf)
-        if self.divide(d, heads, args["query"].span) is POISON:
+        if self.divide(d, heads, args[side].span) is POISON:
             return POISON
-        if isinstance(self.peek_encoding(args["position"]), Encoding) and \
-                self.peek_encoding(args["position"]).kind == "bilinear":
+        enc = self.peek_encoding(args["position"])
+        if isinstance(enc, Encoding) and enc.kind == "bilinear" and side == "query":
             return self.bilinear(e, q, qf, d, keys, args["position"])
+        if isinstance(enc, Encoding) and enc.kind == "offsets" and not enc.layers:
+            return self.offset_maps(e, q, qf, d, keys, enc, side)
+        if side == "key":
+            return self.error("unsupported", "E2(key = ...) reads predicted maps: "
+                              "position = offsets(R)", args["position"].span)
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
@@ -177,9 +186,35 @@ class Terms:
 
     def peek_encoding(self, arg):
         """The encoding an argument names, without building anything (no layers apply)."""
-        if isinstance(arg, Call) and isinstance(arg.func, Name) and arg.func.id == "bilinear":
+        if isinstance(arg, Call) and isinstance(arg.func, Name) and \
+                arg.func.id in ("bilinear", "offsets"):
             return self.value(arg)
+        if isinstance(arg, Name) and isinstance(self.env.get(arg.id), Encoding):
+            return self.env[arg.id]
         return None
+
+    def offset_maps(self, e: Call, p: Tensor, pf, d, keys: Tensor, enc: Encoding, side: str):
+        """E2 on offsets(R): the content gives, per head, one logit for each joint offset
+        (PSANet's over-complete maps), read at the pair's offset; 0 beyond the radii."""
+        x, over, rng, heads, pad = self.core
+        q_tokens = over[0][1]
+        radii = self.radii(enc, len(q_tokens))
+        if radii is POISON:
+            return POISON
+        rows = math.prod(2 * r + 1 for r in radii)
+        if d is not None and d != rows * heads:
+            return self.error("axis-mismatch", f"with offsets{tuple(radii)} the {side} gives "
+                              f"one logit per offset and head: a width of {rows * heads}, not "
+                              f"{d}", e.span)
+        steps = tuple(keys.type.axis(a).step for a in over[1][1])
+        if side == "key" and set(steps) != {1}:
+            return self.error("unsupported", "E2(key = ...) on offsets needs keys that are not "
+                              "pooled", e.span)
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E2_offsets", (p.node, x.node, keys.node), t, e.span, base="e2",
+                        heads=heads, q_tokens=q_tokens, q_feature=pf, k_tokens=over[1][1],
+                        radii=radii, key_side=side == "key", steps=steps)
+        return Logits(node, t, True, keys=keys.node)
 
     def bilinear(self, e: Call, q: Tensor, qf, d, keys: Tensor, arg):
         """Deformable sampling: head m reads the input at q + p_m + δ_m(z_q), p_m its
@@ -189,17 +224,20 @@ class Terms:
         if enc is POISON:
             return POISON
         n, q_tokens = len(over[0][1]), over[0][1]
-        if heads != (2 * enc.radius + 1) ** n:
-            return self.error("heads", f"bilinear({enc.radius}) samples one point per kernel "
-                              f"position: heads must be {(2 * enc.radius + 1) ** n}, not {heads}",
-                              arg.span)
+        radii = self.radii(enc, n)
+        if radii is POISON:
+            return POISON
+        points = math.prod(2 * r + 1 for r in radii)
+        if heads != points:
+            return self.error("heads", f"bilinear samples one point per kernel position: heads "
+                              f"must be {points}, not {heads}", arg.span)
         if d is not None and d != n * heads:
             return self.error("axis-mismatch", f"the query must give a displacement of {n} per "
                               f"head: a width of {n * heads}, not {d}", e.span)
         t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
         node = self.add("E2_bilinear", (q.node, x.node, keys.node), t, e.span, base="e2",
                         heads=heads, q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
-                        radius=enc.radius,
+                        radii=radii,
                         steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         return Logits(node, t, True, keys=keys.node)
 
@@ -223,11 +261,11 @@ class Terms:
                               f"end it with linear({heads}, bias = false)")
         q_tokens = over[0][1]
         t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
-        radius = None
+        radii = None
         if r.type.axes[0].name == "offsets":  # a table per joint offset, looked up
-            radius = (round(r.type.axes[0].size ** (1 / len(q_tokens))) - 1) // 2
+            radii = self.radii(self.value(args["position"]), len(q_tokens))
         node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
-                        q_tokens=q_tokens, k_tokens=over[1][1], radius=radius,
+                        q_tokens=q_tokens, k_tokens=over[1][1], radii=radii,
                         steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         return Logits(node, t, True, keys=keys.node)
 
@@ -286,7 +324,10 @@ class Terms:
     def offsets_table(self, enc: Encoding, arg, x: Tensor, q_tokens, k_tokens, keys: Tensor):
         """`offsets(R)`: one row per joint offset within R on every axis (a one-hot), then
         the layers: a table that E4 looks up for each (query, key) pair."""
-        d = (2 * enc.radius + 1) ** len(q_tokens)
+        radii = self.radii(enc, len(q_tokens))
+        if radii is POISON:
+            return POISON
+        d = math.prod(2 * r + 1 for r in radii)
         t = TensorType((Axis("offsets", d), Axis("R", d)))
         node = self.add("offsets", (x.node,), t, enc.span, size=d)
         r = Tensor(node, t)
@@ -297,17 +338,29 @@ class Terms:
         return r
 
     def call_offsets(self, e: Call):
-        if len(e.args) != 1 or e.kwargs:
-            return self.error("wrong-arity", "offsets takes one radius: offsets(R)", e.span)
-        r = self.value(e.args[0], "scalar")
-        if r in (POISON, UNKNOWN):
-            return POISON if r is POISON or self.check_only else UNKNOWN
-        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-            return self.error("wrong-type", f"an offset radius is a non-negative integer, "
-                              f"not {describe(r)}", e.args[0].span)
-        return Encoding(0, 0.0, 0, e.span, radius=r, kind=e.func.id)
+        """`offsets(R)` (every axis) or `offsets(R1, R2)` (one radius per axis)."""
+        if not e.args or e.kwargs:
+            return self.error("wrong-arity", f"{e.func.id} takes its radius: {e.func.id}(R), "
+                              f"or one per axis", e.span)
+        radii = [self.value(a, "scalar") for a in e.args]
+        if POISON in radii:
+            return POISON
+        if UNKNOWN in radii:
+            return POISON if self.check_only else UNKNOWN
+        for a, r in zip(e.args, radii):
+            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+                return self.error("wrong-type", f"an offset radius is a non-negative integer, "
+                                  f"not {describe(r)}", a.span)
+        return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id)
 
     call_bilinear = call_offsets
+
+    def radii(self, enc: Encoding, n: int):
+        """One radius per indexed axis: `offsets(R)` repeats R."""
+        if len(enc.radius) not in (1, n):
+            return self.error("wrong-arity", f"{enc.kind} takes one radius or one per axis "
+                              f"({n}), not {len(enc.radius)}", enc.span)
+        return enc.radius * n if len(enc.radius) == 1 else enc.radius
 
     def call_identity(self, e: Call):
         """identity(term): weights used as they are, no normaliser (convolution as

@@ -25,6 +25,7 @@ from .mhsa import MHSA
 from .muse import MUSE
 from .nonlocal_block import NonLocal
 from .ocnet import BaseOC
+from .psanet import PSANet
 from .sanet import SqueezeAttention
 from .se import SE
 from .sge import SGE
@@ -56,10 +57,11 @@ REFERENCES = {
     "deformable": Deformable,
     "a2": A2,
     "muse": MUSE,
+    "psanet": PSANet,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
            "DANet", "Deformable", "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet",
-           "Generalized", "MHSA", "MUSE", "NonLocal", "SE", "SGE", "SK", "ShuffleAttention",
-           "SqueezeAttention", "REFERENCES"]
+           "Generalized", "MHSA", "MUSE", "NonLocal", "PSANet", "SE", "SGE", "SK",
+           "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
