@@ -259,6 +259,12 @@ def _emit_e3_memory(em, n: Node, args):
     return em.method(em.attr(f"{n.module}.bias"), "view", 1, n.attrs["heads"], n.attrs["slots"])
 
 
+_register("rename", "the same tensor under the axis names of the attention it enters",
+          lambda em, n, args: args[0],
+          sizes=lambda ins, t, a: {**ins[0], **{new: ins[0][old] for old, new in a["renamed"]
+                                                if old in ins[0]}})
+
+
 _register("E3_memory", "key content of learned slots: a learned score per slot and head",
           _emit_e3_memory)
 
@@ -266,12 +272,13 @@ _register("E3_memory", "key content of learned slots: a learned score per slot a
 def _build_learned(a):
     from .layers import Learned
 
-    return Learned(tuple(a["shape"]), a["init"])
+    return Learned(tuple(a["shape"]), a["init"], a["std"], a["trainable"])
 
 
 OPS["learned"] = Op(
     name="learned", doc="a learned tensor with named axes of fixed sizes (no input)",
-    build=_build_learned, count=lambda a: math.prod(a["shape"]), kind="core",
+    build=_build_learned, count=lambda a: math.prod(a["shape"]) if a["trainable"] else 0,
+    kind="core",
     emit=lambda em, n, args: em.method(em.attr(f"{n.module}.weight"), "unsqueeze", 0))
 
 

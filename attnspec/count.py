@@ -39,6 +39,9 @@ def flops(ir: IR, bindings: dict[str, int]) -> int:
         sizes[node.name] = (op.sizes(ins, ir.node(node.inputs[0]).type, attrs)
                             if op is not None and op.sizes is not None
                             else ins[0] if ins else bindings)
+        # fixed sizes the node's type names (a learned tensor's K) join its bindings
+        fixed = {a.name: a.size for a in node.type.axes[1:] if a.size is not None}
+        sizes[node.name] = {**fixed, **sizes[node.name]}
         rule = op.flops if op is not None else None
         if rule is None:
             continue

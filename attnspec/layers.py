@@ -28,12 +28,18 @@ class Affine(nn.Module):
 
 
 class Learned(nn.Module):
-    """A learned tensor of a fixed shape, `init` everywhere at first (`learned(K)` in a
-    spec). Generated code reads `weight` directly."""
+    """A tensor of a fixed shape (`learned(K)` in a spec): `init` everywhere at first, or
+    drawn from N(0, std²) with init = "normal"; a parameter, or with trainable = False a
+    buffer (EMANet's bases, moved by the training loop). Generated code reads `weight`."""
 
-    def __init__(self, shape: tuple[int, ...], init: float = 0.0):
+    def __init__(self, shape: tuple[int, ...], init: float | str = 0.0, std: float = 1.0,
+                 trainable: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.full(shape, float(init)))
+        value = torch.randn(shape) * std if init == "normal" else torch.full(shape, float(init))
+        if trainable:
+            self.weight = nn.Parameter(value)
+        else:
+            self.register_buffer("weight", value)
 
 
 class Bias(nn.Module):

@@ -81,3 +81,29 @@ def test_a_parallel_sum_after_a_sequence_feeds_both_branches_what_flows_in():
     y, (se, eca, se2) = run("ThenParallel", x)
     h = se(x)
     torch.testing.assert_close(y, eca(h) + se2(h))
+
+
+def test_an_attention_applied_to_two_tensors_binds_its_inputs_in_order():
+    text = """
+attention Cross(D: int) {
+    input  q: [B, N, D]
+    input  m: [B, S, D]
+    over   positions(N), positions(S)
+    range  all
+    weight softmax(E1(query = identity, key = identity))
+    value  identity
+    output identity
+}
+attention Outer(D: int) {
+    input  x: [B, N, D]
+    let    y2 = Cross(D)(x, 2 * x)
+    over   positions(N)
+    range  self
+    weight sigmoid(y2)
+    value  identity
+    output identity
+}"""
+    m = attnspec.compile_text(text, D=4, name="Outer")
+    x = torch.randn(2, 5, 4)
+    a = torch.softmax(x @ (2 * x).transpose(1, 2), dim=-1)
+    torch.testing.assert_close(m(x), torch.sigmoid(a @ (2 * x)) * x)

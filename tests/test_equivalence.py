@@ -210,6 +210,13 @@ CASES = [
     Case("psanet", dict(C=8, mask_h=5, mask_w=3, direction="collect"), image(8)),
     Case("psanet", dict(C=8, mask_h=7, mask_w=7, direction="distribute", normalise=False,
                         normalization=49.0), image(8)),
+    # emanet: the authors' T = 3 and fewer bases; one step (the reconstruction then uses
+    # the initial bases' responsibilities); five. With C = 16, K = 8 the float32 gradient
+    # of the last conv through a train-mode BatchNorm is 4e-4 to 1e-3 off float64 in both
+    # modules (measured on three inputs): float64 only there
+    Case("emanet", dict(C=16, K=8), image(16), float32=False),
+    Case("emanet", dict(C=8, K=3, T=1), image(8)),
+    Case("emanet", dict(C=8, K=4, T=5), image(8)),
 ]
 
 # Inputs are INPUT_SCALE * randn. At scale 1 the gaussian non-local's logits x_q.x_k

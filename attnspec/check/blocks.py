@@ -108,6 +108,9 @@ class Blocks:
                               args["share"].span)
 
         def apply(incoming):
+            # with several inputs, (state, *rest): each repetition gets the last one's
+            # output as its first input and the same others (EMANet's EM steps)
+            rest = incoming[1:] if isinstance(incoming, tuple) else ()
             self.recording = [] if share else None
             x, y = inner.apply(incoming)
             made, self.recording = self.recording, None
@@ -115,7 +118,7 @@ class Blocks:
                 if y is POISON:
                     break
                 self.replaying = list(made) if share else None
-                _, y = inner.apply(y)
+                _, y = inner.apply((y, *rest) if rest else y)
                 self.replaying = None
             return x, y
 

@@ -303,33 +303,42 @@ class Expressions:
                 return self.error("wrong-type", f"a layer applies to a tensor, not "
                                   f"{describe(x)}", e.args[0].span)
             return self.apply(f, x, e.span, f.shared_as or self.role)
-        if isinstance(f, Instance):  # `Gather(C)(x)`: an attention used on a tensor
-            if len(e.args) != 1 or e.kwargs:
-                return self.error("wrong-arity", "an attention is applied to one tensor", e.span)
-            x = self.value(e.args[0])
-            if x is POISON:
+        if isinstance(f, Instance):  # `Gather(C)(x)`: an attention used on tensors
+            if not e.args or e.kwargs:
+                return self.error("wrong-arity", "an attention is applied to its inputs, in "
+                                  "order: Def(...)(x) or Def(...)(x, memory)", e.span)
+            xs = [self.value(a) for a in e.args]
+            if POISON in xs:
                 return POISON
-            if not isinstance(x, Tensor):
-                return self.error("wrong-type", f"an attention applies to a tensor, not "
-                                  f"{describe(x)}", e.args[0].span)
-            saved = getattr(self, "core", None), self.role
-            result = f.apply(x)[1]
-            self.core, self.role = saved
+            for a, x in zip(e.args, xs):
+                if not isinstance(x, Tensor):
+                    return self.error("wrong-type", f"an attention applies to tensors, not "
+                                      f"{describe(x)}", a.span)
+            saved = getattr(self, "core", None), self.role, getattr(self, "kx", None)
+            result = f.apply(xs[0] if len(xs) == 1 else tuple(xs))[1]
+            self.core, self.role, self.kx = saved
             return result
         return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
 
     def call_learned(self, e: Call):
         """`learned(K, init = 1)`: a learned tensor [batch = 1, K], its axes named like int
-        parameters or lets (MUSE's mixing weights before their softmax)."""
-        if len(e.args) != 1 or any(kw.name != "init" for kw in e.kwargs):
-            return self.error("wrong-arity", "learned takes its axes and `init`: "
-                              "learned(K, init = 1)", e.span)
+        parameters or lets (MUSE's mixing weights before their softmax); `init = normal`
+        draws it from N(0, std²); `trainable = false` makes it a buffer."""
+        settings = {"init": 0.0, "std": 1.0, "trainable": True}
+        if len(e.args) != 1 or any(kw.name not in settings for kw in e.kwargs):
+            return self.error("wrong-arity", "learned takes its axes, then `init`, `std`, "
+                              "`trainable`: learned(K, init = 1)", e.span)
         names = self.axes(e.args[0])
-        init = self.value(e.kwargs[0].value, "scalar") if e.kwargs else 0.0
-        if POISON in (names, init):
+        for kw in e.kwargs:
+            settings[kw.name] = self.value(kw.value, "word" if kw.name == "init" else "scalar")
+        if POISON in (names, *settings.values()):
             return POISON
+        if isinstance(settings["init"], Word):
+            settings["init"] = settings["init"].name
+        if settings["init"] not in ("normal",) and not isinstance(settings["init"], (int, float)):
+            return self.error("wrong-type", "`init` is a number or `normal`", e.span)
         sizes = [self.env.get(n) for n in names]
-        if UNKNOWN in sizes or init is UNKNOWN:
+        if UNKNOWN in sizes or UNKNOWN in settings.values():
             return POISON if self.check_only else UNKNOWN
         bad = [n for n, size in zip(names, sizes) if isinstance(size, bool)
                or not isinstance(size, int) or size < 1]
@@ -338,8 +347,10 @@ class Expressions:
                               f"it like an int parameter or let", e.args[0].span)
         batch = self.ir.node(self.ir.inputs[0]).type.axes[0].name if self.ir.inputs else "B"
         t = TensorType((Axis(batch, 1), *(Axis(n, size) for n, size in zip(names, sizes))))
-        path = self.declare_module(self.role, "learned", {"shape": tuple(sizes),
-                                                         "init": float(init)}, e.span)
+        attrs = {"shape": tuple(sizes), "init": settings["init"] if settings["init"] == "normal"
+                 else float(settings["init"]), "std": float(settings["std"]),
+                 "trainable": bool(settings["trainable"])}
+        path = self.declare_module(self.role, "learned", attrs, e.span)
         return Tensor(self.add("learned", (), t, e.span, module=path), t)
 
     def scalar_call(self, e: Call):

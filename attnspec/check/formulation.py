@@ -34,10 +34,18 @@ class Formulation:
         self.core = None  # set by the parts; terms are not allowed before them
         parts = {}
         x = None
+        given = incoming if isinstance(incoming, tuple) else (incoming,)  # Def(...)(x, m)
+        inputs = [s for s in d.body if isinstance(s, Input)]
+        if len(given) > max(len(inputs), 1):
+            return None, self.error("wrong-arity", f"`{d.name}` has {len(inputs)} inputs, "
+                                    f"given {len(given)} tensors", self.call_span or d.span)
+        self.inputs_here = []
         for s in d.body:
             if isinstance(s, Input):
-                t = self.input(s, incoming if x is None else None, first=x is None)
+                i = len(self.inputs_here)
+                t = self.input(s, given[i] if i < len(given) else None, first=x is None)
                 self.env[s.name] = t
+                self.inputs_here.append(t)
                 x = t if x is None else x
             elif isinstance(s, Let):
                 if s.name in self.env or s.name == "y":
@@ -72,9 +80,16 @@ class Formulation:
                     return self.error("axis-mismatch", f"axis {mine.name} of `{s.name}` is "
                                       f"{mine.size} here, but what comes in is "
                                       f"{incoming.type}", where)
-            t = TensorType(tuple(Axis(m.name, m.size or th.size)
-                                 for m, th in zip(axes, incoming.type.axes)))
-            return Tensor(incoming.node, t)
+            # the batch stays free: a learned tensor's batch of 1 broadcasts against it
+            t = TensorType((axes[0],) + tuple(Axis(m.name, m.size or th.size, th.step)
+                                              for m, th in zip(axes[1:], incoming.type.axes[1:])))
+            if t.names == incoming.type.names:
+                return Tensor(incoming.node, t)
+            # the tensor takes this attention's axis names: a node of its own, so that the
+            # lowering reads the names the attention uses
+            renamed = tuple(zip(incoming.type.names, t.names))
+            return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
+                                   role="input", renamed=renamed), t)
         node = self.add("input", (), t, s.span, base=s.name, role="input",
                         optional=s.optional, axes=tuple((a.name, a.size) for a in axes))
         self.ir.inputs.append(node)
@@ -126,7 +141,10 @@ class Formulation:
         return out
 
     def over(self, part, x: Tensor):
+        """What q and k index: axes of the first input, or for k of another input (cross-
+        attention: the key and value layers then apply to that input, `self.kx`)."""
         specs = []
+        self.kx = x
         for e in part.values:
             if not (isinstance(e, Call) and isinstance(e.func, Name)
                     and e.func.id in ("positions", "channels", "memory")):
@@ -146,11 +164,17 @@ class Formulation:
             axes = self.axes(e.args[0])
             if axes is POISON:
                 return POISON
+            source = x
+            if specs and not all(a in x.type.names[1:] for a in axes):
+                source = next((t for t in self.inputs_here[1:] if isinstance(t, Tensor)
+                               and all(a in t.type.names[1:] for a in axes)), x)
             for a in axes:
-                if a not in x.type.names[1:]:
+                if a not in source.type.names[1:]:
                     return self.error("axis-mismatch", f"{kind}({' '.join(axes)}): the input "
-                                      f"{x.type} has no axis `{a}`", e.args[0].span,
-                                      did_you_mean(a, x.type.names[1:]))
+                                      f"{source.type} has no axis `{a}`", e.args[0].span,
+                                      did_you_mean(a, source.type.names[1:]))
+            if specs:
+                self.kx = source
             specs.append((kind, tuple(axes)))
         if len(specs) > 2 or specs[0][0] == "memory":
             return self.error("unknown-over", "`over` names what q indexes, then optionally "
@@ -210,8 +234,9 @@ class Formulation:
     def part_value(self, part, x: Tensor, over, rng, heads, pad):
         self.core = (x, over, rng, heads, pad)
         value = self.value(part.values[0])
-        if isinstance(value, Layer):
-            value = self.apply(value, x, part.span, part.keyword)
+        if isinstance(value, Layer):  # the value's layers read the keys' input
+            source = self.kx if part.keyword == "value" and rng != "self" else x
+            value = self.apply(value, source, part.span, part.keyword)
         if isinstance(value, Memory):
             return value if part.keyword == "value" else self.error(
                 "wrong-type", "memory(S) stands for keys or values", part.span)

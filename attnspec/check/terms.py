@@ -34,9 +34,9 @@ class Terms:
             return POISON
         q = self.projection(args["query"], x, "query")
         if over[1][0] == "memory" or _is_memory_call(args["key"]):
-            k = self.value(args["key"])
+            k = self.value(args["key"])  # learned slots, or a tensor with the slot axis
         else:
-            k = self.projection(args["key"], x, "key")
+            k = self.projection(args["key"], self.kx, "key")
         self.role = "weight"
         if POISON in (q, k):
             return POISON
@@ -64,6 +64,12 @@ class Terms:
             return self.error("wrong-type", "the key must be a layer or memory(S)",
                               args["key"].span)
         k_tokens = over[1][1]
+        if over[1][0] == "memory":  # slots computed from the input (EMANet's bases)
+            k_tokens = (_over_name(over[1]),)
+            if k_tokens[0] not in k.type.names:
+                return self.error("axis-mismatch", f"with keys memory({k_tokens[0]}) the key "
+                                  f"is memory({k_tokens[0]}) or a tensor with the axis "
+                                  f"{k_tokens[0]}, not {k.type}", args["key"].span)
         kf = self.feature(k, k_tokens, "key", args["key"].span)
         if kf is POISON:
             return POISON
@@ -82,7 +88,7 @@ class Terms:
             return POISON
         if _is_memory_call(args["key"]):
             return self.slot_bias(e, args["key"])
-        k = self.projection(args["key"], x, "key")
+        k = self.projection(args["key"], self.kx, "key")
         self.role = "weight"
         if k is POISON:
             return POISON
@@ -275,7 +281,7 @@ class Terms:
             return self.error("unsupported", "memory slots have no positions",
                               args["position"].span)
         if "keys" not in args:
-            return x
+            return self.kx
         k = self.value(args["keys"])
         if k is POISON:
             return POISON

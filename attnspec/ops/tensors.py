@@ -121,6 +121,10 @@ _pointwise("hard_sigmoid", "hardsigmoid", "relu6(x + 3) / 6, a piecewise-linear 
            "(F.hardsigmoid's values)", emit=_emit_hard_sigmoid)
 
 
+_pointwise("detach", "detach", "the input, through which no gradient flows back (what the "
+           "authors compute under torch.no_grad, e.g. EMANet's EM iterations)")
+
+
 _pointwise("relu", "relu", "max(0, x)")
 
 
@@ -162,6 +166,8 @@ def _reduce(name, doc):
         torch = _torch()
         if name == "max":
             return em.call(torch.amax, args[0], dim=dims)
+        if name == "norm":
+            return em.call(torch.linalg.vector_norm, args[0], dim=dims)
         return em.call(getattr(torch, name), args[0], dim=dims)
 
     OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",
@@ -175,3 +181,6 @@ _reduce("max", "the maximum over the named axes, which disappear (global max poo
 
 
 _reduce("sum", "the sum over the named axes, which disappear")
+
+
+_reduce("norm", "the Euclidean (L2) norm over the named axes, which disappear")

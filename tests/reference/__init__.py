@@ -17,6 +17,7 @@ from .danet import DANet
 from .deformable import Deformable
 from .eca import ECA
 from .effective_se import EffectiveSE
+from .emanet import EMANet
 from .external import External
 from .gather_excite import GatherExcite
 from .gcnet import GCNet
@@ -58,10 +59,11 @@ REFERENCES = {
     "a2": A2,
     "muse": MUSE,
     "psanet": PSANet,
+    "emanet": EMANet,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
-           "DANet", "Deformable", "ECA", "EffectiveSE", "External", "GatherExcite", "GCNet",
-           "Generalized", "MHSA", "MUSE", "NonLocal", "PSANet", "SE", "SGE", "SK",
+           "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External", "GatherExcite",
+           "GCNet", "Generalized", "MHSA", "MUSE", "NonLocal", "PSANet", "SE", "SGE", "SK",
            "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
