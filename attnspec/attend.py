@@ -211,11 +211,15 @@ _register("E4", "relative position only: one score per head for each offset q âˆ
 
 def _emit_add_terms(em, n: Node, args):
     left, right = args
-    with_query = n.attrs["query"]
+    with_query, with_key = n.attrs["query"], n.attrs.get("key", (True, True))
     if with_query[0] and not with_query[1]:
         right = em.method(right, "unsqueeze", -2)  # E3 [B, M, K]: the same for every query
     elif with_query[1] and not with_query[0]:
         left = em.method(left, "unsqueeze", -2)
+    if with_key[0] and not with_key[1]:
+        right = em.method(right, "unsqueeze", -1)  # E3(query) [B, M, Q]: for every key
+    elif with_key[1] and not with_key[0]:
+        left = em.method(left, "unsqueeze", -1)
     return em.call(operator.add, left, right)
 
 

@@ -57,6 +57,7 @@ class Logits:
     type: TensorType
     has_query: bool
     keys: str | None = None
+    has_key: bool = True  # False: E3(query = ...), the same for every key
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ CASES = [
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))
-        for variant in ("embedded_gaussian", "dot_product", "gaussian")
+        for variant in ("embedded_gaussian", "dot_product", "gaussian", "concatenation")
         for bn in (True, False)
     ],
     Case("nonlocal", dict(C=12, variant="embedded_gaussian", reduction=3), image(12)),
@@ -86,6 +86,8 @@ CASES = [
     Case("nonlocal", dict(C=16, variant="gaussian", subsample=True, scale=True, bn=False),
          image(16)),
     Case("nonlocal", dict(C=16, variant="dot_product", subsample=True), image(16)),
+    Case("nonlocal", dict(C=12, variant="concatenation", reduction=3, subsample=True),
+         image(12)),
     # external
     Case("external", dict(D=32), sequence(32)),
     Case("external", dict(D=16, S=8), sequence(16)),

@@ -9,6 +9,7 @@ from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
 from ..ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
+from ..ops.tensors import POINTWISE
 from ..source import Span
 from ..spec import Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
 from ..values import (
@@ -24,6 +25,7 @@ from ..values import (
     Word,
 )
 from .base import NORMALISERS, PUBLIC_OPS, RANGES, SPECIAL, describe, takes
+from .terms import _maybe_logits
 
 
 class Expressions:
@@ -282,6 +284,8 @@ class Expressions:
         if name in SCALAR_FUNCTIONS and not (name in PUBLIC_OPS and e.args
                                              and _maybe_tensor(e.args[0], self.env)):
             return self.scalar_call(e)
+        if name in POINTWISE and name != "sigmoid" and e.args and _maybe_logits(e.args[0]):
+            return self.pointwise_logits(name, e)  # relu(E3(query = ...) + E3(key = ...))
         if name in PUBLIC_OPS:
             return self.op_call(name, e)
         if name in self.program.definitions:

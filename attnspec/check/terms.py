@@ -4,6 +4,7 @@ sums of terms, softmax, sigmoid, count, double_norm."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
@@ -83,6 +84,8 @@ class Terms:
 
     def call_E3(self, e: Call):
         x, over, rng, heads, pad = self.core
+        if any(kw.name == "query" for kw in e.kwargs):
+            return self.query_only(e)
         args = self.keywords(e, ("key",), ("as",))
         if args is POISON:
             return POISON
@@ -105,6 +108,30 @@ class Terms:
         node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
                         k_feature=kf, contexts=len(contexts) and contexts[0].size)
         return Logits(node, t, False, keys=k.node)
+
+    def query_only(self, e: Call):
+        """E3(query = P): the query's content alone, one score per query and head, the same
+        for every key: beside a key term, Non-local's concatenation ReLU(a_q + b_k)."""
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("query",))
+        if args is POISON:
+            return POISON
+        q = self.projection(args["query"], x, "query")
+        self.role = "weight"
+        if q is POISON:
+            return POISON
+        q_tokens = over[0][1]
+        qf = self.feature(q, q_tokens, "query", args["query"].span)
+        if qf is POISON:
+            return POISON
+        if len(qf) != 1 or q.type.axis(qf[0]).size not in (heads, None):
+            return self.error("axis-mismatch", f"E3's query gives one score per query and "
+                              f"head: a width of {heads}, not {q.type}", args["query"].span,
+                              f"use conv1x1({heads}) or linear({heads})")
+        t = TensorType((x.type.axes[0], Axis("M", heads), Axis("·".join(q_tokens))))
+        node = self.add("E3", (q.node,), t, e.span, base="e3", heads=heads, k_tokens=q_tokens,
+                        k_feature=qf, contexts=0)
+        return Logits(node, t, True, has_key=False)
 
     def contexts(self, args, k: Tensor, kf, heads: int):
         """E3's key gives one score per key and head, or with `as = N` N of them: N pooled
@@ -411,11 +438,29 @@ class Terms:
         if left.type.axes[1] != right.type.axes[1]:
             return self.error("heads", "terms with different head counts cannot be added",
                               e.span)
-        full = left if left.has_query or not right.has_query else right
-        node = self.add("add_terms", (left.node, right.node), full.type, e.span, base="terms",
-                        op=e.op, query=(left.has_query, right.has_query))
-        return Logits(node, full.type, left.has_query or right.has_query,
-                      keys=left.keys or right.keys)
+        sides = [(t.has_query, t.has_key) for t in (left, right)]
+        if sides == [(True, False), (False, True)] or sides == [(False, True), (True, False)]:
+            q_only = left if sides[0] == (True, False) else right
+            over = self.core[1]
+            full_t = TensorType((*q_only.type.axes, Axis(_key_axis_name(over[0][1], over[1][1]))))
+        else:
+            full_t = max((left, right), key=lambda t: (t.has_query and t.has_key,
+                                                       t.has_key, t.has_query)).type
+        node = self.add("add_terms", (left.node, right.node), full_t, e.span, base="terms",
+                        op=e.op, query=(left.has_query, right.has_query),
+                        key=(left.has_key, right.has_key))
+        return Logits(node, full_t, left.has_query or right.has_query,
+                      keys=left.keys or right.keys, has_key=left.has_key or right.has_key)
+
+    def pointwise_logits(self, name: str, e: Call):
+        """relu(E3(query = ...) + E3(key = ...)): a pointwise function of the logits."""
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", f"`{name}` of a weight term takes the term alone",
+                              e.span)
+        logits = self.value(e.args[0])
+        if logits is POISON or not isinstance(logits, Logits):
+            return logits if logits is POISON else self.op_call(name, e)
+        return replace(logits, node=self.add(name, (logits.node,), logits.type, e.span))
 
     def keywords(self, e: Call, names: tuple[str, ...], optional: tuple[str, ...] = ()):
         """Arguments by keyword or position; every name in `names` is required."""
@@ -472,6 +517,9 @@ class Terms:
         if not isinstance(logits, Logits):
             return self.error("wrong-type", f"`{e.func.id}` normalises a weight term such as "
                               f"E1(...), not {describe(logits)}", e.args[0].span)
+        if not logits.has_key:
+            return self.error("wrong-type", "a term of the query alone is the same for every "
+                              "key: add a term of the key", e.args[0].span)
         x, over, rng, heads, pad = self.core
         source = logits.node
         if rng == "causal" and not logits.has_query:

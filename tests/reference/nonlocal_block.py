@@ -6,6 +6,10 @@ Official code: facebookresearch/video-nonlocal-net (lib/models/nonlocal_helper.p
 1x1 convs theta, phi, g with biases, affinity theta^T phi over all positions, softmax over
 keys (or division by the number of keys for dot product, a constant), y = g p^T, 1x1 conv W
 back to C channels, BatchNorm whose scale starts at 0, residual sum.
+Concatenation (§3.2): f_ij = ReLU(w_f^T [theta(x_i), phi(x_j)]), C(x) = N, w_f a bias-free
+1x1 conv of the concatenation to one channel (as AlexHex7's widely used PyTorch port; the
+official release has no concatenation model). w_f^T [a, b] = w_theta^T a + w_phi^T b, so
+w_f is held as its two halves, each after its own branch (the compiled spec's order).
 This reference follows the paper's equations. The official code's default config also
 scales the affinity by 1/sqrt(inner) before the softmax (`scale`) and max-pools phi and g
 2x2 (`subsample`, which the paper describes in §3.3); both are options here, off by default.
@@ -14,7 +18,7 @@ scales the affinity by 1/sqrt(inner) before the softmax (`scale`) and max-pools 
 import torch
 from torch import nn
 
-VARIANTS = ("embedded_gaussian", "dot_product", "gaussian")
+VARIANTS = ("embedded_gaussian", "dot_product", "gaussian", "concatenation")
 
 
 class NonLocal(nn.Module):
@@ -34,7 +38,11 @@ class NonLocal(nn.Module):
         # Registration order = state_dict order: theta, phi, g, W, bn.
         if variant != "gaussian":  # gaussian uses x itself as query and key: no params
             self.theta = nn.Conv2d(C, inner, kernel_size=1)
+            if variant == "concatenation":  # w_f's half for theta, after theta
+                self.w_theta = nn.Conv2d(inner, 1, kernel_size=1, bias=False)
             self.phi = nn.Conv2d(C, inner, kernel_size=1)
+            if variant == "concatenation":
+                self.w_phi = nn.Conv2d(inner, 1, kernel_size=1, bias=False)
         self.g = nn.Conv2d(C, inner, kernel_size=1)
         self.W = nn.Conv2d(inner, C, kernel_size=1)
         self.bn = nn.BatchNorm2d(C) if bn else None
@@ -49,6 +57,15 @@ class NonLocal(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         pool = (lambda t: nn.functional.max_pool2d(t, 2)) if self.subsample else (lambda t: t)
+        if self.variant == "concatenation":
+            a_q = self.w_theta(self.theta(x)).flatten(1)  # [B, N]
+            b_k = self.w_phi(pool(self.phi(x))).flatten(1)  # [B, N_key]
+            f = torch.relu(a_q[:, :, None] + b_k[:, None, :])
+            a = f / b_k.shape[-1]  # C(x) = N
+            g = pool(self.g(x)).flatten(2)
+            y = (g @ a.transpose(1, 2)).view(B, self.inner, H, W)
+            z = self.W(y)
+            return x + (self.bn(z) if self.bn is not None else z)
         if self.variant == "gaussian":
             q, k = x.flatten(2), pool(x).flatten(2)  # [B, C, N], [B, C, N_key]
         else:
