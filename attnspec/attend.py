@@ -259,8 +259,8 @@ _register("E3", "key content only: u·(W_k x_k), the same for every query", _emi
 
 
 def _emit_e3_memory(em, n: Node, args):
-    """A learned score per memory slot and head: [1, M, S]."""
-    return em.method(em.attr(f"{n.module}.bias"), "view", 1, n.attrs["heads"], n.attrs["slots"])
+    """A learned score per memory slot, the same for every head: [1, 1, S]."""
+    return em.method(em.attr(f"{n.module}.bias"), "view", 1, 1, n.attrs["slots"])
 
 
 _register("rename", "the same tensor under the axis names of the attention it enters",
@@ -269,7 +269,7 @@ _register("rename", "the same tensor under the axis names of the attention it en
                                                 if old in ins[0]}})
 
 
-_register("E3_memory", "key content of learned slots: a learned score per slot and head",
+_register("E3_memory", "key content of learned slots: a learned score per slot",
           _emit_e3_memory)
 
 
@@ -292,7 +292,7 @@ def _build_slot_bias(a):
     return Bias(a["size"])
 
 
-OPS["slot_bias"] = Op(name="slot_bias", doc="a learned score per memory slot and head",
+OPS["slot_bias"] = Op(name="slot_bias", doc="a learned score per memory slot",
                       build=_build_slot_bias, count=lambda a: a["size"], kind="core")
 
 

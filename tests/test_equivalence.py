@@ -24,6 +24,7 @@ from reference import REFERENCES  # noqa: E402
 from weights import copy_weights, randomize_  # noqa: E402
 
 import attnspec  # noqa: E402
+from attnspec.api import spec_path  # noqa: E402
 
 TOLERANCES = {
     torch.float32: dict(atol=1e-5, rtol=1e-5),
@@ -37,6 +38,7 @@ class Case:
     params: dict
     shapes: tuple  # input shapes, each checked
     pad: bool = False  # pass a key padding mask (mhsa, attention_pool)
+    definition: str | None = None  # another definition of the spec's file than the main one
     # False where float32 cannot compare two codes: both drift from the float64 result by
     # more than the tolerance (measured, and said at the case); float64 still checks it
     float32: bool = True
@@ -44,7 +46,8 @@ class Case:
     @property
     def id(self) -> str:
         args = ",".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.spec}({args}){'+pad' if self.pad else ''}"
+        name = f"{self.spec}.{self.definition}" if self.definition else self.spec
+        return f"{name}({args}){'+pad' if self.pad else ''}"
 
 
 def image(C: int) -> tuple:
@@ -91,6 +94,10 @@ CASES = [
     # external
     Case("external", dict(D=32), sequence(32)),
     Case("external", dict(D=16, S=8), sequence(16)),
+    # external's multi-head form: the authors' coef = 4 (S = 64) and a narrower one
+    Case("external", dict(D=16, M=2), sequence(16), definition="ExternalMultiHead"),
+    Case("external", dict(D=12, M=3, coef=2, S=10), sequence(12),
+         definition="ExternalMultiHead"),
     # gcnet: both fusions, two bottleneck widths (P = 4 and P = 8). A LayerNorm over
     # P = 2 values is too ill-conditioned for float32 tolerances (it maps them to +-1).
     *[
@@ -258,9 +265,13 @@ def _pad_mask(B: int, N: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def _build(case: Case, dtype: torch.dtype, seed: int):
-    compiled = attnspec.load(case.spec, **case.params)
+    if case.definition:
+        compiled = attnspec.compile_file(spec_path(case.spec), case.definition, **case.params)
+        reference = REFERENCES[f"{case.spec}.{case.definition}"](**case.params)
+    else:
+        compiled = attnspec.load(case.spec, **case.params)
+        reference = REFERENCES[case.spec](**case.params)
     randomize_(compiled, seed)
-    reference = REFERENCES[case.spec](**case.params)
     copy_weights(compiled, reference)
     return compiled.to(dtype), reference.to(dtype)
 

@@ -155,7 +155,7 @@ class Terms:
 
     def slot_bias(self, e: Call, arg):
         """E3 on memory slots: the content of a learned key is learned, so its score is a
-        learned number per slot and head."""
+        learned number per slot, shared by the heads as the slots are."""
         x, over, rng, heads, pad = self.core
         memory = self.value(arg)
         if memory is POISON:
@@ -163,7 +163,7 @@ class Terms:
         if over[1][0] != "memory" or over[1][1].slots != memory.slots:
             return self.error("wrong-type", "E3(key = memory(S)) needs `over positions(...), "
                               "memory(S)` with the same S", arg.span)
-        path = self.declare_module("key", "slot_bias", {"size": heads * memory.slots},
+        path = self.declare_module("key", "slot_bias", {"size": memory.slots},
                                    memory.span, name="memory_bias")
         t = TensorType((x.type.axes[0], Axis("M", heads), Axis(_over_name(over[1]),
                                                                 memory.slots)))

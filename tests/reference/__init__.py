@@ -18,7 +18,7 @@ from .deformable import Deformable
 from .eca import ECA
 from .effective_se import EffectiveSE
 from .emanet import EMANet
-from .external import External
+from .external import External, ExternalMultiHead
 from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .generalized import Generalized
@@ -60,10 +60,11 @@ REFERENCES = {
     "muse": MUSE,
     "psanet": PSANet,
     "emanet": EMANet,
+    "external.ExternalMultiHead": ExternalMultiHead,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
-           "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External", "GatherExcite",
-           "GCNet", "Generalized", "MHSA", "MUSE", "NonLocal", "PSANet", "SE", "SGE", "SK",
-           "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+           "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External", "ExternalMultiHead",
+           "GatherExcite", "GCNet", "Generalized", "MHSA", "MUSE", "NonLocal", "PSANet", "SE",
+           "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
