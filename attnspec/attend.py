@@ -162,6 +162,8 @@ def _emit_e4(em, n: Node, args):
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
     table = _scaled(em, args[0], a)
+    if a.get("pairs") is not None:
+        return em.call(runtime.pair_bias, table, q_sizes, k_sizes, *a["pairs"])
     if a.get("radii") is not None:
         return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radii"])
     return em.call(runtime.relative_bias, table, q_sizes, k_sizes)
@@ -193,6 +195,11 @@ def _emit_e2_offsets(em, n: Node, args):
 
 _register("E2_offsets", "predicted maps: one logit per joint offset, read at each pair's",
           _emit_e2_offsets, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
+
+
+_register("table", "a linear map's weight read as a table of rows, [rows, out]: the map "
+          "applied to one-hot rows", lambda em, n, args: em.method(
+              em.attr(f"{n.module}.weight"), "t"), sizes=lambda ins, t, a: {})
 
 
 def _emit_offsets(em, n: Node, args):

@@ -234,3 +234,19 @@ def bilinear_weights(delta: torch.Tensor, q_sizes, k_sizes, steps, radii) -> tor
         shape = [b, m, g.shape[2], *(nk if c == a else 1 for c in range(len(k_sizes)))]
         weights = weights * g.reshape(shape)
     return weights.flatten(3)
+
+
+def pair_bias(table: torch.Tensor, q_sizes, k_sizes, longest: int,
+              within: int | None) -> torch.Tensor:
+    """E4 on `pairs(T)`: table [T·T, M], one row per absolute (query, key) pair of the
+    first T positions → [1, M, Q, K]; pairs beyond T, or farther apart than `within`,
+    get 0 (AFT-local)."""
+    (nq,), (nk,) = q_sizes, k_sizes
+    q = torch.arange(nq, device=table.device)[:, None]
+    k = torch.arange(nk, device=table.device)[None, :]
+    inside = (q < longest) & (k < longest)
+    if within is not None:
+        inside = inside & ((q - k).abs() <= within)
+    index = torch.where(inside, q * longest + k, 0)
+    scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
+    return scores.permute(2, 0, 1).unsqueeze(0)

@@ -93,7 +93,8 @@ class Encoding:
     span: Span
     layers: tuple = ()
     radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
-    kind: str = "sinusoid"  # sinusoid | offsets | bilinear
+    kind: str = "sinusoid"  # sinusoid | offsets | bilinear | pairs
+    within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0
 
 
 @dataclass(frozen=True)

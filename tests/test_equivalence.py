@@ -123,6 +123,11 @@ CASES = [
     Case("aft", dict(D=32), sequence(32)),
     Case("aft", dict(D=16, proj=False), sequence(16)),
     Case("aft", dict(D=24, bias=False), sequence(24)),
+    # AFT-full and AFT-local: w for up to T = 8 positions (sequences of 7 and 5); windows of
+    # s = 2 and 3
+    Case("aft", dict(D=16, variant="full", T=8), sequence(16)),
+    Case("aft", dict(D=16, variant="local", T=8, s=2), sequence(16)),
+    Case("aft", dict(D=8, variant="local", T=7, s=3, proj=False), sequence(8)),
     # attention_pool: A = D (HAN), a narrower and a wider A, without the bias b
     Case("attention_pool", dict(D=32), sequence(32)),
     Case("attention_pool", dict(D=32, A=16), sequence(32)),

@@ -31,7 +31,7 @@ from ..values import (
 
 RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm")
-SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear",
+SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear", "pairs",
            "window", "memory", "identity",
            "positions", "channels", "residual", "repeat", "learned") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).

@@ -9,7 +9,7 @@ from dataclasses import replace
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
-from ..ir import Axis, TensorType
+from ..ir import Axis, Node, TensorType
 from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
@@ -287,18 +287,21 @@ class Terms:
         r = self.encode(args["position"], x, keys, over[0][1], over[1][1])
         if r is POISON:
             return POISON
-        if r.type.axes[-1].size not in (heads, None):
+        if r.type.axes[-1].size not in (heads, 1, None):
             return self.error("axis-mismatch", f"E4's position gives one score per offset and "
-                              f"head: a width of {heads}, not {r.type.axes[-1].size}",
-                              args["position"].span,
+                              f"head (or one for every head): a width of {heads} or 1, not "
+                              f"{r.type.axes[-1].size}", args["position"].span,
                               f"end it with linear({heads}, bias = false)")
         q_tokens = over[0][1]
         t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
-        radii = None
-        if r.type.axes[0].name == "offsets":  # a table per joint offset, looked up
-            radii = self.radii(self.value(args["position"]), len(q_tokens))
+        radii, pairs = None, None
+        enc = self.value(args["position"])
+        if enc.kind == "offsets":  # a table per joint offset, looked up
+            radii = self.radii(enc, len(q_tokens))
+        elif enc.kind == "pairs":  # a table per absolute pair
+            pairs = (enc.radius[0], enc.within)
         node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
-                        q_tokens=q_tokens, k_tokens=over[1][1], radii=radii,
+                        q_tokens=q_tokens, k_tokens=over[1][1], radii=radii, pairs=pairs,
                         steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         return Logits(node, t, True, keys=keys.node)
 
@@ -327,7 +330,7 @@ class Terms:
                               f"not {describe(enc)}", arg.span,
                               "write `position = sinusoid(D) >> linear(D, bias = false)`")
         n = len(q_tokens)
-        if enc.kind == "offsets":
+        if enc.kind in ("offsets", "pairs"):
             return self.offsets_table(enc, arg, x, q_tokens, k_tokens, keys)
         if enc.kind == "bilinear":
             return self.error("unsupported", "bilinear(R) samples at a displacement the query "
@@ -357,14 +360,30 @@ class Terms:
     def offsets_table(self, enc: Encoding, arg, x: Tensor, q_tokens, k_tokens, keys: Tensor):
         """`offsets(R)`: one row per joint offset within R on every axis (a one-hot), then
         the layers: a table that E4 looks up for each (query, key) pair."""
-        radii = self.radii(enc, len(q_tokens))
-        if radii is POISON:
-            return POISON
-        d = math.prod(2 * r + 1 for r in radii)
-        t = TensorType((Axis("offsets", d), Axis("R", d)))
+        if enc.kind == "pairs":
+            if len(q_tokens) != 1:
+                return self.error("unsupported", "pairs(T) indexes one axis", enc.span)
+            d, name = enc.radius[0] ** 2, "pair"
+        else:
+            radii = self.radii(enc, len(q_tokens))
+            if radii is POISON:
+                return POISON
+            d, name = math.prod(2 * r + 1 for r in radii), "offsets"
+        t = TensorType((Axis(name, d), Axis("R", d)))
         node = self.add("offsets", (x.node,), t, enc.span, size=d)
         r = Tensor(node, t)
-        for layer in enc.layers:
+        layers = list(enc.layers)
+        if layers and _bias_free_linear(layers[0]) and layers[0].op == "linear" and \
+                layers[0].config.get("groups", 1) == 1:
+            # a linear map of one-hot rows is its weight, read as a table: the one-hot rows
+            # (T² of them for pairs(T)) are never built
+            r = self.apply(layers.pop(0), r, arg.span, "position")
+            if r is POISON:
+                return POISON
+            lin = self.ir.node(r.node)
+            self.ir.replace([node, lin.name], Node(lin.name, "table", (), lin.type, lin.role,
+                                                   lin.span, {}, lin.module))
+        for layer in layers:
             r = self.apply(layer, r, arg.span, "position")
             if r is POISON:
                 return POISON
@@ -387,6 +406,25 @@ class Terms:
         return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id)
 
     call_bilinear = call_offsets
+
+    def call_pairs(self, e: Call):
+        """`pairs(T, within = w)`: a one-hot of the absolute (query, key) positions, for the
+        first T of each (AFT-full's learned w_{t,t'}); pairs farther apart than `within`, or
+        beyond T, give 0 (AFT-local)."""
+        if len(e.args) != 1 or any(kw.name != "within" for kw in e.kwargs):
+            return self.error("wrong-arity", "pairs takes the largest length and `within`: "
+                              "pairs(T, within = w)", e.span)
+        values = [self.value(a, "scalar") for a in (e.args[0], *(kw.value for kw in e.kwargs))]
+        if POISON in values:
+            return POISON
+        if UNKNOWN in values:
+            return POISON if self.check_only else UNKNOWN
+        for a, v in zip((e.args[0], *(kw.value for kw in e.kwargs)), values):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                return self.error("wrong-type", f"pairs takes non-negative integers, not "
+                                  f"{describe(v)}", a.span)
+        within = values[1] if len(values) > 1 else None
+        return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
 
     def radii(self, enc: Encoding, n: int):
         """One radius per indexed axis: `offsets(R)` repeats R."""

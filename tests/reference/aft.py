@@ -1,4 +1,4 @@
-"""Attention Free Transformer, AFT-simple.
+"""Attention Free Transformer: AFT-simple, AFT-full and AFT-local.
 
 Paper: Zhai, Talbott, Srivastava, Huang, Goh, Zhang, Susskind, "An Attention Free
 Transformer", 2021, arXiv:2105.14103. AFT-full (Sec. 3.1):
@@ -6,34 +6,55 @@ Transformer", 2021, arXiv:2105.14103. AFT-full (Sec. 3.1):
     Q = X W^Q, K = X W^K, V = X W^V,
     Y_t = sigma_q(Q_t) * sum_t' exp(K_t' + w_t,t') * V_t' / sum_t' exp(K_t' + w_t,t'),
 
-elementwise in the feature dimension, sigma_q a sigmoid. AFT-simple drops the position bias
-w, so the ratio no longer depends on t: Y_t = sigma(Q_t) * sum_t' softmax_t'(K)_t' * V_t'.
-This reference computes that ratio of sums as the paper writes it (with the per-feature
-maximum of K subtracted, which cancels), not as a softmax. No official code was released;
-the paper writes no output projection, and `proj` adds the W^O of the MHA that AFT
-replaces, as the public implementations do.
+elementwise in the feature dimension, sigma_q a sigmoid, w in R^{T x T} learned pairwise
+position biases (T the largest length). AFT-local (Sec. 3.2): w_t,t' is kept where
+|t - t'| < s and is 0 elsewhere (still inside the sums, exp(K_t') there). AFT-simple drops w,
+so the ratio no longer depends on t: Y_t = sigma(Q_t) * sum_t' softmax_t'(K)_t' * V_t'.
+This reference computes the ratio of sums as the paper writes it (with the maximum over t'
+subtracted, which cancels), not as a softmax. No official code was released; the paper
+writes no output projection, and `proj` adds the W^O of the MHA that AFT replaces, as the
+public implementations do. w is a registered parameter (one popular copy of AFT-simple keeps
+its zero bias as a plain tensor).
 """
 
 import torch
 from torch import nn
 
+VARIANTS = ("simple", "full", "local")
+
 
 class AFT(nn.Module):
     """x: [B, T, D] -> [B, T, D]."""
 
-    def __init__(self, D: int, proj: bool = True, bias: bool = True):
+    def __init__(self, D: int, variant: str = "simple", T: int = 1024, s: int = 32,
+                 proj: bool = True, bias: bool = True):
         super().__init__()
-        # Registered in the compiled spec's order: W^K, W^V (the formulation's key and
-        # value), then W^Q (applied in the spec's `output`), then W^O.
+        if variant not in VARIANTS:
+            raise ValueError(f"AFT: variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant, self.T, self.s = variant, T, s
+        # Registered in the compiled spec's order: W^K, w, W^V (the formulation's key,
+        # position term and value), then W^Q (applied in the spec's `output`), then W^O.
         self.to_k = nn.Linear(D, D, bias=bias)
+        if variant != "simple":
+            self.position = nn.ParameterDict({"w": nn.Parameter(torch.zeros(T, T))})
         self.to_v = nn.Linear(D, D, bias=bias)
         self.to_q = nn.Linear(D, D, bias=bias)
         self.proj = nn.Linear(D, D, bias=bias) if proj else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        if n > self.T and self.variant != "simple":
+            raise ValueError(f"AFT: a sequence of {n} is longer than T={self.T}")
         q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)  # [B, T, D]
-        # exp(K_t') over the T positions (dim 1), separately for every feature.
-        e = torch.exp(k - k.amax(dim=1, keepdim=True))
-        context = (e * v).sum(dim=1, keepdim=True) / e.sum(dim=1, keepdim=True)  # [B, 1, D]
-        y = torch.sigmoid(q) * context  # the same context gated at every position t
+        if self.variant == "simple":
+            w = torch.zeros(n, n, dtype=x.dtype, device=x.device)
+        else:
+            w = self.position["w"][:n, :n]
+            if self.variant == "local":
+                t = torch.arange(n, device=x.device)
+                w = torch.where((t[:, None] - t[None, :]).abs() < self.s, w, 0)
+        logits = k[:, None, :, :] + w[None, :, :, None]  # [B, t, t', D]
+        e = torch.exp(logits - logits.amax(dim=2, keepdim=True))
+        context = (e * v[:, None]).sum(dim=2) / e.sum(dim=2)  # [B, t, D]
+        y = torch.sigmoid(q) * context
         return self.proj(y) if self.proj is not None else y
