@@ -205,13 +205,14 @@ formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_
 
 - **over**: what q and k index (positions, channels, memory slots).
 - **Ω_q**: the keys each query attends to: `all`, `causal`, `criss_cross` (the query's row
-  and column), or `self`, a gate (one weight per element, no keys).
+  and column), `window(R)` (within R positions), or `self`, a gate (one weight per
+  element, no keys).
 - **terms**: which terms make up A: E1 (query and key content), E2 (query content and
   relative position), E3 (key content only), E4 (relative position only); `gate` when
   Ω_q = self.
 - **normaliser**: how A is normalised over Ω_q: softmax, count (divide by |Ω_q|),
-  double_norm (softmax over one axis, then L1 over the other), sigmoid; for a gate, the
-  last pointwise function of its weight.
+  double_norm (softmax over one axis, then L1 over the other), sigmoid, none (the terms
+  are the weights); for a gate, the last pointwise function of its weight.
 - **M**: the number of heads.
 - **{PARAMS}**: learned parameters at a reference shape: every required int parameter (the
   width, C or D) is {REFERENCE_WIDTH} (or, where the defaults need more, the first of
@@ -220,37 +221,31 @@ formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_
 """
 
 NOT_YET_INTRO = """\
-## Not yet expressible
+## Variants not written yet
 
-Tier-1 mechanisms of the catalogue that no spec ships yet, and the general constructs each
-needs (docs/language.md §12 walks every mechanism). Nothing here is listed above as shipped.
+Every Tier-1 mechanism of the catalogue ships as a spec above. These variants of shipped
+specs (options of the authors' code, or forms the papers describe) are not written yet, with
+what each would need (docs/language.md §12 walks every mechanism).
 """
 
-# (spec name, paper, what it needs); a row disappears once a spec of that name ships
+# (spec, the variant left out, what it needs)
 NOT_YET = (
-    ("sk", "Li et al., CVPR 2019, arXiv:1903.06586",
-     "branches of plain layers in a block; `select(..., by = ...)`, a softmax across "
-     "branches"),
-    ("psanet", "Zhao et al., ECCV 2018",
-     "predicted relative-position maps (E2), an over-complete (2H−1)(2W−1) map cropped per "
-     "position, collect and distribute branches"),
-    ("emanet", "Li et al., ICCV 2019, arXiv:1907.13426",
-     "iterations (T EM steps) and bases re-estimated from the input"),
-    ("sanet", "Zhong et al., CVPR 2020, arXiv:1909.03402",
-     "upsampling to the input's size; plain convolution branches in a block"),
-    ("muse", "Zhao et al., 2019, arXiv:1911.09483",
-     "plain-layer branches (depthwise-separable conv1d) beside attention; convolution over "
-     "a non-trailing axis; softmax-normalised mixing weights"),
-    ("a2", "Chen et al., NeurIPS 2018, arXiv:1810.11579",
-     "softmax over a named axis of a plain tensor; a second attention whose keys are the "
-     "first one's gathered descriptors"),
-    ("generalized", "Zhu et al., ICCV 2019, arXiv:1904.05873",
-     "E2 and E4 terms with relative position encodings; window ranges"),
-    ("conv_as_attention", "Zhu et al., ICCV 2019, arXiv:1904.05873",
-     "a one-hot encoding of the joint 2-D offset, so that E4 picks one key per head, and "
-     "a weight with no normaliser; a lowering to F.conv2d to match its speed"),
-    ("deformable", "Dai et al., ICCV 2017, arXiv:1703.06211",
-     "learned offsets and bilinear sampling on a window"),
+    ("ocnet", "pyramid-OC (attention inside 1×1, 2×2, 3×3, 6×6 partitions) and ASP-OC "
+     "(base-OC at half resolution beside dilated convolutions)",
+     "a partitioned range; `upsample` with align_corners = True; a definition without a "
+     "formulation of its own for the pyramid's concatenation"),
+    ("aft", "AFT-conv", "a learned bias per relative 2-D offset shared within groups of "
+     "heads (E4 broadcast to a group)"),
+    ("psanet", "the authors' shrink_factor (attention at a lower resolution, resized with "
+     "align_corners = True) and compact mode", "`upsample` with align_corners = True and a "
+     "size computed from the input's"),
+    ("generalized", "q_stride (queries pooled, the result resized back)",
+     "queries on a pooled grid (their positions' step)"),
+    ("deformable", "v2's modulation (a predicted scalar per kernel position) and "
+     "deformable RoI pooling", "nothing new for the modulation (a product with the "
+     "bilinear weights); RoI pooling is outside the module"),
+    ("gather_excite", "extents ≥ 2 (GE-θ⁻ with a local gather)", "average pooling whose "
+     "padding is left out of the mean (count_include_pad = False)"),
 )
 
 GALLERY_INTRO = """\
@@ -270,10 +265,8 @@ def markdown(specs: list[Shipped]) -> str:
     lines = [INTRO, "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---:" if c in ("M", PARAMS) else "---" for c in COLUMNS) + "|"]
     lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in table]
-    lines += ["", NOT_YET_INTRO, "| mechanism | paper | what the language lacks |", "|---|---|---|"]
-    shipped_names = {spec.name for spec in specs}
-    lines += [f"| {name} | {paper} | {lacks} |" for name, paper, lacks in NOT_YET
-              if name not in shipped_names]
+    lines += ["", NOT_YET_INTRO, "| spec | variant | what it needs |", "|---|---|---|"]
+    lines += [f"| {name} | {variant} | {needs} |" for name, variant, needs in NOT_YET]
     lines += ["", GALLERY_INTRO]
     for spec in specs:
         lines += [f"### {spec.name}", "", f"![{spec.name}](gallery/{spec.name}.svg)", "",

@@ -39,6 +39,7 @@ class Case:
     shapes: tuple  # input shapes, each checked
     pad: bool = False  # pass a key padding mask (mhsa, attention_pool)
     definition: str | None = None  # another definition of the spec's file than the main one
+    memory: int = 0  # > 0: a second input `memory` [B, memory, D] (cross-attention's keys)
     # False where float32 cannot compare two codes: both drift from the float64 result by
     # more than the tolerance (measured, and said at the case); float64 still checks it
     float32: bool = True
@@ -129,6 +130,12 @@ CASES = [
     Case("aft", dict(D=16, variant="local", T=8, s=2), sequence(16)),
     Case("aft", dict(D=8, variant="local", T=7, s=3, proj=False), sequence(8)),
     # attention_pool: A = D (HAN), a narrower and a wider A, without the bias b
+    # attention_pool's Luong attention: decoder states over 6 encoder states, both scores,
+    # with a source padding mask
+    Case("attention_pool", dict(D=16), sequence(16), definition="Luong", memory=6),
+    Case("attention_pool", dict(D=16, score="dot"), sequence(16), definition="Luong",
+         memory=6, pad=True),
+    Case("attention_pool", dict(D=12), sequence(12), definition="Luong", memory=4, pad=True),
     Case("attention_pool", dict(D=32), sequence(32)),
     Case("attention_pool", dict(D=32, A=16), sequence(32)),
     Case("attention_pool", dict(D=16, A=24, bias=False), sequence(16)),
@@ -296,7 +303,12 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
 
     gen = torch.Generator().manual_seed(seed)
     x = (INPUT_SCALE * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
-    kwargs = {"pad": _pad_mask(shape[0], shape[1], gen)} if case.pad else {}
+    kwargs = {}
+    if case.memory:
+        kwargs["memory"] = (INPUT_SCALE * torch.randn(
+            (shape[0], case.memory, shape[-1]), generator=gen, dtype=torch.float64)).to(dtype)
+    if case.pad:  # over the keys: the memory's positions when there is one
+        kwargs["pad"] = _pad_mask(shape[0], case.memory or shape[1], gen)
     x_c = x.clone().requires_grad_(True)
     x_r = x.clone().requires_grad_(True)
 

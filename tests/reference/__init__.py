@@ -8,7 +8,7 @@ tests/test_equivalence.py checks every compiled spec against its reference.
 
 from .a2 import A2
 from .aft import AFT
-from .attention_pool import AttentionPool
+from .attention_pool import AttentionPool, Luong
 from .bam import BAM
 from .cbam import CBAM
 from .ccnet import CCNet
@@ -61,10 +61,11 @@ REFERENCES = {
     "psanet": PSANet,
     "emanet": EMANet,
     "external.ExternalMultiHead": ExternalMultiHead,
+    "attention_pool.Luong": Luong,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
            "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External", "ExternalMultiHead",
-           "GatherExcite", "GCNet", "Generalized", "MHSA", "MUSE", "NonLocal", "PSANet", "SE",
-           "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+           "GatherExcite", "GCNet", "Generalized", "MHSA", "Luong", "MUSE", "NonLocal", "PSANet",
+           "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]

@@ -39,3 +39,28 @@ class AttentionPool(nn.Module):
             scores = scores.masked_fill(pad, float("-inf"))
         alpha = torch.softmax(scores, dim=1)  # over the T positions
         return (alpha.unsqueeze(-1) * h).sum(dim=1)  # [B, D]
+
+
+class Luong(nn.Module):
+    """Luong et al.'s global attention, "Effective Approaches to Attention-based Neural
+    Machine Translation", EMNLP 2015, arXiv:1508.04025, §3.1 (Eq. 5, 7, 8): for decoder
+    states h [B, T, D] and encoder states memory [B, S, D], score = h_tᵀ h̄_s (dot) or
+    h_tᵀ W_a h̄_s (general), a_t = softmax_s, c_t = Σ_s a_ts h̄_s, h̃_t = tanh(W_c [c_t; h_t]),
+    W_a and W_c without biases (the paper writes none). `pad` [B, S] marks padded source
+    positions, which get no weight."""
+
+    def __init__(self, D: int, score: str = "general"):
+        super().__init__()
+        if score not in ("dot", "general"):
+            raise ValueError(f"Luong: score must be dot or general, got {score!r}")
+        self.W_a = nn.Linear(D, D, bias=False) if score == "general" else None
+        self.W_c = nn.Linear(2 * D, D, bias=False)
+
+    def forward(self, h: torch.Tensor, memory: torch.Tensor,
+                pad: torch.Tensor | None = None) -> torch.Tensor:
+        keys = self.W_a(memory) if self.W_a is not None else memory  # W_a h̄_s
+        scores = h @ keys.transpose(1, 2)  # [B, T, S]: h_tᵀ W_a h̄_s
+        if pad is not None:
+            scores = scores.masked_fill(pad[:, None, :], float("-inf"))
+        context = torch.softmax(scores, dim=-1) @ memory  # c_t
+        return torch.tanh(self.W_c(torch.cat([context, h], dim=-1)))
