@@ -230,10 +230,6 @@ what each would need (docs/language.md §12 walks every mechanism).
 
 # (spec, the variant left out, what it needs)
 NOT_YET = (
-    ("ocnet", "pyramid-OC (attention inside 1×1, 2×2, 3×3, 6×6 partitions) and ASP-OC "
-     "(base-OC at half resolution beside dilated convolutions)",
-     "a partitioned range; `upsample` with align_corners = True; a definition without a "
-     "formulation of its own for the pyramid's concatenation"),
     ("aft", "AFT-conv", "a learned bias per relative 2-D offset shared within groups of "
      "heads (E4 broadcast to a group)"),
     ("psanet", "the authors' shrink_factor (attention at a lower resolution, resized with "

@@ -31,11 +31,17 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
-             fill: float = float("-inf")) -> torch.Tensor:
+             fill: float = float("-inf"), partition=None) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser. `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
     `window` (radius, query sizes, key sizes, key steps): the keys within `radius` input
     positions of the query on every axis. `fill` 0 for weights with no normaliser."""
+    if partition is not None:  # (s, sizes): same part on every axis
+        parts, sizes = partition
+        same = [_part(n, parts, logits.device) for n in sizes]
+        same = [(p[:, None] == p[None, :]).to(logits.dtype) for p in same]
+        inside = _per_axis_sum(same, sizes, sizes) == len(same)
+        logits = logits.masked_fill(~inside, fill)
     if window is not None:
         radius, q_sizes, k_sizes, steps = window
         near = [(offsets(nq, nk, step, logits) <= radius).to(logits.dtype)
@@ -90,6 +96,16 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
 
 
 # ---------------------------------------------------------------------------- positions
+
+
+def _part(n: int, parts: int, device) -> torch.Tensor:
+    """Which of `parts` parts each of n indices falls in: n // parts wide, the last part
+    taking the remainder (all in the last when n < parts, as OCNet's slicing leaves it)."""
+    step = n // parts
+    i = torch.arange(n, device=device)
+    if step == 0:
+        return torch.full_like(i, parts - 1)
+    return torch.clamp(i // step, max=parts - 1)
 
 
 def offsets(nq: int, nk: int, step: int, like: torch.Tensor) -> torch.Tensor:

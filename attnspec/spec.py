@@ -207,6 +207,7 @@ class Part(Node):
 Statement = Annotated[Input | Let | Part, Field(discriminator="kind")]
 
 REQUIRED_PARTS = ("over", "range", "weight", "value", "output")
+FORMULATION_PARTS = ("over", "range", "weight", "value", "heads", "mask")
 PART_HINTS = {
     "over": "say what q and k index, e.g. `over positions(H W)` or `over channels(C)`",
     "range": "say which keys each query sees, e.g. `range all` or `range self`",
@@ -252,7 +253,9 @@ class Attention(Node):
         elif inputs[0].optional or inputs[0].dtype != "float":
             problems.append(("wrong-type", "the first input is the attended tensor: float "
                              "and required", inputs[0].span, None))
-        for kw in REQUIRED_PARTS:
+        # with none of over/range/weight/value it composes others: inputs, lets, output
+        composition = not any(kw in seen for kw in FORMULATION_PARTS)
+        for kw in ("output",) if composition else REQUIRED_PARTS:
             if kw not in seen:
                 problems.append(("missing-part", f"attention `{self.name}` has no `{kw}` part",
                                  self.name_span, PART_HINTS[kw]))

@@ -81,6 +81,18 @@ class WindowRange(str):
         return obj
 
 
+class PartitionRange(str):
+    """`range partition(s)`: the map cut into s parts along every indexed axis (the last
+    part takes the remainder, as OCNet's pyramid); a query sees the keys of its part."""
+
+    parts: int
+
+    def __new__(cls, parts: int):
+        obj = super().__new__(cls, f"partition({parts})")
+        obj.parts = parts
+        return obj
+
+
 @dataclass(frozen=True)
 class Encoding:
     """`sinusoid(dim, ...)`, `offsets(R)` or `bilinear(R)`: R_{q−k}, an encoding of the

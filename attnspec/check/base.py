@@ -32,7 +32,7 @@ from ..values import (
 RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm")
 SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear", "pairs",
-           "window", "memory", "identity",
+           "window", "partition", "memory", "identity",
            "positions", "channels", "residual", "repeat", "learned") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).
 PUBLIC_OPS = tuple(name for name, op in OPS.items() if op.infer is not None)

@@ -15,6 +15,7 @@ from ..values import (
     Layer,
     Logits,
     Memory,
+    PartitionRange,
     Tensor,
     Weights,
     WindowRange,
@@ -58,7 +59,20 @@ class Formulation:
                 parts[s.keyword] = s
         if not isinstance(x, Tensor):
             return x, POISON
+        if "over" not in parts and "weight" not in parts:  # a composition of others
+            return x, self.composition(parts["output"])
         return x, self.formulation(d, parts, x)
+
+    def composition(self, part):
+        """An attention with no formulation of its own (no over, range, weight, value): its
+        output is an expression of its inputs and lets, e.g. attentions applied inside it
+        and concatenated (OCNet's pyramid)."""
+        self.role = "output"
+        out = self.value(part.values[0])
+        if out is not POISON and not isinstance(out, Tensor):
+            return self.error("wrong-type", f"`output` must give a tensor, not "
+                              f"{describe(out)}", part.values[0].span)
+        return out
 
     def input(self, s: Input, incoming: Tensor | None, first: bool):
         if not first and incoming is None and self.ir.inputs and self.scope:
@@ -98,7 +112,8 @@ class Formulation:
     def formulation(self, d: Attention, parts: dict, x: Tensor):
         over = self.over(parts["over"], x)
         rng = self.range(parts["range"])
-        if isinstance(rng, WindowRange) and over is not POISON and over[1] != over[0]:
+        if isinstance(rng, (WindowRange, PartitionRange)) and over is not POISON and \
+                over[1] != over[0]:
             rng = self.error("unsupported", f"range `{rng}` needs queries and keys on the same "
                              "axes, e.g. `over positions(H W)`", parts["range"].values[0].span)
         if rng == "criss_cross" and over is not POISON and (
@@ -188,7 +203,7 @@ class Formulation:
         if not isinstance(value, (Word, str)):
             return self.error("unknown-range", f"`range` takes a range, not {describe(value)}",
                               part.values[0].span, f"ranges are {', '.join(RANGES)}")
-        if isinstance(value, WindowRange):
+        if isinstance(value, (WindowRange, PartitionRange)):
             return value
         name = value.name if isinstance(value, Word) else value
         if name not in RANGES:

@@ -18,6 +18,7 @@ from ..values import (
     Layer,
     Logits,
     Memory,
+    PartitionRange,
     Tensor,
     Weights,
     WindowRange,
@@ -460,6 +461,18 @@ class Terms:
                                   f"{describe(v)}", args[key].span)
         return Encoding(dim, float(wave), magnitude, e.span)
 
+    def call_partition(self, e: Call):
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "partition takes the number of parts per axis: "
+                              "partition(s)", e.span)
+        s = self.value(e.args[0], "scalar")
+        if s in (POISON, UNKNOWN):
+            return s
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            return self.error("wrong-type", f"partition needs a positive number of parts, "
+                              f"not {describe(s)}", e.args[0].span)
+        return PartitionRange(s)
+
     def call_window(self, e: Call):
         if len(e.args) != 1 or e.kwargs:
             return self.error("wrong-arity", "window takes one radius: window(R)", e.span)
@@ -563,7 +576,7 @@ class Terms:
         if rng == "causal" and not logits.has_query:
             return self.error("unsupported", "range `causal` needs weights that depend on the "
                               "query; E3 alone does not", e.span, "use `range all`, or add E1")
-        window = isinstance(rng, WindowRange)
+        window = isinstance(rng, (WindowRange, PartitionRange))
         if window and not logits.has_query:
             return self.error("unsupported", f"range `{rng}` needs weights that depend on the "
                               "query; E3 alone does not", e.span, "use `range all`, or add E1")
@@ -575,7 +588,9 @@ class Terms:
             grid = over[0][1] if rng == "criss_cross" else None
             inputs = (source,) + ((pad.node,) if pad is not None else ())
             extra = {}
-            if window:
+            if isinstance(rng, PartitionRange):
+                extra = dict(partition=rng.parts, q_tokens=over[0][1])
+            elif window:
                 keys = self.ir.node(logits.keys).type
                 extra = dict(window=rng.radius, keys_of=logits.keys, q_tokens=over[0][1],
                              k_tokens=over[1][1],

@@ -68,13 +68,14 @@ def _emit_upsample(em, n, args):
     t = em.type(n.inputs[1])
     dims, spatial = len(t.axes) - 2, t.names[2:]
     mode = INTERPOLATION[n.attrs["mode"]][dims - 1]
-    corners = {} if mode == "nearest" else {"align_corners": False}
+    corners = {} if mode == "nearest" else {"align_corners": bool(n.attrs.get("corners"))}
     return em.call(_F().interpolate, args[0], size=em.sizes(n.inputs[1], spatial), mode=mode,
                    **corners)
 
 
 @op(name="upsample", inputs=2, params=(Param("mode", "word", "nearest",
-                                             tuple(INTERPOLATION)),),
+                                             tuple(INTERPOLATION)),
+                                       Param("corners", "bool", False)),
     doc="the first tensor resized (F.interpolate) to the run-time sizes of the second's "
         "axes after the channels: a pooled branch brought back to its input's size",
     emit=_emit_upsample,

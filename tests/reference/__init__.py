@@ -25,7 +25,7 @@ from .generalized import Generalized
 from .mhsa import MHSA
 from .muse import MUSE
 from .nonlocal_block import NonLocal
-from .ocnet import BaseOC
+from .ocnet import ASPOC, BaseOC, PyramidOC
 from .psanet import PSANet
 from .sanet import SqueezeAttention
 from .se import SE
@@ -62,10 +62,13 @@ REFERENCES = {
     "emanet": EMANet,
     "external.ExternalMultiHead": ExternalMultiHead,
     "attention_pool.Luong": Luong,
+    "ocnet.PyramidOC": PyramidOC,
+    "ocnet.ASPOC": ASPOC,
     "effective_se": EffectiveSE,
 }
 
-__all__ = ["A2", "AFT", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
-           "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External", "ExternalMultiHead",
-           "GatherExcite", "GCNet", "Generalized", "MHSA", "Luong", "MUSE", "NonLocal", "PSANet",
-           "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+__all__ = ["A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "PyramidOC", "CBAM", "CCNet",
+           "ConvAsAttention", "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External",
+           "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "MHSA", "Luong", "MUSE",
+           "NonLocal", "PSANet", "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention",
+           "REFERENCES"]

@@ -63,3 +63,102 @@ class BaseOC(nn.Module):
         fused = torch.cat([self.context(x), x], dim=1)  # [context, feats]
         fused = F.leaky_relu(self.fuse_bn(self.fuse_conv(fused)), 0.01)  # InPlaceABNSync(C)
         return self.dropout(fused)
+
+
+class _ObjectContext(nn.Module):
+    """The authors' _SelfAttentionBlock / _PyramidSelfAttentionBlock: f (conv + ABN, one
+    module for query and key, applied twice), f_value, softmax(K^-1/2 qᵀk) over the keys of
+    the query's part (the map cut into `parts` × `parts`, n // parts wide, the last part
+    taking the remainder), W (zero-initialised) to `out` channels."""
+
+    def __init__(self, C: int, K: int, V: int, out: int, parts: int = 1):
+        super().__init__()
+        self.K, self.V, self.parts = K, V, parts
+        self.f_conv = nn.Conv2d(C, K, kernel_size=1)
+        self.f_bn = nn.BatchNorm2d(K)
+        self.f_value = nn.Conv2d(C, V, kernel_size=1)
+        self.W = nn.Conv2d(V, out, kernel_size=1)
+        nn.init.zeros_(self.W.weight)
+        nn.init.zeros_(self.W.bias)
+
+    def f(self, x):
+        return F.leaky_relu(self.f_bn(self.f_conv(x)), 0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        value, query, key = self.f_value(x), self.f(x), self.f(x)
+        s = self.parts
+        rows = _bounds(H, s)
+        cols = _bounds(W, s)
+        out = torch.zeros(B, self.V, H, W, dtype=x.dtype, device=x.device)
+        for r0, r1 in rows:  # the authors' loop over the parts, each attending alone
+            for c0, c1 in cols:
+                if r1 <= r0 or c1 <= c0:
+                    continue
+                q = query[:, :, r0:r1, c0:c1].flatten(2).transpose(1, 2)
+                k = key[:, :, r0:r1, c0:c1].flatten(2)
+                v = value[:, :, r0:r1, c0:c1].flatten(2).transpose(1, 2)
+                sim = (self.K ** -0.5 * (q @ k)).softmax(dim=-1)
+                out[:, :, r0:r1, c0:c1] = (sim @ v).transpose(1, 2).reshape(
+                    B, self.V, r1 - r0, c1 - c0)
+        return self.W(out)
+
+
+def _bounds(n: int, s: int) -> list[tuple[int, int]]:
+    """The authors' part boundaries: step n // s, the last part ending at n."""
+    step = n // s
+    return [(i * step, n if i == s - 1 else min(i * step + step, n)) for i in range(s)]
+
+
+def _abn(C: int) -> nn.Sequential:
+    return nn.Sequential(nn.BatchNorm2d(C), nn.LeakyReLU(0.01))  # InPlaceABNSync
+
+
+class PyramidOC(nn.Module):
+    """Pyramid-OC (oc_module/pyramid_oc_block.py, Pyramid_OC_Module with the sizes
+    (1, 2, 3, 6) of network/resnet101_pyramid_oc.py, out = in): four object-context stages
+    on 1×1, 2×2, 3×3 and 6×6 parts, key channels C/2, value channels C; up_dr (1×1 conv to
+    4C + ABN); the concatenation [up_dr(x), stages...] fused by a 1×1 conv (bias), ABN and
+    Dropout2d. Registered in the compiled spec's order: the stages, up_dr, then the fusion
+    (the authors register the fusion before up_dr; the order does not change the module)."""
+
+    def __init__(self, C: int, drop: float = 0.05):
+        super().__init__()
+        self.stages = nn.ModuleList([_ObjectContext(C, C // 2, C, C, s) for s in (1, 2, 3, 6)])
+        self.up_dr = nn.Sequential(nn.Conv2d(C, 4 * C, kernel_size=1), *_abn(4 * C))
+        self.fuse = nn.Sequential(nn.Conv2d(8 * C, C, kernel_size=1), *_abn(C),
+                                  nn.Dropout2d(drop))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        priors = [stage(x) for stage in self.stages]
+        return self.fuse(torch.cat([self.up_dr(x), *priors], dim=1))
+
+
+class ASPOC(nn.Module):
+    """ASP-OC (oc_module/asp_oc_block.py, ASP_OC_Module): a context branch (3×3 conv with
+    bias, ABN, then BaseOC_Context_Module at scale 2: the object context on the 2×2
+    max-pooled map, key channels out/2, value channels out, upsampled back bilinearly with
+    align_corners=True, then 1×1 conv with bias and ABN) beside a 1×1 conv and three 3×3
+    convs dilated d1, d2, d3 (no bias, ABN each); the five concatenated, fused by a 1×1 conv
+    to 2·out (no bias), ABN and Dropout2d(drop) (the authors' 0.1)."""
+
+    def __init__(self, C: int, out: int | None = None, d1: int = 12, d2: int = 24,
+                 d3: int = 36, drop: float = 0.1):
+        super().__init__()
+        out = C // 2 if out is None else out
+        self.context_conv = nn.Sequential(nn.Conv2d(C, out, 3, padding=1), *_abn(out))
+        self.context = _ObjectContext(out, out // 2, out, out)
+        self.context_out = nn.Sequential(nn.Conv2d(out, out, 1), *_abn(out))
+        self.conv2 = nn.Sequential(nn.Conv2d(C, out, 1, bias=False), *_abn(out))
+        self.convs = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(C, out, 3, padding=d, dilation=d, bias=False), *_abn(out))
+            for d in (d1, d2, d3)])
+        self.fuse = nn.Sequential(nn.Conv2d(5 * out, 2 * out, 1, bias=False), *_abn(2 * out),
+                                  nn.Dropout2d(drop))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.context_conv(x)
+        a = self.context(F.max_pool2d(c, 2))
+        a = F.interpolate(a, size=c.shape[2:], mode="bilinear", align_corners=True)
+        feats = [self.context_out(a), self.conv2(x), *(conv(x) for conv in self.convs)]
+        return self.fuse(torch.cat(feats, dim=1))
