@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError, UsageError
-from .ir import IR
+from .ir import COMPOSITION, IR
 from .ops import ACTIVATIONS
 from .ops.tensors import POINTWISE
 from .resources import specs_dir
@@ -148,6 +148,10 @@ def formulations(ir: IR) -> list[dict[str, str]]:
     for attention in ir.attentions:
         nodes = [n for n in ir.nodes() if ir.attention_of(n.name) is attention]
         gate = attention.range == "self"  # one weight per element: no term, no keys
+        if attention.range == COMPOSITION:
+            forms.append({"attention": attention.name, "over": "—", "Ω_q": "composition",
+                          "terms": "—", "normaliser": "—", "M": "—"})
+            continue
         forms.append({
             "attention": attention.name, "over": attention.over, "Ω_q": attention.range,
             "terms": "gate" if gate else _terms(nodes),

@@ -13,7 +13,7 @@ from pathlib import Path
 import graphviz
 
 from .diagnostics import UsageError
-from .ir import IR, Attention, Node
+from .ir import COMPOSITION, IR, Attention, Node
 
 # role → (the part of the formulation it belongs to, fill colour). Parts are drawn as
 # sub-clusters in this order; A_m's terms, its range mask and its normaliser form one part.
@@ -87,6 +87,8 @@ def _add_attention(dot: graphviz.Digraph, index: int, attention: Attention,
     # `\l` ends a left-justified line in DOT
     label = (f"{attention.name}\\lΩ_q = {attention.range}    M = {heads}\\l"
              f"q, k over {attention.over}\\l")
+    if attention.range == COMPOSITION:  # no formulation of its own
+        label = f"{attention.name}\\l(composes other attentions and layers)\\l"
     identities = {"value": "W′ = I", "output": "W = I"}
     shown = [identities[p] for p in attention.identity if p in identities]
     if shown:

@@ -101,6 +101,9 @@ class ModuleDecl:
     span: Span
 
 
+COMPOSITION = "composition"  # the range of an attention that only composes others
+
+
 @dataclass
 class Attention:
     """What a drawing writes on an attention: its name, Ω_q, M and what q/k index."""

@@ -197,6 +197,13 @@ CASES = [
     # gather_excite (GE-θ⁻, global extent): no parameters; even, odd and non-square sizes,
     # a 1 × 1 map, and a single row
     Case("gather_excite", dict(), ((2, 16, 5, 6), (3, 8, 7, 7), (2, 4, 1, 1), (3, 5, 1, 9))),
+    # triplet: the authors' 7 × 7 gates, a 3 × 3 one, and without the H–W gate
+    Case("triplet", dict(), image(8)),
+    Case("triplet", dict(kernel=3), ((2, 6, 5, 9), (3, 5, 4, 4))),
+    Case("triplet", dict(spatial=False), image(8)),
+    # simam: the authors' λ and a large one; maps of 1 × 2 (one degree of freedom) too
+    Case("simam", dict(), ((2, 8, 5, 6), (3, 4, 7, 7), (2, 3, 1, 2))),
+    Case("simam", dict(lam=0.5), image(8)),
     # generalized (Zhu 2019, mmcv's GeneralizedAttention): all four terms; each term alone;
     # the pairs and triples the paper compares; key strides 1 and 2; a window; an inner
     # width below C (C = 16, M = 3); another position encoding width and magnitude

@@ -5,8 +5,8 @@ from __future__ import annotations
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import width
 from ..diagnostics import did_you_mean
+from ..ir import COMPOSITION, Axis, TensorType
 from ..ir import Attention as AttentionInfo
-from ..ir import Axis, TensorType
 from ..source import Span
 from ..spec import Attention, Call, Input, Let, Name
 from ..values import (
@@ -60,6 +60,7 @@ class Formulation:
         if not isinstance(x, Tensor):
             return x, POISON
         if "over" not in parts and "weight" not in parts:  # a composition of others
+            self.ir.attentions.append(AttentionInfo(self.scope, d.name, COMPOSITION, None, "—"))
             return x, self.composition(parts["output"])
         return x, self.formulation(d, parts, x)
 

@@ -169,6 +169,8 @@ def _reduce(name, doc):
             return em.call(torch.amax, args[0], dim=dims)
         if name == "norm":
             return em.call(torch.linalg.vector_norm, args[0], dim=dims)
+        if name == "var":  # unbiased: the sum of squares over n − 1
+            return em.call(torch.var, args[0], dim=dims)
         return em.call(getattr(torch, name), args[0], dim=dims)
 
     OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",
@@ -185,3 +187,6 @@ _reduce("sum", "the sum over the named axes, which disappear")
 
 
 _reduce("norm", "the Euclidean (L2) norm over the named axes, which disappear")
+
+
+_reduce("var", "the unbiased variance over the named axes, which disappear")

@@ -31,7 +31,9 @@ from .sanet import SqueezeAttention
 from .se import SE
 from .sge import SGE
 from .shuffle import ShuffleAttention
+from .simam import SimAM
 from .sk import SK
+from .triplet import TripletAttention
 
 # spec name (as given to attnspec.load) -> reference class
 REFERENCES = {
@@ -64,11 +66,13 @@ REFERENCES = {
     "attention_pool.Luong": Luong,
     "ocnet.PyramidOC": PyramidOC,
     "ocnet.ASPOC": ASPOC,
+    "simam": SimAM,
+    "triplet": TripletAttention,
     "effective_se": EffectiveSE,
 }
 
 __all__ = ["A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "PyramidOC", "CBAM", "CCNet",
            "ConvAsAttention", "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External",
            "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "MHSA", "Luong", "MUSE",
-           "NonLocal", "PSANet", "SE", "SGE", "SK", "ShuffleAttention", "SqueezeAttention",
-           "REFERENCES"]
+           "NonLocal", "PSANet", "SE", "SGE", "SimAM", "SK", "TripletAttention",
+           "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
