@@ -236,9 +236,8 @@ what each would need (docs/language.md §12 walks every mechanism).
 NOT_YET = (
     ("aft", "AFT-conv", "a learned bias per relative 2-D offset shared within groups of "
      "heads (E4 broadcast to a group)"),
-    ("psanet", "the authors' shrink_factor (attention at a lower resolution, resized with "
-     "align_corners = True) and compact mode", "`upsample` with align_corners = True and a "
-     "size computed from the input's"),
+    ("psanet", "the authors' compact mode", "nothing new: the maps read as they are, "
+     "without the offsets"),
     ("generalized", "q_stride (queries pooled, the result resized back)",
      "queries on a pooled grid (their positions' step)"),
     ("deformable", "v2's modulation (a predicted scalar per kernel position) and "

@@ -91,7 +91,8 @@ def _upsample(types, cfg):
     if t.names[0] != like.names[0] or t.names[2:] != like.names[2:]:
         raise OpError(f"upsample resizes {t} to the sizes of {like}: they need the same batch "
                       f"axis and the same axes after the channels", code="axis-mismatch")
-    return TensorType((t.axes[0], t.axes[1], *like.axes[2:]))
+    # a resized map is a grid of its own: its indices are its positions (step 1)
+    return TensorType((t.axes[0], t.axes[1], *(replace(a, step=1) for a in like.axes[2:])))
 
 
 POINTWISE: set[str] = set()  # the operators registered below, one function per element

@@ -18,8 +18,11 @@ distribute), its channel being the other position's offset from it, and A[k, q] 
 type and concatenates them; proj (1x1 conv, BN, ReLU) maps back to C; returns cat(x, proj).
 
 Deliberate deviations / notes:
-  - shrink_factor is fixed to 1 (no bilinear down/up-sampling around the attention), and the
-    'compact' mode (mask = whole map, no PSAMask) is not offered.
+  - shrink (shrink_factor, 2 by default as the authors'): the reduced maps are resized to
+    ((H - 1) // s + 1) × ((W - 1) // s + 1) bilinearly with aligned corners, and the
+    projection back to ((h - 1) s + 1) × ...: the input's size when (H - 1) and (W - 1) are
+    multiples of s, which the authors' concatenation with the input requires. The 'compact'
+    mode (mask = whole map, no PSAMask) is not offered.
   - normalization is a number; the official normalization_factor=None (meaning
     mask_h * mask_w) is not supported: pass that product explicitly.
   - PSAMask is pure PyTorch (index scatter), so it runs in any dtype; the official kernels
@@ -29,6 +32,7 @@ Deliberate deviations / notes:
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 DIRECTIONS = ("collect", "distribute", "both")
@@ -95,6 +99,7 @@ class PSANet(nn.Module):
         direction: str = "both",
         normalise: bool = True,
         normalization: float = 1.0,
+        shrink: int = 2,
     ):
         super().__init__()
         if direction not in DIRECTIONS:
@@ -110,6 +115,7 @@ class PSANet(nn.Module):
         self.direction = direction
         self.normalise = normalise  # psa_softmax
         self.normalization = normalization
+        self.shrink = shrink  # shrink_factor: the attention at ((H - 1) // s + 1) rows
         n_mask = mask_h * mask_w
         # Attribute order = state_dict order. For "both" the official names are reduce /
         # attention (collect) and reduce_p / attention_p (distribute).
@@ -127,6 +133,9 @@ class PSANet(nn.Module):
 
     def _branch(self, x, reduce: nn.Module, attention: nn.Module, kind: str) -> torch.Tensor:
         xr = reduce(x)
+        if self.shrink != 1:  # the authors' resizing, bilinear with aligned corners
+            size = ((xr.shape[2] - 1) // self.shrink + 1, (xr.shape[3] - 1) // self.shrink + 1)
+            xr = F.interpolate(xr, size=size, mode="bilinear", align_corners=True)
         B, c, H, W = xr.shape
         a = psa_mask(attention(xr), kind, self.mask_h, self.mask_w)  # [B, HW (k), HW (q)]
         if self.normalise:
@@ -144,4 +153,9 @@ class PSANet(nn.Module):
             )
         else:
             out = self._branch(x, self.reduce, self.attention, self.direction)
-        return torch.cat([x, self.proj(out)], dim=1)
+        out = self.proj(out)
+        if self.shrink != 1:  # back to ((h - 1) * s + 1) rows: the input's size when
+            # (H - 1) is a multiple of s, as the authors' concatenation requires
+            size = ((out.shape[2] - 1) * self.shrink + 1, (out.shape[3] - 1) * self.shrink + 1)
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
+        return torch.cat([x, out], dim=1)
