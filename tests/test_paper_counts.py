@@ -117,3 +117,39 @@ def test_criss_cross_recurrence_saves_85_percent_of_the_non_local_flops():
     recurrent = fuse(attnspec.build_ir(spec_path("ccnet"), C=512, R=2))
     non_local = attnspec.build_ir(spec_path("ccnet"), C=512, R=1)  # not fused: dense
     assert 1 - gflops(recurrent) / gflops(non_local) == pytest.approx(0.85, abs=0.01)
+
+
+def test_simam_is_parameter_free():
+    # SimAM's title: "a simple, parameter-free attention module"
+    assert _params("simam") == 0
+    ir = attnspec.build_ir(spec_path("simam"))
+    assert not ir.modules
+
+
+@pytest.mark.parametrize("T", [16, 64])
+def test_aft_full_adds_a_t_by_t_position_bias(T):
+    # AFT §3.1: w ∈ R^{T×T}, learned pairwise position biases; AFT-local keeps the same
+    # parameters and zeroes w outside the window (§3.2)
+    simple = _params("aft", D=64)
+    assert _params("aft", D=64, variant="full", T=T) == simple + T * T
+    assert _params("aft", D=64, variant="local", T=T, s=4) == simple + T * T
+
+
+@pytest.mark.parametrize("kernel, C, out", [(3, 64, 64), (5, 32, 48), (1, 16, 8)])
+def test_conv_as_attention_has_the_convolutions_parameters(kernel, C, out):
+    # Zhu et al. §3: a k×k convolution is the formulation with one head per kernel position
+    # whose value map is the kernel's slice: k²·C·out weights, as nn.Conv2d without bias
+    assert _params("conv_as_attention", C=C, out=out, kernel=kernel) == kernel ** 2 * C * out
+
+
+@pytest.mark.parametrize("C, K", [(512, 64), (64, 16)])
+def test_emanet_bases_are_not_learned_by_back_propagation(C, K):
+    # EMANet §3.3: the bases are updated by a moving average, not back-propagation; the
+    # unit's learned parameters are its two 1×1 convolutions (the first with a bias) and
+    # the BatchNorm
+    ir = attnspec.build_ir(spec_path("emanet"), C=C, K=K)
+    assert _params("emanet", C=C, K=K) == (C * C + C) + C * C + 2 * C
+    m = attnspec.load("emanet", C=C, K=K)
+    assert any(b.shape == (C, K) for b in m.buffers())  # the bases: a buffer
+    assert all(p.shape != (C, K) for p in m.parameters())
+    assert ir.modules
