@@ -243,8 +243,6 @@ NOT_YET = (
     ("deformable", "v2's modulation (a predicted scalar per kernel position) and "
      "deformable RoI pooling", "nothing new for the modulation (a product with the "
      "bilinear weights); RoI pooling is outside the module"),
-    ("gather_excite", "extents ≥ 2 (GE-θ⁻ with a local gather)", "average pooling whose "
-     "padding is left out of the mean (count_include_pad = False)"),
 )
 
 GALLERY_INTRO = """\

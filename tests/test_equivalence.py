@@ -197,6 +197,8 @@ CASES = [
     # gather_excite (GE-θ⁻, global extent): no parameters; even, odd and non-square sizes,
     # a 1 × 1 map, and a single row
     Case("gather_excite", dict(), ((2, 16, 5, 6), (3, 8, 7, 7), (2, 4, 1, 1), (3, 5, 1, 9))),
+    # local extents 2, 4, 8 (timm's GatherExcite gather); maps not divisible by the extent
+    *[Case("gather_excite", dict(extent=e), ((2, 8, 7, 9), (3, 4, 16, 5))) for e in (2, 4, 8)],
     # triplet: the authors' 7 × 7 gates, a 3 × 3 one, and without the H–W gate
     Case("triplet", dict(), image(8)),
     Case("triplet", dict(kernel=3), ((2, 6, 5, 9), (3, 5, 4, 4))),

@@ -40,17 +40,25 @@ def _window_pool(name, fn, doc):
     def emit(em, n, args):
         dims = len(em.type(n.inputs[0]).axes) - 2
         k, stride = n.attrs["kernel"], n.attrs.get("stride") or n.attrs["kernel"]
-        if k == 1:  # a window of one: every stride-th element, a view instead of a kernel
+        pad = n.attrs.get("padding", 0)
+        if k == 1 and not pad:  # a window of one: every stride-th element, a view
             return em.call(operator.getitem, args[0],
                            (slice(None), slice(None)) + (slice(None, None, stride),) * dims)
+        if pad and fn == "avg_pool":  # the padding is left out of each window's mean
+            return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad,
+                           count_include_pad=False)
+        if pad:
+            return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad)
         return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride)
 
     def sizes(ins, t, attrs):
         k, stride = attrs["kernel"], attrs.get("stride") or attrs["kernel"]
-        return {**ins[0], **{a: (ins[0][a] - k) // stride + 1 for a in t.names[2:]}}
+        pad = attrs.get("padding", 0)
+        return {**ins[0], **{a: (ins[0][a] + 2 * pad - k) // stride + 1 for a in t.names[2:]}}
 
     OPS[name] = Op(name=name, doc=doc, infer=infer, emit=emit, kind="tensor", sizes=sizes,
-                   params=(Param("kernel", "int"), Param("stride", "int", None)))
+                   params=(Param("kernel", "int"), Param("stride", "int", None),
+                           Param("padding", "int", 0)))
 
 
 _window_pool("maxpool", "max_pool", "max pooling over windows of the axes after the "
