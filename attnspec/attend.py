@@ -241,7 +241,18 @@ _register("add_terms", "a sum of weight terms (E1 + E3 + ...)", _emit_add_terms,
 
 def _emit_e1_memory(em, n: Node, args):
     a = n.attrs
-    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    t = em.type(n.inputs[0])
+    if a["heads"] == 1 and t.names == (t.names[0], *a["q_feature"], *a["q_tokens"]) \
+            and len(a["q_feature"]) == 1:
+        # channels first ([B, C, H, W]): the slots' weights times the map, as a 1×1
+        # convolution would, with no transposed copy of the input
+        x = em.method(args[0], "flatten", 2) if len(a["q_tokens"]) != 1 else args[0]
+        logits = em.call(_torch().matmul, em.attr(f"{n.module}.weight"), x)  # [B, S, N]
+        # [B, 1, N, S] laid out so (S values, not the map, are copied): the normaliser over
+        # S then reads contiguous rows
+        return em.method(em.method(em.method(logits, "transpose", 1, 2), "contiguous"),
+                         "unsqueeze", 1)
+    q = to_heads(em, args[0], t, a["q_tokens"], a["q_feature"], a["heads"])
     return em.module(n.module, q)
 
 
@@ -256,6 +267,10 @@ def _emit_e3(em, n: Node, args):
     k = args[0]
     if t.names != (t.names[0], feature, *tokens):  # make it channels first
         k = em.method(k, "permute", 0, t.index(feature), *(t.index(x) for x in tokens))
+        if any(em.ir.node(u).op == "add_terms" for u in em.ir.users(n.name)):
+            # laid out so: a sum with [B, M, Q, K] logits would keep the permuted layout and
+            # the softmax after it copy the big result (AFT-full: 2× slower)
+            k = em.method(k, "contiguous")
     k = em.method(k, "flatten", 2) if len(tokens) != 1 else k
     if a.get("contexts"):  # [B, M·S, K] → [B, M, S, K]: head-major, as the heads split
         k = em.method(k, "unflatten", 1, (a["heads"], a["contexts"]))

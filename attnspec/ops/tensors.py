@@ -12,6 +12,7 @@ from . import (
     Op,
     OpError,
     Param,
+    _runtime,
     _torch,
     op,
 )
@@ -179,7 +180,7 @@ def _reduce(name, doc):
         if name == "norm":
             return em.call(torch.linalg.vector_norm, args[0], dim=dims)
         if name == "var":  # unbiased: the sum of squares over n − 1
-            return em.call(torch.var, args[0], dim=dims)
+            return em.call(_runtime().variance, args[0], dims)
         return em.call(getattr(torch, name), args[0], dim=dims)
 
     OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",

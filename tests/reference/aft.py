@@ -46,8 +46,11 @@ class AFT(nn.Module):
         if n > self.T and self.variant != "simple":
             raise ValueError(f"AFT: a sequence of {n} is longer than T={self.T}")
         q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)  # [B, T, D]
-        if self.variant == "simple":
-            w = torch.zeros(n, n, dtype=x.dtype, device=x.device)
+        if self.variant == "simple":  # no w: the ratio does not depend on t
+            e = torch.exp(k - k.amax(dim=1, keepdim=True))
+            context = (e * v).sum(dim=1, keepdim=True) / e.sum(dim=1, keepdim=True)
+            y = torch.sigmoid(q) * context  # the same context gated at every position t
+            return self.proj(y) if self.proj is not None else y
         else:
             w = self.position["w"][:n, :n]
             if self.variant == "local":
