@@ -92,13 +92,9 @@ class Terms:
             return POISON
         if _is_memory_call(args["key"]):
             return self.slot_bias(e, args["key"])
-        k = self.projection(args["key"], self.kx, "key")
-        self.role = "weight"
-        if k is POISON:
-            return POISON
         k_tokens = over[1][1]
-        kf = self.feature(k, k_tokens, "key", args["key"].span)
-        if kf is POISON:
+        k, kf = self.content(args["key"], self.kx, "key", k_tokens)
+        if k is POISON:
             return POISON
         contexts = self.contexts(args, k, kf, heads)
         if contexts is POISON:
@@ -117,13 +113,9 @@ class Terms:
         args = self.keywords(e, ("query",))
         if args is POISON:
             return POISON
-        q = self.projection(args["query"], x, "query")
-        self.role = "weight"
-        if q is POISON:
-            return POISON
         q_tokens = over[0][1]
-        qf = self.feature(q, q_tokens, "query", args["query"].span)
-        if qf is POISON:
+        q, qf = self.content(args["query"], x, "query", q_tokens)
+        if q is POISON:
             return POISON
         if len(qf) != 1 or q.type.axis(qf[0]).size not in (heads, None):
             return self.error("axis-mismatch", f"E3's query gives one score per query and "
@@ -182,14 +174,10 @@ class Terms:
         args = self.keywords(e, (side, "position"), ("keys",))
         if args is POISON:
             return POISON
-        q = self.projection(args[side], x, side)
-        self.role = "weight"
+        q_tokens = over[0][1]
+        q, qf = self.content(args[side], x, side, q_tokens)
         keys = self.keys_of(args, x, over)
         if POISON in (q, keys):
-            return POISON
-        q_tokens = over[0][1]
-        qf = self.feature(q, q_tokens, side, args[side].span)
-        if qf is POISON:
             return POISON
         d = width(q.type, qf)
         if self.divide(d, heads, args[side].span) is POISON:
@@ -530,6 +518,16 @@ class Terms:
             if n not in given:
                 return self.error("wrong-arity", f"`{e.func.id}` needs `{n} = ...`", e.span)
         return given
+
+    def content(self, arg, source: Tensor, role: str, tokens):
+        """A term's content: the layer or tensor `arg` (applied to `source`) and its feature
+        axes, (POISON, POISON) after an error."""
+        t = self.projection(arg, source, role)
+        self.role = "weight"
+        if t is POISON:
+            return POISON, POISON
+        f = self.feature(t, tokens, role, arg.span)
+        return (POISON, POISON) if f is POISON else (t, f)
 
     def projection(self, arg, x: Tensor, role: str):
         self.role = role
