@@ -2,9 +2,10 @@
 tensor's named-axis type before any tensor exists, building the IR as it goes. Every
 problem is collected; they are raised together as one SpecError.
 
-The checker is one class in five files: base (state, diagnostics, IR helpers,
+The checker is one class in six files: base (state, diagnostics, IR helpers,
 parameters), expressions, formulation (the attention's parts), terms (the weight's terms
-and normalisers) and blocks.
+and normalisers), positions (terms of relative position, their encodings, position ranges)
+and blocks.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from .base import NORMALISERS, PUBLIC_OPS, RANGES, CheckerBase, raise_usage
 from .blocks import Blocks
 from .expressions import Expressions
 from .formulation import Formulation
+from .positions import Positions
 from .terms import Terms
 
 __all__ = ["build_ir", "check_program", "Checker", "PUBLIC_OPS", "RANGES", "NORMALISERS"]
 
 
-class Checker(Formulation, Terms, Expressions, Blocks, CheckerBase):
+class Checker(Formulation, Terms, Positions, Expressions, Blocks, CheckerBase):
     """Checks one definition and builds its IR."""
 
 

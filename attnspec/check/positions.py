@@ -1,0 +1,325 @@
+"""The weight's terms of relative position: E2 and E4, the encodings of the offset between a
+query and a key (sinusoid, offsets, bilinear, pairs), and the ranges defined by positions
+(window, partition)."""
+
+from __future__ import annotations
+
+import math
+
+from ..attend import width
+from ..ir import Axis, Node, TensorType
+from ..spec import Call, Name
+from ..values import (
+    POISON,
+    UNKNOWN,
+    Encoding,
+    Logits,
+    PartitionRange,
+    Tensor,
+    WindowRange,
+)
+from .base import describe
+from .terms import _bias_free_linear, _key_axis_name, _logits_type
+
+
+class Positions:
+    """E2, E4 and their encodings; `range window(R)` and `range partition(s)`."""
+
+    def call_E2(self, e: Call):
+        """Query content × relative position: (U z_q) · (V^R R_{q−k}), per head; or, with
+        `key =`, the key's content × the query's offset from it (PSANet's distribution)."""
+        x, over, rng, heads, pad = self.core
+        side = "key" if any(kw.name == "key" for kw in e.kwargs) else "query"
+        args = self.keywords(e, (side, "position"), ("keys",))
+        if args is POISON:
+            return POISON
+        q_tokens = over[0][1]
+        q, qf = self.content(args[side], x, side, q_tokens)
+        keys = self.keys_of(args, x, over)
+        if POISON in (q, keys):
+            return POISON
+        d = width(q.type, qf)
+        if self.divide(d, heads, args[side].span) is POISON:
+            return POISON
+        enc = self.peek_encoding(args["position"])
+        if isinstance(enc, Encoding) and enc.kind == "bilinear" and side == "query":
+            return self.bilinear(e, q, qf, d, keys, args["position"])
+        if isinstance(enc, Encoding) and enc.kind == "offsets" and not enc.layers:
+            return self.offset_maps(e, q, qf, d, keys, enc, side)
+        if side == "key":
+            return self.error("unsupported", "E2(key = ...) reads predicted maps: "
+                              "position = offsets(R)", args["position"].span)
+        r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
+        if r is POISON:
+            return POISON
+        if r.type.axes[0].name == "offsets":
+            return self.error("unsupported", "E2 reads a sinusoid encoding; offsets(R) is for "
+                              "E4", args["position"].span)
+        if None not in (d, r.type.axes[-1].size) and r.type.axes[-1].size != d:
+            return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
+                              f"features per offset, the query {d}", args["position"].span,
+                              f"end it with linear({d}, bias = false)")
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E2", (q.node, r.node, keys.node), t, e.span, base="e2", heads=heads,
+                        q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
+                        sizes_of=x.node)
+        return Logits(node, t, True, keys=keys.node)
+
+    def peek_encoding(self, arg):
+        """The encoding an argument names, without building anything (no layers apply)."""
+        if isinstance(arg, Call) and isinstance(arg.func, Name) and \
+                arg.func.id in ("bilinear", "offsets"):
+            return self.value(arg)
+        if isinstance(arg, Name) and isinstance(self.env.get(arg.id), Encoding):
+            return self.env[arg.id]
+        return None
+
+    def offset_maps(self, e: Call, p: Tensor, pf, d, keys: Tensor, enc: Encoding, side: str):
+        """E2 on offsets(R): the content gives, per head, one logit for each joint offset
+        (PSANet's over-complete maps), read at the pair's offset; 0 beyond the radii."""
+        x, over, rng, heads, pad = self.core
+        q_tokens = over[0][1]
+        radii = self.radii(enc, len(q_tokens))
+        if radii is POISON:
+            return POISON
+        rows = math.prod(2 * r + 1 for r in radii)
+        if d is not None and d != rows * heads:
+            return self.error("axis-mismatch", f"with offsets{tuple(radii)} the {side} gives "
+                              f"one logit per offset and head: a width of {rows * heads}, not "
+                              f"{d}", e.span)
+        steps = tuple(keys.type.axis(a).step for a in over[1][1])
+        if side == "key" and set(steps) != {1}:
+            return self.error("unsupported", "E2(key = ...) on offsets needs keys that are not "
+                              "pooled", e.span)
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E2_offsets", (p.node, x.node, keys.node), t, e.span, base="e2",
+                        heads=heads, q_tokens=q_tokens, q_feature=pf, k_tokens=over[1][1],
+                        radii=radii, key_side=side == "key", steps=steps)
+        return Logits(node, t, True, keys=keys.node)
+
+    def bilinear(self, e: Call, q: Tensor, qf, d, keys: Tensor, arg):
+        """Deformable sampling: head m reads the input at q + p_m + δ_m(z_q), p_m its
+        kernel position, with the bilinear kernel Π_a max(0, 1 − |k_a − position_a|)."""
+        x, over, rng, heads, pad = self.core
+        enc = self.value(arg)
+        if enc is POISON:
+            return POISON
+        n, q_tokens = len(over[0][1]), over[0][1]
+        radii = self.radii(enc, n)
+        if radii is POISON:
+            return POISON
+        points = math.prod(2 * r + 1 for r in radii)
+        if heads != points:
+            return self.error("heads", f"bilinear samples one point per kernel position: heads "
+                              f"must be {points}, not {heads}", arg.span)
+        if d is not None and d != n * heads:
+            return self.error("axis-mismatch", f"the query must give a displacement of {n} per "
+                              f"head: a width of {n * heads}, not {d}", e.span)
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        node = self.add("E2_bilinear", (q.node, x.node, keys.node), t, e.span, base="e2",
+                        heads=heads, q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
+                        radii=radii,
+                        steps=tuple(keys.type.axis(a).step for a in over[1][1]))
+        return Logits(node, t, True, keys=keys.node)
+
+    def call_E4(self, e: Call):
+        """Relative position only: one score per head for each offset, v_mᵀ V^R R_{q−k}."""
+        x, over, rng, heads, pad = self.core
+        args = self.keywords(e, ("position",), ("keys",))
+        if args is POISON:
+            return POISON
+        self.role = "weight"
+        keys = self.keys_of(args, x, over)
+        if keys is POISON:
+            return POISON
+        r = self.encode(args["position"], x, keys, over[0][1], over[1][1])
+        if r is POISON:
+            return POISON
+        if r.type.axes[-1].size not in (heads, 1, None):
+            return self.error("axis-mismatch", f"E4's position gives one score per offset and "
+                              f"head (or one for every head): a width of {heads} or 1, not "
+                              f"{r.type.axes[-1].size}", args["position"].span,
+                              f"end it with linear({heads}, bias = false)")
+        q_tokens = over[0][1]
+        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        radii, pairs = None, None
+        enc = self.value(args["position"])
+        if enc.kind == "offsets":  # a table per joint offset, looked up
+            radii = self.radii(enc, len(q_tokens))
+        elif enc.kind == "pairs":  # a table per absolute pair
+            pairs = (enc.radius[0], enc.within)
+        node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
+                        q_tokens=q_tokens, k_tokens=over[1][1], radii=radii, pairs=pairs,
+                        steps=tuple(keys.type.axis(a).step for a in over[1][1]))
+        return Logits(node, t, True, keys=keys.node)
+
+    def keys_of(self, args, x: Tensor, over):
+        """The tensor whose positions are the keys': `keys = ...`, else the input."""
+        if over[1][0] == "memory":
+            return self.error("unsupported", "memory slots have no positions",
+                              args["position"].span)
+        if "keys" not in args:
+            return self.kx
+        k = self.value(args["keys"])
+        if k is POISON:
+            return POISON
+        if not isinstance(k, Tensor) or any(a not in k.type.names for a in over[1][1]):
+            return self.error("axis-mismatch", f"`keys` must be a tensor with the key axes "
+                              f"{' '.join(over[1][1])}, not {describe(k)}", args["keys"].span)
+        return k
+
+    def encode(self, arg, x: Tensor, keys: Tensor, q_tokens, k_tokens):
+        """R_{q−k} for every (query, key) pair, axis by axis, then the layers after `>>`."""
+        enc = self.value(arg)
+        if enc is POISON:
+            return POISON
+        if not isinstance(enc, Encoding):
+            return self.error("wrong-type", f"`position` takes an encoding of the offset, "
+                              f"not {describe(enc)}", arg.span,
+                              "write `position = sinusoid(D) >> linear(D, bias = false)`")
+        n = len(q_tokens)
+        if enc.kind in ("offsets", "pairs"):
+            return self.offsets_table(enc, arg, x, q_tokens, k_tokens, keys)
+        if enc.kind == "bilinear":
+            return self.error("unsupported", "bilinear(R) samples at a displacement the query "
+                              "predicts: E2(query = ..., position = bilinear(R))", enc.span)
+        if enc.dim % (2 * n):
+            return self.error("shape", f"sinusoid's dim {enc.dim} must split into a sine and a "
+                              f"cosine half for each of the {n} axes: a multiple of {2 * n}",
+                              enc.span)
+        layers = [p for layer in enc.layers for p in (layer.parts or (layer,))]
+        if n > 1 and any(not _bias_free_linear(p) for p in layers):
+            return self.error("unsupported", "with several axes the position layers must be "
+                              "bias-free linear maps: the offset of each axis is encoded on "
+                              "its own and the results added", enc.span,
+                              "use linear(D, bias = false)")
+        t = TensorType((Axis("pairs"), Axis("R", enc.dim)))
+        steps = tuple(keys.type.axis(a).step for a in k_tokens)
+        node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
+                        k_tokens=k_tokens, steps=steps, dim=enc.dim, wave=enc.wave,
+                        magnitude=enc.magnitude)
+        r = Tensor(node, t)
+        for layer in enc.layers:
+            r = self.apply(layer, r, arg.span, "position")
+            if r is POISON:
+                return POISON
+        return r
+
+    def offsets_table(self, enc: Encoding, arg, x: Tensor, q_tokens, k_tokens, keys: Tensor):
+        """`offsets(R)`: one row per joint offset within R on every axis (a one-hot), then
+        the layers: a table that E4 looks up for each (query, key) pair."""
+        if enc.kind == "pairs":
+            if len(q_tokens) != 1:
+                return self.error("unsupported", "pairs(T) indexes one axis", enc.span)
+            d, name = enc.radius[0] ** 2, "pair"
+        else:
+            radii = self.radii(enc, len(q_tokens))
+            if radii is POISON:
+                return POISON
+            d, name = math.prod(2 * r + 1 for r in radii), "offsets"
+        t = TensorType((Axis(name, d), Axis("R", d)))
+        node = self.add("offsets", (x.node,), t, enc.span, size=d)
+        r = Tensor(node, t)
+        layers = list(enc.layers)
+        if layers and _bias_free_linear(layers[0]) and layers[0].op == "linear" and \
+                layers[0].config.get("groups", 1) == 1:
+            # a linear map of one-hot rows is its weight, read as a table: the one-hot rows
+            # (T² of them for pairs(T)) are never built
+            r = self.apply(layers.pop(0), r, arg.span, "position")
+            if r is POISON:
+                return POISON
+            lin = self.ir.node(r.node)
+            self.ir.replace([node, lin.name], Node(lin.name, "table", (), lin.type, lin.role,
+                                                   lin.span, {}, lin.module))
+        for layer in layers:
+            r = self.apply(layer, r, arg.span, "position")
+            if r is POISON:
+                return POISON
+        return r
+
+    def call_offsets(self, e: Call):
+        """`offsets(R)` (every axis) or `offsets(R1, R2)` (one radius per axis)."""
+        if not e.args or e.kwargs:
+            return self.error("wrong-arity", f"{e.func.id} takes its radius: {e.func.id}(R), "
+                              f"or one per axis", e.span)
+        radii = [self.value(a, "scalar") for a in e.args]
+        if POISON in radii:
+            return POISON
+        if UNKNOWN in radii:
+            return POISON if self.check_only else UNKNOWN
+        for a, r in zip(e.args, radii):
+            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+                return self.error("wrong-type", f"an offset radius is a non-negative integer, "
+                                  f"not {describe(r)}", a.span)
+        return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id)
+
+    call_bilinear = call_offsets
+
+    def call_pairs(self, e: Call):
+        """`pairs(T, within = w)`: a one-hot of the absolute (query, key) positions, for the
+        first T of each (AFT-full's learned w_{t,t'}); pairs farther apart than `within`, or
+        beyond T, give 0 (AFT-local)."""
+        if len(e.args) != 1 or any(kw.name != "within" for kw in e.kwargs):
+            return self.error("wrong-arity", "pairs takes the largest length and `within`: "
+                              "pairs(T, within = w)", e.span)
+        values = [self.value(a, "scalar") for a in (e.args[0], *(kw.value for kw in e.kwargs))]
+        if POISON in values:
+            return POISON
+        if UNKNOWN in values:
+            return POISON if self.check_only else UNKNOWN
+        for a, v in zip((e.args[0], *(kw.value for kw in e.kwargs)), values):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                return self.error("wrong-type", f"pairs takes non-negative integers, not "
+                                  f"{describe(v)}", a.span)
+        within = values[1] if len(values) > 1 else None
+        return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
+
+    def radii(self, enc: Encoding, n: int):
+        """One radius per indexed axis: `offsets(R)` repeats R."""
+        if len(enc.radius) not in (1, n):
+            return self.error("wrong-arity", f"{enc.kind} takes one radius or one per axis "
+                              f"({n}), not {len(enc.radius)}", enc.span)
+        return enc.radius * n if len(enc.radius) == 1 else enc.radius
+
+    def call_sinusoid(self, e: Call):
+        args = self.keywords(e, ("dim",), ("wave", "magnitude"))
+        if args is POISON:
+            return POISON
+        dim = self.value(args["dim"], "scalar")
+        wave = self.value(args["wave"], "scalar") if "wave" in args else 1000.0
+        magnitude = self.value(args["magnitude"], "scalar") if "magnitude" in args else 1
+        if POISON in (dim, wave, magnitude):
+            return POISON
+        if UNKNOWN in (dim, wave, magnitude):
+            return POISON if self.check_only else UNKNOWN
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            return self.error("zero-size", f"sinusoid needs a positive dim, not {dim!r}",
+                              args["dim"].span)
+        for key, v in (("wave", wave), ("magnitude", magnitude)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                return self.error("wrong-type", f"`{key}` must be a positive number, not "
+                                  f"{describe(v)}", args[key].span)
+        return Encoding(dim, float(wave), magnitude, e.span)
+
+    def call_partition(self, e: Call):
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "partition takes the number of parts per axis: "
+                              "partition(s)", e.span)
+        s = self.value(e.args[0], "scalar")
+        if s in (POISON, UNKNOWN):
+            return s
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            return self.error("wrong-type", f"partition needs a positive number of parts, "
+                              f"not {describe(s)}", e.args[0].span)
+        return PartitionRange(s)
+
+    def call_window(self, e: Call):
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "window takes one radius: window(R)", e.span)
+        r = self.value(e.args[0], "scalar")
+        if r in (POISON, UNKNOWN):
+            return r
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            return self.error("wrong-type", f"a window's radius is a non-negative integer, "
+                              f"not {describe(r)}", e.args[0].span)
+        return WindowRange(r)
