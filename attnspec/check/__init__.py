@@ -2,10 +2,11 @@
 tensor's named-axis type before any tensor exists, building the IR as it goes. Every
 problem is collected; they are raised together as one SpecError.
 
-The checker is one class in six files: base (state, diagnostics, IR helpers,
-parameters), expressions, formulation (the attention's parts), terms (the weight's terms
-and normalisers), positions (terms of relative position, their encodings, position ranges)
-and blocks.
+The checker is one class in seven files: base (state, diagnostics, IR helpers,
+parameters), expressions (values, arithmetic, `>>`), calls (operators, definitions applied
+to tensors, layers and their modules), formulation (the attention's parts), terms (the
+weight's terms and normalisers), positions (terms of relative position, their encodings,
+position ranges) and blocks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..ir import IR
 from ..program import Program
 from .base import NORMALISERS, PUBLIC_OPS, RANGES, CheckerBase, raise_usage
 from .blocks import Blocks
+from .calls import Calls
 from .expressions import Expressions
 from .formulation import Formulation
 from .positions import Positions
@@ -25,7 +27,7 @@ from .terms import Terms
 __all__ = ["build_ir", "check_program", "Checker", "PUBLIC_OPS", "RANGES", "NORMALISERS"]
 
 
-class Checker(Formulation, Terms, Positions, Expressions, Blocks, CheckerBase):
+class Checker(Formulation, Terms, Positions, Expressions, Calls, Blocks, CheckerBase):
     """Checks one definition and builds its IR."""
 
 

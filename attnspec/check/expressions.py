@@ -1,4 +1,5 @@
-"""Expressions: parameter arithmetic, names, operator calls, layers and applying them."""
+"""Expressions: values of names and numbers, parameter arithmetic, tensor arithmetic with named
+broadcasting, weight-term arithmetic, `>>` (calls and layers: calls.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ from typing import Any
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
-from ..ir import Axis, TensorType
-from ..ops import ARITHMETIC, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError, broadcast
-from ..ops.tensors import POINTWISE
+from ..ops import ARITHMETIC, OPS, SCALAR_FUNCTIONS, OpError, broadcast
 from ..source import Span
-from ..spec import Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
+from ..spec import Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp
 from ..values import (
     POISON,
     UNKNOWN,
@@ -24,8 +23,7 @@ from ..values import (
     Tensor,
     Word,
 )
-from .base import NORMALISERS, PUBLIC_OPS, RANGES, SPECIAL, describe, takes
-from .terms import _maybe_logits
+from .base import PUBLIC_OPS, RANGES, SPECIAL, describe
 
 
 class Expressions:
@@ -266,303 +264,11 @@ class Expressions:
         return self.error("wrong-type", f"`>>` chains layers or blocks; got {describe(left)} "
                           f"and {describe(right)}", e.span)
 
-    # ------------------------------------------------------------------ calls
-
-    def v_call(self, e: Call, want):
-        if not isinstance(e.func, Name):
-            f = self.value(e.func)
-            return self.call_value(f, e)
-        name = e.func.id
-        if name in self.env:
-            return self.call_value(self.env[name], e)
-        handler = getattr(self, "call_" + name, None)
-        if name in ("E1", "E2", "E3", "E4") and getattr(self, "core", None) is None:
-            return self.error("wrong-type", f"{name}(...) is a term of the weight: it belongs "
-                              "in `weight`, inside a normaliser", e.span)
-        if handler is not None and name in SPECIAL:
-            return handler(e)
-        if name in SCALAR_FUNCTIONS and not (name in PUBLIC_OPS and e.args
-                                             and _maybe_tensor(e.args[0], self.env)):
-            return self.scalar_call(e)
-        if name in POINTWISE and name != "sigmoid" and e.args and _maybe_logits(e.args[0]):
-            return self.pointwise_logits(name, e)  # relu(E3(query = ...) + E3(key = ...))
-        if name in PUBLIC_OPS:
-            return self.op_call(name, e)
-        if name in self.program.definitions:
-            return self.instantiate(self.program.definitions[name], e)
-        return self.error("unknown-name", f"unknown operator `{name}`", e.func.span,
-                          did_you_mean(name, self._known_names()) or
-                          "see docs/language.md for the operators")
-
-    def call_value(self, f, e: Call):
-        if f is POISON:
-            return POISON
-        if isinstance(f, Layer):
-            if len(e.args) != 1 or e.kwargs:
-                return self.error("wrong-arity", "a layer is applied to one tensor", e.span)
-            x = self.value(e.args[0])
-            if x is POISON:
-                return POISON
-            if not isinstance(x, Tensor):
-                return self.error("wrong-type", f"a layer applies to a tensor, not "
-                                  f"{describe(x)}", e.args[0].span)
-            return self.apply(f, x, e.span, f.shared_as or self.role)
-        if isinstance(f, Instance):  # `Gather(C)(x)`: an attention used on tensors
-            if not e.args or e.kwargs:
-                return self.error("wrong-arity", "an attention is applied to its inputs, in "
-                                  "order: Def(...)(x) or Def(...)(x, memory)", e.span)
-            xs = [self.value(a) for a in e.args]
-            if POISON in xs:
-                return POISON
-            for a, x in zip(e.args, xs):
-                if not isinstance(x, Tensor):
-                    return self.error("wrong-type", f"an attention applies to tensors, not "
-                                      f"{describe(x)}", a.span)
-            saved = getattr(self, "core", None), self.role, getattr(self, "kx", None)
-            result = f.apply(xs[0] if len(xs) == 1 else tuple(xs))[1]
-            self.core, self.role, self.kx = saved
-            return result
-        return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
-
-    def call_learned(self, e: Call):
-        """`learned(K, init = 1)`: a learned tensor [batch = 1, K], its axes named like int
-        parameters or lets (MUSE's mixing weights before their softmax); `init = normal`
-        draws it from N(0, std²); `trainable = false` makes it a buffer."""
-        settings = {"init": 0.0, "std": 1.0, "trainable": True}
-        if len(e.args) != 1 or any(kw.name not in settings for kw in e.kwargs):
-            return self.error("wrong-arity", "learned takes its axes, then `init`, `std`, "
-                              "`trainable`: learned(K, init = 1)", e.span)
-        names = self.axes(e.args[0])
-        for kw in e.kwargs:
-            settings[kw.name] = self.value(kw.value, "word" if kw.name == "init" else "scalar")
-        if POISON in (names, *settings.values()):
-            return POISON
-        if isinstance(settings["init"], Word):
-            settings["init"] = settings["init"].name
-        if settings["init"] not in ("normal",) and not isinstance(settings["init"], (int, float)):
-            return self.error("wrong-type", "`init` is a number or `normal`", e.span)
-        sizes = [self.env.get(n) for n in names]
-        if UNKNOWN in sizes or UNKNOWN in settings.values():
-            return POISON if self.check_only else UNKNOWN
-        bad = [n for n, size in zip(names, sizes) if isinstance(size, bool)
-               or not isinstance(size, int) or size < 1]
-        if bad:
-            return self.error("unknown-size", f"learned's axis `{bad[0]}` needs a size: name "
-                              f"it like an int parameter or let", e.args[0].span)
-        batch = self.ir.node(self.ir.inputs[0]).type.axes[0].name if self.ir.inputs else "B"
-        t = TensorType((Axis(batch, 1), *(Axis(n, size) for n, size in zip(names, sizes))))
-        attrs = {"shape": tuple(sizes), "init": settings["init"] if settings["init"] == "normal"
-                 else float(settings["init"]), "std": float(settings["std"]),
-                 "trainable": bool(settings["trainable"])}
-        path = self.declare_module(self.role, "learned", attrs, e.span)
-        return Tensor(self.add("learned", (), t, e.span, module=path), t)
-
-    def scalar_call(self, e: Call):
-        arity, fn = SCALAR_FUNCTIONS[e.func.id]
-        if len(e.args) != arity or e.kwargs:
-            return self.error("wrong-arity", f"`{e.func.id}` takes {arity} argument"
-                              f"{'s' if arity > 1 else ''}, got {len(e.args) + len(e.kwargs)}",
-                              e.span)
-        args = [self.value(a, "scalar") for a in e.args]
-        if POISON in args:
-            return POISON
-        if UNKNOWN in args:
-            return UNKNOWN
-        for a, v in zip(e.args, args):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return self.error("wrong-type", f"`{e.func.id}` needs a number, not "
-                                  f"{describe(v)}", a.span)
-        try:
-            return fn(*args)
-        except ValueError as err:
-            return self.error("wrong-type", f"`{e.func.id}`: {err}", e.span)
-
-    def op_call(self, name: str, e: Call):
-        """An operator called by name: its leading positional arguments are the tensors
-        it applies to; without them it is a layer, applied later."""
-        op = OPS[name]
-        tensors, rest = [], list(e.args)
-        only_tensors = op.kind == "reduce" or not op.params  # nothing else to pass first
-        while rest and (op.inputs == -1 or len(tensors) < op.inputs):
-            first = only_tensors and not tensors
-            if not first and not _maybe_tensor(rest[0], self.env):
-                break
-            v = self.value(rest[0])
-            if v is POISON:
-                return POISON
-            if not isinstance(v, Tensor):
-                if first:
-                    return self.error("wrong-type", f"`{name}` applies to a tensor, not "
-                                      f"{describe(v)}", rest[0].span)
-                break
-            tensors.append(v)
-            rest.pop(0)
-        cfg, exprs = self.config(op, rest, e)
-        if cfg is POISON:
-            return POISON
-        layer = Layer(name, cfg, e.span, arg_exprs=exprs)
-        if not tensors:
-            if op.kind == "reduce":
-                return self.error("wrong-arity", f"`{name}` needs a tensor and the axes it "
-                                  "reduces, e.g. mean(x, H W)", e.span)
-            return layer
-        if op.inputs == -1:
-            return self.apply_op(layer, tensors, e.span, self.role)
-        if op.inputs > 1:  # a fixed number of tensors, e.g. upsample(t, x)
-            if len(tensors) != op.inputs:
-                return self.error("wrong-arity", f"`{name}` applies to {op.inputs} tensors, "
-                                  f"got {len(tensors)}", e.span,
-                                  f"the {op.inputs} tensors come first, then the settings")
-            return self.apply_op(layer, tensors, e.span, self.role)
-        return self.apply(layer, tensors[0], e.span, self.role)
-
-    def config(self, op, args, e: Call):
-        cfg, exprs = {}, {}
-        params = list(op.params)
-        if len(args) > len(params):
-            extra = args[len(params)]
-            hint = takes(op)
-            if params and params[-1].kind == "axes" and isinstance(extra, Name):
-                hint = "axis names are separated by spaces, not commas: `H W`"
-            return self.error("wrong-arity", f"`{op.name}` takes {len(params)} setting"
-                              f"{'s' if len(params) != 1 else ''} after its input, got "
-                              f"{len(args)}", extra.span, hint), exprs
-        given = list(zip(params, args))
-        names = {p.name: p for p in params}
-        for kw in e.kwargs:
-            if kw.name not in names:
-                return self.error("unknown-argument", f"`{op.name}` has no argument "
-                                  f"`{kw.name}`", kw.span,
-                                  did_you_mean(kw.name, names) or takes(op)), exprs
-            given.append((names[kw.name], kw.value))
-        for p, a in given:
-            exprs[p.name] = a
-            cfg[p.name] = self.setting(op, p, a)
-            if cfg[p.name] is POISON:
-                return POISON, exprs
-        for p in params:
-            if p.name not in cfg:
-                if p.default is REQUIRED:
-                    return self.error("wrong-arity", f"`{op.name}` needs `{p.name}`", e.span,
-                                      f"e.g. {op.name}({p.name} = ...)"), exprs
-                cfg[p.name] = p.default
-        return cfg, exprs
-
-    def setting(self, op, p, a):
-        if p.kind == "axes":
-            return self.axes(a)
-        if p.kind == "sized_axes":  # new axes: one named like an int parameter has its size
-            names = self.axes(a)
-            if names is POISON:
-                return POISON
-            sizes = [self.env.get(n) for n in names]
-            if UNKNOWN in sizes:
-                return UNKNOWN
-            return tuple((n, s if isinstance(s, int) and not isinstance(s, bool) else None)
-                         for n, s in zip(names, sizes))
-        if p.kind == "word" and not p.words and isinstance(a, Name):
-            return a.id  # a new name, e.g. stack's `as`: never a parameter's value
-        v = self.value(a, "word" if p.kind == "word" else "scalar")
-        if v in (POISON, UNKNOWN):
-            return v
-        if p.kind == "word":
-            word = v.name if isinstance(v, Word) else v
-            if p.words and word not in p.words:
-                return self.error("wrong-type", f"`{p.name}` of `{op.name}` is one of "
-                                  f"{', '.join(p.words)}, not `{word}`", a.span,
-                                  did_you_mean(str(word), p.words))
-            return word
-        if p.kind == "bool" and not isinstance(v, bool) or p.kind == "int" and (
-                isinstance(v, bool) or not isinstance(v, int)) and v is not None:
-            return self.error("wrong-type", f"`{p.name}` of `{op.name}` is "
-                              f"{article(p.kind)}, not {describe(v)}", a.span)
-        return v
-
-    # ------------------------------------------------------------------ applying layers
-
-    def apply(self, layer: Layer, x: Tensor, span: Span, prefix: str):
-        if layer.parts:
-            for part in layer.parts:
-                part.shared_as = part.shared_as or layer.shared_as
-                x = self.apply(part, x, span, prefix)
-                if x is POISON:
-                    return POISON
-            return x
-        return self.apply_op(layer, [x], span, layer.shared_as or prefix)
-
-    def apply_op(self, layer: Layer, xs: list[Tensor], span: Span, prefix: str):
-        op = OPS.get(layer.op)
-        if layer.op in NORMALISERS and layer.op not in OPS or op is None:
-            return self.error("wrong-type", f"`{layer.op}` is not a layer", layer.span)
-        if layer.op == "identity":
-            return xs[0]
-        if UNKNOWN in layer.config.values():
-            return POISON  # a setting depends on a parameter with no value yet
-        types = [x.type for x in xs]
-        exprs = layer.arg_exprs
-        try:
-            out = op.infer(types, layer.config)
-            attrs = dict(layer.config)
-            module = None
-            if op.build is not None:
-                module = self.module_for(layer, op, types, prefix)
-                attrs = self.ir.modules[module].attrs
-        except OpError as err:
-            if err.axis is not None and self.env.get(err.axis) is UNKNOWN:
-                return POISON  # its size is a parameter with no value yet
-            expr = exprs.get(err.arg)
-            if expr is None:
-                return self.error(err.code, err.message, layer.span, err.hint)
-            return self.error(err.code, err.message + self.explain(expr), expr.span, err.hint)
-        node = self.add(op.name, [x.node for x in xs], out, span, module=module,
-                        **{k: v for k, v in attrs.items() if v is not None})
-        return Tensor(node, out)
-
-    def module_for(self, layer: Layer, op, types, prefix) -> str:
-        key = 0
-        if layer.shared_as and key in layer.modules:
-            first = layer.first_types[key]
-            if first != types[0]:
-                raise OpError(f"the shared layer `{layer.shared_as}` was first applied to "
-                              f"{first}, now to {types[0]}")
-            return layer.modules[key]
-        attrs = op.module_attrs(types, layer.config)
-        path = self.declare_module(prefix, op.name, attrs, layer.span)
-        if layer.shared_as:
-            layer.modules[key], layer.first_types[key] = path, types[0]
-        return path
-
-
 _ARITH_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
 
 def _flatten(layer: Layer) -> tuple[Layer, ...]:
     return layer.parts if layer.parts else (layer,)
-
-
-def _maybe_tensor(e, env) -> bool:
-    """Could this argument be a tensor (so an operator's input) rather than a setting?"""
-    if isinstance(e, Name):  # an unknown name is taken as a tensor, to report it as unknown
-        return e.id not in PUBLIC_OPS if e.id not in env else \
-            not isinstance(env[e.id], (int, float, str, Word)) and env[e.id] is not UNKNOWN
-    return isinstance(e, (Call, BinOp, IfElse, UnaryOp)) and not _is_scalar_expr(e, env)
-
-
-def _is_scalar_expr(e, env) -> bool:
-    if isinstance(e, (Number, Bool)):
-        return True
-    if isinstance(e, Name):
-        return e.id in env and isinstance(env[e.id], (int, float, bool, str)) or \
-            env.get(e.id) is UNKNOWN
-    if isinstance(e, BinOp):
-        return _is_scalar_expr(e.left, env) and _is_scalar_expr(e.right, env)
-    if isinstance(e, UnaryOp):
-        return _is_scalar_expr(e.operand, env)
-    if isinstance(e, Call) and isinstance(e.func, Name) and e.func.id in SCALAR_FUNCTIONS:
-        return all(_is_scalar_expr(a, env) for a in e.args)
-    if isinstance(e, IfElse):
-        return _is_scalar_expr(e.then, env) and _is_scalar_expr(e.orelse, env)
-    return False
 
 
 def _names_in(e):
