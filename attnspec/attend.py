@@ -247,7 +247,8 @@ def _emit_e1_memory(em, n: Node, args):
         # channels first ([B, C, H, W]): the slots' weights times the map, as a 1×1
         # convolution would, with no transposed copy of the input
         x = em.method(args[0], "flatten", 2) if len(a["q_tokens"]) != 1 else args[0]
-        logits = em.call(_torch().matmul, em.attr(f"{n.module}.weight"), x)  # [B, S, N]
+        weight = em.method(em.attr(f"{n.module}.weight"), "unsqueeze", -1)  # [S, C, 1]
+        logits = em.call(_F().conv1d, x, weight)  # [B, S, N]; matmul would copy x
         # [B, 1, N, S] laid out so (S values, not the map, are copied): the normaliser over
         # S then reads contiguous rows
         return em.method(em.method(em.method(logits, "transpose", 1, 2), "contiguous"),
