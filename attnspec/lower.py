@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import operator
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 
@@ -13,6 +14,10 @@ from . import runtime
 from .ir import IR, TensorType
 from .ops import OPS
 from .passes import fuse
+
+# Functions without side effects or randomness whose repeated calls may share one result.
+PURE = {operator.add, operator.sub, operator.mul, operator.truediv, operator.getitem,
+        torch.mean, torch.sum}
 
 
 class Emitter:
@@ -22,9 +27,17 @@ class Emitter:
         self.ir, self.graph = ir, graph
         self.env: dict[str, fx.Node] = {}
         self.size_of: dict[str, fx.Node] = {}
+        self.done: dict[tuple, fx.Node] = {}  # pure calls already emitted
 
     def call(self, fn, *args, **kwargs) -> fx.Node:
-        return self.graph.call_function(fn, args, kwargs)
+        """A call; a pure one made before with the same arguments is reused (a mean and a
+        deviation that a spec writes and `var` needs again are computed once)."""
+        if fn not in PURE:
+            return self.graph.call_function(fn, args, kwargs)
+        key = (fn, repr(args), repr(sorted(kwargs.items())))
+        if key not in self.done:
+            self.done[key] = self.graph.call_function(fn, args, kwargs)
+        return self.done[key]
 
     def method(self, obj, name: str, *args, **kwargs) -> fx.Node:
         return self.graph.call_method(name, (obj, *args), kwargs)

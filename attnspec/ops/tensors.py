@@ -12,7 +12,6 @@ from . import (
     Op,
     OpError,
     Param,
-    _runtime,
     _torch,
     op,
 )
@@ -159,6 +158,21 @@ OPS["identity"] = Op(name="identity", doc="the input unchanged (W = I, W' = I)",
                      infer=lambda types, cfg: types[0], emit=lambda em, n, args: args[0])
 
 
+def _emit_variance(em, n, x, t: TensorType, dims: tuple[int, ...]):
+    """As the calls `x - mean(x, axes)` and `d * d` would emit them, so that the emitter
+    reuses a deviation the spec computes itself (SimAM), then summed over n − 1 (torch.var's
+    single-pass kernel is several times slower on CPU)."""
+    torch = _torch()
+    mean = em.call(torch.mean, x, dim=dims)
+    index = tuple(None if i in dims else slice(None) for i in range(len(t.axes)))
+    d = em.call(operator.sub, x, em.call(operator.getitem, mean, index))
+    total = em.call(torch.sum, em.call(operator.mul, d, d), dim=dims)
+    count = 1
+    for size in em.sizes(n.inputs[0], tuple(t.names[i] for i in dims)):
+        count = em.call(operator.mul, count, size) if count != 1 else size
+    return em.call(operator.truediv, total, em.call(operator.sub, count, 1))
+
+
 def _reduce(name, doc):
     def infer(types, cfg):
         t = types[0]
@@ -179,8 +193,8 @@ def _reduce(name, doc):
             return em.call(torch.amax, args[0], dim=dims)
         if name == "norm":
             return em.call(torch.linalg.vector_norm, args[0], dim=dims)
-        if name == "var":  # unbiased: the sum of squares over n − 1
-            return em.call(_runtime().variance, args[0], dims)
+        if name == "var":  # unbiased: the squared deviations' sum over n − 1
+            return _emit_variance(em, n, args[0], t, dims)
         return em.call(getattr(torch, name), args[0], dim=dims)
 
     OPS[name] = Op(name=name, doc=doc, params=(Param("axes", "axes"),), kind="reduce",
