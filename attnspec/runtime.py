@@ -39,15 +39,12 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
     if partition is not None:  # (s, sizes): same part on every axis
         parts, sizes = partition
         same = [_part(n, parts, logits.device) for n in sizes]
-        same = [(p[:, None] == p[None, :]).to(logits.dtype) for p in same]
-        inside = _per_axis_sum(same, sizes, sizes) == len(same)
-        logits = logits.masked_fill(~inside, fill)
-    if window is not None:
+        logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
+    if window is not None:  # near on every axis
         radius, q_sizes, k_sizes, steps = window
-        near = [(offsets(nq, nk, step, logits) <= radius).to(logits.dtype)
+        near = [_q_minus_k(nq, nk, step, logits.device).abs() <= radius
                 for nq, nk, step in zip(q_sizes, k_sizes, steps)]
-        inside = _per_axis_sum(near, q_sizes, k_sizes) == len(near)  # near on every axis
-        logits = logits.masked_fill(~inside, fill)
+        logits = _keep(logits, near, q_sizes, k_sizes, fill)
     if grid is not None:
         h, w = grid
         where = torch.arange(h * w, device=logits.device)
@@ -108,12 +105,18 @@ def _part(n: int, parts: int, device) -> torch.Tensor:
     return torch.clamp(i // step, max=parts - 1)
 
 
-def offsets(nq: int, nk: int, step: int, like: torch.Tensor) -> torch.Tensor:
-    """[nq, nk]: |position of query i − position of key j| on one axis; key j sits at
+def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float) -> torch.Tensor:
+    """`fill` where a (query, key) pair fails one of the per-axis conditions [nq_a, nk_a]."""
+    passed = _per_axis_sum([c.to(logits.dtype) for c in per_axis], q_sizes, k_sizes)
+    return logits.masked_fill(passed != len(per_axis), fill)
+
+
+def _q_minus_k(nq: int, nk: int, step: int, device, dtype=None) -> torch.Tensor:
+    """[nq, nk]: the position of query i minus that of key j on one axis; key j sits at
     input position j·step (keys pooled with a stride)."""
-    q = torch.arange(nq, device=like.device, dtype=like.dtype)
-    k = torch.arange(nk, device=like.device, dtype=like.dtype) * step
-    return (q[:, None] - k[None, :]).abs()
+    q = torch.arange(nq, device=device, dtype=dtype)
+    k = torch.arange(nk, device=device, dtype=dtype) * step
+    return q[:, None] - k[None, :]
 
 
 def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: float,
@@ -129,9 +132,8 @@ def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: 
     period = wave ** (j * (2 * n / dim))
     rows = []
     for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
-        q = torch.arange(nq, device=like.device, dtype=like.dtype)
-        k = torch.arange(nk, device=like.device, dtype=like.dtype) * step
-        angle = ((q[:, None] - k[None, :]) * magnitude)[..., None] / period
+        angle = (_q_minus_k(nq, nk, step, like.device, like.dtype) * magnitude)[..., None] \
+            / period
         code = torch.cat([angle.sin(), angle.cos()], dim=-1).reshape(nq * nk, per)
         rows.append(F.pad(code, (a * per, dim - (a + 1) * per)))
     return torch.cat(rows)
@@ -198,9 +200,7 @@ def offset_index(q_sizes, k_sizes, steps, radii, device):
     in torch's order), and whether it is within them: two [Q, K] tensors."""
     index, inside, n = 0, True, len(q_sizes)
     for a, (nq, nk, step, r) in enumerate(zip(q_sizes, k_sizes, steps, radii)):
-        q = torch.arange(nq, device=device)
-        k = torch.arange(nk, device=device) * step
-        delta = k[None, :] - q[:, None]  # [nq, nk]: where the key is, seen from the query
+        delta = -_q_minus_k(nq, nk, step, device)  # where the key is, seen from the query
         shape = [*(nq if b == a else 1 for b in range(n)), *(nk if b == a else 1 for b in range(n))]
         index = index * (2 * r + 1) + (delta + r).reshape(shape)
         inside = inside & (delta.abs() <= r).reshape(shape)
@@ -211,7 +211,11 @@ def offset_index(q_sizes, k_sizes, steps, radii, device):
 def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radii) -> torch.Tensor:
     """E4 on `offsets(R)`: table [rows, M], one row per joint offset → [1, M, Q, K]; pairs
     farther apart than the radii get 0."""
-    index, inside = offset_index(q_sizes, k_sizes, steps, radii, table.device)
+    return _looked_up(table, *offset_index(q_sizes, k_sizes, steps, radii, table.device))
+
+
+def _looked_up(table: torch.Tensor, index: torch.Tensor, inside: torch.Tensor):
+    """Row index[q, k] of table [rows, M] for every pair inside, 0 outside: [1, M, Q, K]."""
     scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
     return scores.permute(2, 0, 1).unsqueeze(0)
 
@@ -263,6 +267,4 @@ def pair_bias(table: torch.Tensor, q_sizes, k_sizes, longest: int,
     inside = (q < longest) & (k < longest)
     if within is not None:
         inside = inside & ((q - k).abs() <= within)
-    index = torch.where(inside, q * longest + k, 0)
-    scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
-    return scores.permute(2, 0, 1).unsqueeze(0)
+    return _looked_up(table, torch.where(inside, q * longest + k, 0), inside)

@@ -242,15 +242,9 @@ class Positions:
         if not e.args or e.kwargs:
             return self.error("wrong-arity", f"{e.func.id} takes its radius: {e.func.id}(R), "
                               f"or one per axis", e.span)
-        radii = [self.value(a, "scalar") for a in e.args]
-        if POISON in radii:
-            return POISON
-        if UNKNOWN in radii:
-            return POISON if self.check_only else UNKNOWN
-        for a, r in zip(e.args, radii):
-            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-                return self.error("wrong-type", f"an offset radius is a non-negative integer, "
-                                  f"not {describe(r)}", a.span)
+        radii = self.integers(e.args, 0, "an offset radius is a non-negative integer")
+        if radii in (POISON, UNKNOWN):
+            return POISON if self.check_only else radii
         return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id)
 
     call_bilinear = call_offsets
@@ -262,15 +256,10 @@ class Positions:
         if len(e.args) != 1 or any(kw.name != "within" for kw in e.kwargs):
             return self.error("wrong-arity", "pairs takes the largest length and `within`: "
                               "pairs(T, within = w)", e.span)
-        values = [self.value(a, "scalar") for a in (e.args[0], *(kw.value for kw in e.kwargs))]
-        if POISON in values:
-            return POISON
-        if UNKNOWN in values:
-            return POISON if self.check_only else UNKNOWN
-        for a, v in zip((e.args[0], *(kw.value for kw in e.kwargs)), values):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                return self.error("wrong-type", f"pairs takes non-negative integers, not "
-                                  f"{describe(v)}", a.span)
+        values = self.integers((e.args[0], *(kw.value for kw in e.kwargs)), 0,
+                               "pairs takes non-negative integers")
+        if values in (POISON, UNKNOWN):
+            return POISON if self.check_only else values
         within = values[1] if len(values) > 1 else None
         return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
 
@@ -305,21 +294,23 @@ class Positions:
         if len(e.args) != 1 or e.kwargs:
             return self.error("wrong-arity", "partition takes the number of parts per axis: "
                               "partition(s)", e.span)
-        s = self.value(e.args[0], "scalar")
-        if s in (POISON, UNKNOWN):
-            return s
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            return self.error("wrong-type", f"partition needs a positive number of parts, "
-                              f"not {describe(s)}", e.args[0].span)
-        return PartitionRange(s)
+        s = self.integers(e.args, 1, "partition needs a positive number of parts")
+        return s if s in (POISON, UNKNOWN) else PartitionRange(s[0])
 
     def call_window(self, e: Call):
         if len(e.args) != 1 or e.kwargs:
             return self.error("wrong-arity", "window takes one radius: window(R)", e.span)
-        r = self.value(e.args[0], "scalar")
-        if r in (POISON, UNKNOWN):
-            return r
-        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-            return self.error("wrong-type", f"a window's radius is a non-negative integer, "
-                              f"not {describe(r)}", e.args[0].span)
-        return WindowRange(r)
+        r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
+        return r if r in (POISON, UNKNOWN) else WindowRange(r[0])
+
+    def integers(self, exprs, minimum: int, what: str):
+        """Arguments that must be integers of at least `minimum`: their values; POISON
+        after an error (`what`, then the value given), UNKNOWN while one waits for a
+        parameter's value."""
+        values = [self.value(a, "scalar") for a in exprs]
+        if POISON in values or UNKNOWN in values:
+            return POISON if POISON in values else UNKNOWN
+        for a, v in zip(exprs, values):
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                return self.error("wrong-type", f"{what}, not {describe(v)}", a.span)
+        return values
