@@ -339,11 +339,11 @@ def _emit_range(em, n, args):
     if a.get("window") is not None:
         window = (a["window"], em.sizes(a["sizes_of"], a["q_tokens"]),
                   em.sizes(a["keys_of"], a["k_tokens"]), a["steps"])
-    fill = {} if a.get("fill") is None else {"fill": a["fill"]}
+    optional = {} if a.get("fill") is None else {"fill": a["fill"]}
     if a.get("partition") is not None:
-        fill["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))
+        optional["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))
     return em.call(runtime.restrict, args[0], pad, causal=a["causal"], grid=grid,
-                   window=window, **fill)
+                   window=window, **optional)
 
 
 _register("range", "Ω_q: logits of keys outside the range become -inf", _emit_range)

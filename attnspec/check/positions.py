@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..attend import width
+from ..attend import key_axis, width
 from ..ir import Axis, Node, TensorType
 from ..spec import Call, Name
 from ..values import (
@@ -19,7 +19,7 @@ from ..values import (
     WindowRange,
 )
 from .base import describe
-from .terms import _bias_free_linear, _key_axis_name, _logits_type
+from .terms import _bias_free_linear, _logits_type
 
 
 class Positions:
@@ -59,7 +59,7 @@ class Positions:
             return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
                               f"features per offset, the query {d}", args["position"].span,
                               f"end it with linear({d}, bias = false)")
-        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         node = self.add("E2", (q.node, r.node, keys.node), t, e.span, base="e2", heads=heads,
                         q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
                         sizes_of=x.node)
@@ -91,7 +91,7 @@ class Positions:
         if side == "key" and set(steps) != {1}:
             return self.error("unsupported", "E2(key = ...) on offsets needs keys that are not "
                               "pooled", e.span)
-        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         node = self.add("E2_offsets", (p.node, x.node, keys.node), t, e.span, base="e2",
                         heads=heads, q_tokens=q_tokens, q_feature=pf, k_tokens=over[1][1],
                         radii=radii, key_side=side == "key", steps=steps)
@@ -115,7 +115,7 @@ class Positions:
         if d is not None and d != n * heads:
             return self.error("axis-mismatch", f"the query must give a displacement of {n} per "
                               f"head: a width of {n * heads}, not {d}", e.span)
-        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         node = self.add("E2_bilinear", (q.node, x.node, keys.node), t, e.span, base="e2",
                         heads=heads, q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
                         radii=radii,
@@ -141,7 +141,7 @@ class Positions:
                               f"{r.type.axes[-1].size}", args["position"].span,
                               f"end it with linear({heads}, bias = false)")
         q_tokens = over[0][1]
-        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, over[1][1])))
+        t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         radii, pairs = None, None
         enc = self.value(args["position"])
         if enc.kind == "offsets":  # a table per joint offset, looked up

@@ -77,7 +77,7 @@ class Terms:
         if None not in (d, width(k.type, kf)) and d != width(k.type, kf):
             return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
                               f"{k.type}", e.span)
-        t = _logits_type(x, heads, q_tokens, Axis(_key_axis_name(q_tokens, k_tokens)))
+        t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, k_tokens)))
         node = self.add("E1", (q.node, k.node), t, e.span, base="e1", heads=heads,
                         q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf)
         return Logits(node, t, True, keys=k.node)
@@ -99,7 +99,7 @@ class Terms:
         if contexts is POISON:
             return POISON
         axes = (x.type.axes[0], Axis("M", heads), *contexts,
-                Axis(_key_axis_name((), k_tokens)))
+                Axis(key_axis((), k_tokens)))
         t = TensorType(axes)
         node = self.add("E3", (k.node,), t, e.span, base="e3", heads=heads, k_tokens=k_tokens,
                         k_feature=kf, contexts=len(contexts) and contexts[0].size)
@@ -179,7 +179,7 @@ class Terms:
         if sides == [(True, False), (False, True)] or sides == [(False, True), (True, False)]:
             q_only = left if sides[0] == (True, False) else right
             over = self.core[1]
-            full_t = TensorType((*q_only.type.axes, Axis(_key_axis_name(over[0][1], over[1][1]))))
+            full_t = TensorType((*q_only.type.axes, Axis(key_axis(over[0][1], over[1][1]))))
         else:
             full_t = max((left, right), key=lambda t: (t.has_query and t.has_key,
                                                        t.has_key, t.has_query)).type
@@ -372,8 +372,7 @@ def _over_name(spec) -> str:
     return what.name if kind == "memory" else "·".join(what)
 
 
-_key_axis_name = key_axis
 
 
-def _logits_type(x: Tensor, heads: int, q_tokens, key_axis: Axis) -> TensorType:
-    return TensorType((x.type.axes[0], Axis("M", heads), Axis("·".join(q_tokens)), key_axis))
+def _logits_type(x: Tensor, heads: int, q_tokens, key: Axis) -> TensorType:
+    return TensorType((x.type.axes[0], Axis("M", heads), Axis("·".join(q_tokens)), key))
