@@ -44,12 +44,11 @@ def _window_pool(name, fn, doc):
         if k == 1 and not pad:  # a window of one: every stride-th element, a view
             return em.call(operator.getitem, args[0],
                            (slice(None), slice(None)) + (slice(None, None, stride),) * dims)
-        if pad and fn == "avg_pool":  # the padding is left out of each window's mean
-            return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad,
-                           count_include_pad=False)
-        if pad:
-            return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad)
-        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride)
+        padded = (pad,) if pad else ()
+        # an average leaves the padding out of each window's mean
+        mean_of_inside = {"count_include_pad": False} if pad and fn == "avg_pool" else {}
+        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, *padded,
+                       **mean_of_inside)
 
     def sizes(ins, t, attrs):
         k, stride = attrs["kernel"], attrs.get("stride") or attrs["kernel"]
@@ -167,9 +166,10 @@ def _emit_variance(em, n, x, t: TensorType, dims: tuple[int, ...]):
     index = tuple(None if i in dims else slice(None) for i in range(len(t.axes)))
     d = em.call(operator.sub, x, em.call(operator.getitem, mean, index))
     total = em.call(torch.sum, em.call(operator.mul, d, d), dim=dims)
-    count = 1
-    for size in em.sizes(n.inputs[0], tuple(t.names[i] for i in dims)):
-        count = em.call(operator.mul, count, size) if count != 1 else size
+    first, *rest = em.sizes(n.inputs[0], tuple(t.names[i] for i in dims))
+    count = first
+    for size in rest:
+        count = em.call(operator.mul, count, size)
     return em.call(operator.truediv, total, em.call(operator.sub, count, 1))
 
 
