@@ -365,11 +365,18 @@ def _emit_double(em, n, args):
     return em.call(operator.truediv, w, em.call(operator.add, total, a["eps"]))
 
 
+def _emit_l1(em, n, args):
+    total = em.method(args[0], "sum", dim=-1, keepdim=True)
+    return em.call(operator.truediv, args[0], em.call(operator.add, total, n.attrs["eps"]))
+
+
 _register("softmax_keys", "softmax over the keys of Ω_q", _emit_softmax, kind="normaliser")
 _register("unnormalised", "the terms used as weights as they are (convolution as attention)",
           lambda em, n, args: args[0], kind="normaliser")
 _register("count", "divide by the number of keys |Ω_q| (Non-local's dot product)",
           _emit_count, kind="normaliser")
+_register("l1_keys", "divide by the sum over the keys, plus eps (linear attention)",
+          _emit_l1, kind="normaliser")
 _register("double_norm", "softmax over one axis, then L1 over the other (External attention)",
           _emit_double, kind="normaliser")
 
@@ -489,3 +496,38 @@ _register("criss_cross", "criss-cross attention on the row and column alone (CCN
 
 _register("sdpa", "fused softmax(q·kᵀ·s)·v: torch's scaled_dot_product_attention",
           _emit_sdpa, _sdpa_flops)
+
+
+def _emit_linear(em, n: Node, args):
+    """Σ_k (q·k) v_k / (Σ_k q·k + eps) as q (Kᵀ V) / (q · Σ_k k + eps): the keys are summed
+    into a d × d' state per head before any query is seen, O(N·d·d') instead of O(N²·d)."""
+    a = n.attrs
+    torch = _torch()
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"],
+                 keys_first=True)  # [B, M, d, K]
+    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    if len(args) > 3:  # a padding mask: masked keys weigh 0, as rows of zeros in K
+        from . import runtime
+
+        k = em.call(runtime.drop_keys, k, args[3])
+    if a["scale"] != 1.0:
+        q = em.call(operator.mul, q, a["scale"])
+    y = em.call(torch.matmul, q, em.call(torch.matmul, k, v))  # [B, M, Q, d']
+    if a["eps"] is not None:  # the l1 normaliser; None: the weights as they are
+        total = em.call(torch.matmul, q, em.method(k, "sum", dim=-1, keepdim=True))
+        y = em.call(operator.truediv, y, em.call(operator.add, total, a["eps"]))
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _linear_flops(ins, out, a, b):
+    q, k, v = ins[0], ins[1], ins[2]
+    d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
+    queries, keys = q.numel(b) // d, k.numel(b) // width(k, a["k_feature"], b)
+    state = 2 * keys * d * dv // a["heads"]  # Kᵀ V, every batch element
+    return state + 2 * queries * d * dv // a["heads"] + (
+        2 * queries * d if a["eps"] is not None else 0)
+
+
+_register("linear_attention", "q (Kᵀ V) / (q · Σ k + eps): E1 weights without a softmax, "
+          "the keys summed first", _emit_linear, _linear_flops)

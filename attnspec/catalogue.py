@@ -37,7 +37,7 @@ CITATION_HINT = ('start the file with `# Mechanism`, then `# "Title", Authors, V
                  'arXiv:ID` (the citation may go on over several lines)')
 TERM = re.compile(r"E[1-4]")  # E1, E1_memory → E1: the formulation's four terms
 # other normaliser ops read as their name
-NORMALISER_NAME = {"softmax_keys": "softmax", "unnormalised": "none"}
+NORMALISER_NAME = {"softmax_keys": "softmax", "unnormalised": "none", "l1_keys": "l1"}
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,8 @@ formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_
   relative position), E3 (key content only), E4 (relative position only); `gate` when
   Ω_q = self.
 - **normaliser**: how A is normalised over Ω_q: softmax, count (divide by |Ω_q|),
-  double_norm (softmax over one axis, then L1 over the other), sigmoid, none (the terms
+  double_norm (softmax over one axis, then L1 over the other), l1 (divide by the sum over
+  the keys), sigmoid, none (the terms
   are the weights); for a gate, the last pointwise function of its weight.
 - **M**: the number of heads.
 - **{PARAMS}**: learned parameters at a reference shape: every required int parameter (the

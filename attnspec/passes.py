@@ -9,7 +9,7 @@ from .ir import IR, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    return fuse_sdpa(fuse_criss_cross(fold_position_scales(copy.deepcopy(ir))))
+    return fuse_linear(fuse_sdpa(fuse_criss_cross(fold_position_scales(copy.deepcopy(ir)))))
 
 
 def fold_position_scales(ir: IR) -> IR:
@@ -91,11 +91,40 @@ def fuse_sdpa(ir: IR) -> IR:
     return ir
 
 
-def _softmax_chain(ir: IR, name: str) -> list[str] | None:
-    """The nodes E1 → scale* → range? → softmax ending at `name`, each used once."""
+def fuse_linear(ir: IR) -> IR:
+    """l1(E1(q, k) · s) · v, or identity(E1(q, k) · s) · v, over all keys (a padding mask
+    allowed) → one `linear_attention` node: q (Kᵀ V) / (q · Σ_k k + eps), linear in the
+    number of keys (Katharopoulos et al.'s reordering; exact, the same sums in another
+    order). A causal or windowed range keeps the quadratic form."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
+                and "Q" in n.attrs["weight_axes"]]:
+        chain = _softmax_chain(ir, agg.inputs[0], ("l1_keys", "unnormalised"))
+        if chain is None:
+            continue
+        e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
+        if ranges and (ranges[0].attrs["causal"] or any(
+                ranges[0].attrs.get(k) is not None for k in ("grid", "window", "partition"))):
+            continue
+        normaliser = ir.node(chain[-1])
+        attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
+                                              "k_feature")},
+                 "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"],
+                 "scale": _scale(ir, chain),
+                 "eps": normaliser.attrs["eps"] if normaliser.op == "l1_keys" else None}
+        pad = ranges[0].inputs[1:] if ranges else ()
+        fused = Node(agg.name, "linear_attention", (*e1.inputs, agg.inputs[1], *pad), agg.type,
+                     "context", agg.span, attrs)
+        ir.replace(chain + [agg.name], fused)
+    return ir
+
+
+def _softmax_chain(ir: IR, name: str, last: tuple[str, ...] = ("softmax_keys",)
+                   ) -> list[str] | None:
+    """The nodes E1 → scale* → range? → softmax (or another normaliser in `last`) ending
+    at `name`, each used once."""
     chain = []
     node = ir.node(name)
-    if node.op != "softmax_keys":
+    if node.op not in last:
         return None
     while True:
         chain.append(node.name)
@@ -103,6 +132,6 @@ def _softmax_chain(ir: IR, name: str) -> list[str] | None:
             return None
         if node.op == "E1":
             return chain[::-1]
-        if node.op not in ("softmax_keys", "scale", "range") or not node.inputs:
+        if node.op not in (*last, "scale", "range") or not node.inputs:
             return None
         node = ir.node(node.inputs[0])

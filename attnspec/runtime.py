@@ -32,10 +32,11 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
              fill: float = float("-inf"), partition=None) -> torch.Tensor:
-    """Ω_q as a fill: keys a query may not see get -inf before the normaliser. `grid`
+    """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
+    for weights with no normaliser or an L1 one: such a key weighs nothing). `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
     `window` (radius, query sizes, key sizes, key steps): the keys within `radius` input
-    positions of the query on every axis. `fill` 0 for weights with no normaliser."""
+    positions of the query on every axis."""
     if partition is not None:  # (s, sizes): same part on every axis
         parts, sizes = partition
         same = [_part(n, parts, logits.device) for n in sizes]
@@ -50,14 +51,14 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         where = torch.arange(h * w, device=logits.device)
         row, col = where // w, where % w
         cross = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
-        logits = logits.masked_fill(~cross, float("-inf"))
+        logits = logits.masked_fill(~cross, fill)
     if causal:
         nq, nk = logits.shape[-2], logits.shape[-1]
         future = torch.ones(nq, nk, dtype=torch.bool, device=logits.device).triu(1)
-        logits = logits.masked_fill(future, float("-inf"))
+        logits = logits.masked_fill(future, fill)
     if pad is not None:  # [B, K] against [B, M, Q, K], or [B, M, K] for E3
         keys = pad.view(pad.shape[0], *[1] * (logits.dim() - 2), pad.shape[-1])
-        logits = logits.masked_fill(keys, float("-inf"))
+        logits = logits.masked_fill(keys, fill)
     return logits
 
 
@@ -90,6 +91,12 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
         nq, nk = q.shape[-2], k.shape[-2]
         keep = keep & torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
+
+
+def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """Keys laid out [B, M, d, K] with the masked ones (pad True) zeroed: a zero key adds
+    nothing to linear attention's sums."""
+    return k if pad is None else k * ~pad[:, None, None, :]
 
 
 # ---------------------------------------------------------------------------- positions

@@ -115,6 +115,8 @@ CASES = [
          "local"),
     Case("triplet", dict(), (16, 256, 28, 28), (2, 64, 8, 8)),
     Case("simam", dict(), (16, 256, 28, 28), (2, 64, 8, 8)),
+    # a long sequence: the keys are summed into a d × d state, time linear in N
+    Case("linear_attention", dict(D=256, M=8), (8, 2048, 256), (2, 16, 64)),
     # conv_as_attention and deformable are not timed: by design their weights are dense
     # [M, HW, HW] tables (a demonstration that the mechanism is expressible), far slower
     # than the convolution they stand for, so a ratio would say nothing about the compiler.

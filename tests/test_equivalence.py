@@ -78,6 +78,17 @@ CASES = [
     Case("mhsa", dict(D=32, M=4, causal=True), sequence(32)),
     Case("mhsa", dict(D=32, M=4), sequence(32), pad=True),
     Case("mhsa", dict(D=16, M=2, causal=True), sequence(16), pad=True),
+    # linear_attention: bidirectional (the reordered sums) and causal (a masked quadratic
+    # form against the authors' running sums), with and without a key padding mask
+    Case("linear_attention", dict(D=32), sequence(32)),
+    Case("linear_attention", dict(D=24, M=3, eps=1e-3), sequence(24), pad=True),
+    Case("linear_attention", dict(D=32, M=4, causal=True), sequence(32)),
+    Case("linear_attention", dict(D=16, M=2, causal=True), sequence(16), pad=True),
+    # epsa: the authors' kernels and groups; a wider output (planes); other kernels and groups
+    Case("epsa", dict(C=64), image(64)),
+    Case("epsa", dict(C=32, planes=64, reduction=4), image(32)),
+    Case("epsa", dict(C=48, planes=40, k1=1, k2=3, k3=5, k4=7, g1=2, g2=1, g3=2, g4=2,
+                      reduction=2), image(48)),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

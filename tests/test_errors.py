@@ -105,6 +105,7 @@ CASES = [
     Case("reported_once", (("unknown-name", 6, 51, "rr"),)),
     Case("criss_cross_one_axis", (("unsupported", 5, 12, "criss_cross"),)),
     Case("repeat_zero", (("wrong-type", 3, 36, "0"),), params={"C": 16}),
+    Case("conv_even_kernel", (("shape", 6, 46, "k"),), params={"C": 8}),
 ]
 
 

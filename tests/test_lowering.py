@@ -99,3 +99,48 @@ def test_criss_cross_lowers_to_row_and_column_energies_equal_to_the_dense_mask()
     dense.load_state_dict(fused.state_dict())
     x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
     torch.testing.assert_close(fused.double()(x), dense.double()(x))
+
+
+def _fused_ops(ir) -> set:
+    from attnspec.passes import fuse
+
+    return {n.op for n in fuse(ir).nodes()}
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_linear_attention_sums_the_keys_first_and_equals_the_quadratic_form(pad):
+    ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2)
+    assert "linear_attention" in _fused_ops(ir)
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    mask = torch.rand(2, 9) < 0.3 if pad else None
+    torch.testing.assert_close(fused(x, mask), dense(x, mask))
+
+
+def test_causal_linear_attention_keeps_the_masked_quadratic_form():
+    ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2, causal=True)
+    assert "linear_attention" not in _fused_ops(ir)
+
+
+UNNORMALISED_CAUSAL = """
+attention A(D: int) {
+    input  x: [B, N, D]
+    input  pad: [B, N] bool optional
+    over   positions(N)
+    range  causal
+    mask   pad
+    weight identity(E1(query = identity, key = identity))
+    value  identity
+    output identity
+}
+"""
+
+
+def test_weights_without_a_normaliser_give_hidden_keys_weight_zero():
+    # causal and mask fill 0, not -inf, when nothing normalises the weights
+    module = attnspec.compile_text(UNNORMALISED_CAUSAL, D=4).double()
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    pad = torch.tensor([[False, False, True, False, False]] * 2)
+    a = (x @ x.transpose(1, 2)).tril().masked_fill(pad[:, None, :], 0)
+    torch.testing.assert_close(module(x, pad), a @ x)

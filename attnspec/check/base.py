@@ -30,7 +30,7 @@ from ..values import (
 )
 
 RANGES = ("all", "self", "causal", "criss_cross")
-NORMALISERS = ("softmax", "sigmoid", "count", "double_norm")
+NORMALISERS = ("softmax", "sigmoid", "count", "double_norm", "l1")
 SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear", "pairs",
            "window", "partition", "memory", "identity",
            "positions", "channels", "residual", "repeat", "learned") + NORMALISERS

@@ -1,6 +1,6 @@
 """The weight's terms and normalisers: E1, E3 (of the key, of the query, with several
 contexts, of memory slots), memory(S), sums and pointwise functions of terms, softmax,
-sigmoid, count, double_norm, identity (E2, E4 and positions: positions.py)."""
+sigmoid, count, double_norm, l1, identity (E2, E4 and positions: positions.py)."""
 
 from __future__ import annotations
 
@@ -277,7 +277,7 @@ class Terms:
             return self.error("unsupported", f"range `{rng}` needs weights that depend on the "
                               "query; E3 alone does not", e.span, "use `range all`, or add E1")
         if rng in ("causal", "criss_cross") or window or pad is not None:
-            if op not in ("softmax_keys", "sigmoid", "unnormalised"):
+            if op not in ("softmax_keys", "sigmoid", "unnormalised", "l1_keys"):
                 what = f"range `{rng}`" if rng != "all" else "a mask"
                 return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
                                   f"{what} use softmax or sigmoid", e.span)
@@ -293,7 +293,8 @@ class Terms:
                              steps=tuple(keys.axis(a).step for a in over[1][1]))
             source = self.add("range", inputs, logits.type, e.span, role="range",
                               causal=rng == "causal", grid=grid, sizes_of=x.node,
-                              fill=0.0 if op == "unnormalised" else None, **extra)
+                              fill=0.0 if op in ("unnormalised", "l1_keys") else None,
+                              **extra)
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
@@ -310,6 +311,19 @@ class Terms:
 
     def call_count(self, e: Call):
         return self.normaliser(e, "count")
+
+    def call_l1(self, e: Call):
+        """l1(t, eps): weights divided by their sum over the keys (plus eps), linear
+        attention's normaliser; keys outside the range or mask weigh 0."""
+        if len(e.args) != 1:
+            return self.error("wrong-arity", "l1 takes one term", e.span)
+        args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs), (), ("eps",))
+        if args is POISON:
+            return POISON
+        eps = self.value(args["eps"], "scalar") if "eps" in args else 0.0
+        if eps is POISON:
+            return POISON
+        return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "l1_keys", eps=eps)
 
     def call_double_norm(self, e: Call):
         if len(e.args) != 1:

@@ -77,6 +77,9 @@ def _conv_attrs(types, cfg):
     k = cfg["kernel"]
     if not isinstance(k, int) or k < 1:
         raise OpError(f"kernel size must be a positive integer, not {k!r}", arg="kernel")
+    if (k - 1) * cfg["dilation"] % 2:  # 'same' padding is (k − 1)·d / 2 on both sides
+        raise OpError(f"conv keeps its axes' sizes, which needs an odd kernel, not {k}",
+                      hint=f"use kernel = {k - 1} or {k + 1}", arg="kernel")
     groups = cfg["groups"]
     out = width(cfg["out"], "conv's out", "out")
     if cin % groups or out % groups:

@@ -146,6 +146,13 @@ _pointwise("gelu", "gelu", "Gaussian error linear unit", functional=True)
 _pointwise("silu", "silu", "x · sigmoid(x)")
 
 
+@op(name="elu", params=(Param("alpha", "float", 1.0),),
+    doc="x for x > 0, alpha · (exp(x) − 1) below (linear attention's feature map is elu + 1)",
+    emit=lambda em, n, args: em.call(_F().elu, args[0], n.attrs["alpha"]))
+def _elu(types, cfg):
+    return types[0]
+
+
 @op(name="leaky_relu", params=(Param("slope", "float", 0.01),),
     doc="max(0, x) + slope · min(0, x)",
     emit=lambda em, n, args: em.call(_F().leaky_relu, args[0], n.attrs["slope"]))

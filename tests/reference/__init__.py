@@ -18,10 +18,12 @@ from .deformable import Deformable
 from .eca import ECA
 from .effective_se import EffectiveSE
 from .emanet import EMANet
+from .epsa import EPSA
 from .external import External, ExternalMultiHead
 from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .generalized import Generalized
+from .linear_attention import LinearAttention
 from .mhsa import MHSA
 from .muse import MUSE
 from .nonlocal_block import NonLocal
@@ -69,10 +71,14 @@ REFERENCES = {
     "simam": SimAM,
     "triplet": TripletAttention,
     "effective_se": EffectiveSE,
+    "linear_attention": LinearAttention,
+    "epsa": EPSA,
 }
 
-__all__ = ["A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "PyramidOC", "CBAM", "CCNet",
-           "ConvAsAttention", "DANet", "Deformable", "ECA", "EMANet", "EffectiveSE", "External",
-           "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "MHSA", "Luong", "MUSE",
-           "NonLocal", "PSANet", "SE", "SGE", "SimAM", "SK", "TripletAttention",
-           "ShuffleAttention", "SqueezeAttention", "REFERENCES"]
+__all__ = [
+    "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
+    "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA", "External",
+    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong",
+    "MHSA", "MUSE", "NonLocal", "PSANet", "PyramidOC", "SE", "SGE", "ShuffleAttention",
+    "SimAM", "SK", "SqueezeAttention", "TripletAttention", "REFERENCES"
+]
