@@ -382,20 +382,38 @@ _register("double_norm", "softmax over one axis, then L1 over the other (Externa
 
 
 def _softmax_over(types, cfg):
-    t = types[0]
-    if cfg["over"] not in t.names[1:]:
-        raise OpError(f"softmax over `{cfg['over']}`: {t} has no such axis (after the batch)",
+    _softmax_range(types[0], tuple(cfg["over"]))
+    return types[0]
+
+
+def _softmax_range(t: TensorType, axes: tuple[str, ...]) -> tuple[int, int]:
+    """The first and last dimension of `axes`, which must be adjacent, after the batch."""
+    for a in axes:
+        if a not in t.names[1:]:
+            raise OpError(f"softmax over `{a}`: {t} has no such axis (after the batch)",
+                          arg="over", code="axis-mismatch")
+    first = t.index(axes[0])
+    if t.names[first:first + len(axes)] != axes:
+        raise OpError(f"softmax over several axes needs them adjacent and in order: {t}",
                       arg="over", code="axis-mismatch")
-    return t
+    return first, first + len(axes) - 1
 
 
-# softmax of a plain tensor over a named axis (SK's selection across branches); of a
-# weight term it is the normaliser above, over the keys
+def _emit_softmax_over(em, n, args):
+    axes = tuple(n.attrs["over"])
+    first, last = _softmax_range(em.type(n.inputs[0]), axes)
+    if first == last:
+        return em.call(_torch().softmax, args[0], dim=first)
+    flat = em.method(args[0], "flatten", first, last)  # one distribution over H·W
+    return em.method(em.call(_torch().softmax, flat, dim=first), "unflatten", first,
+                     em.sizes(n.inputs[0], axes))
+
+
+# softmax of a plain tensor over named axes (SK's selection across branches; PSA's over the
+# positions); of a weight term it is the normaliser above, over the keys
 OPS["softmax"] = Op(
-    name="softmax", doc="a softmax over the named axis of a tensor (of a term: over the keys)",
-    params=(Param("over", "word"),), infer=_softmax_over,
-    emit=lambda em, n, args: em.call(_torch().softmax, args[0],
-                                     dim=em.type(n.inputs[0]).index(n.attrs["over"])))
+    name="softmax", doc="a softmax over the named axes of a tensor (of a term: over the keys)",
+    params=(Param("over", "axes"),), infer=_softmax_over, emit=_emit_softmax_over)
 
 
 # ---------------------------------------------------------------------------- aggregation

@@ -89,6 +89,15 @@ CASES = [
     Case("epsa", dict(C=32, planes=64, reduction=4), image(32)),
     Case("epsa", dict(C=48, planes=40, k1=1, k2=3, k3=5, k4=7, g1=2, g2=1, g3=2, g4=2,
                       reduction=2), image(48)),
+    # polarized (the authors' PSA_p and PSA_s): PSA_p's W_z (one bias-free conv, no LayerNorm)
+    # at an even and an odd C; PSA_s's bottleneck (C / 2 / 4 = 4 and 8 wide, LayerNorm; over 2
+    # values it is ill-conditioned in float32, as gcnet's)
+    Case("polarized", dict(C=16), image(16)),
+    Case("polarized", dict(C=33), ((2, 33, 5, 7), (3, 33, 8, 6))),
+    Case("polarized", dict(C=32, layout="sequential"), image(32)),
+    Case("polarized", dict(C=64, layout="sequential"), ((2, 64, 5, 7), (3, 64, 8, 6))),
+    # parnet (ParNet's SSE): BN on the skip, gated by sigmoid(bias-free 1×1 conv of its mean)
+    *[Case("parnet", dict(C=C), ((2, C, 5, 7), (3, C, 8, 6))) for C in (8, 64, 33)],
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

@@ -28,6 +28,8 @@ from .mhsa import MHSA
 from .muse import MUSE
 from .nonlocal_block import NonLocal
 from .ocnet import ASPOC, BaseOC, PyramidOC
+from .parnet import SSE
+from .polarized import Polarized
 from .psanet import PSANet
 from .sanet import SqueezeAttention
 from .se import SE
@@ -73,12 +75,15 @@ REFERENCES = {
     "effective_se": EffectiveSE,
     "linear_attention": LinearAttention,
     "epsa": EPSA,
+    "polarized": Polarized,
+    "parnet": SSE,
 }
 
 __all__ = [
     "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
     "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA", "External",
     "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong",
-    "MHSA", "MUSE", "NonLocal", "PSANet", "PyramidOC", "SE", "SGE", "ShuffleAttention",
-    "SimAM", "SK", "SqueezeAttention", "TripletAttention", "REFERENCES"
+    "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "SE", "SGE",
+    "ShuffleAttention", "SimAM", "SK", "SqueezeAttention", "SSE", "TripletAttention",
+    "REFERENCES"
 ]

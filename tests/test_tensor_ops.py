@@ -1,0 +1,28 @@
+"""Tensor operators on named axes, each against the torch code it stands for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attnspec
+from attnspec import SpecError
+
+SOFTMAX_OVER = """
+attention A(C: int) {{
+    input  x: [B, C, H, W]
+    output softmax(x, over = {axes})
+}}
+"""
+
+
+def test_softmax_over_several_axes_is_one_distribution():
+    module = attnspec.compile_text(SOFTMAX_OVER.format(axes="H W"), C=3)
+    x = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(module(x), x.flatten(2).softmax(-1).view(2, 3, 4, 5))
+
+
+def test_softmax_over_axes_that_are_not_adjacent_is_an_error():
+    with pytest.raises(SpecError, match="adjacent") as info:
+        attnspec.compile_text(SOFTMAX_OVER.format(axes="C W"), C=3)
+    assert info.value.diagnostics[0].code == "axis-mismatch"
