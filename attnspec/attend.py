@@ -232,7 +232,12 @@ def _emit_add_terms(em, n: Node, args):
 
 def _add_terms_sizes(ins, t, a):
     left, right = ins
-    return {**right, **left} if a["query"][0] or not a["query"][1] else {**left, **right}
+    out = {**right, **left} if a["query"][0] or not a["query"][1] else {**left, **right}
+    key = t.axes[-1].name
+    if key not in out:  # E3(query) + E3(key): the keys' own (pooled) sizes name the axis
+        keys = right if a.get("key", (True, True))[1] else left
+        out[key] = math.prod(keys.get(axis, 1) for axis in key.rstrip("'").split("·"))
+    return out
 
 
 _register("add_terms", "a sum of weight terms (E1 + E3 + ...)", _emit_add_terms,

@@ -25,28 +25,40 @@ def bindings_for(ir: IR, shape: tuple[int, ...]) -> dict[str, int]:
     return sizes
 
 
+def run_time_sizes(ir: IR, bindings: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Each node's run-time sizes of its free axes, from the input's `bindings`: pooling
+    shrinks them, `upsample` restores them, pooled keys keep their own."""
+    sizes = {}
+    for node in ir.nodes():
+        op = OPS.get(node.op)
+        ins = [sizes[i] for i in node.inputs]
+        attrs = _attrs(ir, node)
+        sizes[node.name] = (op.sizes(ins, ir.node(node.inputs[0]).type, attrs)
+                            if op is not None and op.sizes is not None and node.inputs
+                            else ins[0] if ins else bindings)
+        # fixed sizes the node's type names (a learned tensor's K) join its bindings
+        fixed = {a.name: a.size for a in node.type.axes[1:] if a.size is not None}
+        sizes[node.name] = {**fixed, **sizes[node.name]}
+    return sizes
+
+
 def flops(ir: IR, bindings: dict[str, int]) -> int:
     """FLOPs of one forward pass as torch.utils.flop_counter counts them: 2 per
     multiply-add of a matmul or convolution; elementwise work is not counted. Of the IR as
     given: `passes.fuse(ir)` counts what the generated code computes (a criss-cross range
     as its row and column energies), `ir` the formulation as written."""
-    total, sizes = 0, {}  # node -> run-time sizes of its free axes (pooling shrinks them)
+    total, sizes = 0, run_time_sizes(ir, bindings)
     for node in ir.nodes():
         op = OPS.get(node.op)
-        ins = [sizes[i] for i in node.inputs]
-        attrs = ir.modules[node.module].attrs if node.module else node.attrs
-        attrs = {**node.attrs, **attrs}
-        sizes[node.name] = (op.sizes(ins, ir.node(node.inputs[0]).type, attrs)
-                            if op is not None and op.sizes is not None
-                            else ins[0] if ins else bindings)
-        # fixed sizes the node's type names (a learned tensor's K) join its bindings
-        fixed = {a.name: a.size for a in node.type.axes[1:] if a.size is not None}
-        sizes[node.name] = {**fixed, **sizes[node.name]}
-        rule = op.flops if op is not None else None
-        if rule is None:
+        if op is None or op.flops is None:
             continue
         types = [ir.node(i).type for i in node.inputs]
         # the first input's sizes, and what the node itself knows (a pooled key's sizes)
-        known = {**sizes[node.name], **ins[0]} if ins else bindings
-        total += rule(types, node.type, attrs, known)
+        known = {**sizes[node.name], **sizes[node.inputs[0]]} if node.inputs else bindings
+        total += op.flops(types, node.type, _attrs(ir, node), known)
     return total
+
+
+def _attrs(ir: IR, node) -> dict:
+    """A node's attributes with its module's (a layer's width, kernel, ...)."""
+    return {**node.attrs, **(ir.modules[node.module].attrs if node.module else {})}

@@ -20,6 +20,7 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
+from counting import flops_both_ways  # noqa: E402
 from reference import REFERENCES  # noqa: E402
 from weights import copy_weights, randomize_  # noqa: E402
 
@@ -392,3 +393,13 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
         if gc is not None:
             torch.testing.assert_close(gc.reshape(gr.shape), gr, **ptol,
                                        msg=lambda m: f"grad {nc!r} vs {nr!r}: {m}")
+
+
+# every setting's FLOPs as the IR counts them (defaults alone are counted in
+# test_every_spec.py); a second input (cross-attention's memory) is not sampled here
+@pytest.mark.parametrize("case", [c for c in CASES if not c.memory], ids=lambda c: c.id)
+def test_flops_match_torch_flop_counter(case: Case):
+    ir = attnspec.build_ir(spec_path(case.spec), case.definition, **case.params)
+    x = torch.randn(case.shapes[0])
+    ours, torchs = flops_both_ways(ir, x)
+    assert ours == torchs

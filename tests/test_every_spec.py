@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from counting import flops_both_ways  # tests/counting.py
 
 import attnspec
 from attnspec import count
@@ -165,17 +165,8 @@ def test_parameter_count_is_read_off_the_ir(spec):
 
 def test_flops_match_torch_flop_counter(spec):
     _, ir, _ = spec
-    unfused = lower(ir, fused_kernels=False).eval()  # torch's counter does not see inside CPU SDPA
-    x = sample(ir, batch=2, free=6)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        unfused(x)
-    bindings = count.bindings_for(ir, tuple(x.shape))
-    # E3's pooling is a weighted sum lowered as a product and a sum (faster on CPUs than a
-    # one-column matmul), which torch's counter does not see; the IR counts it
-    pooled = sum(2 * ir.node(n.inputs[0]).type.numel(bindings) * n.attrs["v_width"]
-                 // n.attrs["heads"] for n in ir.nodes()
-                 if n.op == "aggregate" and n.attrs["weight_axes"] == ("B", "M", "K"))
-    assert count.flops(ir, bindings) == counter.get_total_flops() + pooled
+    ours, torchs = flops_both_ways(ir, sample(ir, batch=2, free=6))
+    assert ours == torchs
 
 
 def test_a_wrong_input_names_the_axis(spec):

@@ -144,3 +144,17 @@ def test_weights_without_a_normaliser_give_hidden_keys_weight_zero():
     pad = torch.tensor([[False, False, True, False, False]] * 2)
     a = (x @ x.transpose(1, 2)).tril().masked_fill(pad[:, None, :], 0)
     torch.testing.assert_close(module(x, pad), a @ x)
+
+
+def test_linear_attentions_flops_are_its_reordered_products():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnspec import count
+    from attnspec.passes import fuse
+
+    ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2)
+    x = torch.randn(2, 9, 16)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        lower(ir)(x)
+    assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
+        counter.get_total_flops()

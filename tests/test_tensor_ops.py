@@ -26,3 +26,14 @@ def test_softmax_over_axes_that_are_not_adjacent_is_an_error():
     with pytest.raises(SpecError, match="adjacent") as info:
         attnspec.compile_text(SOFTMAX_OVER.format(axes="C W"), C=3)
     assert info.value.diagnostics[0].code == "axis-mismatch"
+
+
+def test_a_learned_tensors_batch_of_one_stretches_to_the_free_batch(tmp_path):
+    spec = tmp_path / "a.attn"
+    spec.write_text("""
+attention A(C: int, K: int) {
+    input  x: [B, C, H, W]
+    output sum(mean(x, H W) * learned(K C), C)
+}""")
+    ir = attnspec.build_ir(str(spec), C=4, K=3)
+    assert str(ir.node(ir.output).type) == "[B, K=3]"

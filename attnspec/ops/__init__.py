@@ -159,10 +159,20 @@ def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
                           code="axis-mismatch",
                           hint="reduce it first (mean/max/sum), or name the axes alike")
     out = TensorType(tuple(
-        Axis(x.name, x.size if x.size not in (None, 1) or x.name not in small.names
-             else (small.axis(x.name).size or x.size)) for x in big.axes))
+        Axis(x.name, x.size if x.name not in small.names
+             else _broadcast_size(x.size, small.axis(x.name).size)) for x in big.axes))
     plan = _align_plan(small, big)
     return (out, plan, None) if swapped else (out, None, plan)
+
+
+def _broadcast_size(p: int | None, q: int | None) -> int | None:
+    """The size of an axis both operands have: a size 1 stretches to the other's (a
+    learned tensor's batch of 1 to the free batch B); None is known only at run time."""
+    if p == 1:
+        return q
+    if q == 1:
+        return p
+    return p if p is not None else q
 
 
 def _fits(small: TensorType, big: TensorType) -> bool:
