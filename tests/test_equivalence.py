@@ -99,6 +99,18 @@ CASES = [
     Case("polarized", dict(C=64, layout="sequential"), ((2, 64, 5, 7), (3, 64, 8, 6))),
     # parnet (ParNet's SSE): BN on the skip, gated by sigmoid(bias-free 1×1 conv of its mean)
     *[Case("parnet", dict(C=C), ((2, C, 5, 7), (3, C, 8, 6))) for C in (8, 64, 33)],
+    # separable_sa (MobileViTv2): with and without biases; a single token (N = 1)
+    Case("separable_sa", dict(d=16), ((2, 16, 7), (3, 16, 5))),
+    Case("separable_sa", dict(d=8, bias=False), ((2, 8, 9), (3, 8, 1))),
+    # coatnet: a table larger than the maps; exactly the map's size (maxvit's) and smaller,
+    # one table for every head, inner and out widths != C; maps larger than the table (0
+    # beyond); the defaults (head_size 32, 14 × 14 table)
+    Case("coatnet", dict(C=16, head_size=4, max_h=7, max_w=8), ((2, 16, 5, 6), (3, 16, 7, 7))),
+    Case("coatnet", dict(C=16, out=12, head_size=8, M=3, max_h=5, max_w=6,
+                         rel_attn="single_head"), ((2, 16, 5, 6), (3, 16, 3, 4))),
+    Case("coatnet", dict(C=12, head_size=4, max_h=6, max_w=5), ((2, 12, 6, 5), (3, 12, 4, 5))),
+    Case("coatnet", dict(C=8, head_size=4, max_h=3, max_w=2), ((2, 8, 5, 6), (1, 8, 4, 3))),
+    Case("coatnet", dict(C=64), ((2, 64, 5, 6), (3, 64, 14, 14))),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

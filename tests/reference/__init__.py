@@ -12,6 +12,7 @@ from .attention_pool import AttentionPool, Luong
 from .bam import BAM
 from .cbam import CBAM
 from .ccnet import CCNet
+from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .danet import DANet
 from .deformable import Deformable
@@ -33,6 +34,7 @@ from .polarized import Polarized
 from .psanet import PSANet
 from .sanet import SqueezeAttention
 from .se import SE
+from .separable_sa import SeparableSA
 from .sge import SGE
 from .shuffle import ShuffleAttention
 from .simam import SimAM
@@ -77,13 +79,15 @@ REFERENCES = {
     "epsa": EPSA,
     "polarized": Polarized,
     "parnet": SSE,
+    "separable_sa": SeparableSA,
+    "coatnet": CoAtNet,
 }
 
 __all__ = [
-    "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "ConvAsAttention",
-    "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA", "External",
-    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong",
-    "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "SE", "SGE",
-    "ShuffleAttention", "SimAM", "SK", "SqueezeAttention", "SSE", "TripletAttention",
-    "REFERENCES"
+    "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet",
+    "ConvAsAttention", "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA",
+    "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LinearAttention",
+    "Luong", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "SE",
+    "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SK", "SqueezeAttention", "SSE",
+    "TripletAttention", "REFERENCES"
 ]
