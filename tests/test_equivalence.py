@@ -111,6 +111,18 @@ CASES = [
     Case("coatnet", dict(C=12, head_size=4, max_h=6, max_w=5), ((2, 12, 6, 5), (3, 12, 4, 5))),
     Case("coatnet", dict(C=8, head_size=4, max_h=3, max_w=2), ((2, 8, 5, 6), (1, 8, 4, 3))),
     Case("coatnet", dict(C=64), ((2, 64, 5, 6), (3, 64, 14, 14))),
+    # residual_attention (CSRA): T = 1, the code's max pooling T = 99, another T and λ, T < 1
+    # on 1×1 and 2×9 maps; MHA: every head count in the authors' table, and another λ
+    *[Case("residual_attention", params, ((2, C, 5, 7), (3, C, 6, 4)))
+      for C, params in ((16, dict(input_dim=16, num_classes=5)),
+                        (16, dict(input_dim=16, num_classes=5, T=99)),
+                        (12, dict(input_dim=12, num_classes=7, T=4, lam=0.3)))],
+    Case("residual_attention", dict(input_dim=8, num_classes=3, T=0.5, lam=1.0),
+         ((2, 8, 1, 1), (3, 8, 2, 9))),
+    *[Case("residual_attention", dict(input_dim=12, num_classes=6, num_heads=n),
+           ((2, 12, 5, 7), (3, 12, 6, 4)), definition="MHA") for n in (1, 2, 4, 6, 8)],
+    Case("residual_attention", dict(input_dim=8, num_classes=4, num_heads=4, lam=0.5),
+         ((2, 8, 5, 7), (3, 8, 6, 4)), definition="MHA"),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

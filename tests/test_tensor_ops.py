@@ -37,3 +37,25 @@ attention A(C: int, K: int) {
 }""")
     ir = attnspec.build_ir(str(spec), C=4, K=3)
     assert str(ir.node(ir.output).type) == "[B, K=3]"
+
+
+DOT = """
+attention A(C: int, K: int) {{
+    input  x: [B, C, H, W]
+    let    w = learned(K C, init = normal, std = 1)
+    output dot({args})
+}}
+"""
+
+
+def test_dot_contracts_the_named_axis_and_joins_the_others_by_name():
+    module = attnspec.compile_text(DOT.format(args="w, x, over = C"), C=4, K=3)
+    x = torch.randn(2, 4, 5, 6)
+    w = module.state_dict()["weight_learned.weight"].reshape(3, 4)
+    torch.testing.assert_close(module(x), torch.einsum("kc,bchw->bkhw", w, x))
+
+
+def test_dot_over_an_axis_one_side_lacks_is_an_error():
+    with pytest.raises(SpecError, match="both tensors") as info:
+        attnspec.compile_text(DOT.format(args="w, x, over = H"), C=4, K=3)
+    assert info.value.diagnostics[0].code == "axis-mismatch"

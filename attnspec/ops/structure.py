@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import operator
+from dataclasses import replace
 
 from ..ir import Axis, TensorType
 from . import (
     OpError,
     Param,
     _align_plan,
+    _broadcast_size,
     _runtime,
     _torch,
     apply_plan,
@@ -217,3 +219,44 @@ def _shuffle(types, cfg):
         raise OpError(f"{cfg['axis']} = {size} does not split into {groups} groups",
                       arg="groups")
     return t
+
+
+def _dot_emit(em, n, args):
+    a, b = (em.type(i) for i in n.inputs)
+    letters = {name: chr(ord("a") + i) for i, name in
+               enumerate(dict.fromkeys(a.names + b.names))}
+    subscripts = ",".join("".join(letters[x] for x in t.names) for t in (a, b))
+    out = "".join(letters[x] for x in n.type.names)
+    return em.call(_torch().einsum, f"{subscripts}->{out}", args[0], args[1])
+
+
+def _dot_flops(ins, out, a, bindings):
+    summed = math.prod(ins[0].axis(x).size or bindings[x] for x in a["over"])
+    return 2 * out.numel(bindings) * summed
+
+
+@op(name="dot", inputs=2, params=(Param("over", "axes"),),
+    doc="the sum over the named axes of the product of two tensors, their other axes "
+        "joined by name, as one contraction (torch.einsum): on [B, K, C] and [B, C, H, W], "
+        "dot(m, x, over = C) is [B, K, H, W]",
+    emit=_dot_emit, flops=_dot_flops)
+def _dot(types, cfg):
+    a, b = types
+    over = tuple(cfg["over"])
+    for x in over:
+        if x not in a.names[1:] or x not in b.names[1:]:
+            raise OpError(f"dot sums over `{x}`, an axis both tensors need (after the "
+                          f"batch): {a} and {b}", arg="over", code="axis-mismatch")
+    if a.names[0] != b.names[0]:
+        raise OpError(f"dot needs one batch axis: {a} and {b}", code="axis-mismatch")
+    axes = []
+    for axis in a.axes + tuple(x for x in b.axes if x.name not in a.names):
+        mine, theirs = a.axis(axis.name) if axis.name in a.names else axis, \
+            b.axis(axis.name) if axis.name in b.names else axis
+        if None not in (mine.size, theirs.size) and 1 not in (mine.size, theirs.size) \
+                and mine.size != theirs.size:
+            raise OpError(f"axis {axis.name} has size {mine.size} in {a} and {theirs.size} in "
+                          f"{b}", code="axis-mismatch")
+        if axis.name not in over:
+            axes.append(replace(axis, size=_broadcast_size(mine.size, theirs.size)))
+    return TensorType(tuple(axes))

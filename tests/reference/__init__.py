@@ -32,6 +32,7 @@ from .ocnet import ASPOC, BaseOC, PyramidOC
 from .parnet import SSE
 from .polarized import Polarized
 from .psanet import PSANet
+from .residual_attention import CSRA, MHA
 from .sanet import SqueezeAttention
 from .se import SE
 from .separable_sa import SeparableSA
@@ -81,13 +82,15 @@ REFERENCES = {
     "parnet": SSE,
     "separable_sa": SeparableSA,
     "coatnet": CoAtNet,
+    "residual_attention": CSRA,
+    "residual_attention.MHA": MHA,
 }
 
 __all__ = [
     "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet",
-    "ConvAsAttention", "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA",
+    "ConvAsAttention", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA",
     "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LinearAttention",
-    "Luong", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "SE",
+    "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "SE",
     "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SK", "SqueezeAttention", "SSE",
     "TripletAttention", "REFERENCES"
 ]
