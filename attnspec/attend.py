@@ -343,7 +343,7 @@ def _emit_range(em, n, args):
     window = None
     if a.get("window") is not None:
         window = (a["window"], em.sizes(a["sizes_of"], a["q_tokens"]),
-                  em.sizes(a["keys_of"], a["k_tokens"]), a["steps"])
+                  em.sizes(a["keys_of"], a["k_tokens"]), a["steps"], a.get("dilation", 1))
     optional = {} if a.get("fill") is None else {"fill": a["fill"]}
     if a.get("partition") is not None:
         optional["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))

@@ -35,16 +35,17 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
     for weights with no normaliser or an L1 one: such a key weighs nothing). `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
-    `window` (radius, query sizes, key sizes, key steps): the keys within `radius` input
-    positions of the query on every axis."""
+    `window` (radius, query sizes, key sizes, key steps, dilation): the keys i·dilation
+    input positions from the query on every axis, |i| ≤ radius."""
     if partition is not None:  # (s, sizes): same part on every axis
         parts, sizes = partition
         same = [_part(n, parts, logits.device) for n in sizes]
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
-    if window is not None:  # near on every axis
-        radius, q_sizes, k_sizes, steps = window
-        near = [_q_minus_k(nq, nk, step, logits.device).abs() <= radius
-                for nq, nk, step in zip(q_sizes, k_sizes, steps)]
+    if window is not None:  # near on every axis, a multiple of the dilation away
+        radius, q_sizes, k_sizes, steps, dilation = window
+        offsets = [_q_minus_k(nq, nk, step, logits.device)
+                   for nq, nk, step in zip(q_sizes, k_sizes, steps)]
+        near = [(d.abs() <= radius * dilation) & (d % dilation == 0) for d in offsets]
         logits = _keep(logits, near, q_sizes, k_sizes, fill)
     if grid is not None:
         h, w = grid

@@ -71,13 +71,16 @@ class Weights:
 
 class WindowRange(str):
     """`range window(R)`: the keys within R positions of the query on every indexed axis
-    (a (2R+1)-wide square around it on an image). Compares unequal to every range word."""
+    (a (2R+1)-wide square around it on an image); `window(R, dilation = d)`: the keys
+    i·d away, |i| ≤ R (Longformer's dilated window). Compares unequal to every range word."""
 
     radius: int
+    dilation: int
 
-    def __new__(cls, radius: int):
-        obj = super().__new__(cls, f"window({radius})")
-        obj.radius = radius
+    def __new__(cls, radius: int, dilation: int = 1):
+        text = f"window({radius})" if dilation == 1 else f"window({radius}, dilation = {dilation})"
+        obj = super().__new__(cls, text)
+        obj.radius, obj.dilation = radius, dilation
         return obj
 
 

@@ -7,13 +7,13 @@ import torch
 import attnspec
 
 SEQUENCE = """
-attention Relative(C: int, M: int = 2, R: int = 2, stride: int = 1) {
+attention Relative(C: int, M: int = 2, R: int = 2, stride: int = 1, dilation: int = 1) {
     let rel = sinusoid(C, wave = 100, magnitude = 2) >> linear(C, bias = false)
     input  x: [B, C, N]
     let    kv = avgpool(x, 1, stride = stride) if stride > 1 else x
     let    q = conv1x1(x, C)
     over   positions(N)
-    range  window(R)
+    range  window(R, dilation = dilation)
     heads  M
     weight softmax(E2(query = q, position = rel, keys = kv)
                    + E4(position = rel >> linear(M, groups = M, bias = false), keys = kv))
@@ -23,7 +23,8 @@ attention Relative(C: int, M: int = 2, R: int = 2, stride: int = 1) {
 """
 
 
-def loops(m, x, R: int, stride: int, wave: float = 100.0, magnitude: float = 2.0):
+def loops(m, x, R: int, stride: int, dilation: int = 1, wave: float = 100.0,
+          magnitude: float = 2.0):
     p = dict(m.named_parameters())
     b, c, n = x.shape
     M = p["position_linear.weight"].shape[0]
@@ -35,7 +36,8 @@ def loops(m, x, R: int, stride: int, wave: float = 100.0, magnitude: float = 2.0
     logits = torch.full((b, M, n, kv.shape[-1]), float("-inf"), dtype=x.dtype)
     for i in range(n):
         for j in range(kv.shape[-1]):
-            if abs(i - stride * j) > R:
+            offset = i - stride * j
+            if abs(offset) > R * dilation or offset % dilation:
                 continue
             angle = (i - stride * j) * magnitude / period
             r = p["rel_linear.weight"] @ torch.cat([angle.sin(), angle.cos()])
@@ -48,14 +50,15 @@ def loops(m, x, R: int, stride: int, wave: float = 100.0, magnitude: float = 2.0
     return torch.einsum("bmnk,bmdk->bmdn", a, v).reshape(b, c, n)
 
 
-@pytest.mark.parametrize("R, stride", [(1, 1), (2, 1), (3, 2), (100, 2)])
-def test_relative_terms_on_a_window_match_loops(R, stride):
+@pytest.mark.parametrize("R, stride, dilation", [(1, 1, 1), (2, 1, 1), (3, 2, 1), (100, 2, 1),
+                                                 (2, 1, 2), (1, 1, 3), (3, 2, 3)])
+def test_relative_terms_on_a_window_match_loops(R, stride, dilation):
     torch.manual_seed(0)
-    m = attnspec.compile_text(SEQUENCE, C=8, R=R, stride=stride).double()
+    m = attnspec.compile_text(SEQUENCE, C=8, R=R, stride=stride, dilation=dilation).double()
     for p in m.parameters():
         torch.nn.init.normal_(p)
     x = torch.randn(2, 8, 9, dtype=torch.float64)
-    torch.testing.assert_close(m(x), loops(m, x, R, stride), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(m(x), loops(m, x, R, stride, dilation), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("change, code", [

@@ -298,10 +298,15 @@ class Positions:
         return s if s in (POISON, UNKNOWN) else PartitionRange(s[0])
 
     def call_window(self, e: Call):
-        if len(e.args) != 1 or e.kwargs:
-            return self.error("wrong-arity", "window takes one radius: window(R)", e.span)
+        if len(e.args) != 1 or any(kw.name != "dilation" for kw in e.kwargs):
+            return self.error("wrong-arity", "window takes one radius and a dilation: "
+                              "window(R, dilation = d)", e.span)
         r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
-        return r if r in (POISON, UNKNOWN) else WindowRange(r[0])
+        d = self.integers([kw.value for kw in e.kwargs], 1,
+                          "a window's dilation is a positive integer")
+        if POISON in (r, d) or UNKNOWN in (r, d):
+            return POISON if POISON in (r, d) else UNKNOWN
+        return WindowRange(r[0], d[0] if d else 1)
 
     def integers(self, exprs, minimum: int, what: str):
         """Arguments that must be integers of at least `minimum`: their values; POISON

@@ -288,7 +288,8 @@ class Terms:
                 extra = dict(partition=rng.parts, q_tokens=over[0][1])
             elif window:
                 keys = self.ir.node(logits.keys).type
-                extra = dict(window=rng.radius, keys_of=logits.keys, q_tokens=over[0][1],
+                extra = dict(window=rng.radius, dilation=rng.dilation, keys_of=logits.keys,
+                             q_tokens=over[0][1],
                              k_tokens=over[1][1],
                              steps=tuple(keys.axis(a).step for a in over[1][1]))
             source = self.add("range", inputs, logits.type, e.span, role="range",
