@@ -36,9 +36,10 @@ def run_time_sizes(ir: IR, bindings: dict[str, int]) -> dict[str, dict[str, int]
         sizes[node.name] = (op.sizes(ins, ir.node(node.inputs[0]).type, attrs)
                             if op is not None and op.sizes is not None and node.inputs
                             else ins[0] if ins else bindings)
-        # fixed sizes the node's type names (a learned tensor's K) join its bindings
+        # the fixed sizes the node's type names (a learned tensor's K, a layer's width)
+        # win over those carried from upstream under the same name
         fixed = {a.name: a.size for a in node.type.axes[1:] if a.size is not None}
-        sizes[node.name] = {**fixed, **sizes[node.name]}
+        sizes[node.name] = {**sizes[node.name], **fixed}
     return sizes
 
 

@@ -26,6 +26,9 @@ class Axis:
     name: str
     size: int | None = None
     step: int = 1
+    # an axis `concat(..., as = L)` joined from others: those axes, in order (`part` reads
+    # one back)
+    parts: tuple[Axis, ...] = ()
 
     def __str__(self) -> str:
         return self.name if self.size is None else f"{self.name}={self.size}"

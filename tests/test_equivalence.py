@@ -123,6 +123,10 @@ CASES = [
            ((2, 12, 5, 7), (3, 12, 6, 4)), definition="MHA") for n in (1, 2, 4, 6, 8)],
     Case("residual_attention", dict(input_dim=8, num_classes=4, num_heads=4, lam=0.5),
          ((2, 8, 5, 7), (3, 8, 6, 4)), definition="MHA"),
+    # coord: mip at its floor of 8 (C / 32 < 8), and C / reduction above it (16 and 12)
+    Case("coord", dict(C=32), image(32)),
+    Case("coord", dict(C=64, reduction=4), image(64)),
+    Case("coord", dict(C=48, reduction=4), ((2, 48, 7, 4), (1, 48, 3, 9))),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

@@ -59,3 +59,31 @@ def test_dot_over_an_axis_one_side_lacks_is_an_error():
     with pytest.raises(SpecError, match="both tensors") as info:
         attnspec.compile_text(DOT.format(args="w, x, over = H"), C=4, K=3)
     assert info.value.diagnostics[0].code == "axis-mismatch"
+
+
+STRIPS = """
+attention A(C: int) {{
+    input  x: [B, C, H, W]
+    let    strips = concat(mean(x, W), mean(x, H), over = H W, as = L)
+    output {output}
+}}
+"""
+
+
+def test_concat_joins_differently_named_axes_and_part_reads_each_back():
+    module = attnspec.compile_text(STRIPS.format(
+        output="x * part(strips * 2, L, H) + part(strips, L, W)"), C=3)
+    x = torch.randn(2, 3, 4, 5)
+    expected = x * 2 * x.mean(3, keepdim=True) + x.mean(2, keepdim=True)
+    torch.testing.assert_close(module(x), expected)
+
+
+@pytest.mark.parametrize("output, message", [
+    ("part(strips, L, C)", "no part `C`"),
+    ("part(mean(x, H), W, H)", "not joined"),
+    ("concat(mean(x, W), mean(x, H), over = H, as = K)", "names one axis of each"),
+])
+def test_concat_and_part_name_their_axes(output, message):
+    with pytest.raises(SpecError, match=message) as info:
+        attnspec.compile_text(STRIPS.format(output=output), C=3)
+    assert info.value.diagnostics[0].code == "axis-mismatch"

@@ -141,22 +141,100 @@ def _dims(t: TensorType, axes) -> tuple[int, ...]:
     return tuple(t.index(a) for a in axes)
 
 
-@op(name="concat", inputs=-1, params=(Param("over", "word"),),
-    doc="tensors joined along the named axis, whose sizes add up (the other axes agree)",
-    emit=lambda em, n, args: em.call(_torch().cat, list(args),
-                                     dim=em.type(n.inputs[0]).index(n.attrs["over"])))
+def _emit_concat(em, n, args):
+    a = n.attrs
+    return em.call(_torch().cat, list(args), dim=em.type(n.inputs[0]).index(a["over"][0]))
+
+
+def _concat_sizes(ins, t, a):
+    """The joined axis's run-time size: the sum of the parts'."""
+    over = tuple(a["over"]) * (len(ins) if a.get("as") is None else 1)
+    joined = a.get("as") or over[0]
+    return {**ins[0], joined: sum(sizes.get(axis, 1) for sizes, axis in zip(ins, over))}
+
+
+@op(name="concat", inputs=-1, params=(Param("over", "axes"), Param("as", "word", None)),
+    doc="tensors joined along the named axis, whose sizes add up (the other axes agree); "
+        "with `as`, along one axis each, named in order, into a new axis: "
+        "concat(a, b, over = H W, as = L)",
+    emit=_emit_concat, sizes=_concat_sizes)
 def _concat(types, cfg):
-    first, axis = types[0], cfg["over"]
-    for t in types:
-        if axis not in t.names:
-            raise OpError(f"concat over `{axis}`: {t} has no such axis", arg="over",
-                          code="axis-mismatch")
-        if t.without(axis).names != first.without(axis).names:
-            raise OpError(f"concat needs the same axes besides `{axis}`, not {first} and {t}",
-                          code="axis-mismatch")
-    sizes = [t.axis(axis).size for t in types]
+    over, joined = tuple(cfg["over"]), cfg.get("as")
+    if joined is None and len(over) != 1:
+        raise OpError("concat joins one axis, or one axis of each tensor into a new one: "
+                      "concat(a, b, over = H W, as = L)", arg="over", code="axis-mismatch")
+    axes = over * len(types) if joined is None else over
+    if len(axes) != len(types):
+        raise OpError(f"concat of {len(types)} tensors into `{joined}` names one axis of each, "
+                      f"not {len(axes)}", arg="over", code="axis-mismatch")
+    first = types[0]
+    for t, axis in zip(types, axes):
+        if axis not in t.names[1:]:
+            raise OpError(f"concat over `{axis}`: {t} has no such axis (after the batch)",
+                          arg="over", code="axis-mismatch")
+        if t.without(axis).names != first.without(axes[0]).names or \
+                t.index(axis) != first.index(axes[0]):
+            raise OpError(f"concat needs the same axes besides `{axis}`, in the same places, "
+                          f"not {first} and {t}", code="axis-mismatch")
+    parts = tuple(t.axis(axis) for t, axis in zip(types, axes))
+    sizes = [p.size for p in parts]
     total = None if None in sizes else sum(sizes)
-    return first.replace_axis(axis, Axis(axis, total))
+    if joined is None:
+        return first.replace_axis(axes[0], Axis(axes[0], total))
+    if joined in first.names:
+        raise OpError(f"the new axis `{joined}` is already an axis of {first}", arg="as",
+                      code="axis-mismatch")
+    return first.replace_axis(axes[0], Axis(joined, total, parts=parts))
+
+
+def _emit_part(em, n, args):
+    """The slice of the joined axis that came from one of its parts: its offset is the
+    sum of the earlier parts' sizes, fixed or read off the tensors concat joined."""
+    a = n.attrs
+    t = em.type(n.inputs[0])
+    joined = t.axis(a["axis"])
+    names = [p.name for p in joined.parts]
+    i = names.index(a["name"])
+    sizes = [p.size for p in joined.parts[:i + 1]]
+    if None in sizes:
+        concat = _joined_by(em.ir, n.inputs[0], a["axis"])
+        sizes = [p.size if p.size is not None else em.sizes(src, (p.name,))[0]
+                 for p, src in zip(joined.parts[:i + 1], concat.inputs)]
+    offset = 0
+    for size in sizes[:-1]:
+        both_fixed = isinstance(offset, int) and isinstance(size, int)
+        offset = offset + size if both_fixed else size if offset == 0 else \
+            em.call(operator.add, offset, size)
+    return em.method(args[0], "narrow", t.index(a["axis"]), offset, sizes[-1])
+
+
+def _joined_by(ir, name: str, axis: str):
+    """The concat node upstream of `name` that made `axis`."""
+    todo = [name]
+    while todo:
+        node = ir.node(todo.pop())
+        if node.op == "concat" and node.attrs.get("as") == axis:
+            return node
+        todo += node.inputs
+    raise AssertionError(f"no concat made axis {axis}")  # the checker guarantees one
+
+
+@op(name="part", params=(Param("axis", "word"), Param("name", "word")),
+    doc="the part of an axis joined by concat(..., as = L) that came from one of the joined "
+        "axes, under that axis's name again: part(y, L, H)",
+    emit=_emit_part)
+def _part(types, cfg):
+    t, axis, name = types[0], cfg["axis"], cfg["name"]
+    _named_axis(t, axis, "part of")
+    joined = t.axis(axis)
+    names = [p.name for p in joined.parts]
+    if name not in names:
+        made = f"joined from {' '.join(names)}" if names else "not joined by concat(..., as = )"
+        raise OpError(f"`{axis}` of {t} is {made}: it has no part `{name}`", arg="name",
+                      code="axis-mismatch")
+    if name in t.names:
+        raise OpError(f"`{name}` is already an axis of {t}", arg="name", code="axis-mismatch")
+    return t.replace_axis(axis, joined.parts[names.index(name)])
 
 
 def _named_axis(t: TensorType, axis: str, what: str, arg: str = "axis") -> int:

@@ -130,6 +130,16 @@ _pointwise("hard_sigmoid", "hardsigmoid", "relu6(x + 3) / 6, a piecewise-linear 
            "(F.hardsigmoid's values)", emit=_emit_hard_sigmoid)
 
 
+def _emit_hard_swish(em, n, args):
+    # x · relu6(x + 3) / 6 written out, as the authors of coordinate attention write h_swish
+    # (and for hard_sigmoid's float64-exact gradient, above)
+    return em.call(operator.mul, args[0], _emit_hard_sigmoid(em, n, args))
+
+
+_pointwise("hard_swish", "hardswish", "x · relu6(x + 3) / 6 (F.hardswish's values)",
+           emit=_emit_hard_swish)
+
+
 _pointwise("detach", "detach", "the input, through which no gradient flows back (what the "
            "authors compute under torch.no_grad, e.g. EMANet's EM iterations)")
 

@@ -14,6 +14,7 @@ from .cbam import CBAM
 from .ccnet import CCNet
 from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
+from .coord import CoordAtt
 from .danet import DANet
 from .deformable import Deformable
 from .eca import ECA
@@ -84,13 +85,14 @@ REFERENCES = {
     "coatnet": CoAtNet,
     "residual_attention": CSRA,
     "residual_attention.MHA": MHA,
+    "coord": CoordAtt,
 }
 
 __all__ = [
     "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet",
-    "ConvAsAttention", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EPSA",
-    "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LinearAttention",
-    "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "SE",
-    "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SK", "SqueezeAttention", "SSE",
-    "TripletAttention", "REFERENCES"
+    "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE",
+    "EMANet", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
+    "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet",
+    "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SK",
+    "SqueezeAttention", "SSE", "TripletAttention", "REFERENCES"
 ]
