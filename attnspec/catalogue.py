@@ -216,8 +216,8 @@ formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_
   Ω_q = self.
 - **normaliser**: how A is normalised over Ω_q: softmax, count (divide by |Ω_q|),
   double_norm (softmax over one axis, then L1 over the other), l1 (divide by the sum over
-  the keys), sigmoid, none (the terms
-  are the weights); for a gate, the last pointwise function of its weight.
+  the keys), sigmoid, none (the terms are the weights); for a gate, the last pointwise
+  function of its weight.
 - **M**: the number of heads.
 - **{PARAMS}**: learned parameters at a reference shape: every required int parameter (the
   width, C or D) is {REFERENCE_WIDTH} (or, where the defaults need more, the first of
@@ -246,6 +246,56 @@ NOT_YET = (
      "bilinear weights); RoI pooling is outside the module"),
 )
 
+TIER2_INTRO = """\
+## Tier 2 not shipped yet
+
+The rest of the catalogue's second tier (the mechanisms the attention zoos ship). None of
+these is listed above; each row says what the language lacks for it, or that it has not
+been tried.
+"""
+
+# (mechanism, paper, what it needs)
+TIER2_NOT_YET = (
+    ("outlook", "VOLO, Yuan et al. 2021", "a folding aggregation: each window's k² outputs "
+     "are written back to the k² positions around its centre and summed (a query writes "
+     "to several outputs); its weights are E2 on offsets from the centre, which exists"),
+    ("halo", "HaloNet, Vaswani et al. 2021", "a blocked range: queries in b × b blocks, "
+     "keys in the block grown by a halo h (Ω_q depends on the query's block, not on the "
+     "query); E2 with relative embeddings exists"),
+    ("cot", "Contextual Transformer, Li et al. 2021", "not tried; its parts look "
+     "expressible: the dynamic k × k weights predicted from the static context and the "
+     "query are E2(query = ..., position = offsets(R)) with `identity` on `window(R)`, "
+     "their GroupNorm is `groupnorm`, the fusion of the two contexts is SK's"),
+    ("mobilevit_attn", "MobileViT, Mehta & Rastegari 2021", "an axis carried through the "
+     "attention (the pixel's place within its patch attends only across patches), or a "
+     "grid range (keys at the query's position modulo the patch size), and the full "
+     "transformer layers around it"),
+    ("axial", "Axial attention, Ho et al. 2019", "an axis carried through the attention: "
+     "`over positions(W)` on [B, C, H, W] with H kept as a batch-like axis (as a dense "
+     "mask, `range` of the query's row, it would cost (HW)²)"),
+    ("lambda", "LambdaNetworks, Bello 2021", "multi-query heads: the query split into heads "
+     "while keys and values are shared by all of them (the content and position lambdas); "
+     "the key softmax over positions and the position lambdas (E2 on offsets) exist"),
+    ("gfnet", "Global Filter Networks, Rao et al. 2021", "FFT operators on complex tensors "
+     "(rfft2, a learned complex filter, irfft2); not an attention in Zhu et al.'s sense"),
+    ("acmix", "ACmix, Pan et al. 2022", "a spatial shift operator for its convolution path "
+     "(k² shifted projections summed); its window self-attention exists"),
+    ("crossformer", "CrossFormer, Wang et al. 2022", "a grid range (long-distance attention: "
+     "keys a fixed interval apart) and relative coordinates as features for an MLP "
+     "(dynamic position bias); the short-distance windows are `partition`"),
+    ("dat", "Deformable Attention Transformer, Xia et al. 2022", "keys sampled at positions "
+     "predicted from the queries (a bilinear sampling operator making a key tensor) and a "
+     "relative bias interpolated at those positions"),
+    ("s2", "S²-MLPv2, Yu et al. 2021", "a spatial shift operator for the channel groups; "
+     "its split attention is SK's, which exists"),
+    ("vip", "Vision Permutator, Hou et al. 2021", "not tried: permute-MLP reshapes H (or W) "
+     "with a channel segment (split/permute/merge exist, with H and W fixed as parameters) "
+     "and its split attention is SK's"),
+    ("alibi", "ALiBi, Press et al. 2022", "constants computed per head (the slopes "
+     "2^(−8h/M): an index tensor and a power) times a distance encoding |q − k|; a learned "
+     "per-head slope would be expressible, the paper's fixed ones are not"),
+)
+
 GALLERY_INTRO = """\
 ## Gallery
 
@@ -265,6 +315,8 @@ def markdown(specs: list[Shipped]) -> str:
     lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in table]
     lines += ["", NOT_YET_INTRO, "| spec | variant | what it needs |", "|---|---|---|"]
     lines += [f"| {name} | {variant} | {needs} |" for name, variant, needs in NOT_YET]
+    lines += ["", TIER2_INTRO, "| mechanism | paper | what it needs |", "|---|---|---|"]
+    lines += [f"| {name} | {paper} | {needs} |" for name, paper, needs in TIER2_NOT_YET]
     lines += ["", GALLERY_INTRO]
     for spec in specs:
         lines += [f"### {spec.name}", "", f"![{spec.name}](gallery/{spec.name}.svg)", "",

@@ -69,8 +69,8 @@ def fuse_sdpa(ir: IR) -> IR:
         if chain is None:
             continue
         e1 = ir.node(chain[0])
-        if any(ir.node(n).attrs.get("grid") for n in chain):
-            continue  # a criss-cross range is a mask SDPA is not given here
+        if any(_structured(ir.node(n)) for n in chain):
+            continue  # criss-cross, window and partition are masks SDPA is not given here
         features = ((e1.inputs[0], e1.attrs["q_feature"]), (e1.inputs[1], e1.attrs["k_feature"]),
                     (agg.inputs[1], agg.attrs["v_feature"]))
         if any(ir.node(name).type.names[-len(f):] != f for name, f in features):
@@ -102,8 +102,7 @@ def fuse_linear(ir: IR) -> IR:
         if chain is None:
             continue
         e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
-        if ranges and (ranges[0].attrs["causal"] or any(
-                ranges[0].attrs.get(k) is not None for k in ("grid", "window", "partition"))):
+        if ranges and (ranges[0].attrs["causal"] or _structured(ranges[0])):
             continue
         normaliser = ir.node(chain[-1])
         attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
@@ -116,6 +115,12 @@ def fuse_linear(ir: IR) -> IR:
                      "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
     return ir
+
+
+def _structured(node: Node) -> bool:
+    """A range node with a criss-cross, window or partition mask."""
+    return node.op == "range" and any(node.attrs.get(k) is not None
+                                      for k in ("grid", "window", "partition"))
 
 
 def _softmax_chain(ir: IR, name: str, last: tuple[str, ...] = ("softmax_keys",)

@@ -117,6 +117,16 @@ CASES = [
     Case("simam", dict(), (16, 256, 28, 28), (2, 64, 8, 8)),
     # a long sequence: the keys are summed into a d × d state, time linear in N
     Case("linear_attention", dict(D=256, M=8), (8, 2048, 256), (2, 16, 64)),
+    Case("epsa", dict(C=256), (8, 256, 28, 28), (2, 64, 8, 8)),
+    Case("polarized", dict(C=256), (16, 256, 28, 28), (2, 64, 8, 8)),
+    Case("polarized", dict(C=256, layout="sequential"), (16, 256, 28, 28), (2, 64, 8, 8),
+         "sequential"),
+    Case("parnet", dict(C=256), (16, 256, 56, 56), (2, 64, 8, 8)),
+    Case("coord", dict(C=256), (16, 256, 56, 56), (2, 64, 8, 8)),
+    Case("residual_attention", dict(input_dim=2048, num_classes=80), (16, 2048, 14, 14),
+         (2, 64, 7, 7)),
+    Case("coatnet", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
+    Case("separable_sa", dict(d=256), (16, 256, 1024), (2, 64, 16)),
     # conv_as_attention and deformable are not timed: by design their weights are dense
     # [M, HW, HW] tables (a demonstration that the mechanism is expressible), far slower
     # than the convolution they stand for, so a ratio would say nothing about the compiler.
@@ -130,7 +140,12 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "muse": dict(D=64), "emanet": dict(C=64, K=16),
                 "psanet": dict(C=64, mask_h=9, mask_w=9),
                 "aft/full": dict(D=64, variant="full", T=16),
-                "aft/local": dict(D=64, variant="local", T=16, s=4)}
+                "aft/local": dict(D=64, variant="local", T=16, s=4),
+                "linear_attention": dict(D=64, M=8), "epsa": dict(C=64),
+                "polarized": dict(C=64), "polarized/sequential": dict(C=64, layout="sequential"),
+                "parnet": dict(C=64), "coord": dict(C=64),
+                "residual_attention": dict(input_dim=64, num_classes=10),
+                "coatnet": dict(C=64), "separable_sa": dict(d=64)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared

@@ -158,3 +158,15 @@ def test_linear_attentions_flops_are_its_reordered_products():
         lower(ir)(x)
     assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
         counter.get_total_flops()
+
+
+@pytest.mark.parametrize("rng", ["window(1)", "window(2, dilation = 2)", "partition(2)"])
+def test_a_structured_range_on_a_sequence_is_not_dropped_by_the_fused_kernel(rng):
+    text = SEQUENCE_ATTENTION.replace("range  causal if causal else all", f"range  {rng}")
+    module = attnspec.compile_text(text, D=16).double()
+    assert F.scaled_dot_product_attention not in targets(module)
+    ir = attnspec.parse(text)
+    dense = lower(attnspec.build_ir(ir, D=16), fused_kernels=False).double()
+    dense.load_state_dict(module.state_dict())
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    torch.testing.assert_close(module(x), dense(x))
