@@ -241,6 +241,10 @@ NOT_YET = (
      "without the offsets"),
     ("generalized", "q_stride (queries pooled, the result resized back)",
      "queries on a pooled grid (their positions' step)"),
+    ("sliding_window", "Longformer's global attention and its causal window",
+     "a range joining the window with a per-sample set of global tokens, which attend to "
+     "every key through their own projections (a per-query choice of output); a window "
+     "that is also causal"),
     ("deformable", "v2's modulation (a predicted scalar per kernel position) and "
      "deformable RoI pooling", "nothing new for the modulation (a product with the "
      "bilinear weights); RoI pooling is outside the module"),

@@ -127,6 +127,24 @@ CASES = [
     Case("coord", dict(C=32), image(32)),
     Case("coord", dict(C=64, reduction=4), image(64)),
     Case("coord", dict(C=48, reduction=4), ((2, 48, 7, 4), (1, 48, 3, 9))),
+    # sliding_window (Longformer): windows of 1, 2 and 3 on each side, dilations 2 and 3,
+    # and the default 512 (= all keys here). With pad: these seeds leave every query at
+    # least one unpadded key in its window (a fully padded window gives NaN)
+    Case("sliding_window", dict(D=16, M=2, attention_window=2), sequence(16)),
+    Case("sliding_window", dict(D=24, M=3, attention_window=4), ((2, 9, 24), (3, 6, 24))),
+    Case("sliding_window", dict(D=16, M=4, attention_window=2, attention_dilation=2),
+         ((2, 9, 16), (3, 6, 16))),
+    Case("sliding_window", dict(D=12, M=3, attention_window=4, attention_dilation=3),
+         ((2, 11, 12), (1, 4, 12))),
+    Case("sliding_window", dict(D=16, M=2, attention_window=512), sequence(16)),
+    Case("sliding_window", dict(D=24, M=3, attention_window=6), sequence(24), pad=True),
+    Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2),
+         sequence(16), pad=True),
+    # simplified_sa (the zoo's projection-free attention): 8, 3 and 1 heads, a padding mask
+    Case("simplified_sa", dict(D=32), sequence(32)),
+    Case("simplified_sa", dict(D=24, M=3), sequence(24)),
+    Case("simplified_sa", dict(D=16, M=1), sequence(16)),
+    Case("simplified_sa", dict(D=32, M=4), sequence(32), pad=True),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

@@ -40,7 +40,9 @@ from .separable_sa import SeparableSA
 from .sge import SGE
 from .shuffle import ShuffleAttention
 from .simam import SimAM
+from .simplified_sa import SimplifiedSA
 from .sk import SK
+from .sliding_window import SlidingWindow
 from .triplet import TripletAttention
 
 # spec name (as given to attnspec.load) -> reference class
@@ -86,6 +88,8 @@ REFERENCES = {
     "residual_attention": CSRA,
     "residual_attention.MHA": MHA,
     "coord": CoordAtt,
+    "sliding_window": SlidingWindow,
+    "simplified_sa": SimplifiedSA,
 }
 
 __all__ = [
@@ -93,6 +97,6 @@ __all__ = [
     "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE",
     "EMANet", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
     "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet",
-    "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SK",
-    "SqueezeAttention", "SSE", "TripletAttention", "REFERENCES"
+    "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
+    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "REFERENCES"
 ]
