@@ -245,6 +245,10 @@ NOT_YET = (
      "a range joining the window with a per-sample set of global tokens, which attend to "
      "every key through their own projections (a per-query choice of output); a window "
      "that is also causal"),
+    ("emsa", "ResT's apply_transform (the models' default) and an odd sr_ratio",
+     "a layer over the heads axis of the logits before the softmax (a 1×1 conv across "
+     "heads) and an InstanceNorm of the weights after it; a strided conv (an odd sr_ratio "
+     "needs an even kernel; the shipped spec is a 'same' conv read at a stride)"),
     ("deformable", "v2's modulation (a predicted scalar per kernel position) and "
      "deformable RoI pooling", "nothing new for the modulation (a product with the "
      "bilinear weights); RoI pooling is outside the module"),
@@ -295,6 +299,9 @@ TIER2_NOT_YET = (
     ("vip", "Vision Permutator, Hou et al. 2021", "not tried: permute-MLP reshapes H (or W) "
      "with a channel segment (split/permute/merge exist, with H and W fixed as parameters) "
      "and its split attention is SK's"),
+    ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
+     "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
+     "not be checked against the paper here, and there is no official code"),
     ("alibi", "ALiBi, Press et al. 2022", "constants computed per head (the slopes "
      "2^(−8h/M): an index tensor and a power) times a distance encoding |q − k|; a learned "
      "per-head slope would be expressible, the paper's fixed ones are not"),

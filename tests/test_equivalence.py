@@ -145,6 +145,14 @@ CASES = [
     Case("simplified_sa", dict(D=24, M=3), sequence(24)),
     Case("simplified_sa", dict(D=16, M=1), sequence(16)),
     Case("simplified_sa", dict(D=32, M=4), sequence(32), pad=True),
+    # emsa: input [B, H, W, C]; sr_ratio 1, 2, 4, 8 (8 on maps smaller than the kernel), a
+    # custom qk_scale
+    Case("emsa", dict(C=32), ((2, 5, 6, 32), (3, 7, 7, 32))),
+    Case("emsa", dict(C=16, M=2, qkv_bias=True), ((2, 5, 6, 16), (3, 7, 7, 16))),
+    Case("emsa", dict(C=16, M=4, qk_scale=0.3), ((2, 5, 6, 16), (3, 7, 7, 16))),
+    Case("emsa", dict(C=16, M=2, sr_ratio=2, qkv_bias=True), ((2, 5, 6, 16), (3, 7, 7, 16))),
+    Case("emsa", dict(C=16, M=4, sr_ratio=4), ((2, 9, 6, 16), (3, 4, 11, 16))),
+    Case("emsa", dict(C=8, M=1, sr_ratio=8), ((2, 9, 17, 8), (1, 3, 5, 8))),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

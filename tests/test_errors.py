@@ -106,6 +106,7 @@ CASES = [
     Case("criss_cross_one_axis", (("unsupported", 5, 12, "criss_cross"),)),
     Case("repeat_zero", (("wrong-type", 3, 36, "0"),), params={"C": 16}),
     Case("conv_even_kernel", (("shape", 6, 46, "k"),), params={"C": 8}),
+    Case("let_shadows_choice_word", (("duplicate-name", 4, 5, "let    value = linear(x, D)"),)),
 ]
 
 

@@ -53,6 +53,10 @@ class Formulation:
                     self.error("duplicate-name", f"`{s.name}` is already defined", s.span,
                                "a `let` may not shadow a parameter, input or earlier `let`")
                     continue
+                words = [p for p, choices in self.choices.items() if s.name in choices]
+                if words:  # `mode == value` would compare with the let, never true
+                    self.error("duplicate-name", f"`{s.name}` is a word of the choice "
+                               f"parameter `{words[0]}`", s.span, "name the `let` otherwise")
                 self.role = "weight"
                 self.env[s.name] = self.value(s.value, shared_as=s.name)
             else:

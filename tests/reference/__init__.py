@@ -20,6 +20,7 @@ from .deformable import Deformable
 from .eca import ECA
 from .effective_se import EffectiveSE
 from .emanet import EMANet
+from .emsa import EMSA
 from .epsa import EPSA
 from .external import External, ExternalMultiHead
 from .gather_excite import GatherExcite
@@ -90,13 +91,15 @@ REFERENCES = {
     "coord": CoordAtt,
     "sliding_window": SlidingWindow,
     "simplified_sa": SimplifiedSA,
+    "emsa": EMSA,
 }
 
 __all__ = [
     "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet",
     "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE",
-    "EMANet", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
-    "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized", "PSANet",
-    "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
-    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "REFERENCES"
+    "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet",
+    "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized",
+    "PSANet", "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM",
+    "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention",
+    "REFERENCES"
 ]
