@@ -171,6 +171,15 @@ class IR:
         if self.output == old[-1]:
             self.output = new.name
 
+    def prune(self) -> IR:
+        """Drop the nodes the output does not depend on (a `let` read only by the branch
+        of an `if` that was not taken), and the layers only they applied."""
+        live = nx.ancestors(self.graph, self.output) | {self.output, *self.inputs}
+        self.graph.remove_nodes_from([n for n in list(self.graph.nodes) if n not in live])
+        used = {self.node(n).module for n in self.graph.nodes}
+        self.modules = {k: v for k, v in self.modules.items() if k in used}
+        return self
+
     def text(self) -> str:
         lines = [f"ir {self.name}"]
         lines += [f"  module {k}: {v.op}({', '.join(f'{a}={b}' for a, b in v.attrs.items())})"

@@ -88,11 +88,19 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
 
 def _emit(em, node, args):
     if node.op == "arith" and "scalar" in node.attrs:
+        op, s = node.attrs["op"], node.attrs["scalar"]
+        # x * 1, x / 1, x ± 0, 1 * x, 0 + x are x: no pass over the tensor (a scale or
+        # temperature left at its default)
+        if _is(s, 1 if op in "*/" else 0) and (not node.attrs["scalar_first"] or op in "*+"):
+            return args[0]
         fn = {"+": operator.add, "-": operator.sub, "*": operator.mul,
-              "/": operator.truediv}[node.attrs["op"]]
-        s = node.attrs["scalar"]
+              "/": operator.truediv}[op]
         return em.call(fn, s, args[0]) if node.attrs["scalar_first"] else em.call(fn, args[0], s)
     return OPS[node.op].emit(em, node, args)
+
+
+def _is(x, value) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == value
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:

@@ -3,6 +3,8 @@ parameters' names and order."""
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -170,3 +172,24 @@ def test_a_structured_range_on_a_sequence_is_not_dropped_by_the_fused_kernel(rng
     dense.load_state_dict(module.state_dict())
     x = torch.randn(2, 9, 16, dtype=torch.float64)
     torch.testing.assert_close(module(x), dense(x))
+
+
+def test_multiplying_by_one_or_adding_zero_emits_nothing():
+    module = attnspec.compile_text("""
+attention A(C: int, T: float = 1) {
+    input  x: [B, C, N]
+    output (x * T + 0) / 1 - 0
+}""", C=4)
+    assert not {operator.mul, operator.add, operator.truediv, operator.sub} & targets(module)
+
+
+def test_a_let_only_the_untaken_branch_reads_is_not_computed():
+    module = attnspec.compile_text("""
+attention A(C: int, gate: bool = true) {
+    input  x: [B, C, N]
+    let    a = sigmoid(x)
+    let    b = tanh(conv1x1(x, C))
+    output x * a if gate else x * b
+}""", C=4)
+    assert torch.tanh not in targets(module)
+    assert not list(module.parameters())  # b's conv1x1 is not registered either

@@ -87,3 +87,14 @@ def test_concat_and_part_name_their_axes(output, message):
     with pytest.raises(SpecError, match=message) as info:
         attnspec.compile_text(STRIPS.format(output=output), C=3)
     assert info.value.diagnostics[0].code == "axis-mismatch"
+
+
+def test_a_bool_mask_is_no_number():
+    with pytest.raises(SpecError, match="bool mask") as info:
+        attnspec.compile_text("""
+attention A(D: int) {
+    input  x: [B, N, D]
+    input  pad: [B, N] bool optional
+    output x * pad
+}""", D=4)
+    assert info.value.diagnostics[0].code == "wrong-type"

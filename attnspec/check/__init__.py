@@ -42,7 +42,7 @@ def build_ir(program: Program, params: dict[str, Any], name: str | None = None,
     ir = checker.top(definition, params)
     if checker.diagnostics:
         raise SpecError(checker.diagnostics, program.sources)
-    return ir
+    return ir.prune()
 
 
 def check_program(program: Program) -> None:

@@ -200,6 +200,10 @@ class Expressions:
     def arith(self, op: str, left, right, span: Span, base: str | None = None,
               role: str | None = None):
         tensors = [v for v in (left, right) if isinstance(v, Tensor)]
+        for t in tensors:
+            if t.type.dtype == "bool":  # a mask (maybe None at run time) is no number
+                return self.error("wrong-type", f"`{op}` cannot take a bool mask {t.type}",
+                                  span, "a mask goes in `mask`")
         for v in (left, right):
             if not isinstance(v, Tensor) and not (isinstance(v, (int, float))
                                                   and not isinstance(v, bool)):

@@ -206,18 +206,7 @@ def apply_plan(em, x, plan):
 def _emit_arith(em, n, args):
     left, right = (apply_plan(em, x, n.attrs.get(p)) if isinstance(x, object) else x
                    for x, p in zip(args, ("left", "right")))
-    op = n.attrs["op"]
-    # x * 1, 1 * x, x / 1, x + 0, 0 + x, x - 0 are x: no pass over the tensor (a
-    # temperature or scale parameter left at its default)
-    if _is_number(right, 1 if op in "*/" else 0):
-        return left
-    if op in "*+" and _is_number(left, 1 if op == "*" else 0):
-        return right
-    return em.call(ARITHMETIC[op], left, right)
-
-
-def _is_number(x, value) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == value
+    return em.call(ARITHMETIC[n.attrs["op"]], left, right)
 
 
 OPS["arith"] = Op(name="arith", doc="+ - * / with named broadcasting", emit=_emit_arith)
