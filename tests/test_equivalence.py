@@ -79,6 +79,7 @@ CASES = [
     Case("mhsa", dict(D=32, M=4, causal=True), sequence(32)),
     Case("mhsa", dict(D=32, M=4), sequence(32), pad=True),
     Case("mhsa", dict(D=16, M=2, causal=True), sequence(16), pad=True),
+    Case("mhsa", dict(D=16, M=2, dropout=0.3), sequence(16), pad=True),
     # linear_attention: bidirectional (the reordered sums) and causal (a masked quadratic
     # form against the authors' running sums), with and without a key padding mask
     Case("linear_attention", dict(D=32), sequence(32)),
@@ -108,7 +109,8 @@ CASES = [
     Case("coatnet", dict(C=16, head_size=4, max_h=7, max_w=8), ((2, 16, 5, 6), (3, 16, 7, 7))),
     Case("coatnet", dict(C=16, out=12, head_size=8, M=3, max_h=5, max_w=6,
                          rel_attn="single_head"), ((2, 16, 5, 6), (3, 16, 3, 4))),
-    Case("coatnet", dict(C=12, head_size=4, max_h=6, max_w=5), ((2, 12, 6, 5), (3, 12, 4, 5))),
+    Case("coatnet", dict(C=12, head_size=4, max_h=6, max_w=5, dropatt=0.2),
+         ((2, 12, 6, 5), (3, 12, 4, 5))),
     Case("coatnet", dict(C=8, head_size=4, max_h=3, max_w=2), ((2, 8, 5, 6), (1, 8, 4, 3))),
     Case("coatnet", dict(C=64), ((2, 64, 5, 6), (3, 64, 14, 14))),
     # residual_attention (CSRA): T = 1, the code's max pooling T = 99, another T and λ, T < 1
@@ -143,7 +145,7 @@ CASES = [
     # simplified_sa (the zoo's projection-free attention): 8, 3 and 1 heads, a padding mask
     Case("simplified_sa", dict(D=32), sequence(32)),
     Case("simplified_sa", dict(D=24, M=3), sequence(24)),
-    Case("simplified_sa", dict(D=16, M=1), sequence(16)),
+    Case("simplified_sa", dict(D=16, M=1, dropout=0.0), sequence(16)),
     Case("simplified_sa", dict(D=32, M=4), sequence(32), pad=True),
     # emsa: input [B, H, W, C]; sr_ratio 1, 2, 4, 8 (8 on maps smaller than the kernel), a
     # custom qk_scale
@@ -409,8 +411,11 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
     x_c = x.clone().requires_grad_(True)
     x_r = x.clone().requires_grad_(True)
 
-    # forward
+    # forward, each from the same random state: dropout on tensors of the same shape draws
+    # the same mask in both
+    torch.manual_seed(seed)
     out_c = compiled(x_c, **kwargs)
+    torch.manual_seed(seed)
     out_r = reference(x_r, **kwargs)
     assert out_c.dtype == dtype, f"compiled output is {out_c.dtype}, expected {dtype}"
     torch.testing.assert_close(out_c, out_r, **tol, msg=lambda m: f"output: {m}")

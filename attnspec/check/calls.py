@@ -30,7 +30,10 @@ class Calls:
             f = self.value(e.func)
             return self.call_value(f, e)
         name = e.func.id
-        if name in self.env:
+        # a parameter named like an operator (`dropout: float = 0.1`, as torch names it)
+        # is a number, which cannot be called: the call is the operator's
+        if name in self.env and not (isinstance(self.env[name], (int, float, str))
+                                     and name in PUBLIC_OPS):
             return self.call_value(self.env[name], e)
         handler = getattr(self, "call_" + name, None)
         if name in ("E1", "E2", "E3", "E4") and getattr(self, "core", None) is None:
@@ -251,8 +254,8 @@ class Calls:
         op = OPS.get(layer.op)
         if layer.op in NORMALISERS and layer.op not in OPS or op is None:
             return self.error("wrong-type", f"`{layer.op}` is not a layer", layer.span)
-        if layer.op == "identity":
-            return xs[0]
+        if layer.op == "identity" or layer.op == "dropout" and layer.config.get("p") == 0:
+            return xs[0]  # dropout(p = 0) is the identity: no module, no call
         if UNKNOWN in layer.config.values():
             return POISON  # a setting depends on a parameter with no value yet
         types = [x.type for x in xs]

@@ -10,6 +10,7 @@ from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
+from ..ops import OPS
 from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
@@ -310,6 +311,21 @@ class Terms:
             return self.op_call("sigmoid", e)
         return self.normaliser(e, "sigmoid")
 
+    def call_dropout(self, e: Call):
+        """dropout(weights, p): the normalised weights dropped while training, as torch's
+        attention modules do (nn.MultiheadAttention's `dropout`); of a tensor, the layer."""
+        if not (e.args and _is_weight(e.args[0])):
+            return self.op_call("dropout", e)
+        w = self.value(e.args[0])
+        if w is POISON or not isinstance(w, Weights):
+            return w if w is POISON else self.op_call("dropout", e)
+        cfg, exprs = self.config(OPS["dropout"], list(e.args[1:]), e)
+        if cfg is POISON:
+            return POISON
+        layer = Layer("dropout", cfg, e.span, arg_exprs=exprs)
+        t = self.apply(layer, Tensor(w.node, w.type), e.span, "weight")
+        return t if t is POISON else Weights(t.node, t.type, w.has_query)
+
     def call_count(self, e: Call):
         return self.normaliser(e, "count")
 
@@ -360,6 +376,13 @@ class Terms:
         return self.error("wrong-type", "positions(...) belongs in `over`", e.span)
 
     call_channels = call_positions
+
+
+def _is_weight(e) -> bool:
+    """A normaliser of a term: softmax(E1(...)), identity(E4(...)), ..."""
+    return isinstance(e, Call) and isinstance(e.func, Name) and e.func.id in (
+        "softmax", "sigmoid", "count", "l1", "double_norm", "identity") and bool(e.args) \
+        and _maybe_logits(e.args[0])
 
 
 def _maybe_logits(e) -> bool:

@@ -23,7 +23,7 @@ Deviations:
   H = max_h, W = max_w). Its scale_ratio resizing of the table is not reproduced.
 - Channels-first [B, C, H, W] with 1x1 convs where maxvit's code is channels-last with
   dense layers over [B, H*W, C] (the same maps).
-- No attention dropout (dropatt; 0 by default): the spec's weight takes no dropout.
+- Attention dropout (dropatt; 0 by default) on the weights while training, as maxvit's.
 """
 
 import torch
@@ -45,7 +45,7 @@ class CoAtNet(nn.Module):
 
     def __init__(self, C: int, out: int | None = None, head_size: int = 32,
                  M: int | None = None, max_h: int = 14, max_w: int | None = None,
-                 rel_attn: str = "multi_head"):
+                 rel_attn: str = "multi_head", dropatt: float = 0.0):
         super().__init__()
         out = C if out is None else out
         M = out // head_size if M is None else M
@@ -55,6 +55,7 @@ class CoAtNet(nn.Module):
         if M < 1:
             raise ValueError(f"CoAtNet: no heads (out={out}, head_size={head_size})")
         self.M, self.head_size, self.max_h, self.max_w = M, head_size, max_h, max_w
+        self.dropatt = dropatt
         self.multi_head = rel_attn == "multi_head"
         inner = M * head_size
         init = dict(std=0.02)  # the official initialisers: normal(0.02) kernels, zero biases
@@ -92,7 +93,7 @@ class CoAtNet(nn.Module):
         q = heads(self.q(x)) * d ** -0.5
         k, v = heads(self.k(x)), heads(self.v(x))
         logits = q @ k.transpose(-1, -2) + self.reindexed_bias(H, W)  # [B, M, HW, HW]
-        attn = logits.softmax(dim=-1)
+        attn = nn.functional.dropout(logits.softmax(dim=-1), self.dropatt, self.training)
         y = (attn @ v).transpose(-1, -2).reshape(B, M * d, H, W)  # heads concatenated
         return self.o(y)
 

@@ -4,7 +4,8 @@ Paper: Vaswani et al., "Attention Is All You Need", NeurIPS 2017, arXiv:1706.037
 Semantics follow torch.nn.MultiheadAttention (batch_first, self-attention): separate
 query / key / value / output projections of width D, M heads of width D/M, logits scaled
 by 1/sqrt(D/M), an optional causal range and an optional key padding mask where True marks
-a key to ignore. Written out by hand (no F.scaled_dot_product_attention) so that it is an
+a key to ignore, `dropout` on the attention weights while training (as nn.MultiheadAttention's).
+Written out by hand (no F.scaled_dot_product_attention) so that it is an
 independent check of compiled code that does use the fused kernel.
 """
 
@@ -17,11 +18,12 @@ from torch import nn
 class MHSA(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = ignore."""
 
-    def __init__(self, D: int, M: int = 8, causal: bool = False, bias: bool = True):
+    def __init__(self, D: int, M: int = 8, causal: bool = False, bias: bool = True,
+                 dropout: float = 0.0):
         super().__init__()
         if M < 1 or D % M != 0:
             raise ValueError(f"MHSA: D must be divisible by M, got D={D}, M={M}")
-        self.D, self.M, self.causal = D, M, causal
+        self.D, self.M, self.causal, self.dropout = D, M, causal, dropout
         # Registration order = state_dict order: query, key, value, output (weight, bias).
         self.query = nn.Linear(D, D, bias=bias)
         self.key = nn.Linear(D, D, bias=bias)
@@ -44,5 +46,6 @@ class MHSA(nn.Module):
         if pad is not None:
             logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
         attn = logits.softmax(dim=-1)  # normalise over keys
+        attn = nn.functional.dropout(attn, self.dropout, self.training)
         y = (attn @ v).transpose(1, 2).reshape(B, N, D)  # concatenate heads
         return self.output(y)
