@@ -130,6 +130,18 @@ _register("sinusoid", "R_{q−k}: sines and cosines of each axis's offset betwee
           sizes=_sinusoid_sizes)
 
 
+def _emit_distance(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    return em.call(runtime.distance_pairs, args[0], em.sizes(n.inputs[0], a["q_tokens"]),
+                   em.sizes(n.inputs[1], a["k_tokens"]), a["steps"])
+
+
+_register("distance", "|q − k| on each axis, one row per (axis, query, key) on that axis",
+          _emit_distance, sizes=_sinusoid_sizes)
+
+
 def _emit_e2(em, n: Node, args):
     from . import runtime
 
@@ -332,6 +344,19 @@ def _emit_scale(em, n, args):
 
 
 _register("scale", "a constant factor on the logits, e.g. 1/√d", _emit_scale)
+
+
+def _emit_scale_heads(em, n, args):
+    logits, factor = args
+    dims = len(em.type(n.inputs[0]).axes)
+    per_head = em.method(factor, "reshape", em.method(factor, "size", 0), -1,
+                         *([1] * (dims - 2)))  # [B or 1, M, 1, 1]
+    return em.call(operator.mul if n.attrs["op"] == "*" else operator.truediv, logits,
+                   per_head)
+
+
+_register("scale_heads", "a factor per head on the logits (ALiBi's slopes)",
+          _emit_scale_heads)
 
 
 def _emit_range(em, n, args):

@@ -302,9 +302,6 @@ TIER2_NOT_YET = (
     ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
      "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
      "not be checked against the paper here, and there is no official code"),
-    ("alibi", "ALiBi, Press et al. 2022", "constants computed per head (the slopes "
-     "2^(−8h/M): an index tensor and a power) times a distance encoding |q − k|; a learned "
-     "per-head slope would be expressible, the paper's fixed ones are not"),
 )
 
 GALLERY_INTRO = """\

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from . import runtime
 from .ir import IR, TensorType
-from .ops import OPS
+from .ops import ARITHMETIC, OPS
 from .passes import fuse
 
 # Functions without side effects or randomness whose repeated calls may share one result.
@@ -88,13 +88,13 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
 
 def _emit(em, node, args):
     if node.op == "arith" and "scalar" in node.attrs:
-        op, s = node.attrs["op"], node.attrs["scalar"]
+        op, s, first = node.attrs["op"], node.attrs["scalar"], node.attrs["scalar_first"]
         # x * 1, x / 1, x ± 0, 1 * x, 0 + x are x: no pass over the tensor (a scale or
         # temperature left at its default)
-        if _is(s, 1 if op in "*/" else 0) and (not node.attrs["scalar_first"] or op in "*+"):
+        neutral = {"*": 1, "/": 1, "+": 0, "-": 0}.get(op)
+        if neutral is not None and _is(s, neutral) and (not first or op in ("*", "+")):
             return args[0]
-        fn = {"+": operator.add, "-": operator.sub, "*": operator.mul,
-              "/": operator.truediv}[op]
+        fn = ARITHMETIC[op]
         return em.call(fn, s, args[0]) if node.attrs["scalar_first"] else em.call(fn, args[0], s)
     return OPS[node.op].emit(em, node, args)
 

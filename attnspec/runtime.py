@@ -147,6 +147,16 @@ def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: 
     return torch.cat(rows)
 
 
+def distance_pairs(like: torch.Tensor, q_sizes, k_sizes, steps) -> torch.Tensor:
+    """|q − step·k| for each axis a and each (query, key) index pair on it, in column a:
+    [Σ_a nq·nk, n], laid out as sinusoid_pairs' rows (zeros in the other axes' columns)."""
+    n, rows = len(q_sizes), []
+    for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
+        d = _q_minus_k(nq, nk, step, like.device, like.dtype).abs().reshape(nq * nk, 1)
+        rows.append(F.pad(d, (a, n - a - 1)))
+    return torch.cat(rows)
+
+
 def _split_pairs(table: torch.Tensor, q_sizes, k_sizes):
     """The rows of a per-axis pair table, axis by axis: [nq, nk, ...] each."""
     start = 0

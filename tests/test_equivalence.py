@@ -155,6 +155,12 @@ CASES = [
     Case("emsa", dict(C=16, M=2, sr_ratio=2, qkv_bias=True), ((2, 5, 6, 16), (3, 7, 7, 16))),
     Case("emsa", dict(C=16, M=4, sr_ratio=4), ((2, 9, 6, 16), (3, 4, 11, 16))),
     Case("emsa", dict(C=8, M=1, sr_ratio=8), ((2, 9, 17, 8), (1, 3, 5, 8))),
+    # alibi: 8 heads (a power of two), 6 and 12 (the authors' interleaved slopes), a padding
+    # mask, and the symmetric bidirectional form
+    Case("alibi", dict(D=32), sequence(32)),
+    Case("alibi", dict(D=24, M=6), sequence(24), pad=True),
+    Case("alibi", dict(D=24, M=12), sequence(24)),
+    Case("alibi", dict(D=16, M=4, causal=False), sequence(16), pad=True),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

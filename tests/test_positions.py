@@ -108,3 +108,39 @@ attention A(C: int) {
     output identity
 }"""
     assert first_error(text, C=4) == "unsupported"
+
+
+def test_a_per_head_factor_on_distance_is_a_linear_bias():
+    text = """
+attention A(D: int, M: int = 2) {
+    input  x: [B, N, D]
+    let    slopes = index(M) + 0.5
+    over   positions(N)
+    range  all
+    heads  M
+    weight softmax(-slopes * E4(position = distance()))
+    value  identity
+    output identity
+}"""
+    module = attnspec.compile_text(text, D=4).double()
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    i = torch.arange(5.0, dtype=torch.float64)
+    slopes = torch.tensor([0.5, 1.5], dtype=torch.float64)[:, None, None]
+    a = (-slopes * (i[:, None] - i[None, :]).abs()).softmax(-1)  # [M, Q, K]
+    v = x.view(2, 5, 2, 2).transpose(1, 2)  # [B, M, N, d]
+    torch.testing.assert_close(module(x), (a @ v).transpose(1, 2).reshape(2, 5, 4))
+
+
+def test_a_per_head_factor_needs_one_number_per_head():
+    text = """
+attention A(D: int, M: int = 2) {
+    input  x: [B, N, D]
+    let    slopes = index(D)
+    over   positions(N)
+    range  all
+    heads  M
+    weight softmax(slopes * E4(position = distance()))
+    value  identity
+    output identity
+}"""
+    assert first_error(text, D=4) == "wrong-type"

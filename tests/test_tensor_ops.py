@@ -98,3 +98,24 @@ attention A(D: int) {
     output x * pad
 }""", D=4)
     assert info.value.diagnostics[0].code == "wrong-type"
+
+
+def test_powers_of_numbers_and_tensors():
+    module = attnspec.compile_text("""
+attention A(C: int, k: int = 2 ** 3) {
+    input  x: [B, C, N]
+    output 2 ** x + x ** 2 + k
+}""", C=2)
+    x = torch.randn(1, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(module.double()(x), 2 ** x + x ** 2 + 8)
+
+
+def test_index_counts_along_a_new_axis_in_the_inputs_dtype():
+    module = attnspec.compile_text("""
+attention A(C: int, K: int = 4) {
+    input  x: [B, C]
+    output mean(x, C) * 0 + index(K)
+}""", C=2).double()
+    y = module(torch.zeros(3, 2, dtype=torch.float64))
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, torch.arange(4.0, dtype=torch.float64).expand(3, 4))

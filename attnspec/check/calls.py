@@ -117,6 +117,25 @@ class Calls:
         path = self.declare_module(self.role, "learned", attrs, e.span)
         return Tensor(self.add("learned", (), t, e.span, module=path), t)
 
+    def call_index(self, e: Call):
+        """`index(K)`: the numbers 0 … K − 1 along a new axis K, [batch = 1, K], no
+        parameters (ALiBi's per-head slopes are a formula of it); its size is an int
+        parameter's or let's."""
+        if len(e.args) != 1 or e.kwargs or not isinstance(e.args[0], Name):
+            return self.error("wrong-arity", "index takes one axis, named like an int "
+                              "parameter or let: index(M)", e.span)
+        name = e.args[0].id
+        size = self.env.get(name)
+        if size is UNKNOWN:
+            return POISON if self.check_only else UNKNOWN
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            return self.error("unknown-size", f"index's axis `{name}` needs a size: name it "
+                              f"like an int parameter or let", e.args[0].span)
+        like = self.ir.inputs[0]  # the index takes its dtype and device
+        batch = self.ir.node(like).type.axes[0].name
+        t = TensorType((Axis(batch, 1), Axis(name, size)))
+        return Tensor(self.add("index", (like,), t, e.span, size=size), t)
+
     def scalar_call(self, e: Call):
         arity, fn = SCALAR_FUNCTIONS[e.func.id]
         if len(e.args) != arity or e.kwargs:

@@ -186,8 +186,11 @@ class Expressions:
         if not numbers:
             return self.error("wrong-type", f"`{e.op}` needs numbers, not {describe(left)} "
                               f"and {describe(right)}", e.span)
-        if e.op in ("/", "%") and right == 0:
+        if e.op in ("/", "%") and right == 0 or e.op == "**" and left == 0 and right < 0:
             return self.error("zero-size", "division by zero", e.right.span)
+        if e.op == "**" and left < 0 and not float(right).is_integer():
+            return self.error("wrong-type", "a negative number to a fractional power",
+                              e.span)
         if e.op == "/" and isinstance(left, int) and isinstance(right, int):
             return left // right  # integer widths: C / r rounds down, as in the papers
         if e.op == "%":
@@ -237,6 +240,9 @@ class Expressions:
         if other == 0 and not isinstance(other, bool) and (
                 e.op == "+" or e.op == "-" and other is right):
             return logits
+        if isinstance(other, Tensor) and e.op in ("*", "/") and not (
+                e.op == "/" and logits is right):
+            return self.per_head(e, logits, other)
         number = isinstance(other, (int, float)) and not isinstance(other, bool)
         if not number or e.op not in ("*", "/") or e.op == "/" and logits is right:
             return self.error("wrong-type", f"a weight term can be multiplied or divided by a "
@@ -245,6 +251,18 @@ class Expressions:
         if factor == 1:
             return logits  # `/ s` with s = 1 when an option is off: nothing to compute
         node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
+        return replace(logits, node=node)
+
+    def per_head(self, e: BinOp, logits: Logits, t: Tensor):
+        """A term times (or over) a tensor of one number per head, [batch, M]: ALiBi's
+        slopes times E4(position = distance())."""
+        heads = logits.type.axes[1].size
+        axes = t.type.axes[1:]
+        if len(axes) != 1 or axes[0].size != heads:
+            return self.error("wrong-type", f"a weight term can be scaled by a tensor of one "
+                              f"number per head, [batch, {heads}], not {t.type}", e.span)
+        node = self.add("scale_heads", (logits.node, t.node), logits.type, e.span,
+                        op=e.op)
         return replace(logits, node=node)
 
     def pipe(self, e: BinOp):
@@ -268,7 +286,7 @@ class Expressions:
         return self.error("wrong-type", f"`>>` chains layers or blocks; got {describe(left)} "
                           f"and {describe(right)}", e.span)
 
-_ARITH_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_ARITH_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 
 
 def _flatten(layer: Layer) -> tuple[Layer, ...]:

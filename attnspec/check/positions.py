@@ -5,6 +5,7 @@ query and a key (sinusoid, offsets, bilinear, pairs), and the ranges defined by 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..attend import key_axis, width
 from ..ir import Axis, Node, TensorType
@@ -183,7 +184,9 @@ class Positions:
         if enc.kind == "bilinear":
             return self.error("unsupported", "bilinear(R) samples at a displacement the query "
                               "predicts: E2(query = ..., position = bilinear(R))", enc.span)
-        if enc.dim % (2 * n):
+        if enc.kind == "distance":  # |q − k| per axis: one number each
+            enc = replace(enc, dim=n)
+        elif enc.dim % (2 * n):
             return self.error("shape", f"sinusoid's dim {enc.dim} must split into a sine and a "
                               f"cosine half for each of the {n} axes: a multiple of {2 * n}",
                               enc.span)
@@ -195,9 +198,13 @@ class Positions:
                               "use linear(D, bias = false)")
         t = TensorType((Axis("pairs"), Axis("R", enc.dim)))
         steps = tuple(keys.type.axis(a).step for a in k_tokens)
-        node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
-                        k_tokens=k_tokens, steps=steps, dim=enc.dim, wave=enc.wave,
-                        magnitude=enc.magnitude)
+        if enc.kind == "distance":
+            node = self.add("distance", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
+                            k_tokens=k_tokens, steps=steps)
+        else:
+            node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
+                            k_tokens=k_tokens, steps=steps, dim=enc.dim, wave=enc.wave,
+                            magnitude=enc.magnitude)
         r = Tensor(node, t)
         for layer in enc.layers:
             r = self.apply(layer, r, arg.span, "position")
@@ -289,6 +296,13 @@ class Positions:
                 return self.error("wrong-type", f"`{key}` must be a positive number, not "
                                   f"{describe(v)}", args[key].span)
         return Encoding(dim, float(wave), magnitude, e.span)
+
+    def call_distance(self, e: Call):
+        """`distance()`: |q − k| in input positions, one number per indexed axis (ALiBi's
+        linear bias is a per-head slope times it)."""
+        if e.args or e.kwargs:
+            return self.error("wrong-arity", "distance takes no arguments: distance()", e.span)
+        return Encoding(0, 0.0, 0, e.span, kind="distance")
 
     def call_partition(self, e: Call):
         if len(e.args) != 1 or e.kwargs:

@@ -137,7 +137,8 @@ def _runtime():
     return runtime
 
 
-ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+              "**": operator.pow}
 
 
 def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:

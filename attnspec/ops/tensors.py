@@ -231,3 +231,15 @@ _reduce("norm", "the Euclidean (L2) norm over the named axes, which disappear")
 
 
 _reduce("var", "the unbiased variance over the named axes, which disappear")
+
+
+def _emit_index(em, n, args):
+    like = args[0]
+    values = em.call(_torch().arange, n.attrs["size"], dtype=em.call(getattr, like, "dtype"),
+                     device=em.call(getattr, like, "device"))
+    return em.method(values, "unsqueeze", 0)
+
+
+# `index(K)` (no `infer`: the checker's call_index types it): 0 … K − 1 on a new axis
+OPS["index"] = Op(name="index", doc="the numbers 0 … K − 1 along a new axis K",
+                  emit=_emit_index, kind="core")

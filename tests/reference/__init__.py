@@ -8,6 +8,7 @@ tests/test_equivalence.py checks every compiled spec against its reference.
 
 from .a2 import A2
 from .aft import AFT
+from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
 from .bam import BAM
 from .cbam import CBAM
@@ -92,14 +93,15 @@ REFERENCES = {
     "sliding_window": SlidingWindow,
     "simplified_sa": SimplifiedSA,
     "emsa": EMSA,
+    "alibi": ALiBi,
 }
 
 __all__ = [
-    "A2", "AFT", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet",
-    "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE",
-    "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet",
-    "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal", "Polarized",
-    "PSANet", "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM",
-    "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention",
-    "REFERENCES"
+    "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet",
+    "CoAtNet", "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA",
+    "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite",
+    "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal",
+    "Polarized", "PSANet", "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention",
+    "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention", "SSE",
+    "TripletAttention", "REFERENCES"
 ]
