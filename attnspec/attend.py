@@ -509,7 +509,11 @@ def _emit_sdpa(em, n: Node, args):
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
     v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
-    if len(args) > 3:
+    if a.get("bias"):  # a term added to the logits: SDPA's float mask
+        pad = args[4] if len(args) > 4 else None
+        y = em.call(runtime.biased_sdpa, q, k, v, args[3], pad, causal=a["causal"],
+                    scale=a["scale"])
+    elif len(args) > 3:
         y = em.call(runtime.masked_sdpa, q, k, v, args[3], causal=a["causal"], scale=a["scale"])
     else:
         y = em.call(_F().scaled_dot_product_attention, q, k, v, is_causal=a["causal"],

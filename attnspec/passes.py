@@ -65,9 +65,12 @@ def fuse_sdpa(ir: IR) -> IR:
     channels-first map the heads layout is a transposed view, which sends the CPU kernel
     down its slow path (benchmarks/: Non-local 1.2× slower fused than unfused)."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
-        chain = _softmax_chain(ir, agg.inputs[0])
+        chain, bias = _softmax_chain(ir, agg.inputs[0]), ()
         if chain is None:
-            continue
+            found = _biased_chain(ir, agg.inputs[0])
+            if found is None:
+                continue
+            chain, bias = found[0], (found[1],)
         e1 = ir.node(chain[0])
         if any(_structured(ir.node(n)) for n in chain):
             continue  # criss-cross, window and partition are masks SDPA is not given here
@@ -84,9 +87,9 @@ def fuse_sdpa(ir: IR) -> IR:
         attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
                                               "k_feature")},
                  "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"],
-                 "scale": scale, "causal": causal}
-        fused = Node(agg.name, "sdpa", (*e1.inputs, agg.inputs[1], *pad), agg.type, "context",
-                     agg.span, attrs)
+                 "scale": scale, "causal": causal, "bias": bool(bias)}
+        fused = Node(agg.name, "sdpa", (*e1.inputs, agg.inputs[1], *bias, *pad), agg.type,
+                     "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
     return ir
 
@@ -115,6 +118,40 @@ def fuse_linear(ir: IR) -> IR:
                      "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
     return ir
+
+
+def _biased_chain(ir: IR, name: str) -> tuple[list[str], str] | None:
+    """softmax((E1(q, k) · s) + T) over range all/causal, T any term of the query and
+    the key (ALiBi's slopes times distances, a relative bias table): the chain of nodes to
+    replace, from E1 to the softmax, and T, which SDPA adds to its logits as a float mask."""
+    node, chain = ir.node(name), []
+    if node.op != "softmax_keys":
+        return None
+    while node.op in ("softmax_keys", "range") and len(ir.users(node.name)) == 1:
+        chain.append(node.name)
+        node = ir.node(node.inputs[0])
+    terms = node
+    # (a `-` between terms is a `scale` by −1 on the right one: add_terms always adds)
+    if terms.op != "add_terms" or len(ir.users(terms.name)) != 1 \
+            or not all(terms.attrs["query"]) or not all(terms.attrs.get("key", (True, True))):
+        return None
+    chain.append(terms.name)
+    for side in (0, 1):
+        lower = _e1_chain(ir, terms.inputs[side])
+        if lower is not None:
+            return lower[::-1] + chain[::-1], terms.inputs[1 - side]
+    return None
+
+
+def _e1_chain(ir: IR, name: str) -> list[str] | None:
+    """E1 → scale*, each used once, from the top: the E1 chain under a sum of terms."""
+    chain, node = [], ir.node(name)
+    while node.op == "scale" and len(ir.users(node.name)) == 1:
+        chain.append(node.name)
+        node = ir.node(node.inputs[0])
+    if node.op != "E1" or len(ir.users(node.name)) != 1:
+        return None
+    return chain + [node.name]
 
 
 def _structured(node: Node) -> bool:

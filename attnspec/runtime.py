@@ -94,6 +94,19 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
 
 
+def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: bool,
+                scale: float | None):
+    """scaled_dot_product_attention with a term added to its logits (ALiBi's linear bias,
+    a relative bias table), -inf where the causal range or the padding mask hides a key."""
+    if causal:
+        nq, nk = q.shape[-2], k.shape[-2]
+        future = torch.ones(nq, nk, dtype=torch.bool, device=q.device).triu(1)
+        bias = bias.masked_fill(future, float("-inf"))
+    if pad is not None:
+        bias = bias.masked_fill(pad[:, None, None, :], float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+
+
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
     """Keys laid out [B, M, d, K] with the masked ones (pad True) zeroed: a zero key adds
     nothing to linear attention's sums."""

@@ -127,6 +127,11 @@ CASES = [
          (2, 64, 7, 7)),
     Case("coatnet", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
     Case("separable_sa", dict(d=256), (16, 256, 1024), (2, 64, 16)),
+    Case("alibi", dict(D=256, M=8), (8, 512, 256), (2, 16, 64)),
+    Case("simplified_sa", dict(D=256, M=8, dropout=0.0), (8, 512, 256), (2, 16, 64)),
+    Case("sliding_window", dict(D=256, M=8, attention_window=64), (8, 512, 256),
+         (2, 16, 64)),
+    Case("emsa", dict(C=256, M=8, sr_ratio=2), (8, 28, 28, 256), (2, 8, 8, 64)),
     # conv_as_attention and deformable are not timed: by design their weights are dense
     # [M, HW, HW] tables (a demonstration that the mechanism is expressible), far slower
     # than the convolution they stand for, so a ratio would say nothing about the compiler.
@@ -145,7 +150,10 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "polarized": dict(C=64), "polarized/sequential": dict(C=64, layout="sequential"),
                 "parnet": dict(C=64), "coord": dict(C=64),
                 "residual_attention": dict(input_dim=64, num_classes=10),
-                "coatnet": dict(C=64), "separable_sa": dict(d=64)}
+                "coatnet": dict(C=64), "separable_sa": dict(d=64), "alibi": dict(D=64, M=8),
+                "simplified_sa": dict(D=64, M=8, dropout=0.0),
+                "sliding_window": dict(D=64, M=8, attention_window=4),
+                "emsa": dict(C=64, M=8, sr_ratio=2)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared

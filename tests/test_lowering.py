@@ -193,3 +193,16 @@ attention A(C: int, gate: bool = true) {
 }""", C=4)
     assert torch.tanh not in targets(module)
     assert not list(module.parameters())  # b's conv1x1 is not registered either
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_term_added_to_e1_goes_to_sdpa_as_a_float_mask(causal):
+    ir = attnspec.build_ir("specs/alibi.attn", D=16, M=4, causal=causal)
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    assert runtime.biased_sdpa in targets(fused)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    pad = torch.zeros(2, 9, dtype=torch.bool)
+    pad[:, -2:] = True
+    for mask in (None, pad):
+        torch.testing.assert_close(fused(x, mask), dense(x, mask))
