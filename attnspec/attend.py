@@ -583,3 +583,51 @@ def _linear_flops(ins, out, a, b):
 
 _register("linear_attention", "q (Kᵀ V) / (q · Σ k + eps): E1 weights without a softmax, "
           "the keys summed first", _emit_linear, _linear_flops)
+
+
+# ---------------------------------------------------------------------------- carried axes
+
+
+def _emit_fold(em, n: Node, args):
+    k, dims = len(n.attrs["dims"]), n.attrs["dims"]
+    x = args[0]
+    if dims != tuple(range(1, 1 + k)):  # already next to the batch: a view, no copy
+        x = em.method(x, "movedim", dims, tuple(range(1, 1 + k)))
+    return em.method(x, "flatten", 0, k)
+
+
+def _fold_sizes(ins, t, a):
+    batch = t.names[0]
+    return {**ins[0], batch: ins[0].get(batch, 1) * math.prod(ins[0].get(c, 1)
+                                                          for c in a["carried"])}
+
+
+_register("fold_batch", "the carried axes moved into the batch: [B, C, H, W] per H is "
+          "[B·H, C, W]", _emit_fold, sizes=_fold_sizes)
+
+
+def _emit_repeat(em, n: Node, args):
+    from . import runtime
+
+    return em.call(runtime.repeat_samples, args[0],
+                   em.sizes(n.inputs[1], n.attrs["carried"]))
+
+
+_register("repeat_batch", "an input without the carried axes, repeated for each of their "
+          "indices", _emit_repeat,
+          sizes=lambda ins, t, a: {**ins[0], t.names[0]: _fold_sizes(
+              [ins[1]], t, a)[t.names[0]]})
+
+
+def _emit_unfold(em, n: Node, args):
+    carried = n.attrs["carried"]
+    k = len(carried)
+    y = em.method(args[0], "unflatten", 0, (-1, *em.sizes(n.inputs[1], carried)))
+    if n.attrs["dims"] == tuple(range(1, 1 + k)):
+        return y
+    return em.method(y, "movedim", tuple(range(1, 1 + k)), n.attrs["dims"])
+
+
+_register("unfold_batch", "the carried axes back out of the batch", _emit_unfold,
+          sizes=lambda ins, t, a: {**ins[0], **{c: ins[1].get(c, 1) for c in a["carried"]},
+                                   t.names[0]: ins[1].get(t.names[0], 1)})

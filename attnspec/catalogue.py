@@ -274,13 +274,11 @@ TIER2_NOT_YET = (
      "expressible: the dynamic k × k weights predicted from the static context and the "
      "query are E2(query = ..., position = offsets(R)) with `identity` on `window(R)`, "
      "their GroupNorm is `groupnorm`, the fusion of the two contexts is SK's"),
-    ("mobilevit_attn", "MobileViT, Mehta & Rastegari 2021", "an axis carried through the "
-     "attention (the pixel's place within its patch attends only across patches), or a "
-     "grid range (keys at the query's position modulo the patch size), and the full "
-     "transformer layers around it"),
-    ("axial", "Axial attention, Ho et al. 2019", "an axis carried through the attention: "
-     "`over positions(W)` on [B, C, H, W] with H kept as a batch-like axis (as a dense "
-     "mask, `range` of the query's row, it would cost (HW)²)"),
+    ("mobilevit_attn", "MobileViT, Mehta & Rastegari 2021", "not written; its attention "
+     "looks expressible now (H and W split into patches, `over positions(nh nw, per = ph "
+     "pw)`: each pixel's place in its patch attends across the patches), the block around "
+     "it (local convolutions, L transformer layers with LayerNorm and MLP, the fusion) is "
+     "a composition not tried"),
     ("lambda", "LambdaNetworks, Bello 2021", "multi-query heads: the query split into heads "
      "while keys and values are shared by all of them (the content and position lambdas); "
      "the key softmax over positions and the position lambdas (E2 on offsets) exist"),

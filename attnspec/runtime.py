@@ -6,6 +6,8 @@ trace through it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -105,6 +107,12 @@ def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: b
     if pad is not None:
         bias = bias.masked_fill(pad[:, None, None, :], float("-inf"))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+
+
+def repeat_samples(t: torch.Tensor | None, sizes) -> torch.Tensor | None:
+    """Each sample repeated Π sizes times (an input without an attention's carried axes:
+    a padding mask seen once for each row); None stays None (an optional input)."""
+    return None if t is None else t.repeat_interleave(math.prod(sizes), dim=0)
 
 
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:

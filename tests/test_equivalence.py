@@ -161,6 +161,9 @@ CASES = [
     Case("alibi", dict(D=24, M=6), sequence(24), pad=True),
     Case("alibi", dict(D=24, M=12), sequence(24)),
     Case("alibi", dict(D=16, M=4, causal=False), sequence(16), pad=True),
+    # axial: rows then columns, and each layer alone, on non-square maps both ways
+    *[Case("axial", params, ((2, 5, 7, params["D"]), (3, 6, 4, params["D"])), definition=d)
+      for params in (dict(D=16), dict(D=12, M=3)) for d in (None, "Row", "Column")],
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

@@ -144,3 +144,50 @@ attention A(D: int, M: int = 2) {
     output identity
 }"""
     assert first_error(text, D=4) == "wrong-type"
+
+
+ROWS = """
+attention A(C: int) {{
+    input  x: [B, C, H, W]
+    input  pad: [B, W] bool optional
+    over   positions({over})
+    range  all
+    mask   pad
+    heads  2
+    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)))
+    value  conv1x1(C)
+    output x + y
+}}
+"""
+
+ONE_ROW = """
+attention A(C: int) {
+    input  x: [B, C, W]
+    input  pad: [B, W] bool optional
+    over   positions(W)
+    range  all
+    mask   pad
+    heads  2
+    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)))
+    value  conv1x1(C)
+    output x + y
+}
+"""
+
+
+def test_carried_axes_run_the_attention_once_per_index():
+    per = attnspec.compile_text(ROWS.format(over="W, per = H"), C=4).double()
+    row = attnspec.compile_text(ONE_ROW, C=4).double()
+    for p in per.parameters():
+        torch.nn.init.normal_(p)
+    row.load_state_dict(per.state_dict())
+    x = torch.randn(2, 4, 3, 5, dtype=torch.float64)
+    pad = torch.tensor([[False, True, False, False, False], [False] * 4 + [True]])
+    for mask in (None, pad):
+        rows = torch.stack([row(x[:, :, h], mask) for h in range(3)], dim=2)
+        torch.testing.assert_close(per(x, mask), rows)
+
+
+@pytest.mark.parametrize("over", ["W, per = Z", "W, per = W"])
+def test_carried_axes_are_axes_of_the_input_other_than_the_indexed(over):
+    assert first_error(ROWS.format(over=over), C=4) == "axis-mismatch"

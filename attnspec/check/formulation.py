@@ -41,10 +41,14 @@ class Formulation:
             return None, self.error("wrong-arity", f"`{d.name}` has {len(inputs)} inputs, "
                                     f"given {len(given)} tensors", self.call_span or d.span)
         self.inputs_here = []
+        carried, unfolded = self.carried(d), None
         for s in d.body:
             if isinstance(s, Input):
                 i = len(self.inputs_here)
                 t = self.input(s, given[i] if i < len(given) else None, first=x is None)
+                if carried and isinstance(t, Tensor):  # `per H`: H joins the batch
+                    unfolded = unfolded or t
+                    t = self.fold(t, unfolded, carried, s.span)
                 self.env[s.name] = t
                 self.inputs_here.append(t)
                 x = t if x is None else x
@@ -66,7 +70,59 @@ class Formulation:
         if "over" not in parts and "weight" not in parts:  # a composition of others
             self.ir.attentions.append(AttentionInfo(self.scope, d.name, COMPOSITION, None, "—"))
             return x, self.composition(parts["output"])
-        return x, self.formulation(d, parts, x)
+        y = self.formulation(d, parts, x)
+        if unfolded is not None and isinstance(y, Tensor):
+            y = self.unfold(y, unfolded, carried, parts["over"].span)
+        return x, y
+
+    # ------------------------------------------------------------------ carried axes
+
+    def carried(self, d: Attention) -> tuple[str, ...]:
+        """The axes `over positions(W, per = H)` carries: the attention runs on its own
+        for each index of H, as if H were part of the batch."""
+        for s in d.body:
+            if getattr(s, "keyword", None) != "over" or not s.values:
+                continue
+            e = s.values[0]
+            per = [kw for kw in getattr(e, "kwargs", ()) if kw.name == "per"]
+            if per:
+                axes = self.axes(per[0].value)
+                return () if axes is POISON else tuple(axes)
+        return ()
+
+    def fold(self, t: Tensor, x: Tensor, carried, span) -> Tensor:
+        """An input seen with the carried axes moved into its batch: [B, C, H, W] per H is
+        [B·H, C, W]; an input without them (a padding mask) is repeated for each index."""
+        names = t.type.names
+        if t is x and not all(a in names[1:] for a in carried):
+            missing = next(a for a in carried if a not in names[1:])
+            return self.error("axis-mismatch", f"`per` carries axes of the input: {t.type} "
+                              f"has no axis `{missing}`", span)
+        if all(a in names[1:] for a in carried):
+            folded = TensorType(tuple(a for a in t.type.axes if a.name not in carried),
+                                t.type.dtype)
+            node = self.add("fold_batch", (t.node,), folded, span, role="input",
+                            dims=tuple(names.index(a) for a in carried), carried=carried)
+            return Tensor(node, folded)
+        if any(a in names for a in carried):
+            return self.error("axis-mismatch", f"an input has all the carried axes "
+                              f"{' '.join(carried)} or none of them, not {t.type}", span)
+        node = self.add("repeat_batch", (t.node, x.node), t.type, span, role="input",
+                        carried=carried)
+        return Tensor(node, t.type)
+
+    def unfold(self, y: Tensor, x: Tensor, carried, span) -> Tensor:
+        """The result with the carried axes back where the input had them (or right after
+        the batch when it has another number of axes)."""
+        axes = list(y.type.axes)
+        same_rank = len(axes) + len(carried) == len(x.type.axes)
+        for a in sorted(carried, key=x.type.index):
+            where = x.type.index(a) if same_rank else 1 + carried.index(a)
+            axes.insert(where, x.type.axis(a))
+        out = TensorType(tuple(axes), y.type.dtype)
+        node = self.add("unfold_batch", (y.node, x.node), out, span, role="output",
+                        carried=carried, dims=tuple(out.index(a) for a in carried))
+        return Tensor(node, out)
 
     def composition(self, part):
         """An attention with no formulation of its own (no over, range, weight, value): its
@@ -178,9 +234,10 @@ class Formulation:
                     return POISON  # reported already, or a slot count not known yet
                 specs.append(("memory", m))
                 continue
-            if len(e.args) != 1:
-                return self.error("wrong-arity", f"{kind}(...) takes the axes it indexes",
-                                  e.span)
+            if len(e.args) != 1 or any(kw.name != "per" for kw in e.kwargs) or \
+                    specs and e.kwargs:
+                return self.error("wrong-arity", f"{kind}(...) takes the axes it indexes, "
+                                  f"and the axes it carries: {kind}(W, per = H)", e.span)
             axes = self.axes(e.args[0])
             if axes is POISON:
                 return POISON

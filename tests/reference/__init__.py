@@ -10,6 +10,7 @@ from .a2 import A2
 from .aft import AFT
 from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
+from .axial import Axial, Column, Row
 from .bam import BAM
 from .cbam import CBAM
 from .ccnet import CCNet
@@ -94,14 +95,17 @@ REFERENCES = {
     "simplified_sa": SimplifiedSA,
     "emsa": EMSA,
     "alibi": ALiBi,
+    "axial": Axial,
+    "axial.Row": Row,
+    "axial.Column": Column,
 }
 
 __all__ = [
-    "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "BAM", "BaseOC", "CBAM", "CCNet",
-    "CoAtNet", "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA",
+    "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC", "CBAM", "CCNet",
+    "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA",
     "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite",
     "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal",
-    "Polarized", "PSANet", "PyramidOC", "SE", "SeparableSA", "SGE", "ShuffleAttention",
+    "Polarized", "PSANet", "PyramidOC", "Row", "SE", "SeparableSA", "SGE", "ShuffleAttention",
     "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention", "SSE",
     "TripletAttention", "REFERENCES"
 ]
