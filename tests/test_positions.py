@@ -160,19 +160,8 @@ attention A(C: int) {{
 }}
 """
 
-ONE_ROW = """
-attention A(C: int) {
-    input  x: [B, C, W]
-    input  pad: [B, W] bool optional
-    over   positions(W)
-    range  all
-    mask   pad
-    heads  2
-    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)))
-    value  conv1x1(C)
-    output x + y
-}
-"""
+# the same attention on one row: x without H
+ONE_ROW = ROWS.format(over="W").replace("[B, C, H, W]", "[B, C, W]")
 
 
 def test_carried_axes_run_the_attention_once_per_index():
