@@ -349,8 +349,11 @@ _register("scale", "a constant factor on the logits, e.g. 1/√d", _emit_scale)
 def _emit_scale_heads(em, n, args):
     logits, factor = args
     dims = len(em.type(n.inputs[0]).axes)
-    per_head = em.method(factor, "reshape", em.method(factor, "size", 0), -1,
-                         *([1] * (dims - 2)))  # [B or 1, M, 1, 1]
+    if n.attrs.get("per_query"):  # [B, M, H, W] -> [B, M, Q, 1]
+        per_head = em.method(em.method(factor, "flatten", 2), "unsqueeze", -1)
+    else:  # [B or 1, M] -> [B or 1, M, 1, 1]
+        per_head = em.method(factor, "reshape", em.method(factor, "size", 0), -1,
+                             *([1] * (dims - 2)))
     return em.call(operator.mul if n.attrs["op"] == "*" else operator.truediv, logits,
                    per_head)
 

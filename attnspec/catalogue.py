@@ -249,9 +249,8 @@ NOT_YET = (
      "a layer over the heads axis of the logits before the softmax (a 1×1 conv across "
      "heads) and an InstanceNorm of the weights after it; a strided conv (an odd sr_ratio "
      "needs an even kernel; the shipped spec is a 'same' conv read at a stride)"),
-    ("deformable", "v2's modulation (a predicted scalar per kernel position) and "
-     "deformable RoI pooling", "nothing new for the modulation (a product with the "
-     "bilinear weights); RoI pooling is outside the module"),
+    ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
+     "the module (DCNv2's modulation ships as `modulation`)"),
 )
 
 TIER2_INTRO = """\

@@ -254,15 +254,20 @@ class Expressions:
         return replace(logits, node=node)
 
     def per_head(self, e: BinOp, logits: Logits, t: Tensor):
-        """A term times (or over) a tensor of one number per head, [batch, M]: ALiBi's
-        slopes times E4(position = distance())."""
+        """A term times (or over) a tensor of one number per head, [batch, M] (ALiBi's
+        slopes times E4(position = distance())), or per head and query, [batch, M, H, W]
+        with the query axes (DCNv2's modulation of each sampled point)."""
         heads = logits.type.axes[1].size
-        axes = t.type.axes[1:]
-        if len(axes) != 1 or axes[0].size != heads:
+        axes, q_tokens = t.type.axes[1:], self.core[1][0][1]
+        per_query = len(axes) > 1 and tuple(a.name for a in axes[1:]) == tuple(q_tokens)
+        if not axes or axes[0].size != heads or len(axes) > 1 and not per_query or \
+                per_query and not logits.has_query:
             return self.error("wrong-type", f"a weight term can be scaled by a tensor of one "
-                              f"number per head, [batch, {heads}], not {t.type}", e.span)
+                              f"number per head, [batch, {heads}], or per head and query, "
+                              f"[batch, {heads}, {', '.join(q_tokens)}], not {t.type}",
+                              e.span)
         node = self.add("scale_heads", (logits.node, t.node), logits.type, e.span,
-                        op=e.op)
+                        op=e.op, per_query=per_query)
         return replace(logits, node=node)
 
     def pipe(self, e: BinOp):

@@ -9,6 +9,11 @@ g(q_x, p_x), g(a, b) = max(0, 1 − |a − b|), summed over the integer position
 Layouts: the offsets are (Δy, Δx) per kernel position, row-major (as torchvision's
 deform_conv2d); the kernel is stored [k, k, out, C], kernel position first, the order of
 the spec's per-head value maps. No bias on the deformable convolution itself.
+`modulation=True` is DCNv2 (Zhu, Hu, Lin, Dai, "Deformable ConvNets v2: More Deformable,
+Better Results", CVPR 2019, arXiv:1811.11168, Eq. 3): y(p0) = Σ_n w(p_n) ·
+x(p0 + p_n + Δp_n) · Δm_n, Δm_n the sigmoid of a zero-initialised convolution of the input,
+as in the authors' ModulatedDeformConv2dPack (mmcv), whose one conv_offset of 3N channels
+(offsets, then masks) is split here into conv_offset and conv_mask.
 """
 
 import torch
@@ -18,7 +23,8 @@ from torch import nn
 class Deformable(nn.Module):
     """x: [B, C, H, W] -> [B, out, H, W]."""
 
-    def __init__(self, C: int, out: int | None = None, kernel: int = 3):
+    def __init__(self, C: int, out: int | None = None, kernel: int = 3,
+                 modulation: bool = False):
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"Deformable: the kernel must be odd, got {kernel}")
@@ -27,6 +33,11 @@ class Deformable(nn.Module):
         self.conv_offset = nn.Conv2d(C, 2 * kernel * kernel, kernel, padding=kernel // 2)
         nn.init.zeros_(self.conv_offset.weight)  # start as a plain convolution (§2.1)
         nn.init.zeros_(self.conv_offset.bias)
+        self.conv_mask = None
+        if modulation:  # DCNv2: a scalar in [0, 1] per kernel position, 0.5 at first
+            self.conv_mask = nn.Conv2d(C, kernel * kernel, kernel, padding=kernel // 2)
+            nn.init.zeros_(self.conv_mask.weight)
+            nn.init.zeros_(self.conv_mask.bias)
         # a submodule, so that the kernel follows the offset convolution in state_dict()
         self.kernel_maps = nn.ParameterDict(
             {"weight": nn.Parameter(torch.randn(kernel, kernel, out, C) * C ** -0.5)})
@@ -35,6 +46,7 @@ class Deformable(nn.Module):
         b, c, h, w = x.shape
         k, r = self.kernel, self.kernel // 2
         offset = self.conv_offset(x)  # [B, 2·k·k, H, W]
+        mask = torch.sigmoid(self.conv_mask(x)) if self.conv_mask is not None else None
         ys = torch.arange(h, dtype=x.dtype, device=x.device)[:, None]
         xs = torch.arange(w, dtype=x.dtype, device=x.device)[None, :]
         y = 0
@@ -43,7 +55,10 @@ class Deformable(nn.Module):
             py = ys + (i - r) + offset[:, 2 * n]  # [B, H, W]
             px = xs + (j - r) + offset[:, 2 * n + 1]
             kernel = self.kernel_maps["weight"][i, j]  # [out, C] at kernel position (i, j)
-            y = y + torch.einsum("oc,bchw->bohw", kernel, _bilinear(x, py, px))
+            sampled = _bilinear(x, py, px)
+            if mask is not None:
+                sampled = sampled * mask[:, n, None]
+            y = y + torch.einsum("oc,bchw->bohw", kernel, sampled)
         return y
 
 
