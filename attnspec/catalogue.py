@@ -237,8 +237,9 @@ what each would need (docs/language.md §12 walks every mechanism).
 NOT_YET = (
     ("aft", "AFT-conv", "a learned bias per relative 2-D offset shared within groups of "
      "heads (E4 broadcast to a group)"),
-    ("psanet", "the authors' compact mode", "nothing new: the maps read as they are, "
-     "without the offsets"),
+    ("psanet", "the authors' compact mode", "a term of the query's content with one logit "
+     "per absolute key position (the H·W predicted maps read as they are, the map's size "
+     "fixed), where E2 on offsets reads them relative to the query"),
     ("generalized", "q_stride (queries pooled, the result resized back)",
      "queries on a pooled grid (their positions' step)"),
     ("sliding_window", "Longformer's global attention and its causal window",
