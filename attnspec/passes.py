@@ -84,10 +84,8 @@ def fuse_sdpa(ir: IR) -> IR:
             n = ir.node(name)
             if n.op == "range":
                 pad, causal = n.inputs[1:], n.attrs["causal"]
-        attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
-                                              "k_feature")},
-                 "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"],
-                 "scale": scale, "causal": causal, "bias": bool(bias)}
+        attrs = {**_core_attrs(e1, agg), "scale": scale, "causal": causal,
+                 "bias": bool(bias)}
         fused = Node(agg.name, "sdpa", (*e1.inputs, agg.inputs[1], *bias, *pad), agg.type,
                      "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
@@ -108,16 +106,20 @@ def fuse_linear(ir: IR) -> IR:
         if ranges and (ranges[0].attrs["causal"] or _structured(ranges[0])):
             continue
         normaliser = ir.node(chain[-1])
-        attrs = {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
-                                              "k_feature")},
-                 "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"],
-                 "scale": _scale(ir, chain),
+        attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain),
                  "eps": normaliser.attrs["eps"] if normaliser.op == "l1_keys" else None}
         pad = ranges[0].inputs[1:] if ranges else ()
         fused = Node(agg.name, "linear_attention", (*e1.inputs, agg.inputs[1], *pad), agg.type,
                      "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
     return ir
+
+
+def _core_attrs(e1: Node, agg: Node) -> dict:
+    """What a fused attention node needs of the E1 and aggregate nodes it replaces."""
+    return {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
+                                        "k_feature")},
+            "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"]}
 
 
 def _biased_chain(ir: IR, name: str) -> tuple[list[str], str] | None:
