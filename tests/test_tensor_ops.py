@@ -119,3 +119,20 @@ attention A(C: int, K: int = 4) {
     y = module(torch.zeros(3, 2, dtype=torch.float64))
     assert y.dtype == torch.float64
     torch.testing.assert_close(y, torch.arange(4.0, dtype=torch.float64).expand(3, 4))
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("relu", torch.relu), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid),
+    ("gelu", torch.nn.functional.gelu), ("silu", torch.nn.functional.silu),
+    ("elu", torch.nn.functional.elu), ("leaky_relu", torch.nn.functional.leaky_relu),
+    ("hard_sigmoid", torch.nn.functional.hardsigmoid),
+    ("hard_swish", torch.nn.functional.hardswish),
+])
+def test_every_pointwise_function_of_a_tensor_lowers(name, fn):
+    module = attnspec.compile_text(f"""
+attention A(C: int) {{
+    input  x: [B, C, N]
+    output {name}(x)
+}}""", C=3)
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(module(x), fn(x))

@@ -153,7 +153,7 @@ _pointwise("tanh", "tanh", "hyperbolic tangent")
 _pointwise("gelu", "gelu", "Gaussian error linear unit", functional=True)
 
 
-_pointwise("silu", "silu", "x · sigmoid(x)")
+_pointwise("silu", "silu", "x · sigmoid(x)", functional=True)
 
 
 @op(name="elu", params=(Param("alpha", "float", 1.0),),
