@@ -270,10 +270,6 @@ TIER2_NOT_YET = (
     ("halo", "HaloNet, Vaswani et al. 2021", "a blocked range: queries in b × b blocks, "
      "keys in the block grown by a halo h (Ω_q depends on the query's block, not on the "
      "query); E2 with relative embeddings exists"),
-    ("cot", "Contextual Transformer, Li et al. 2021", "not tried; its parts look "
-     "expressible: the dynamic k × k weights predicted from the static context and the "
-     "query are E2(query = ..., position = offsets(R)) with `identity` on `window(R)`, "
-     "their GroupNorm is `groupnorm`, the fusion of the two contexts is SK's"),
     ("mobilevit_attn", "MobileViT, Mehta & Rastegari 2021", "not written; its attention "
      "looks expressible now (H and W split into patches, `over positions(nh nw, per = ph "
      "pw)`: each pixel's place in its patch attends across the patches), the block around "

@@ -164,6 +164,15 @@ CASES = [
     # axial: rows then columns, and each layer alone, on non-square maps both ways
     *[Case("axial", params, ((2, 5, 7, params["D"]), (3, 6, 4, params["D"])), definition=d)
       for params in (dict(D=16), dict(D=12, M=3)) for d in (None, "Row", "Column")],
+    # cot (CoT block): the authors' kernel 3; kernel 5; dim = 20, whose two weight channels
+    # are each shared by 10 interleaved channels; a 7×7 window wider than the map. In float32
+    # train mode the fusion's BatchNorm over B pooled vectors is ill-conditioned: both
+    # modules are 2e-4 to 3e-3 off float64 (measured on three seeds; about 1e-5 with that
+    # BatchNorm in eval mode), so dim=64 and dim=16 are compared in float64 only
+    Case("cot", dict(dim=64), image(64), float32=False),
+    Case("cot", dict(dim=16, kernel_size=5), image(16), float32=False),
+    Case("cot", dict(dim=20), image(20)),
+    Case("cot", dict(dim=24, kernel_size=7), image(24)),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

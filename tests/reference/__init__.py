@@ -17,6 +17,7 @@ from .ccnet import CCNet
 from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .coord import CoordAtt
+from .cot import CoT
 from .danet import DANet
 from .deformable import Deformable
 from .eca import ECA
@@ -98,14 +99,15 @@ REFERENCES = {
     "axial": Axial,
     "axial.Row": Row,
     "axial.Column": Column,
+    "cot": CoT,
 }
 
 __all__ = [
     "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC", "CBAM", "CCNet",
-    "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CSRA", "DANet", "Deformable", "ECA",
-    "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite",
-    "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE", "NonLocal",
-    "Polarized", "PSANet", "PyramidOC", "Row", "SE", "SeparableSA", "SGE", "ShuffleAttention",
-    "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention", "SSE",
-    "TripletAttention", "REFERENCES"
+    "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CSRA", "DANet", "Deformable",
+    "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead",
+    "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE",
+    "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row", "SE", "SeparableSA", "SGE",
+    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
+    "SSE", "TripletAttention", "REFERENCES"
 ]
