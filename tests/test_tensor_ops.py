@@ -48,11 +48,15 @@ attention A(C: int, K: int) {{
 """
 
 
-def test_dot_contracts_the_named_axis_and_joins_the_others_by_name():
-    module = attnspec.compile_text(DOT.format(args="w, x, over = C"), C=4, K=3)
+@pytest.mark.parametrize("args, expected", [
+    ("w, x, over = C", "kc,bchw->bkhw"),  # a matrix times a map: one matmul
+    ("x, w, over = C", "kc,bchw->bhwk"),  # any other order: torch.einsum
+])
+def test_dot_contracts_the_named_axis_and_joins_the_others_by_name(args, expected):
+    module = attnspec.compile_text(DOT.format(args=args), C=4, K=3)
     x = torch.randn(2, 4, 5, 6)
     w = module.state_dict()["weight_learned.weight"].reshape(3, 4)
-    torch.testing.assert_close(module(x), torch.einsum("kc,bchw->bkhw", w, x))
+    torch.testing.assert_close(module(x), torch.einsum(expected, w, x))
 
 
 def test_dot_over_an_axis_one_side_lacks_is_an_error():

@@ -301,11 +301,25 @@ def _shuffle(types, cfg):
 
 def _dot_emit(em, n, args):
     a, b = (em.type(i) for i in n.inputs)
+    over = tuple(n.attrs["over"])
+    if _matrix_times_map(a, b, over):  # [1, K, C] · [B, C, ...]: one batched matmul,
+        rest = b.names[2:]             # the map read as it lies (einsum copies it here)
+        y = em.call(_torch().matmul, em.method(args[0], "squeeze", 0),
+                    em.method(args[1], "flatten", 2) if len(rest) != 1 else args[1])
+        return y if len(rest) == 1 else em.method(y, "unflatten", 2,
+                                                    em.sizes(n.inputs[1], rest))
     letters = {name: chr(ord("a") + i) for i, name in
                enumerate(dict.fromkeys(a.names + b.names))}
     subscripts = ",".join("".join(letters[x] for x in t.names) for t in (a, b))
     out = "".join(letters[x] for x in n.type.names)
     return em.call(_torch().einsum, f"{subscripts}->{out}", args[0], args[1])
+
+
+def _matrix_times_map(a: TensorType, b: TensorType, over: tuple[str, ...]) -> bool:
+    """a is [batch = 1, K, C] and b [B, C, ...], contracted over C alone."""
+    return (len(over) == 1 and len(a.axes) == 3 and a.axes[0].size == 1
+            and a.names[2] == over[0] and len(b.axes) >= 3 and b.names[1] == over[0]
+            and not set(a.names[1:2]) & set(b.names))
 
 
 def _dot_flops(ins, out, a, bindings):
