@@ -270,11 +270,6 @@ TIER2_NOT_YET = (
     ("halo", "HaloNet, Vaswani et al. 2021", "a blocked range: queries in b × b blocks, "
      "keys in the block grown by a halo h (Ω_q depends on the query's block, not on the "
      "query); E2 with relative embeddings exists"),
-    ("mobilevit_attn", "MobileViT, Mehta & Rastegari 2021", "not written; its attention "
-     "looks expressible now (H and W split into patches, `over positions(nh nw, per = ph "
-     "pw)`: each pixel's place in its patch attends across the patches), the block around "
-     "it (local convolutions, L transformer layers with LayerNorm and MLP, the fusion) is "
-     "a composition not tried"),
     ("lambda", "LambdaNetworks, Bello 2021", "multi-query heads: the query split into heads "
      "while keys and values are shared by all of them (the content and position lambdas); "
      "the key softmax over positions and the position lambdas (E2 on offsets) exist"),

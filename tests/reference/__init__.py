@@ -31,6 +31,7 @@ from .gcnet import GCNet
 from .generalized import Generalized
 from .linear_attention import LinearAttention
 from .mhsa import MHSA
+from .mobilevit_attn import MobileViTAttn
 from .muse import MUSE
 from .nonlocal_block import NonLocal
 from .ocnet import ASPOC, BaseOC, PyramidOC
@@ -100,14 +101,15 @@ REFERENCES = {
     "axial.Row": Row,
     "axial.Column": Column,
     "cot": CoT,
+    "mobilevit_attn": MobileViTAttn,
 }
 
 __all__ = [
     "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC", "CBAM", "CCNet",
     "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CSRA", "DANet", "Deformable",
     "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead",
-    "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA", "MUSE",
-    "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row", "SE", "SeparableSA", "SGE",
-    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
-    "SSE", "TripletAttention", "REFERENCES"
+    "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA",
+    "MobileViTAttn", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row", "SE",
+    "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
+    "SqueezeAttention", "SSE", "TripletAttention", "REFERENCES"
 ]
