@@ -6,8 +6,6 @@ trace through it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +27,19 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
             raise InputShapeError(f"input {name}: axis {axis} (dim {i}) has size "
                                   f"{x.shape[i]}, expected {size}")
     return x
+
+
+def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> torch.Tensor:
+    """x's axis `dim` split into `sizes`, one of them -1 (the rest): an error naming the
+    axis when the others' product does not divide it (MobileViT's patches)."""
+    whole = 1
+    for size in sizes:  # a loop, not math.prod of a generator: torch.compile traces it
+        whole = whole * size if size != -1 else whole
+    if x.shape[dim] % whole:
+        raise InputShapeError(f"axis {axis} (dim {dim}) has size {x.shape[dim]}, which does "
+                              f"not split into parts of {whole}: it must be a multiple of "
+                              f"{whole}")
+    return x.unflatten(dim, sizes)
 
 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
@@ -112,7 +123,12 @@ def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: b
 def repeat_samples(t: torch.Tensor | None, sizes) -> torch.Tensor | None:
     """Each sample repeated Π sizes times (an input without an attention's carried axes:
     a padding mask seen once for each row); None stays None (an optional input)."""
-    return None if t is None else t.repeat_interleave(math.prod(sizes), dim=0)
+    if t is None:
+        return None
+    times = 1
+    for size in sizes:
+        times = times * size
+    return t.repeat_interleave(times, dim=0)
 
 
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:

@@ -173,26 +173,26 @@ CASES = [
     Case("cot", dict(dim=16, kernel_size=5), image(16), float32=False),
     Case("cot", dict(dim=20), image(20)),
     Case("cot", dict(dim=24, kernel_size=7), image(24)),
-    # mobilevit_attn (MobileViT block): H, W are parameters (split needs fixed sizes), so a
-    # case's shapes share them. 2 heads on 2×2 patches; 3 layers of 3 heads on 2×3 patches
-    # after a dilated 5×5 conv; 1 head, 1 layer, 4×2 patches, no fusion; every dropout
-    # (train mode draws the same masks); 1×1 patches (N = HW) and one patch (N = 1); defaults
-    Case("mobilevit_attn", dict(in_channels=8, transformer_dim=16, ffn_dim=32, head_dim=8,
-                                H=4, W=6), ((2, 8, 4, 6), (3, 8, 4, 6))),
+    # mobilevit_attn (MobileViT block): 2 heads on 2×2 patches; 3 layers of 3 heads on 2×3
+    # patches after a dilated 5×5 conv; 1 head, 1 layer, 4×2 patches, no fusion; every
+    # dropout (train mode draws the same masks); 1×1 patches (N = HW) and one patch (N = 1);
+    # defaults; each on maps of two sizes where the patch allows
+    Case("mobilevit_attn", dict(in_channels=8, transformer_dim=16, ffn_dim=32, head_dim=8),
+         ((2, 8, 4, 6), (3, 8, 6, 4))),
     Case("mobilevit_attn", dict(in_channels=6, transformer_dim=24, ffn_dim=20,
                                 n_transformer_blocks=3, head_dim=8, patch_h=2, patch_w=3,
-                                conv_ksize=5, dilation=2, H=6, W=9),
-         ((2, 6, 6, 9), (1, 6, 6, 9))),
+                                conv_ksize=5, dilation=2),
+         ((2, 6, 6, 9), (1, 6, 4, 6))),
     Case("mobilevit_attn", dict(in_channels=8, transformer_dim=16, ffn_dim=24, head_dim=16,
-                                n_transformer_blocks=1, patch_h=4, patch_w=2, no_fusion=True,
-                                H=8, W=6), ((2, 8, 8, 6), (3, 8, 8, 6))),
+                                n_transformer_blocks=1, patch_h=4, patch_w=2, no_fusion=True),
+         ((2, 8, 8, 6), (3, 8, 4, 4))),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=16, ffn_dim=32, head_dim=4,
-                                attn_dropout=0.2, dropout=0.1, ffn_dropout=0.3, H=4, W=6),
+                                attn_dropout=0.2, dropout=0.1, ffn_dropout=0.3),
          ((2, 4, 4, 6), (3, 4, 4, 6))),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4,
-                                patch_h=1, patch_w=1, H=3, W=5), ((2, 4, 3, 5),)),
+                                patch_h=1, patch_w=1), ((2, 4, 3, 5),)),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4,
-                                patch_h=3, patch_w=5, H=3, W=5), ((2, 4, 3, 5),)),
+                                patch_h=3, patch_w=5), ((2, 4, 3, 5),)),
     Case("mobilevit_attn", dict(in_channels=8, transformer_dim=32, ffn_dim=64),
          ((2, 8, 8, 8), (3, 8, 8, 8))),
     # nonlocal: every variant with and without BN, and other reductions

@@ -3,6 +3,8 @@ CATALOGUE.md, torch.compile / torch.export / float64 gradcheck, and the IR's cou
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from counting import flops_both_ways  # tests/counting.py
@@ -38,14 +40,22 @@ def _params(name: str) -> dict:
 
 
 def sample(ir, batch: int, free: int, seed: int = 0) -> torch.Tensor:
-    """An input of the spec's first input type; free axes get `free`, `free + 1`, ..."""
+    """An input of the spec's first input type; free axes get `free`, `free + 1`, ...,
+    rounded up to a multiple of what the spec splits them by (MobileViT's patches)."""
     g = torch.Generator().manual_seed(seed)
     axes = ir.node(ir.inputs[0]).type.axes
     sizes, k = [batch], 0
     for a in axes[1:]:
-        sizes.append(a.size if a.size is not None else free + k)
+        step = _split_by(ir).get(a.name, 1)
+        sizes.append(a.size if a.size is not None else -(-(free + k) // step) * step)
         k += a.size is None
     return torch.randn(*sizes, generator=g)
+
+
+def _split_by(ir) -> dict[str, int]:
+    """Axis → the product of the fixed sizes a `split` cuts it into."""
+    return {n.attrs["axis"]: math.prod(s for _, s in n.attrs["sizes"] if s is not None)
+            for n in ir.nodes() if n.op == "split"}
 
 
 @pytest.fixture(params=SPECS)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import attnspec
-from attnspec import SpecError
+from attnspec import SpecError, runtime
 
 SOFTMAX_OVER = """
 attention A(C: int) {{
@@ -140,3 +140,19 @@ attention A(C: int) {{
 }}""", C=3)
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(module(x), fn(x))
+
+
+SPLIT_FREE = """
+attention A(C: int, p: int = 2) {
+    input  x: [B, C, H, W]
+    output merge(split(x, H, n p) * 2, n p, as = H)
+}
+"""
+
+
+def test_split_of_an_axis_known_at_run_time_takes_the_rest_or_names_the_axis():
+    module = attnspec.compile_text(SPLIT_FREE, C=3)
+    x = torch.randn(2, 3, 6, 5)
+    torch.testing.assert_close(module(x), 2 * x)
+    with pytest.raises(runtime.InputShapeError, match="axis H"):
+        module(torch.randn(2, 3, 5, 5))

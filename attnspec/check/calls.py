@@ -277,6 +277,8 @@ class Calls:
             return xs[0]  # dropout(p = 0) is the identity: no module, no call
         if UNKNOWN in layer.config.values():
             return POISON  # a setting depends on a parameter with no value yet
+        if layer.op == "split" and self.env.get(layer.config.get("axis")) is UNKNOWN:
+            return POISON  # the split axis is a parameter's size, not known yet
         types = [x.type for x in xs]
         exprs = layer.arg_exprs
         try:

@@ -57,11 +57,30 @@ def _stack(types, cfg):
                       + common.axes[cfg["dim"]:])
 
 
+def _emit_split(em, n, args):
+    axis = n.attrs["axis"]
+    dim, sizes = em.type(n.inputs[0]).index(axis), tuple(s for _, s in n.attrs["sizes"])
+    if None not in sizes:
+        return em.method(args[0], "unflatten", dim, sizes)
+    # an axis known at run time: the new axis without a size takes the rest, and a size
+    # that does not divide is an error naming the axis
+    return em.call(_runtime().split_axis, args[0], dim, tuple(-1 if s is None else s
+                                                              for s in sizes), axis)
+
+
+def _split_sizes(ins, t, a):
+    """The run-time size of a new axis without a fixed one: the rest of the split axis."""
+    sizes = dict(ins[0])
+    fixed = math.prod(s for _, s in a["sizes"] if s is not None)
+    for name, size in a["sizes"]:
+        sizes[name] = size if size is not None else ins[0].get(a["axis"], 1) // fixed
+    return sizes
+
+
 @op(name="split", params=(Param("axis", "word"), Param("into", "sized_axes")),
     doc="one axis split into several in its place: split(x, C, G c) makes [B, G, c, H, W]; "
         "a new axis named like an int parameter has its size, one other takes the rest",
-    emit=lambda em, n, args: em.method(args[0], "unflatten", em.type(n.inputs[0]).index(
-        n.attrs["axis"]), tuple(size for _, size in n.attrs["sizes"])))
+    emit=_emit_split, sizes=_split_sizes)
 def _split(types, cfg):
     t, axis = types[0], cfg["axis"]
     if axis not in t.names[1:]:
@@ -69,12 +88,16 @@ def _split(types, cfg):
     total, into = t.axis(axis).size, list(cfg["into"])
     unknown = [i for i, (_, size) in enumerate(into) if size is None]
     known_part = math.prod(size for _, size in into if size is not None)
-    if total is None:
-        raise OpError(f"split needs {axis} to have a fixed size, not one known at run time",
-                      arg="axis", code="unknown-size", axis=axis)
     if len(unknown) > 1:
         raise OpError(f"split {axis} into {' '.join(n for n, _ in into)}: all but one new axis "
                       f"need a size (name them like int parameters)", arg="into")
+    if total is None:  # known at run time: the new axis without a size is too
+        if not unknown:
+            raise OpError(f"split {axis}, whose size is known at run time, into axes of fixed "
+                          f"sizes: leave one without a size to take the rest", arg="into")
+        cfg["sizes"] = tuple(into)
+        i = t.index(axis)
+        return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:])
     if unknown:
         into[unknown[0]] = (into[unknown[0]][0], total // known_part)
     if math.prod(size for _, size in into) != total:
@@ -103,6 +126,8 @@ def _permute(types, cfg):
 
 @op(name="merge", params=(Param("axes", "axes"), Param("as", "word")),
     doc="adjacent axes merged into one: merge(y, G c, as = C) undoes split(x, C, G c)",
+    sizes=lambda ins, t, a: {**ins[0], a["as"]: math.prod(ins[0].get(x, 1)
+                                                          for x in a["axes"])},
     emit=lambda em, n, args: em.method(args[0], "flatten", *_merge_range(
         em.type(n.inputs[0]), n.attrs["axes"])))
 def _merge(types, cfg):

@@ -24,10 +24,9 @@ use SiLU (`swish`) and LayerNorm (`transformer_norm_layer`), as here. With one h
 SingleHeadAttention, the same computation (scale d^-0.5 = head_dim^-0.5); one class here.
 
 Deviations, all shared with the spec:
-- H and W are constructor arguments and the input must have that size (the spec language's
-  `split` cannot cut an axis known only at run time). They must be multiples of the patch
-  size: the authors instead resize the map bilinearly to the next multiple before unfolding
-  and back after folding; that path is not reproduced.
+- H and W must be multiples of the patch size: the authors instead resize the map
+  bilinearly to the next multiple before unfolding and back after folding; that path is
+  not reproduced.
 - n_transformer_blocks >= 1 (the authors allow 0: a LayerNorm alone).
 - The softmax runs in the input's dtype; the authors cast the logits to float32 for it
   (attn.float()), which rounds float64 logits to float32.
@@ -98,17 +97,14 @@ class MobileViTAttn(nn.Module):
                  n_transformer_blocks: int = 2, head_dim: int = 32, attn_dropout: float = 0.0,
                  dropout: float = 0.0, ffn_dropout: float = 0.0, patch_h: int = 2,
                  patch_w: int = 2, conv_ksize: int = 3, dilation: int = 1,
-                 no_fusion: bool = False, H: int = 8, W: int = 8):
+                 no_fusion: bool = False):
         super().__init__()
         if transformer_dim % head_dim != 0:
             raise ValueError(f"MobileViTAttn: transformer_dim {transformer_dim} is not a "
                              f"multiple of head_dim {head_dim}")
-        if H % patch_h or W % patch_w:
-            raise ValueError(f"MobileViTAttn: the map {H}×{W} is not a multiple of the patch "
-                             f"{patch_h}×{patch_w}")
         if n_transformer_blocks < 1:
             raise ValueError("MobileViTAttn: n_transformer_blocks must be at least 1")
-        self.patch_h, self.patch_w, self.H, self.W = patch_h, patch_w, H, W
+        self.patch_h, self.patch_w = patch_h, patch_w
         self.local_rep = nn.Sequential()
         self.local_rep.add_module("conv_3x3", _conv_bn_silu(in_channels, in_channels,
                                                             conv_ksize, dilation))
@@ -132,21 +128,22 @@ class MobileViTAttn(nn.Module):
         t = t.reshape(B, d, nh * nw, ph * pw).transpose(1, 3)  # [B, P, N, d]
         return t.reshape(B * ph * pw, nh * nw, d)
 
-    def fold(self, patches: torch.Tensor, B: int) -> torch.Tensor:
+    def fold(self, patches: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
         """[B·P, N, d] -> [B, d, H, W]."""
         ph, pw = self.patch_h, self.patch_w
-        nh, nw = self.H // ph, self.W // pw
+        nh, nw = H // ph, W // pw
         d = patches.shape[-1]
         t = patches.reshape(B, ph * pw, nh * nw, d).transpose(1, 3)  # [B, d, N, P]
         t = t.reshape(B * d * nh, nw, ph, pw).transpose(1, 2)  # [B·d·nh, ph, nw, pw]
-        return t.reshape(B, d, self.H, self.W)
+        return t.reshape(B, d, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
-        if (H, W) != (self.H, self.W):
-            raise ValueError(f"MobileViTAttn: built for {self.H}×{self.W} maps, got {H}×{W}")
+        if H % self.patch_h or W % self.patch_w:
+            raise ValueError(f"MobileViTAttn: the map {H}×{W} is not a multiple of the patch "
+                             f"{self.patch_h}×{self.patch_w}")
         patches = self.global_rep(self.unfold(self.local_rep(x)))
-        fm = self.conv_proj(self.fold(patches, B))
+        fm = self.conv_proj(self.fold(patches, B, H, W))
         if self.fusion is None:
             return fm
         return self.fusion(torch.cat((x, fm), dim=1))
