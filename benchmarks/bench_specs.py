@@ -132,6 +132,11 @@ CASES = [
     Case("sliding_window", dict(D=256, M=8, attention_window=64), (8, 512, 256),
          (2, 16, 64)),
     Case("emsa", dict(C=256, M=8, sr_ratio=2), (8, 28, 28, 256), (2, 8, 8, 64)),
+    Case("axial", dict(D=256, M=8), (8, 32, 32, 256), (2, 8, 8, 64)),
+    Case("mobilevit_attn", dict(in_channels=128, transformer_dim=144, ffn_dim=288,
+                                head_dim=36), (16, 128, 32, 32), (2, 32, 8, 8)),
+    # cot is not timed: its dynamic local convolution is a dense [M, HW, HW] weight, as
+    # conv_as_attention's below
     # conv_as_attention and deformable are not timed: by design their weights are dense
     # [M, HW, HW] tables (a demonstration that the mechanism is expressible), far slower
     # than the convolution they stand for, so a ratio would say nothing about the compiler.
@@ -153,7 +158,9 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "coatnet": dict(C=64), "separable_sa": dict(d=64), "alibi": dict(D=64, M=8),
                 "simplified_sa": dict(D=64, M=8, dropout=0.0),
                 "sliding_window": dict(D=64, M=8, attention_window=4),
-                "emsa": dict(C=64, M=8, sr_ratio=2)}
+                "emsa": dict(C=64, M=8, sr_ratio=2), "axial": dict(D=64, M=8),
+                "mobilevit_attn": dict(in_channels=32, transformer_dim=64, ffn_dim=128,
+                                       head_dim=16)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared

@@ -49,7 +49,7 @@ attention A(C: int, K: int) {{
 
 
 @pytest.mark.parametrize("args, expected", [
-    ("w, x, over = C", "kc,bchw->bkhw"),  # a matrix times a map: one matmul
+    ("w, x, over = C", "kc,bchw->bkhw"),  # a matrix times a map: a conv1d
     ("x, w, over = C", "kc,bchw->bhwk"),  # any other order: torch.einsum
 ])
 def test_dot_contracts_the_named_axis_and_joins_the_others_by_name(args, expected):

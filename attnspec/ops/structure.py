@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from ..ir import Axis, TensorType
 from . import (
+    _F,
     OpError,
     Param,
     _align_plan,
@@ -327,10 +328,11 @@ def _shuffle(types, cfg):
 def _dot_emit(em, n, args):
     a, b = (em.type(i) for i in n.inputs)
     over = tuple(n.attrs["over"])
-    if _matrix_times_map(a, b, over):  # [1, K, C] · [B, C, ...]: one batched matmul,
-        rest = b.names[2:]             # the map read as it lies (einsum copies it here)
-        y = em.call(_torch().matmul, em.method(args[0], "squeeze", 0),
-                    em.method(args[1], "flatten", 2) if len(rest) != 1 else args[1])
+    if _matrix_times_map(a, b, over):  # [1, K, C] · [B, C, ...]: a 1-wide conv1d, the
+        rest = b.names[2:]             # fastest forward and backward here (benchmarks/)
+        kernel = em.method(em.method(args[0], "squeeze", 0), "unsqueeze", -1)  # [K, C, 1]
+        y = em.call(_F().conv1d, em.method(args[1], "flatten", 2) if len(rest) != 1
+                    else args[1], kernel)
         return y if len(rest) == 1 else em.method(y, "unflatten", 2,
                                                     em.sizes(n.inputs[1], rest))
     letters = {name: chr(ord("a") + i) for i, name in
@@ -341,7 +343,9 @@ def _dot_emit(em, n, args):
 
 
 def _matrix_times_map(a: TensorType, b: TensorType, over: tuple[str, ...]) -> bool:
-    """a is [batch = 1, K, C] and b [B, C, ...], contracted over C alone."""
+    """a is [batch = 1, K, C] and b [B, C, ...], contracted over C alone (CSRA's classifier
+    over a map): einsum would copy the map, and a matmul broadcasting a's rows over the
+    batch is slow backward."""
     return (len(over) == 1 and len(a.axes) == 3 and a.axes[0].size == 1
             and a.names[2] == over[0] and len(b.axes) >= 3 and b.names[1] == over[0]
             and not set(a.names[1:2]) & set(b.names))
