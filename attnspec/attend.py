@@ -98,6 +98,8 @@ def _with_keys(queries: dict, keys: dict, a) -> dict:
 def _emit_e1(em, n: Node, args):
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    if a.get("factor", 1.0) != 1.0:  # passes.fold_content_scales: the scale on the queries
+        q = em.call(operator.mul, q, a["factor"])
     k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"],
                  keys_first=True)
     return em.call(_torch().matmul, q, k)

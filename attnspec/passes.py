@@ -9,7 +9,8 @@ from .ir import IR, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    return fuse_linear(fuse_sdpa(fuse_criss_cross(fold_position_scales(copy.deepcopy(ir)))))
+    fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fold_position_scales(copy.deepcopy(ir)))))
+    return fold_content_scales(fused)
 
 
 def fold_position_scales(ir: IR) -> IR:
@@ -18,6 +19,21 @@ def fold_position_scales(ir: IR) -> IR:
     for scale in [n for n in ir.nodes() if n.op == "scale"]:
         term = ir.node(scale.inputs[0])
         if term.op not in ("E2", "E4") or len(ir.users(term.name)) != 1:
+            continue
+        factor = term.attrs.get("factor", 1.0) * scale.attrs["factor"]
+        ir.replace([term.name, scale.name], Node(scale.name, term.op, term.inputs, scale.type,
+                                                 term.role, term.span,
+                                                 {**term.attrs, "factor": factor}))
+    return ir
+
+
+def fold_content_scales(ir: IR) -> IR:
+    """E1(q, k) · s → E1 with its queries scaled: s multiplies [B, M, Q, d] instead of the
+    [B, M, Q, K] logits (Q·K ≫ Q·d on a map), as hand-written attention scales q. Run last:
+    the fused kernels take their scale from the chain."""
+    for scale in [n for n in ir.nodes() if n.op == "scale"]:
+        term = ir.node(scale.inputs[0])
+        if term.op != "E1" or len(ir.users(term.name)) != 1:
             continue
         factor = term.attrs.get("factor", 1.0) * scale.attrs["factor"]
         ir.replace([term.name, scale.name], Node(scale.name, term.op, term.inputs, scale.type,

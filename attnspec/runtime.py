@@ -270,9 +270,11 @@ def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radii) -> torch.Te
 
 
 def _looked_up(table: torch.Tensor, index: torch.Tensor, inside: torch.Tensor):
-    """Row index[q, k] of table [rows, M] for every pair inside, 0 outside: [1, M, Q, K]."""
-    scores = table[index] * inside[..., None].to(table.dtype)  # [Q, K, M]
-    return scores.permute(2, 0, 1).unsqueeze(0)
+    """Row index[q, k] of table [rows, M] for every pair inside, 0 outside: [1, M, Q, K],
+    contiguous (a zero row appended for the pairs outside: no mask to multiply)."""
+    padded = torch.cat([table, table.new_zeros(1, table.shape[1])]).t()  # [M, rows + 1]
+    rows = torch.where(inside, index, table.shape[0])
+    return padded[:, rows].unsqueeze(0)
 
 
 def offset_maps(maps: torch.Tensor, q_sizes, k_sizes, steps, radii,
