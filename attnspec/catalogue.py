@@ -277,9 +277,10 @@ TIER2_NOT_YET = (
      "(rfft2, a learned complex filter, irfft2); not an attention in Zhu et al.'s sense"),
     ("acmix", "ACmix, Pan et al. 2022", "a spatial shift operator for its convolution path "
      "(k² shifted projections summed); its window self-attention exists"),
-    ("crossformer", "CrossFormer, Wang et al. 2022", "a grid range (long-distance attention: "
-     "keys a fixed interval apart) and relative coordinates as features for an MLP "
-     "(dynamic position bias); the short-distance windows are `partition`"),
+    ("crossformer", "CrossFormer, Wang et al. 2022", "relative coordinates as features "
+     "for an MLP (its dynamic position bias); its short- and long-distance groups look "
+     "expressible now: H and W split into groups or intervals, attended `per` the other "
+     "factor, as MobileViT's patches"),
     ("dat", "Deformable Attention Transformer, Xia et al. 2022", "keys sampled at positions "
      "predicted from the queries (a bilinear sampling operator making a key tensor) and a "
      "relative bias interpolated at those positions"),
