@@ -286,9 +286,6 @@ TIER2_NOT_YET = (
      "relative bias interpolated at those positions"),
     ("s2", "S²-MLPv2, Yu et al. 2021", "a spatial shift operator for the channel groups; "
      "its split attention is SK's, which exists"),
-    ("vip", "Vision Permutator, Hou et al. 2021", "not tried: permute-MLP reshapes H (or W) "
-     "with a channel segment (split/permute/merge exist, with H and W fixed as parameters) "
-     "and its split attention is SK's"),
     ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
      "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
      "not be checked against the paper here, and there is no official code"),

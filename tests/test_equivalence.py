@@ -195,6 +195,12 @@ CASES = [
                                 patch_h=3, patch_w=5), ((2, 4, 3, 5),)),
     Case("mobilevit_attn", dict(in_channels=8, transformer_dim=32, ffn_dim=64),
          ((2, 8, 8, 8), (3, 8, 8, 8))),
+    # vip (Weighted Permute-MLP): the map must be segment_dim × segment_dim (H·C/S = C);
+    # the defaults, then biased branches with dropout, then another segment count
+    Case("vip", dict(dim=64), ((2, 8, 8, 64), (3, 8, 8, 64))),
+    Case("vip", dict(dim=48, segment_dim=4, qkv_bias=True, proj_drop=0.1),
+         ((2, 4, 4, 48), (5, 4, 4, 48))),
+    Case("vip", dict(dim=36, segment_dim=6, qkv_bias=True), ((1, 6, 6, 36), (3, 6, 6, 36))),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

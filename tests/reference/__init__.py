@@ -49,6 +49,7 @@ from .simplified_sa import SimplifiedSA
 from .sk import SK
 from .sliding_window import SlidingWindow
 from .triplet import TripletAttention
+from .vip import WeightedPermuteMLP
 
 # spec name (as given to attnspec.load) -> reference class
 REFERENCES = {
@@ -102,6 +103,7 @@ REFERENCES = {
     "axial.Column": Column,
     "cot": CoT,
     "mobilevit_attn": MobileViTAttn,
+    "vip": WeightedPermuteMLP,
 }
 
 __all__ = [
@@ -111,5 +113,5 @@ __all__ = [
     "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA",
     "MobileViTAttn", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row", "SE",
     "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
-    "SqueezeAttention", "SSE", "TripletAttention", "REFERENCES"
+    "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]
