@@ -42,6 +42,22 @@ def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> 
     return x.unflatten(dim, sizes)
 
 
+def shift(x: torch.Tensor, dim: int, by: int, zero: bool) -> torch.Tensor:
+    """x moved `by` places along `dim`: out[i] = x[i − by]; the `by` places left at the
+    edge keep x's own values (S²-MLP's in-place copy), or 0 with `zero`."""
+    n = x.shape[dim]
+    if by == 0 or n == 0:
+        return x
+    b = min(abs(by), n)
+    if by > 0:
+        edge = x.narrow(dim, 0, b)
+        parts = [torch.zeros_like(edge) if zero else edge, x.narrow(dim, 0, n - b)]
+    else:
+        edge = x.narrow(dim, n - b, b)
+        parts = [x.narrow(dim, b, n - b), torch.zeros_like(edge) if zero else edge]
+    return torch.cat(parts, dim=dim)
+
+
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
              fill: float = float("-inf"), partition=None) -> torch.Tensor:

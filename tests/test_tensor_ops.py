@@ -156,3 +156,19 @@ def test_split_of_an_axis_known_at_run_time_takes_the_rest_or_names_the_axis():
     torch.testing.assert_close(module(x), 2 * x)
     with pytest.raises(runtime.InputShapeError, match="axis H"):
         module(torch.randn(2, 3, 5, 5))
+
+
+@pytest.mark.parametrize("by, edge", [(1, "keep"), (-1, "keep"), (2, "zero"), (-3, "zero")])
+def test_shift_moves_along_an_axis_keeping_or_zeroing_the_edge(by, edge):
+    module = attnspec.compile_text(f"""
+attention A(C: int) {{
+    input  x: [B, H, W, C]
+    output shift(x, W, {by}, edge = {edge})
+}}""", C=2)
+    x = torch.randn(2, 3, 5, 2)
+    expected = x.clone() if edge == "keep" else torch.zeros_like(x)
+    if by > 0:
+        expected[:, :, by:] = x[:, :, :-by]
+    else:
+        expected[:, :, :by] = x[:, :, -by:]
+    torch.testing.assert_close(module(x), expected)

@@ -381,3 +381,17 @@ def _dot(types, cfg):
         if axis.name not in over:
             axes.append(replace(axis, size=_broadcast_size(mine.size, theirs.size)))
     return TensorType(tuple(axes))
+
+
+@op(name="shift", params=(Param("axis", "word"), Param("by", "int"),
+                          Param("edge", "word", "keep")),
+    doc="the tensor moved `by` places along the named axis, out[i] = t[i − by]; the places "
+        "left at the edge keep their own values (edge = keep, S²-MLP's) or are 0 (edge = zero)",
+    emit=lambda em, n, args: em.call(_runtime().shift, args[0], em.type(n.inputs[0]).index(
+        n.attrs["axis"]), n.attrs["by"], n.attrs["edge"] == "zero"))
+def _shift(types, cfg):
+    t = types[0]
+    _named_axis(t, cfg["axis"], "shift")
+    if cfg["edge"] not in ("keep", "zero"):
+        raise OpError(f"shift's edge is keep or zero, not {cfg['edge']}", arg="edge")
+    return t
