@@ -275,8 +275,10 @@ TIER2_NOT_YET = (
      "the key softmax over positions and the position lambdas (E2 on offsets) exist"),
     ("gfnet", "Global Filter Networks, Rao et al. 2021", "FFT operators on complex tensors "
      "(rfft2, a learned complex filter, irfft2); not an attention in Zhu et al.'s sense"),
-    ("acmix", "ACmix, Pan et al. 2022", "a spatial shift operator for its convolution path "
-     "(k² shifted projections summed); its window self-attention exists"),
+    ("acmix", "ACmix, Pan et al. 2022", "not tried; its convolution path (k² projections "
+     "shifted by their kernel offsets and summed) is `shift` with `edge = zero`, its window "
+     "self-attention exists; the position encoding it learns from coordinates needs "
+     "relative coordinates as features"),
     ("crossformer", "CrossFormer, Wang et al. 2022", "relative coordinates as features "
      "for an MLP (its dynamic position bias); its short- and long-distance groups look "
      "expressible now: H and W split into groups or intervals, attended `per` the other "
