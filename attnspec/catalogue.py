@@ -286,8 +286,6 @@ TIER2_NOT_YET = (
     ("dat", "Deformable Attention Transformer, Xia et al. 2022", "keys sampled at positions "
      "predicted from the queries (a bilinear sampling operator making a key tensor) and a "
      "relative bias interpolated at those positions"),
-    ("s2", "S²-MLPv2, Yu et al. 2021", "a spatial shift operator for the channel groups; "
-     "its split attention is SK's, which exists"),
     ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
      "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
      "not be checked against the paper here, and there is no official code"),

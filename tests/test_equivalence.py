@@ -201,6 +201,9 @@ CASES = [
     Case("vip", dict(dim=48, segment_dim=4, qkv_bias=True, proj_drop=0.1),
          ((2, 4, 4, 48), (5, 4, 4, 48))),
     Case("vip", dict(dim=36, segment_dim=6, qkv_bias=True), ((1, 6, 6, 36), (3, 6, 6, 36))),
+    # s2 (S²-MLPv2's S²-Attention), channels-last; channels % 4 == 0
+    Case("s2", dict(channels=16), ((2, 5, 6, 16), (3, 7, 7, 16))),
+    Case("s2", dict(channels=8), ((1, 4, 3, 8), (3, 6, 5, 8))),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

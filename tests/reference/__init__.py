@@ -39,6 +39,7 @@ from .parnet import SSE
 from .polarized import Polarized
 from .psanet import PSANet
 from .residual_attention import CSRA, MHA
+from .s2 import S2Attention
 from .sanet import SqueezeAttention
 from .se import SE
 from .separable_sa import SeparableSA
@@ -104,6 +105,7 @@ REFERENCES = {
     "cot": CoT,
     "mobilevit_attn": MobileViTAttn,
     "vip": WeightedPermuteMLP,
+    "s2": S2Attention,
 }
 
 __all__ = [
@@ -111,7 +113,8 @@ __all__ = [
     "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CSRA", "DANet", "Deformable",
     "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead",
     "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA",
-    "MobileViTAttn", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row", "SE",
-    "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
-    "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "MobileViTAttn", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row",
+    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
+    "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "REFERENCES"
 ]
