@@ -16,24 +16,21 @@ def fuse(ir: IR) -> IR:
 def fold_position_scales(ir: IR) -> IR:
     """E2(...) · s and E4(...) · s → the term with its small position table scaled: the
     factor costs (2H−1)-sized work, not a pass over the [B, M, Q, K] logits."""
-    for scale in [n for n in ir.nodes() if n.op == "scale"]:
-        term = ir.node(scale.inputs[0])
-        if term.op not in ("E2", "E4") or len(ir.users(term.name)) != 1:
-            continue
-        factor = term.attrs.get("factor", 1.0) * scale.attrs["factor"]
-        ir.replace([term.name, scale.name], Node(scale.name, term.op, term.inputs, scale.type,
-                                                 term.role, term.span,
-                                                 {**term.attrs, "factor": factor}))
-    return ir
+    return _fold_scales(ir, ("E2", "E4"))
 
 
 def fold_content_scales(ir: IR) -> IR:
     """E1(q, k) · s → E1 with its queries scaled: s multiplies [B, M, Q, d] instead of the
     [B, M, Q, K] logits (Q·K ≫ Q·d on a map), as hand-written attention scales q. Run last:
     the fused kernels take their scale from the chain."""
+    return _fold_scales(ir, ("E1",))
+
+
+def _fold_scales(ir: IR, terms: tuple[str, ...]) -> IR:
+    """A `scale` right after a term in `terms` (its only user) → the term's own factor."""
     for scale in [n for n in ir.nodes() if n.op == "scale"]:
         term = ir.node(scale.inputs[0])
-        if term.op != "E1" or len(ir.users(term.name)) != 1:
+        if term.op not in terms or len(ir.users(term.name)) != 1:
             continue
         factor = term.attrs.get("factor", 1.0) * scale.attrs["factor"]
         ir.replace([term.name, scale.name], Node(scale.name, term.op, term.inputs, scale.type,
