@@ -32,9 +32,7 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
 def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> torch.Tensor:
     """x's axis `dim` split into `sizes`, one of them -1 (the rest): an error naming the
     axis when the others' product does not divide it (MobileViT's patches)."""
-    whole = 1
-    for size in sizes:  # a loop, not math.prod of a generator: torch.compile traces it
-        whole = whole * size if size != -1 else whole
+    whole = _product([s for s in sizes if s != -1])
     if x.shape[dim] % whole:
         raise InputShapeError(f"axis {axis} (dim {dim}) has size {x.shape[dim]}, which does "
                               f"not split into parts of {whole}: it must be a multiple of "
@@ -127,24 +125,23 @@ def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: b
                 scale: float | None):
     """scaled_dot_product_attention with a term added to its logits (ALiBi's linear bias,
     a relative bias table), -inf where the causal range or the padding mask hides a key."""
-    if causal:
-        nq, nk = q.shape[-2], k.shape[-2]
-        future = torch.ones(nq, nk, dtype=torch.bool, device=q.device).triu(1)
-        bias = bias.masked_fill(future, float("-inf"))
-    if pad is not None:
-        bias = bias.masked_fill(pad[:, None, None, :], float("-inf"))
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+    mask = restrict(bias, pad, causal)  # [1 or B, M, Q, K]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=scale)
 
 
 def repeat_samples(t: torch.Tensor | None, sizes) -> torch.Tensor | None:
     """Each sample repeated Π sizes times (an input without an attention's carried axes:
     a padding mask seen once for each row); None stays None (an optional input)."""
-    if t is None:
-        return None
-    times = 1
+    return None if t is None else t.repeat_interleave(_product(sizes), dim=0)
+
+
+def _product(sizes) -> int:
+    """Π sizes, as a loop: torch.compile(fullgraph=True) does not trace math.prod of a
+    generator."""
+    total = 1
     for size in sizes:
-        times = times * size
-    return t.repeat_interleave(times, dim=0)
+        total = total * size
+    return total
 
 
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:

@@ -150,11 +150,7 @@ def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
         big, small, swapped = small, big, not swapped
     for ax in small.axes:
         if ax.name in big.names:
-            other = big.axis(ax.name)
-            if None not in (ax.size, other.size) and 1 not in (ax.size, other.size) \
-                    and ax.size != other.size:
-                raise OpError(f"axis {ax.name} has size {other.size} on one side and "
-                              f"{ax.size} on the other", code="axis-mismatch")
+            _broadcast_size(big.axis(ax.name).size, ax.size, ax.name)
         elif ax.size != 1:
             raise OpError(f"cannot combine {a} and {b}: `{ax.name}` is not an axis of {big}",
                           code="axis-mismatch",
@@ -166,9 +162,13 @@ def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
     return (out, plan, None) if swapped else (out, None, plan)
 
 
-def _broadcast_size(p: int | None, q: int | None) -> int | None:
+def _broadcast_size(p: int | None, q: int | None, name: str = "") -> int | None:
     """The size of an axis both operands have: a size 1 stretches to the other's (a
-    learned tensor's batch of 1 to the free batch B); None is known only at run time."""
+    learned tensor's batch of 1 to the free batch B); None is known only at run time; two
+    other fixed sizes must agree."""
+    if None not in (p, q) and 1 not in (p, q) and p != q:
+        raise OpError(f"axis {name} has size {p} on one side and {q} on the other",
+                      code="axis-mismatch")
     if p == 1:
         return q
     if q == 1:

@@ -174,9 +174,8 @@ def _emit_concat(em, n, args):
 
 def _concat_sizes(ins, t, a):
     """The joined axis's run-time size: the sum of the parts'."""
-    over = tuple(a["over"]) * (len(ins) if a.get("as") is None else 1)
-    joined = a.get("as") or over[0]
-    return {**ins[0], joined: sum(sizes.get(axis, 1) for sizes, axis in zip(ins, over))}
+    joined = a.get("as") or a["axes"][0]
+    return {**ins[0], joined: sum(sizes.get(axis, 1) for sizes, axis in zip(ins, a["axes"]))}
 
 
 @op(name="concat", inputs=-1, params=(Param("over", "axes"), Param("as", "word", None)),
@@ -189,7 +188,8 @@ def _concat(types, cfg):
     if joined is None and len(over) != 1:
         raise OpError("concat joins one axis, or one axis of each tensor into a new one: "
                       "concat(a, b, over = H W, as = L)", arg="over", code="axis-mismatch")
-    axes = over * len(types) if joined is None else over
+    axes = over * len(types) if joined is None else over  # the axis each tensor joins
+    cfg["axes"] = axes
     if len(axes) != len(types):
         raise OpError(f"concat of {len(types)} tensors into `{joined}` names one axis of each, "
                       f"not {len(axes)}", arg="over", code="axis-mismatch")
@@ -374,12 +374,9 @@ def _dot(types, cfg):
     for axis in a.axes + tuple(x for x in b.axes if x.name not in a.names):
         mine, theirs = a.axis(axis.name) if axis.name in a.names else axis, \
             b.axis(axis.name) if axis.name in b.names else axis
-        if None not in (mine.size, theirs.size) and 1 not in (mine.size, theirs.size) \
-                and mine.size != theirs.size:
-            raise OpError(f"axis {axis.name} has size {mine.size} in {a} and {theirs.size} in "
-                          f"{b}", code="axis-mismatch")
+        size = _broadcast_size(mine.size, theirs.size, axis.name)
         if axis.name not in over:
-            axes.append(replace(axis, size=_broadcast_size(mine.size, theirs.size)))
+            axes.append(replace(axis, size=size))
     return TensorType(tuple(axes))
 
 
