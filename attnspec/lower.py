@@ -95,7 +95,7 @@ def _emit(em, node, args):
         if neutral is not None and _is(s, neutral) and (not first or op in ("*", "+")):
             return args[0]
         fn = ARITHMETIC[op]
-        return em.call(fn, s, args[0]) if node.attrs["scalar_first"] else em.call(fn, args[0], s)
+        return em.call(fn, s, args[0]) if first else em.call(fn, args[0], s)
     return OPS[node.op].emit(em, node, args)
 
 

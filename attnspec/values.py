@@ -99,9 +99,8 @@ class PartitionRange(str):
 @dataclass(frozen=True)
 class Encoding:
     """`sinusoid(dim, ...)`, `offsets(R)`, `bilinear(R)`, `pairs(T)` or `distance()`:
-    R_{q−k}, an encoding of the
-    offset between a query and a key,
-    and the layers applied to it after `>>` (E2's and E4's `position = ...`)."""
+    R_{q−k}, an encoding of the offset between a query and a key, and the layers applied
+    to it after `>>` (E2's and E4's `position = ...`)."""
 
     dim: int
     wave: float

@@ -176,10 +176,9 @@ class Calls:
                 break
             tensors.append(v)
             rest.pop(0)
-        cfg, exprs = self.config(op, rest, e)
-        if cfg is POISON:
+        layer = self.layer_of(name, rest, e)
+        if layer is POISON:
             return POISON
-        layer = Layer(name, cfg, e.span, arg_exprs=exprs)
         if not tensors:
             if op.kind == "reduce":
                 return self.error("wrong-arity", f"`{name}` needs a tensor and the axes it "
@@ -194,6 +193,11 @@ class Calls:
                                   f"the {op.inputs} tensors come first, then the settings")
             return self.apply_op(layer, tensors, e.span, self.role)
         return self.apply(layer, tensors[0], e.span, self.role)
+
+    def layer_of(self, name: str, settings: list, e: Call):
+        """The operator `name` with its settings (the arguments after its tensors)."""
+        cfg, exprs = self.config(OPS[name], settings, e)
+        return POISON if cfg is POISON else Layer(name, cfg, e.span, arg_exprs=exprs)
 
     def config(self, op, args, e: Call):
         cfg, exprs = {}, {}

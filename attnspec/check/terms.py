@@ -10,7 +10,6 @@ from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
-from ..ops import OPS
 from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
@@ -316,13 +315,10 @@ class Terms:
         attention modules do (nn.MultiheadAttention's `dropout`); of a tensor, the layer."""
         if not (e.args and _is_weight(e.args[0])):
             return self.op_call("dropout", e)
-        w = self.value(e.args[0])
-        if w is POISON or not isinstance(w, Weights):
-            return w if w is POISON else self.op_call("dropout", e)
-        cfg, exprs = self.config(OPS["dropout"], list(e.args[1:]), e)
-        if cfg is POISON:
+        w = self.value(e.args[0])  # a normaliser of a term: weights, or POISON
+        layer = self.layer_of("dropout", list(e.args[1:]), e)
+        if POISON in (w, layer):
             return POISON
-        layer = Layer("dropout", cfg, e.span, arg_exprs=exprs)
         t = self.apply(layer, Tensor(w.node, w.type), e.span, "weight")
         return t if t is POISON else Weights(t.node, t.type, w.has_query)
 
