@@ -209,8 +209,8 @@ formulation, `y_q = Σ_m W_m [ Σ_{{k ∈ Ω_q}} A_m(q, k, z_q, x_k) ⊙ W'_m x_
 
 - **over**: what q and k index (positions, channels, memory slots).
 - **Ω_q**: the keys each query attends to: `all`, `causal`, `criss_cross` (the query's row
-  and column), `window(R)` (within R positions), or `self`, a gate (one weight per
-  element, no keys).
+  and column), `window(R)` (within R positions), `partition(s)` (the query's part of
+  the map), or `self`, a gate (one weight per element, no keys).
 - **terms**: which terms make up A: E1 (query and key content), E2 (query content and
   relative position), E3 (key content only), E4 (relative position only); `gate` when
   Ω_q = self.
