@@ -174,8 +174,8 @@ def _emit_concat(em, n, args):
 
 def _concat_sizes(ins, t, a):
     """The joined axis's run-time size: the sum of the parts'."""
-    joined = a.get("as") or a["axes"][0]
-    return {**ins[0], joined: sum(sizes.get(axis, 1) for sizes, axis in zip(ins, a["axes"]))}
+    joined = a.get("as") or a["joins"][0]
+    return {**ins[0], joined: sum(sizes.get(axis, 1) for sizes, axis in zip(ins, a["joins"]))}
 
 
 @op(name="concat", inputs=-1, params=(Param("over", "axes"), Param("as", "word", None)),
@@ -189,7 +189,7 @@ def _concat(types, cfg):
         raise OpError("concat joins one axis, or one axis of each tensor into a new one: "
                       "concat(a, b, over = H W, as = L)", arg="over", code="axis-mismatch")
     axes = over * len(types) if joined is None else over  # the axis each tensor joins
-    cfg["axes"] = axes
+    cfg["joins"] = axes
     if len(axes) != len(types):
         raise OpError(f"concat of {len(types)} tensors into `{joined}` names one axis of each, "
                       f"not {len(axes)}", arg="over", code="axis-mismatch")
