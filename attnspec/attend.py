@@ -92,6 +92,23 @@ def _with_keys(queries: dict, keys: dict, a) -> dict:
     return out
 
 
+def kv_heads(a) -> int:
+    """The key and value heads: `heads M, kv = G` gives G, shared by M / G query heads."""
+    return a.get("kv") or a["heads"]
+
+
+def grouped_matmul(em, a, b, heads_a: int, heads_b: int):
+    """a @ b per head, when one side has M heads and the other G (M / G heads of the one
+    share each head of the other: `kv = G`). G = 1 and G = M broadcast as they are; other
+    G split the M heads into [G, M / G] (views, no copies)."""
+    few, many = sorted((heads_a, heads_b))
+    if few in (1, many):
+        return em.call(_torch().matmul, a, b)
+    a, b = (em.method(a, "unflatten", 1, (few, many // few)) if h == many else
+            em.method(a, "unsqueeze", 2) for a, h in ((a, heads_a), (b, heads_b)))
+    return em.method(em.call(_torch().matmul, a, b), "flatten", 1, 2)
+
+
 # ---------------------------------------------------------------------------- terms
 
 
@@ -100,9 +117,9 @@ def _emit_e1(em, n: Node, args):
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     if a.get("factor", 1.0) != 1.0:  # passes.fold_content_scales: the scale on the queries
         q = em.call(operator.mul, q, a["factor"])
-    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"],
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], kv_heads(a),
                  keys_first=True)
-    return em.call(_torch().matmul, q, k)
+    return grouped_matmul(em, q, k, a["heads"], kv_heads(a))
 
 
 def _e1_flops(ins, out, a, b):
@@ -150,7 +167,8 @@ def _emit_e2(em, n: Node, args):
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     return em.call(runtime.relative_logits, q, _scaled(em, args[1], a),
-                   em.sizes(a["sizes_of"], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"]))
+                   em.sizes(a["sizes_of"], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"]),
+                   kv_heads(a))
 
 
 def _scaled(em, table, a):
@@ -211,6 +229,26 @@ _register("E2_offsets", "predicted maps: one logit per joint offset, read at eac
           _emit_e2_offsets, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
 
 
+def _emit_e2_table(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    return em.call(runtime.offset_vectors, q, _scaled(em, args[1], a),
+                   em.sizes(n.inputs[2], a["q_tokens"]), em.sizes(n.inputs[3], a["k_tokens"]),
+                   a["steps"], a["radii"], kv_heads(a))
+
+
+def _e2_table_flops(ins, out, a, b):
+    d = width(ins[0], a["q_feature"], b) // a["heads"]
+    queries = out.numel(b) // axis_size(out.axes[-1], b)  # B·M·Q
+    return 2 * queries * ins[1].axes[0].size * d  # each query against every table row
+
+
+_register("E2_table", "query content × a learned vector per joint offset: q · T[k − q]",
+          _emit_e2_table, _e2_table_flops, sizes=lambda ins, t, a: _with_keys(ins[2], ins[3], a))
+
+
 _register("table", "a linear map's weight read as a table of rows, [rows, out]: the map "
           "applied to one-hot rows", lambda em, n, args: em.method(
               em.attr(f"{n.module}.weight"), "t"), sizes=lambda ins, t, a: {})
@@ -224,6 +262,16 @@ def _emit_offsets(em, n: Node, args):
 
 _register("offsets", "one one-hot row per joint offset within R on every axis", _emit_offsets,
           sizes=lambda ins, t, a: {})
+
+
+def _emit_displacement(em, n: Node, args):
+    from . import runtime
+
+    return em.call(runtime.displacement_rows, args[0], n.attrs["radii"])
+
+
+_register("displacement", "one row per joint offset within R: the offset q − k, a number "
+          "per axis", _emit_displacement, sizes=lambda ins, t, a: {})
 
 
 _register("E4", "relative position only: one score per head for each offset q − k",
@@ -476,8 +524,8 @@ def _emit_aggregate(em, n: Node, args):
         return _aggregate_channels_first(em, n, args)
     else:
         v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"],
-                     a["heads"])
-        y = em.call(_torch().matmul, args[0], v)
+                     kv_heads(a))
+        y = grouped_matmul(em, args[0], v, a["heads"], kv_heads(a))
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
 
@@ -489,9 +537,9 @@ def _aggregate_channels_first(em, n: Node, args):
     """v [B, M, d, Nk] @ Aᵀ gives [B, M, d, Nq]: the output comes out contiguous in its
     channels-first layout, with no transposed copy for the layer after it."""
     a = n.attrs
-    v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
+    v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], kv_heads(a),
                  keys_first=True)
-    y = em.call(_torch().matmul, v, em.method(args[0], "transpose", -1, -2))
+    y = grouped_matmul(em, v, em.method(args[0], "transpose", -1, -2), kv_heads(a), a["heads"])
     y = em.method(y, "squeeze", 1) if a["heads"] == 1 else em.method(y, "flatten", 1, 2)
     tokens = a["q_tokens"]
     return y if len(tokens) == 1 else em.method(y, "unflatten", 2,
@@ -500,7 +548,7 @@ def _aggregate_channels_first(em, n: Node, args):
 
 def _aggregate_flops(ins, out, a, b):
     dv = a["v_width"] if a["memory"] else width(ins[1], a["v_feature"], b)
-    return 2 * ins[0].numel(b) * dv // a["heads"]
+    return 2 * ins[0].numel(b) * dv // kv_heads(a)  # weights [B, M, Q, K] × per-head values
 
 
 _register("aggregate", "Σ_k A(q, k) · W'x_k: weights times values, summed over Ω_q",
@@ -512,17 +560,22 @@ def _emit_sdpa(em, n: Node, args):
 
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
-    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
-    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], kv_heads(a))
+    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], kv_heads(a))
+    if kv_heads(a) != a["heads"]:  # torch repeats the G key and value heads for the M
+        gqa = {"enable_gqa": True}
+    else:
+        gqa = {}
     if a.get("bias"):  # a term added to the logits: SDPA's float mask
         pad = args[4] if len(args) > 4 else None
         y = em.call(runtime.biased_sdpa, q, k, v, args[3], pad, causal=a["causal"],
-                    scale=a["scale"])
+                    scale=a["scale"], **gqa)
     elif len(args) > 3:
-        y = em.call(runtime.masked_sdpa, q, k, v, args[3], causal=a["causal"], scale=a["scale"])
+        y = em.call(runtime.masked_sdpa, q, k, v, args[3], causal=a["causal"], scale=a["scale"],
+                    **gqa)
     else:
         y = em.call(_F().scaled_dot_product_attention, q, k, v, is_causal=a["causal"],
-                    scale=a["scale"])
+                    scale=a["scale"], **gqa)
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
 
@@ -531,7 +584,7 @@ def _sdpa_flops(ins, out, a, b):
     d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
     queries = q.numel(b) // d  # B·Nq
     keys = v.numel(b) // dv // b.get(v.names[0], 1)  # Nk
-    return queries * keys * (2 * d + 2 * dv)
+    return queries * keys * (2 * d + 2 * dv // kv_heads(a) * a["heads"])
 
 
 def _emit_criss_cross(em, n: Node, args):
@@ -561,18 +614,19 @@ def _emit_linear(em, n: Node, args):
     a = n.attrs
     torch = _torch()
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
-    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"],
-                 keys_first=True)  # [B, M, d, K]
-    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    g = kv_heads(a)
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], g,
+                 keys_first=True)  # [B, G, d, K]
+    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], g)
     if len(args) > 3:  # a padding mask: masked keys weigh 0, as rows of zeros in K
         from . import runtime
 
         k = em.call(runtime.drop_keys, k, args[3])
     if a["scale"] != 1.0:
         q = em.call(operator.mul, q, a["scale"])
-    y = em.call(torch.matmul, q, em.call(torch.matmul, k, v))  # [B, M, Q, d']
+    y = grouped_matmul(em, q, em.call(torch.matmul, k, v), a["heads"], g)  # [B, M, Q, d']
     if a["eps"] is not None:  # the l1 normaliser; None: the weights as they are
-        total = em.call(torch.matmul, q, em.method(k, "sum", dim=-1, keepdim=True))
+        total = grouped_matmul(em, q, em.method(k, "sum", dim=-1, keepdim=True), a["heads"], g)
         y = em.call(operator.truediv, y, em.call(operator.add, total, a["eps"]))
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
@@ -581,8 +635,9 @@ def _linear_flops(ins, out, a, b):
     q, k, v = ins[0], ins[1], ins[2]
     d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
     queries, keys = q.numel(b) // d, k.numel(b) // width(k, a["k_feature"], b)
-    state = 2 * keys * d * dv // a["heads"]  # Kᵀ V, every batch element
-    return state + 2 * queries * d * dv // a["heads"] + (
+    per_head = d // a["heads"] * (dv // kv_heads(a))  # d × d' of one head's state
+    state = 2 * keys * kv_heads(a) * per_head  # Kᵀ V, every batch element
+    return state + 2 * queries * a["heads"] * per_head + (
         2 * queries * d if a["eps"] is not None else 0)
 
 

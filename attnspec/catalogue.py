@@ -156,7 +156,7 @@ def formulations(ir: IR) -> list[dict[str, str]]:
             "attention": attention.name, "over": attention.over, "Ω_q": attention.range,
             "terms": "gate" if gate else _terms(nodes),
             "normaliser": _gate_function(nodes) if gate else _normaliser(nodes),
-            "M": "?" if attention.heads is None else str(attention.heads)})
+            "M": attention.heads_text()})
     return forms
 
 

@@ -272,7 +272,7 @@ def _summary(ir, module, shape, out_shape, flops, args) -> None:
     print(f"{ir.name}  ({args.file})")
     for a in info:
         scope = a.scope.rstrip(".") or ir.name
-        print(f"  {scope}: {a.name}, over {a.over}, Ω_q = {a.range}, M = {a.heads}")
+        print(f"  {scope}: {a.name}, over {a.over}, Ω_q = {a.range}, M = {a.heads_text()}")
     print(f"input   {ir.node(ir.inputs[0]).type}  ← {_shape_text(shape)}")
     print(f"output  {ir.node(ir.output).type}  → {_shape_text(out_shape)}")
     print(f"parameters  {sum(params.values()):,}")

@@ -83,7 +83,7 @@ def to_dot(ir: IR) -> graphviz.Digraph:
 
 def _add_attention(dot: graphviz.Digraph, index: int, attention: Attention,
                    members: list[Node]) -> None:
-    heads = "?" if attention.heads is None else attention.heads
+    heads = attention.heads_text()
     # `\l` ends a left-justified line in DOT
     label = (f"{attention.name}\\lΩ_q = {attention.range}    M = {heads}\\l"
              f"q, k over {attention.over}\\l")

@@ -117,6 +117,13 @@ class Attention:
     heads: int | None
     over: str
     identity: tuple[str, ...] = ()  # parts that are the identity: W' = I, W = I
+    kv: int | None = None  # `heads M, kv = G`: the key and value heads, when shared
+
+    def heads_text(self) -> str:
+        """M as a drawing and `attnspec list` print it: `4`, `8, kv = 1`, `?`."""
+        if self.heads is None:
+            return "?"
+        return str(self.heads) if self.kv is None else f"{self.heads}, kv = {self.kv}"
 
 
 class IR:

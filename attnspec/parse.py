@@ -161,8 +161,14 @@ class _ToData(Transformer):
         return {"kind": "let", "span": self._span(meta), "name": str(c[0]), "value": c[1]}
 
     def part(self, meta, c):
+        values = [v for v in c[1:] if v.get("kind") != "part_kwarg"]
+        kwargs = [{k: v for k, v in kw.items() if k != "kind"} for kw in c[1:]
+                  if kw.get("kind") == "part_kwarg"]
         return {"kind": "part", "span": self._span(meta), "keyword": str(c[0]),
-                "values": c[1:]}
+                "values": values, "kwargs": kwargs}
+
+    def part_kwarg(self, meta, c):
+        return {"kind": "part_kwarg", **self.kwarg(meta, c)}
 
     # expressions
     def if_else(self, meta, c):

@@ -131,7 +131,7 @@ def fuse_linear(ir: IR) -> IR:
 def _core_attrs(e1: Node, agg: Node) -> dict:
     """What a fused attention node needs of the E1 and aggregate nodes it replaces."""
     return {**{k: e1.attrs[k] for k in ("heads", "q_tokens", "q_feature", "k_tokens",
-                                        "k_feature")},
+                                        "k_feature")}, "kv": e1.attrs.get("kv"),
             "v_feature": agg.attrs["v_feature"], "sizes_of": agg.attrs["sizes_of"]}
 
 

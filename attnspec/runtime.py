@@ -110,23 +110,27 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float)
             + torch.einsum("bhwg,bchg->bchw", a_row, v))
 
 
-def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | None):
+def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | None,
+                enable_gqa: bool = False):
     """scaled_dot_product_attention with an optional key padding mask (True = ignore)."""
+    gqa = {"enable_gqa": True} if enable_gqa else {}
     if pad is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, **gqa)
     keep = ~pad[:, None, None, :]
     if causal:
         nq, nk = q.shape[-2], k.shape[-2]
         keep = keep & torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril()
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale, **gqa)
 
 
 def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: bool,
-                scale: float | None):
+                scale: float | None, enable_gqa: bool = False):
     """scaled_dot_product_attention with a term added to its logits (ALiBi's linear bias,
     a relative bias table), -inf where the causal range or the padding mask hides a key."""
     mask = restrict(bias, pad, causal)  # [1 or B, M, Q, K]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=scale)
+    gqa = {"enable_gqa": True} if enable_gqa else {}
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=scale,
+                                          **gqa)
 
 
 def repeat_samples(t: torch.Tensor | None, sizes) -> torch.Tensor | None:
@@ -226,20 +230,41 @@ def _per_axis_sum(parts, q_sizes, k_sizes, lead: tuple = ()) -> torch.Tensor:
     return total.flatten(len(lead) + n).flatten(len(lead), len(lead) + n - 1)
 
 
-def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
-    """E2: q [B, M, Q, d] against the projected encodings table [pairs, M·d]:
+def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes,
+                    kv: int | None = None) -> torch.Tensor:
+    """E2: q [B, M, Q, d] against the projected encodings table [pairs, G·d] (G = M, or
+    the `kv` heads, each shared by M / G query heads):
     [B, M, Q, K] = Σ_a q · P_a(q_a − k_a), one small product per axis."""
     b, m, _, d = q.shape
     grid = q.reshape(b, m, *q_sizes, d)
     letters = "xyz"[:len(q_sizes)]
     parts = []
     for a, p in enumerate(_split_pairs(table, q_sizes, k_sizes)):
-        p = p.unflatten(-1, (m, d))  # [nq, nk, M, d]
+        p = _per_query_head(p.unflatten(-1, (kv or m, d)), m)  # [nq, nk, M, d]
         e = torch.einsum(f"bm{letters}d,{letters[a]}kmd->bm{letters}k", grid, p)
         # einsum leaves its result permuted; a small copy here lets the sum below write
         # the [B, M, Q, K] logits contiguously, with no copy of them to flatten
         parts.append(e.contiguous())
     return _per_axis_e2(parts, q_sizes, k_sizes, b, m)
+
+
+def _per_query_head(table: torch.Tensor, m: int) -> torch.Tensor:
+    """[..., G, d] → [..., M, d]: each of G heads repeated for the M / G query heads that
+    share it (a position table is small; the logits are not repeated)."""
+    g = table.shape[-2]
+    return table if g == m else table.repeat_interleave(m // g, dim=-2)
+
+
+def offset_vectors(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes, steps, radii,
+                   kv: int) -> torch.Tensor:
+    """E2 on a learned table per joint offset: q [B, M, Q, d], table [rows, G·d] (one row
+    per offset within the radii, row-major as `offsets`) → [B, M, Q, K], q · T[k − q]
+    within the radii and 0 beyond. Each query meets every row once ([B, M, Q, rows]) and
+    reads its keys' offsets from that (the pairs are never given a vector each)."""
+    m, d = q.shape[1], q.shape[-1]
+    rows = _per_query_head(table.unflatten(-1, (kv, d)), m)  # [rows, M, d]
+    maps = torch.einsum("bmqd,rmd->bmqr", q, rows)
+    return offset_maps(maps, q_sizes, k_sizes, steps, radii)
 
 
 def _per_axis_e2(parts, q_sizes, k_sizes, b: int, m: int) -> torch.Tensor:
@@ -260,6 +285,14 @@ def relative_bias(table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
 def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
     """`offsets(R)`'s encoding: row i is the one-hot of offset i, in `like`'s dtype."""
     return torch.eye(size, dtype=like.dtype, device=like.device)
+
+
+def displacement_rows(like: torch.Tensor, radii) -> torch.Tensor:
+    """`displacement(R)`'s encoding: one row per joint offset k − q within the radii, in
+    `offsets`' order (row-major, each axis from −R to R), holding q − k (the query's
+    offset from the key, R_{q−k}), one number per axis, in `like`'s dtype."""
+    axes = [torch.arange(r, -r - 1, -1, dtype=like.dtype, device=like.device) for r in radii]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).flatten(0, -2)
 
 
 def offset_index(q_sizes, k_sizes, steps, radii, device):

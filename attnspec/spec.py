@@ -192,9 +192,17 @@ class Part(Node):
     kind: Literal["part"] = "part"
     keyword: Literal["over", "range", "mask", "heads", "weight", "value", "output"]
     values: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...] = ()  # `heads M, kv = G`
 
     @model_validator(mode="after")
     def _one_value(self):
+        for kw in self.kwargs:
+            if self.keyword != "heads" or kw.name != "kv":
+                fail("wrong-arity", f"`{self.keyword}` takes no `{kw.name} =`", kw.span,
+                     "only `heads` has an option: `heads M, kv = G` (keys and values in G "
+                     "heads, each shared by M / G query heads)")
+        if len({kw.name for kw in self.kwargs}) < len(self.kwargs):
+            fail("duplicate-argument", "`kv` is given twice", self.kwargs[-1].span)
         limit = 2 if self.keyword == "over" else 1
         if len(self.values) > limit:
             most = "at most two values" if limit == 2 else "one value"

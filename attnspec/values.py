@@ -98,7 +98,8 @@ class PartitionRange(str):
 
 @dataclass(frozen=True)
 class Encoding:
-    """`sinusoid(dim, ...)`, `offsets(R)`, `bilinear(R)`, `pairs(T)` or `distance()`:
+    """`sinusoid(dim, ...)`, `offsets(R)`, `displacement(R)`, `bilinear(R)`, `pairs(T)` or
+    `distance()`:
     R_{q−k}, an encoding of the offset between a query and a key, and the layers applied
     to it after `>>` (E2's and E4's `position = ...`)."""
 
@@ -108,7 +109,7 @@ class Encoding:
     span: Span
     layers: tuple = ()
     radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
-    kind: str = "sinusoid"  # sinusoid | offsets | bilinear | pairs | distance
+    kind: str = "sinusoid"  # sinusoid | offsets | displacement | bilinear | pairs | distance
     within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0
 
 

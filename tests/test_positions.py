@@ -180,3 +180,92 @@ def test_carried_axes_run_the_attention_once_per_index():
 @pytest.mark.parametrize("over", ["W, per = Z", "W, per = W"])
 def test_carried_axes_are_axes_of_the_input_other_than_the_indexed(over):
     assert first_error(ROWS.format(over=over), C=4) == "axis-mismatch"
+
+
+OFFSET_TABLE = """
+attention Table(C: int, K: int = 4, M: int = 2, G: int = 1, R: int = 1, Rw: int = R) {
+    input  x: [B, C, H, W]
+    let    q = conv1x1(x, K * M, bias = false)
+    over   positions(H W)
+    range  all
+    heads  M, kv = G
+    weight identity(E1(query = q, key = softmax(conv1x1(x, K * G, bias = false), over = H W))
+                    + E2(query = q, position = offsets(R, Rw) >> linear(K * G, bias = false)))
+    value  conv1x1(C / M * G, bias = false)
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("M, G, R, Rw, H, W", [(2, 1, 1, 1, 3, 4), (4, 2, 2, 1, 4, 3),
+                                               (2, 2, 1, 2, 2, 5), (1, 1, 5, 5, 3, 3)])
+def test_a_learned_vector_per_offset_matches_loops(M, G, R, Rw, H, W):
+    """E2 on offsets(R) >> linear: q · T[k − q] within the radii, 0 beyond (the lambda
+    layer's position lambdas, with keys and values shared by the heads)."""
+    torch.manual_seed(0)
+    m = attnspec.compile_text(OFFSET_TABLE, C=8, M=M, G=G, R=R, Rw=Rw).double()
+    x = torch.randn(2, 8, H, W, dtype=torch.float64)
+    wq, wk, table, wv = (p.flatten(1) for p in m.parameters())
+    k_ = 4
+    q = torch.einsum("oc,bcn->bon", wq, x.flatten(2)).view(2, M, k_, H * W)
+    k = torch.einsum("oc,bcn->bon", wk, x.flatten(2)).softmax(-1).view(2, G, k_, H * W)
+    v = torch.einsum("oc,bcn->bon", wv, x.flatten(2)).view(2, G, -1, H * W)
+    rows = table.T.reshape(-1, G, k_)  # [offsets, G, K]: row (dy + R)(2Rw + 1) + dx + Rw
+    logits = torch.zeros(2, M, H * W, H * W, dtype=torch.float64)
+    for i in range(H * W):
+        for j in range(H * W):
+            dy, dx = j // W - i // W, j % W - i % W  # the key's offset from the query
+            for h in range(M):
+                g = h // (M // G)
+                logits[:, h, i, j] = (q[:, h, :, i] * k[:, g, :, j]).sum(-1)
+                if abs(dy) <= R and abs(dx) <= Rw:
+                    logits[:, h, i, j] += q[:, h, :, i] @ rows[(dy + R) * (2 * Rw + 1) + dx + Rw, g]
+    v = v.repeat_interleave(M // G, dim=1)
+    expected = torch.einsum("bmqk,bmdk->bmdq", logits, v).reshape(2, -1, H, W)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+def test_an_offset_table_needs_the_shared_width():
+    text = OFFSET_TABLE.replace("linear(K * G, bias = false)))", "linear(K, bias = false)))")
+    assert first_error(text, C=8, G=2) == "axis-mismatch"
+
+
+DISPLACEMENT = """
+attention Dynamic(C: int, M: int = 2, G: int = 3) {
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    heads  M
+    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)) / sqrt(C / M)
+                   + E4(position = displacement(G - 1, G) >> linear(4) >> layernorm >> relu
+                                   >> linear(M)))
+    value  conv1x1(C)
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("H, W", [(3, 3), (4, 5), (2, 7)])
+def test_an_mlp_on_the_displacement_is_a_bias_per_pair(H, W):
+    """E4(position = displacement(R) >> MLP): the MLP of q − k, per head, 0 beyond R
+    (CrossFormer's dynamic position bias)."""
+    torch.manual_seed(0)
+    m = attnspec.compile_text(DISPLACEMENT, C=8).double()
+    wq, bq, wk, bk, w1, b1, ln_w, ln_b, w2, b2, wv, bv = m.parameters()
+    assert w1.shape == (4, 2)  # two numbers per offset: Δy, Δx
+    x = torch.randn(2, 8, H, W, dtype=torch.float64)
+
+    def conv(w, b):
+        return torch.einsum("oc,bcn->bon", w.flatten(1), x.flatten(2)) + b[:, None]
+
+    q, k, v = (conv(w, b).view(2, 2, 4, H * W) for w, b in ((wq, bq), (wk, bk), (wv, bv)))
+    logits = torch.einsum("bmdq,bmdk->bmqk", q, k) / 2
+    for i in range(H * W):
+        for j in range(H * W):
+            dy, dx = i // W - j // W, i % W - j % W  # the query's offset from the key
+            if abs(dy) <= 2 and abs(dx) <= 3:
+                h = torch.nn.functional.layer_norm(
+                    w1 @ torch.tensor([dy, dx], dtype=torch.float64) + b1, (4,), ln_w, ln_b)
+                logits[:, :, i, j] += w2 @ h.relu() + b2
+    expected = torch.einsum("bmqk,bmdk->bmdq", logits.softmax(-1), v).reshape(2, 8, H, W)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)

@@ -32,6 +32,7 @@ from ..values import (
 RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm", "l1")
 SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear", "pairs", "distance",
+           "displacement",
            "window", "partition", "memory", "identity", "positions", "channels", "residual",
            "repeat", "learned", "dropout", "index") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).

@@ -78,9 +78,10 @@ class Calls:
                 if not isinstance(x, Tensor):
                     return self.error("wrong-type", f"an attention applies to tensors, not "
                                       f"{describe(x)}", a.span)
-            saved = getattr(self, "core", None), self.role, getattr(self, "kx", None)
+            saved = (getattr(self, "core", None), self.role, getattr(self, "kx", None),
+                     getattr(self, "kv", 1))
             result = f.apply(xs[0] if len(xs) == 1 else tuple(xs))[1]
-            self.core, self.role, self.kx = saved
+            self.core, self.role, self.kx, self.kv = saved
             return result
         return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
 

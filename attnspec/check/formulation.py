@@ -183,13 +183,20 @@ class Formulation:
                              "same two axes, e.g. `over positions(H W)`",
                              parts["range"].values[0].span)
         heads = self.heads(parts.get("heads"))
+        kv = self.kv_heads(parts.get("heads"), heads)
+        # the parts are checked with every head its own after an error in `heads`
+        self.kv = 1 if heads is POISON else heads if kv is POISON else kv
         pad = self.mask(parts.get("mask"), x, over, rng)
         identity = tuple(k for k in ("value", "output")
                          if _is_identity(parts[k].values[0]))
+        shared = kv if isinstance(kv, int) and kv != heads else None
         self.ir.attentions.append(AttentionInfo(self.scope, d.name, str(rng), heads,
-                                                _over_text(over), identity))
+                                                _over_text(over), identity, shared))
         if over is POISON:
             return POISON
+        if self.kv != heads and (over[1][0] == "memory" or rng == "self"):
+            kv = self.error("unsupported", "`kv` shares keys and values computed from "
+                                 "the input, not memory slots or a gate's", parts["heads"].span)
         # a bad range, head count or mask still lets weight and value be checked
         ordered = sorted((parts["weight"], parts["value"]), key=lambda p: p.span.line)
         results = {}
@@ -199,7 +206,7 @@ class Formulation:
                 part, x, over, rng, 1 if heads is POISON else heads,
                 None if pad is POISON else pad)
         w, v = results["weight"], results["value"]
-        if POISON in (w, v, rng, heads, pad):
+        if POISON in (w, v, rng, heads, pad, kv):
             return POISON
         self.role = "context"
         y = self.combine(w, v, x, over, rng, heads, parts)
@@ -287,6 +294,21 @@ class Formulation:
                               part.values[0].span)
         return m
 
+    def kv_heads(self, part, heads):
+        """`heads M, kv = G`: keys and values in G heads, each shared by M / G query heads
+        (G = 1: multi-query attention; the default, G = M: every head its own)."""
+        kw = next((kw for kw in part.kwargs if kw.name == "kv"), None) if part else None
+        if kw is None or heads is POISON:
+            return heads
+        g = self.scalar(kw.value, "scalar")
+        if g is UNKNOWN or g is POISON:
+            return heads if g is UNKNOWN else POISON
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1 or heads % g:
+            return self.error("heads", f"kv must be a positive integer that divides the "
+                              f"{heads} heads, not {describe(g)}", kw.value.span,
+                              "kv = 1 shares one key and value by every head")
+        return g
+
     def mask(self, part, x: Tensor, over, rng):
         if part is None:
             return None
@@ -373,10 +395,16 @@ class Formulation:
             return self.error("axis-mismatch", f"with keys `memory({k_tokens[0]})` the value "
                               f"must be memory({k_tokens[0]}) or a tensor with the axis "
                               f"{k_tokens[0]}, not {v.type}", parts["value"].values[0].span)
-        feature = self.feature(v, k_tokens, "value", parts["value"].span, single=slots)
-        if feature is POISON or self.divide(width(v.type, feature), heads,
+        shared = self.kv != heads  # `heads M, kv = G`: G value heads, shared
+        feature = self.feature(v, k_tokens, "value", parts["value"].span,
+                               single=slots or shared)
+        if feature is POISON or self.divide(width(v.type, feature), self.kv,
                                             parts["value"].span) is POISON:
             return POISON
+        if shared:  # each of the M heads reads its group's value: M / G times the width
+            f = v.type.axis(feature[0])
+            v = Tensor(v.node, v.type.replace_axis(f.name, Axis(
+                f.name, None if f.size is None else f.size // self.kv * heads)))
         contexts = w.type.axes[2:-1] if not w.has_query else ()
         if slots:  # values computed from the input, one per slot (A²'s distribution)
             xf = self.feature(x, q_tokens, "input", parts["value"].span, single=True)
@@ -392,7 +420,7 @@ class Formulation:
         node = self.add("aggregate", (w.node, v.node), out_t, span, memory=False, heads=heads,
                         q_tokens=q_tokens, k_tokens=k_tokens, v_feature=feature,
                         weight_axes=weight_axes, v_width=width(v.type, feature),
-                        sizes_of=x.node)
+                        sizes_of=x.node, kv=self.kv)
         return Tensor(node, out_t)
 
     def feature(self, t: Tensor, tokens, what: str, span: Span, single: bool = False):

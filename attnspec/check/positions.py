@@ -48,22 +48,31 @@ class Positions:
         if isinstance(enc, Encoding) and enc.kind == "offsets" and not enc.layers:
             return self.offset_maps(e, q, qf, d, keys, enc, side)
         if side == "key":
+            if self.kv != heads:
+                return self.error("unsupported", "E2(key = ...) predicts a map per head: it "
+                                  "is not shared by `kv` heads", e.span)
             return self.error("unsupported", "E2(key = ...) reads predicted maps: "
                               "position = offsets(R)", args["position"].span)
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
-        if r.type.axes[0].name == "offsets":
-            return self.error("unsupported", "E2 reads a sinusoid encoding; offsets(R) is for "
-                              "E4", args["position"].span)
-        if None not in (d, r.type.axes[-1].size) and r.type.axes[-1].size != d:
+        # the position plays the key: with `kv = G` one table per group of heads
+        dr = None if d is None else d // heads * self.kv
+        if None not in (dr, r.type.axes[-1].size) and r.type.axes[-1].size != dr:
             return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
-                              f"features per offset, the query {d}", args["position"].span,
-                              f"end it with linear({d}, bias = false)")
+                              f"features per offset, the query's heads read {dr}",
+                              args["position"].span, f"end it with linear({dr}, bias = false)")
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
-        node = self.add("E2", (q.node, r.node, keys.node), t, e.span, base="e2", heads=heads,
-                        q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
-                        sizes_of=x.node)
+        common = dict(base="e2", heads=heads, kv=self.kv, q_tokens=q_tokens, q_feature=qf,
+                      k_tokens=over[1][1])
+        if r.type.axes[0].name == "offsets":  # a learned vector per joint offset
+            node = self.add("E2_table", (q.node, r.node, x.node, keys.node), t, e.span,
+                            radii=self.radii(self.value(args["position"]), len(q_tokens)),
+                            **common,
+                            steps=tuple(keys.type.axis(a).step for a in over[1][1]))
+        else:
+            node = self.add("E2", (q.node, r.node, keys.node), t, e.span, sizes_of=x.node,
+                            **common)
         return Logits(node, t, True, keys=keys.node)
 
     def peek_encoding(self, arg):
@@ -145,7 +154,7 @@ class Positions:
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         radii, pairs = None, None
         enc = self.value(args["position"])
-        if enc.kind == "offsets":  # a table per joint offset, looked up
+        if enc.kind in ("offsets", "displacement"):  # a table per joint offset, looked up
             radii = self.radii(enc, len(q_tokens))
         elif enc.kind == "pairs":  # a table per absolute pair
             pairs = (enc.radius[0], enc.within)
@@ -179,7 +188,7 @@ class Positions:
                               f"not {describe(enc)}", arg.span,
                               "write `position = sinusoid(D) >> linear(D, bias = false)`")
         n = len(q_tokens)
-        if enc.kind in ("offsets", "pairs"):
+        if enc.kind in ("offsets", "pairs", "displacement"):
             return self.offsets_table(enc, arg, x, q_tokens, k_tokens, keys)
         if enc.kind == "bilinear":
             return self.error("unsupported", "bilinear(R) samples at a displacement the query "
@@ -224,6 +233,10 @@ class Positions:
             if radii is POISON:
                 return POISON
             d, name = math.prod(2 * r + 1 for r in radii), "offsets"
+        if enc.kind == "displacement":  # each offset's q − k, one number per axis
+            t = TensorType((Axis(name, d), Axis("R", len(q_tokens))))
+            node = self.add("displacement", (x.node,), t, enc.span, radii=radii)
+            return self.layers_after(Tensor(node, t), enc.layers, arg)
         t = TensorType((Axis(name, d), Axis("R", d)))
         node = self.add("offsets", (x.node,), t, enc.span, size=d)
         r = Tensor(node, t)
@@ -238,6 +251,10 @@ class Positions:
             lin = self.ir.node(r.node)
             self.ir.replace([node, lin.name], Node(lin.name, "table", (), lin.type, lin.role,
                                                    lin.span, {}, lin.module))
+        return self.layers_after(r, layers, arg)
+
+    def layers_after(self, r: Tensor, layers, arg):
+        """The layers after `>>` applied to an encoding's table, in order."""
         for layer in layers:
             r = self.apply(layer, r, arg.span, "position")
             if r is POISON:
@@ -255,6 +272,7 @@ class Positions:
         return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id)
 
     call_bilinear = call_offsets
+    call_displacement = call_offsets
 
     def call_pairs(self, e: Call):
         """`pairs(T, within = w)`: a one-hot of the absolute (query, key) positions, for the

@@ -74,12 +74,16 @@ class Terms:
         kf = self.feature(k, k_tokens, "key", args["key"].span)
         if kf is POISON:
             return POISON
-        if None not in (d, width(k.type, kf)) and d != width(k.type, kf):
+        dk = width(k.type, kf)
+        if None not in (d, dk) and d * self.kv != dk * heads:
+            shared = "" if self.kv == heads else \
+                f" (with kv = {self.kv}, the key's width is {d // heads * self.kv})"
             return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
-                              f"{k.type}", e.span)
+                              f"{k.type}{shared}", e.span)
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, k_tokens)))
         node = self.add("E1", (q.node, k.node), t, e.span, base="e1", heads=heads,
-                        q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf)
+                        q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf,
+                        kv=self.kv)
         return Logits(node, t, True, keys=k.node)
 
     def call_E3(self, e: Call):
@@ -91,6 +95,9 @@ class Terms:
             return POISON
         if _is_memory_call(args["key"]):
             return self.slot_bias(e, args["key"])
+        if self.kv != heads:
+            return self.error("unsupported", "E3's key gives a score per head: it is not "
+                              "shared by `kv` heads", e.span)
         k_tokens = over[1][1]
         k, kf = self.content(args["key"], self.kx, "key", k_tokens)
         if k is POISON:
