@@ -107,6 +107,8 @@ CASES = [
     Case("repeat_zero", (("wrong-type", 3, 36, "0"),), params={"C": 16}),
     Case("conv_even_kernel", (("shape", 6, 46, "k"),), params={"C": 8}),
     Case("let_shadows_choice_word", (("duplicate-name", 4, 5, "let    value = linear(x, D)"),)),
+    Case("layer_as_setting", (("wrong-type", 7, 22, "conv1x1(8)"),)),
+    Case("heads_kv_not_dividing", (("heads", 6, 20, "3"),)),
 ]
 
 

@@ -249,6 +249,11 @@ class Calls:
         v = self.value(a, "word" if p.kind == "word" else "scalar")
         if v in (POISON, UNKNOWN):
             return v
+        if isinstance(v, (Layer, Tensor)):  # e.g. batchnorm(conv1x1(8)), meant as a chain
+            hint = f"to apply one layer after another, chain them: ... >> {op.name}" \
+                if isinstance(v, Layer) else None
+            return self.error("wrong-type", f"`{p.name}` of `{op.name}` is a setting, not "
+                              f"{describe(v)}", a.span, hint)
         if p.kind == "word":
             word = v.name if isinstance(v, Word) else v
             if p.words and word not in p.words:

@@ -184,8 +184,9 @@ class Formulation:
                              parts["range"].values[0].span)
         heads = self.heads(parts.get("heads"))
         kv = self.kv_heads(parts.get("heads"), heads)
-        # the parts are checked with every head its own after an error in `heads`
-        self.kv = 1 if heads is POISON else heads if kv is POISON else kv
+        # after an error in `heads` the parts are checked with every head its own; after
+        # one in `kv`, with key and value widths left unchecked (None)
+        self.kv = 1 if heads is POISON else None if kv is POISON else kv
         pad = self.mask(parts.get("mask"), x, over, rng)
         identity = tuple(k for k in ("value", "output")
                          if _is_identity(parts[k].values[0]))
@@ -194,7 +195,7 @@ class Formulation:
                                                 _over_text(over), identity, shared))
         if over is POISON:
             return POISON
-        if self.kv != heads and (over[1][0] == "memory" or rng == "self"):
+        if self.kv not in (heads, None) and (over[1][0] == "memory" or rng == "self"):
             kv = self.error("unsupported", "`kv` shares keys and values computed from "
                                  "the input, not memory slots or a gate's", parts["heads"].span)
         # a bad range, head count or mask still lets weight and value be checked
@@ -306,7 +307,7 @@ class Formulation:
         if isinstance(g, bool) or not isinstance(g, int) or g < 1 or heads % g:
             return self.error("heads", f"kv must be a positive integer that divides the "
                               f"{heads} heads, not {describe(g)}", kw.value.span,
-                              "kv = 1 shares one key and value by every head")
+                              "kv = 1: one key and value, shared by every head")
         return g
 
     def mask(self, part, x: Tensor, over, rng):

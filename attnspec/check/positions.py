@@ -48,7 +48,7 @@ class Positions:
         if isinstance(enc, Encoding) and enc.kind == "offsets" and not enc.layers:
             return self.offset_maps(e, q, qf, d, keys, enc, side)
         if side == "key":
-            if self.kv != heads:
+            if self.kv not in (heads, None):
                 return self.error("unsupported", "E2(key = ...) predicts a map per head: it "
                                   "is not shared by `kv` heads", e.span)
             return self.error("unsupported", "E2(key = ...) reads predicted maps: "
@@ -57,7 +57,7 @@ class Positions:
         if r is POISON:
             return POISON
         # the position plays the key: with `kv = G` one table per group of heads
-        dr = None if d is None else d // heads * self.kv
+        dr = None if None in (d, self.kv) else d // heads * self.kv
         if None not in (dr, r.type.axes[-1].size) and r.type.axes[-1].size != dr:
             return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
                               f"features per offset, the query's heads read {dr}",

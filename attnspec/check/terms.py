@@ -75,7 +75,7 @@ class Terms:
         if kf is POISON:
             return POISON
         dk = width(k.type, kf)
-        if None not in (d, dk) and d * self.kv != dk * heads:
+        if None not in (d, dk, self.kv) and d * self.kv != dk * heads:
             shared = "" if self.kv == heads else \
                 f" (with kv = {self.kv}, the key's width is {d // heads * self.kv})"
             return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
@@ -95,7 +95,7 @@ class Terms:
             return POISON
         if _is_memory_call(args["key"]):
             return self.slot_bias(e, args["key"])
-        if self.kv != heads:
+        if self.kv not in (heads, None):
             return self.error("unsupported", "E3's key gives a score per head: it is not "
                               "shared by `kv` heads", e.span)
         k_tokens = over[1][1]
