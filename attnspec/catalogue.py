@@ -252,6 +252,14 @@ NOT_YET = (
      "needs an even kernel; the shipped spec is a 'same' conv read at a stride)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
+    ("lambda_layer", "intra-depth u > 1", "keys and values with an extra axis u that the "
+     "lambdas sum over with the positions, and position embeddings per (offset, u): a "
+     "query head reading several key heads at once"),
+    ("crossformer", "the authors' small-map rule and their detection backbone's padding",
+     "a group size chosen from the map's size at run time (min(H, W) ≤ G: SDA with groups "
+     "of min(H, W)); a map padded to a multiple of G with the padded keys masked and the "
+     "padded queries cropped, and LDA with a fixed interval (groups known only at run time, "
+     "so `displacement` without fixed radii)"),
 )
 
 TIER2_INTRO = """\
@@ -267,28 +275,26 @@ TIER2_NOT_YET = (
     ("outlook", "VOLO, Yuan et al. 2021", "a folding aggregation: each window's k² outputs "
      "are written back to the k² positions around its centre and summed (a query writes "
      "to several outputs); its weights are E2 on offsets from the centre, which exists"),
-    ("halo", "HaloNet, Vaswani et al. 2021", "a blocked range: queries in b × b blocks, "
-     "keys in the block grown by a halo h (Ω_q depends on the query's block, not on the "
-     "query); E2 with relative embeddings exists"),
-    ("lambda", "LambdaNetworks, Bello 2021", "multi-query heads: the query split into heads "
-     "while keys and values are shared by all of them (the content and position lambdas); "
-     "the key softmax over positions and the position lambdas (E2 on offsets) exist"),
+    ("halo", "HaloNet, Vaswani et al. 2021", "the paper's own statement of three details "
+     "(no official code; the paper's §2–4 could not be read here): whether out-of-image "
+     "halo keys are masked (the authors' earlier tensor2tensor local_attention_2d) or "
+     "attended as zeros (timm's re-implementation), whether the relative embeddings are "
+     "per-axis tables added or halves concatenated (SASA), and where 1/√d applies. Then a "
+     "blocked range, keys in the query's b × b block grown by h: queries' Ω_q from their "
+     "block, not a window (a reference under the masked reading was written and kept out)"),
     ("gfnet", "Global Filter Networks, Rao et al. 2021", "FFT operators on complex tensors "
      "(rfft2, a learned complex filter, irfft2); not an attention in Zhu et al.'s sense"),
     ("acmix", "ACmix, Pan et al. 2022", "not tried; its convolution path (k² projections "
      "shifted by their kernel offsets and summed) is `shift` with `edge = zero`, its window "
-     "self-attention exists; the position encoding it learns from coordinates needs "
-     "relative coordinates as features"),
-    ("crossformer", "CrossFormer, Wang et al. 2022", "relative coordinates as features "
-     "for an MLP (its dynamic position bias); its short- and long-distance groups look "
-     "expressible now: H and W split into groups or intervals, attended `per` the other "
-     "factor, as MobileViT's patches"),
+     "self-attention exists; the position encoding it learns from coordinates (a 1×1 "
+     "conv of the key's position minus the query's) looks like `displacement(R) >> linear`"),
     ("dat", "Deformable Attention Transformer, Xia et al. 2022", "keys sampled at positions "
      "predicted from the queries (a bilinear sampling operator making a key tensor) and a "
      "relative bias interpolated at those positions"),
     ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
      "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
-     "not be checked against the paper here, and there is no official code"),
+     "not be checked against the paper here (its method section is not readable here), "
+     "there is no official code, and third-party copies disagree on it"),
 )
 
 GALLERY_INTRO = """\

@@ -204,6 +204,28 @@ CASES = [
     # s2 (S²-MLPv2's S²-Attention), channels-last; channels % 4 == 0
     Case("s2", dict(channels=16), ((2, 5, 6, 16), (3, 7, 7, 16))),
     Case("s2", dict(channels=8), ((1, 4, 3, 8), (3, 6, 5, 8))),
+    # lambda_layer (LambdaNetworks): defaults (a 23×23 lambda conv, wider than the maps); 3×3
+    # and 5×5 lambda convs (d != C, batch 1); global relative embeddings exactly covering the
+    # map, and smaller than the map (0 beyond)
+    Case("lambda_layer", dict(C=16), image(16)),
+    Case("lambda_layer", dict(C=8, k=4, h=2, r=3), image(8)),
+    Case("lambda_layer", dict(C=12, d=8, k=3, h=4, r=5), ((2, 12, 5, 6), (1, 12, 2, 9))),
+    Case("lambda_layer", dict(C=8, k=4, h=2, r=0, size_h=5, size_w=6),
+         ((2, 8, 5, 6), (3, 8, 4, 3))),
+    Case("lambda_layer", dict(C=6, d=9, k=2, h=3, r=0, size_h=3, size_w=2),
+         ((2, 6, 5, 6), (3, 6, 3, 2))),
+    # crossformer (CrossFormer block: SDA / LDA with the dynamic position bias), [B, H, W, C]
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=2), ((2, 4, 6, 32), (3, 6, 4, 32))),
+    Case("crossformer", dict(dim=32, num_heads=4, group_size=2, lsda_flag=1),
+         ((2, 4, 6, 32), (3, 6, 8, 32))),
+    Case("crossformer", dict(dim=48, num_heads=3, group_size=3, lsda_flag=1, qkv_bias=False,
+                             qk_scale=0.3, mlp_ratio=2.5), ((2, 6, 9, 48), (1, 9, 6, 48))),
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=2, lsda_flag=1, drop=0.2,
+                             attn_drop=0.3), ((2, 4, 6, 32), (3, 6, 4, 32))),
+    Case("crossformer", dict(dim=64, num_heads=2), ((2, 14, 21, 64), (1, 21, 14, 64))),
+    Case("crossformer", dict(dim=64, num_heads=2, lsda_flag=1), ((2, 14, 21, 64), (1, 21, 14, 64))),
+    *[Case("crossformer", dict(dim=16, num_heads=2, group_size=2, lsda_flag=f),
+           ((2, 4, 6, 16), (3, 6, 4, 16)), definition="LSDA") for f in (0, 1)],
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

@@ -18,6 +18,7 @@ from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .coord import CoordAtt
 from .cot import CoT
+from .crossformer import LSDA, CrossFormerBlock
 from .danet import DANet
 from .deformable import Deformable
 from .eca import ECA
@@ -29,6 +30,7 @@ from .external import External, ExternalMultiHead
 from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .generalized import Generalized
+from .lambda_layer import LambdaLayer
 from .linear_attention import LinearAttention
 from .mhsa import MHSA
 from .mobilevit_attn import MobileViTAttn
@@ -106,15 +108,18 @@ REFERENCES = {
     "mobilevit_attn": MobileViTAttn,
     "vip": WeightedPermuteMLP,
     "s2": S2Attention,
+    "lambda_layer": LambdaLayer,
+    "crossformer": CrossFormerBlock,
+    "crossformer.LSDA": LSDA,
 }
 
 __all__ = [
     "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC", "CBAM", "CCNet",
-    "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CSRA", "DANet", "Deformable",
-    "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead",
-    "GatherExcite", "GCNet", "Generalized", "LinearAttention", "Luong", "MHA", "MHSA",
-    "MobileViTAttn", "MUSE", "NonLocal", "Polarized", "PSANet", "PyramidOC", "Row",
-    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
-    "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
-    "REFERENCES"
+    "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBlock", "CSRA",
+    "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
+    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LambdaLayer",
+    "LinearAttention", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
+    "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
+    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
+    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]

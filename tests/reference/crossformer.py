@@ -1,0 +1,183 @@
+"""CrossFormer block: long short distance attention (LSDA) with the dynamic position bias.
+
+Paper: Wang, Yao, Chen, Lin, Cai, He, Liu, "CrossFormer: A Versatile Vision Transformer
+Hinging on Cross-scale Attention", ICLR 2022, arXiv:2108.00154 (§3.2 LSDA, §3.3 DPB).
+Follows the authors' code, cheerss/CrossFormer, models/crossformer.py of the first version
+(commit f20000d; the `crossformer` branch): classes DynamicPosBias, Attention, Mlp and
+CrossFormerBlock. On a map x [B, H, W, dim] (their tokens [B, L = H·W, dim], row-major):
+
+    x = x + LSDA(LayerNorm(x))                      (norm1; drop_path is the identity)
+    x = x + Mlp(LayerNorm(x))                       (norm2; fc1, GELU, drop, fc2, drop)
+
+LSDA cuts the map into groups of G × G positions (G = group_size) and runs multi-head
+self-attention within each group. With h = row, w = column:
+- SDA (lsda_flag 0), adjacent positions: group (h // G, w // G), place in the group
+  (h % G, w % G); the code's reshape(B, H/G, G, W/G, G, C).permute(0, 1, 3, 2, 4, 5).
+- LDA (lsda_flag != 0), positions sampled with the interval I = H / G (rows) and W / G
+  (columns): group (h % (H/G), w % (W/G)), place in the group (h // (H/G), w // (W/G)); the
+  code's reshape(B, G, H/G, G, W/G, C).permute(0, 2, 4, 1, 3, 5).
+Within a group (their Attention): one Linear dim -> 3·dim (q | k | v, each head-major, heads
+of dim // num_heads features), logits (q · qk_scale) · k plus the dynamic position bias,
+softmax over the keys, attention dropout, heads concatenated, Linear dim -> dim (biased),
+dropout (`drop`). Then the groups are put back in place.
+
+Dynamic position bias (their DynamicPosBias(dim // 4, num_heads, residual=False), so the
+hidden width is pos_dim = (dim // 4) // 4 = dim // 16): on the (2G-1)² offsets (Δh, Δw),
+each from -(G-1) to G-1, row-major over (Δh, Δw), as 2 float features in that order,
+    Linear(2, pos_dim) -> [LayerNorm, ReLU, Linear(pos_dim, pos_dim)] x 2
+                       -> LayerNorm, ReLU, Linear(pos_dim, num_heads),
+one bias per head and offset; the pair (query i, key j) of a group reads the row of
+Δ = place(i) - place(j), the query's offset from the key, in group coordinates (for LDA
+a step of 1 is I positions of the map).
+
+Small maps, as the official block: when min(H, W) <= group_size it uses SDA with groups of
+min(H, W) × min(H, W) (the same DPB weights on the smaller offsets). The official
+classification block decides this once from its input_resolution (and its module keeps
+G = min(H, W) afterwards); here it is decided per call from the input's H and W, so the
+module takes no input_resolution. H and W must then be multiples of the group size: the
+official v1 block has no padding (its reshape fails), and this raises a ValueError naming
+the axis. (The authors' detection/segmentation backbone, models/crossformer_backbone.py,
+instead takes a fixed LDA interval I (default 8, groups of ceil(H/I) × ceil(W/I)), pads
+the normalised map with zeros at the bottom and right to a multiple of G (SDA) or I (LDA),
+adds -1e6 to the logits of the padded keys and crops the padded queries' outputs; that
+variant is not reproduced.)
+
+Deviations:
+- Input laid out [B, H, W, dim] instead of forward(x [B, L, dim]) with input_resolution.
+- drop_path (stochastic depth; 0 by default in the block) is not a parameter: identity.
+- qk_scale=None means head_dim ** -0.5, as `qk_scale or head_dim ** -0.5` (a qk_scale of 0
+  is used as given here, where the official code would replace it by the default).
+- The DPB offsets are computed in forward in the input's dtype; the official code keeps
+  them (and the pair index) as buffers, float32 and int64. Nothing but learned weights is
+  registered here, so state_dict holds only the parameters.
+- Parameters are registered in the order the spec creates them, not the official
+  attribute order: norm1, attn.qkv, attn.pos (pos_proj, pos1, pos2, pos3), attn.proj,
+  then norm2, mlp.fc1, mlp.fc2 (the official: norm1, attn.pos, attn.qkv, attn.proj, ...).
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class _DynamicPosBias(nn.Module):
+    """MLP from a relative offset (Δh, Δw) to one bias per head: [N, 2] -> [N, num_heads]."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        pos_dim = dim // 4  # `dim` here is the block's dim // 4, as in the official call
+        self.pos_proj = nn.Linear(2, pos_dim)
+        self.pos1 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
+        self.pos2 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
+        self.pos3 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(),
+                                  nn.Linear(pos_dim, num_heads))
+
+    def forward(self, offsets: torch.Tensor) -> torch.Tensor:
+        return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets))))
+
+
+class _Attention(nn.Module):
+    """Multi-head self-attention within groups: [B_, G·G, dim] -> [B_, G·G, dim]."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, qk_scale: float | None,
+                 attn_drop: float, proj_drop: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5 if qk_scale is None else qk_scale
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.pos = _DynamicPosBias(dim // 4, num_heads)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def position_bias(self, G: int, like: torch.Tensor) -> torch.Tensor:
+        """[num_heads, G·G, G·G]: entry [m, i, j] is head m's DPB at place(i) - place(j)."""
+        r = torch.arange(1 - G, G, device=like.device, dtype=like.dtype)
+        table = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
+        pos = self.pos(table)  # [(2G-1)², num_heads], rows row-major over (Δh, Δw)
+        c = torch.arange(G, device=like.device)
+        ph, pw = c.repeat_interleave(G), c.repeat(G)  # place of each group member (row-major)
+        dh = ph[:, None] - ph[None, :] + G - 1  # query minus key, shifted to 0 … 2G-2
+        dw = pw[:, None] - pw[None, :] + G - 1
+        return pos[dh * (2 * G - 1) + dw].permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, G: int) -> torch.Tensor:
+        B_, N, C = x.shape
+        M = self.num_heads
+        q, k, v = self.qkv(x).reshape(B_, N, 3, M, C // M).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # [B_, M, N, N]
+        attn = attn + self.position_bias(G, x)
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        y = (attn @ v).transpose(1, 2).reshape(B_, N, C)
+        return self.proj_drop(self.proj(y))
+
+
+class LSDA(nn.Module):
+    """The block's attention sub-layer with its residual: x [B, H, W, dim] -> the same.
+
+    x + ungroup(Attention(group(LayerNorm(x)))).
+    """
+
+    def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
+                 lsda_flag: int = 0, qkv_bias: bool = True, qk_scale: float | None = None,
+                 drop: float = 0.0, attn_drop: float = 0.0):
+        super().__init__()
+        num_heads = dim // 32 if num_heads is None else num_heads  # the paper's models' 32
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"{type(self).__name__}: dim {dim} is not a multiple of "
+                             f"num_heads {num_heads}")
+        if dim // 16 < 1:
+            raise ValueError(f"{type(self).__name__}: dim {dim} < 16 leaves the position "
+                             f"bias no hidden features (dim // 16)")
+        self.group_size, self.lsda_flag = group_size, lsda_flag
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+
+    def lsda(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        G, lda = self.group_size, self.lsda_flag != 0
+        if min(H, W) <= G:  # the official block's small-map rule: SDA over the whole side
+            G, lda = min(H, W), False
+        for axis, n in (("H", H), ("W", W)):
+            if n % G:
+                raise ValueError(f"{type(self).__name__}: axis {axis} of size {n} is not a "
+                                 f"multiple of the group size {G}")
+        if lda:  # h = (H/G)·gh + ih: group (ih, iw), place (gh, gw)
+            t = x.reshape(B, G, H // G, G, W // G, C).permute(0, 2, 4, 1, 3, 5)
+        else:  # h = G·ih + gh
+            t = x.reshape(B, H // G, G, W // G, G, C).permute(0, 1, 3, 2, 4, 5)
+        t = self.attn(t.reshape(B * H * W // G ** 2, G * G, C), G)
+        t = t.reshape(B, H // G, W // G, G, G, C)
+        if lda:
+            return t.permute(0, 3, 1, 4, 2, 5).reshape(B, H, W, C)
+        return t.permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.lsda(self.norm1(x))
+
+
+class _Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class CrossFormerBlock(LSDA):
+    """x [B, H, W, dim] -> the same: the LSDA sub-layer, then the MLP, each with a residual."""
+
+    def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
+                 lsda_flag: int = 0, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0):
+        super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
+                         attn_drop)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.lsda(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
