@@ -6,6 +6,8 @@ trace through it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -371,3 +373,40 @@ def pair_bias(table: torch.Tensor, q_sizes, k_sizes, longest: int,
     if within is not None:
         inside = inside & ((q - k).abs() <= within)
     return _looked_up(table, torch.where(inside, q * longest + k, 0), inside)
+
+
+def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
+            padding: int) -> torch.Tensor:
+    """The kernel^n windows of x along `dims` (zero padding), every stride-th: a new axis
+    of the window's positions (row-major, F.unfold's order) before dims[0], the dims
+    becoming the windows' grid."""
+    if padding:  # F.pad lists the last axis first
+        pad = [padding if d in dims else 0 for d in range(x.dim() - 1, min(dims) - 1, -1)
+               for _ in (0, 1)]
+        x = F.pad(x, pad)
+    for d in dims:
+        x = x.unfold(d, kernel, stride)  # a view: the window's axis at the end
+    n, first = len(dims), min(dims)
+    x = x.movedim(tuple(range(x.dim() - n, x.dim())), tuple(range(first, first + n)))
+    return x.flatten(first, first + n - 1)
+
+
+def fold(x: torch.Tensor, window: int, dims: tuple[int, ...], sizes, kernel: int,
+         stride: int, padding: int) -> torch.Tensor:
+    """Undoes `patches` by summing (F.fold): x's window axis (kernel^n positions) and grid
+    `dims` → a map of `sizes` on those dims, each window's values added at their
+    positions; the window axis is gone, the other axes keep their order."""
+    n = len(dims)
+    rest = [d for d in range(x.dim()) if d != window and d not in dims]
+    y = x.permute(*rest, window, *dims)
+    lead = y.shape[:len(rest)]
+    y = y.reshape(lead[0], -1, math.prod(y.shape[-n:]))  # [B, C·K, L], F.fold's layout
+    if n == 1:  # a column of width 1 for F.fold's two axes
+        out = F.fold(y, (sizes[0], 1), (kernel, 1), padding=(padding, 0), stride=(stride, 1))
+        out = out.squeeze(-1)
+    else:
+        out = F.fold(y, tuple(sizes), kernel, padding=padding, stride=stride)
+    out = out.reshape(*lead, *sizes)
+    current = rest + list(dims)  # the input's dims in the result's order
+    target = [d for d in range(x.dim()) if d != window]
+    return out.permute(*(current.index(d) for d in target))

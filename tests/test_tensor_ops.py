@@ -172,3 +172,61 @@ attention A(C: int) {{
     else:
         expected[:, :, :by] = x[:, :, -by:]
     torch.testing.assert_close(module(x), expected)
+
+
+WINDOWS = """
+attention Windows(C: int, k: int = 3, s: int = 1, p: int = 1) {
+    input  x: [B, H, W, C]
+    let    u = patches(x, H W, kernel = k, stride = s, padding = p, as = K)
+    output fold(u * u, x, K, H W, kernel = k, stride = s, padding = p)
+}
+attention Line(C: int, k: int = 3, s: int = 1, p: int = 1) {
+    input  x: [B, C, N]
+    let    u = patches(x, N, kernel = k, stride = s, padding = p, as = K)
+    output fold(u * u, x, K, N, kernel = k, stride = s, padding = p)
+}
+"""
+
+
+@pytest.mark.parametrize("k, s, p, h, w", [(3, 1, 1, 5, 6), (3, 2, 1, 7, 6), (2, 2, 0, 4, 6),
+                                           (3, 2, 0, 7, 7), (1, 1, 0, 3, 2)])
+def test_patches_and_fold_are_unfold_and_fold_on_named_axes(k, s, p, h, w):
+    torch.manual_seed(0)
+    x = torch.randn(2, h, w, 4, dtype=torch.float64, requires_grad=True)
+    windows = torch.nn.functional.unfold(x.permute(0, 3, 1, 2), k, padding=p, stride=s)
+    gh, gw = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    expected = windows.view(2, 4, k * k, gh, gw).permute(0, 2, 3, 4, 1)  # [B, K, h, w, C]
+    u = attnspec.compile_text(WINDOWS.replace("output fold(u * u, x, K, H W, kernel = k, "
+                                              "stride = s, padding = p)", "output u"),
+                              "Windows", C=4, k=k, s=s, p=p)
+    torch.testing.assert_close(u(x), expected, rtol=0, atol=0)
+    summed = torch.nn.functional.fold((windows * windows), (h, w), k, padding=p, stride=s)
+    m = attnspec.compile_text(WINDOWS, "Windows", C=4, k=k, s=s, p=p)
+    torch.testing.assert_close(m(x), summed.permute(0, 2, 3, 1), rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(m, (x[:1, :3, :4].detach().requires_grad_(),))
+    line = attnspec.compile_text(WINDOWS, "Line", C=4, k=k, s=s, p=p)
+    xs = x[:, 0].transpose(1, 2)  # [B, C, N]
+    cols = torch.nn.functional.unfold(xs[..., None], (k, 1), padding=(p, 0), stride=(s, 1))
+    ones = torch.nn.functional.fold(cols * cols, (w, 1), (k, 1), padding=(p, 0),
+                                    stride=(s, 1))[..., 0]
+    torch.testing.assert_close(line(xs), ones, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("text, code", [
+    ("patches(x, H W C, kernel = 3, as = K)", "shape"),  # one or two axes
+    ("patches(x, H Z, kernel = 3, as = K)", "axis-mismatch"),
+    ("patches(x, H W, kernel = 3, as = C)", "axis-mismatch"),
+    ("patches(x, H W, kernel = 0, as = K)", "shape"),
+    ("fold(patches(x, H W, kernel = 3, as = K), x, K, H W, kernel = 2)", "shape"),
+    ("fold(x, x, C, H W, kernel = 3)", "shape"),  # C = 4 is not a 3 × 3 window
+    ("fold(x, x, K, H W, kernel = 3)", "axis-mismatch"),
+])
+def test_window_operators_check_their_axes(text, code):
+    spec = f"""
+attention A(C: int) {{
+    input  x: [B, H, W, C]
+    output {text}
+}}"""
+    with pytest.raises(SpecError) as info:
+        attnspec.compile_text(spec, C=4)
+    assert info.value.diagnostics[0].code == code

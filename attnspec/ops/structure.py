@@ -392,3 +392,85 @@ def _shift(types, cfg):
     if cfg["edge"] not in ("keep", "zero"):
         raise OpError(f"shift's edge is keep or zero, not {cfg['edge']}", arg="edge")
     return t
+
+
+def _grid_dims(t: TensorType, axes, what: str) -> tuple[int, ...]:
+    """The positions of the grid axes a window operator runs over: 1 or 2 of them, after
+    the batch."""
+    if not 1 <= len(axes) <= 2:
+        raise OpError(f"{what} runs over one or two axes, not {' '.join(axes) or 'none'}",
+                      arg="axes")
+    return tuple(_named_axis(t, a, what, "axes") for a in axes)
+
+
+def _window_config(cfg, what: str) -> tuple[int, int, int]:
+    k, s, p = cfg["kernel"], cfg["stride"], cfg["padding"]
+    if k < 1 or s < 1 or p < 0:
+        raise OpError(f"{what} needs a positive kernel and stride and a padding of 0 or more, "
+                      f"not kernel {k}, stride {s}, padding {p}", arg="kernel")
+    return k, s, p
+
+
+def _window_grid(size: int | None, k: int, s: int, p: int) -> int | None:
+    return None if size is None else (size + 2 * p - k) // s + 1
+
+
+@op(name="patches", params=(Param("axes", "axes"), Param("kernel", "int"),
+                            Param("stride", "int", 1), Param("padding", "int", 0),
+                            Param("as", "word")),
+    doc="the k × k windows around every stride-th position (F.unfold, zero padding): a new "
+        "axis of the k^n kernel positions, row-major, before the first grid axis; the grid "
+        "axes become the windows' grid",
+    emit=lambda em, n, args: em.call(
+        _runtime().patches, args[0], tuple(em.type(n.inputs[0]).index(a)
+                                           for a in n.attrs["axes"]),
+        n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]),
+    sizes=lambda ins, t, a: {**ins[0], a["as"]: a["kernel"] ** len(a["axes"]),
+                             **{x: _window_grid(ins[0].get(x, 1), a["kernel"], a["stride"],
+                                                a["padding"]) for x in a["axes"]}})
+def _patches(types, cfg):
+    t = types[0]
+    dims = _grid_dims(t, tuple(cfg["axes"]), "patches")
+    k, s, p = _window_config(cfg, "patches")
+    if cfg["as"] in t.names:
+        raise OpError(f"the new axis `{cfg['as']}` is already an axis of {t}", arg="as",
+                      code="axis-mismatch")
+    grid = {t.names[d]: replace(t.axes[d], size=_window_grid(t.axes[d].size, k, s, p),
+                                step=t.axes[d].step * s) for d in dims}
+    axes = tuple(grid.get(a.name, a) for a in t.axes)
+    first = min(dims)
+    return TensorType(axes[:first] + (Axis(cfg["as"], k ** len(dims)),) + axes[first:],
+                      t.dtype)
+
+
+@op(name="fold", inputs=2, params=(Param("axis", "word"), Param("axes", "axes"),
+                                   Param("kernel", "int"), Param("stride", "int", 1),
+                                   Param("padding", "int", 0)),
+    doc="undoes patches by summing: fold(t, x, K, H W, kernel = k, ...) adds each window's "
+        "k^n values (the axis K) at their positions in a map of x's H W sizes (F.fold)",
+    emit=lambda em, n, args: em.call(
+        _runtime().fold, args[0], em.type(n.inputs[0]).index(n.attrs["axis"]),
+        tuple(em.type(n.inputs[0]).index(a) for a in n.attrs["axes"]),
+        em.sizes(n.inputs[1], n.attrs["axes"]), n.attrs["kernel"], n.attrs["stride"],
+        n.attrs["padding"]),
+    sizes=lambda ins, t, a: {**{x: s for x, s in ins[0].items() if x != a["axis"]},
+                             **{x: ins[1].get(x, 1) for x in a["axes"]}})
+def _fold(types, cfg):
+    if len(types) != 2:
+        raise OpError(f"fold takes two tensors, the windows and the map whose sizes it "
+                      f"takes, not {len(types)}", code="wrong-arity",
+                      hint="fold(t, x, K, H W, kernel = k) sums t's windows into x's grid")
+    t, like = types
+    axes = tuple(cfg["axes"])
+    _grid_dims(t, axes, "fold")
+    _grid_dims(like, axes, "fold")
+    k, s, p = _window_config(cfg, "fold")
+    window = t.axis(cfg["axis"]) if cfg["axis"] in t.names[1:] else None
+    if window is None or cfg["axis"] in axes:
+        raise OpError(f"fold sums the window axis `{cfg['axis']}`, which {t} must have "
+                      f"besides {' '.join(axes)}", arg="axis", code="axis-mismatch")
+    if window.size not in (None, k ** len(axes)):
+        raise OpError(f"{cfg['axis']} = {window.size} is not a {k}^{len(axes)} window",
+                      arg="axis", code="shape")
+    return TensorType(tuple(like.axis(a.name) if a.name in axes else a for a in t.axes
+                            if a.name != cfg["axis"]), t.dtype)
