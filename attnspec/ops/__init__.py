@@ -141,6 +141,15 @@ ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": oper
               "**": operator.pow}
 
 
+def two_tensors(types, name: str, what: str, hint: str) -> tuple[TensorType, TensorType]:
+    """The two tensors an operator like upsample(t, x) takes: t, then the one whose sizes
+    it reads."""
+    if len(types) != 2:
+        raise OpError(f"{name} takes two tensors, {what}, not {len(types)}",
+                      code="wrong-arity", hint=hint)
+    return types[0], types[1]
+
+
 def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
     """Named broadcasting: the operand with fewer axes is lined up under the other's axes
     by name; an axis of size 1 the other lacks is dropped. Returns the result type and,

@@ -18,6 +18,7 @@ from . import (
     apply_plan,
     broadcast,
     op,
+    two_tensors,
 )
 
 
@@ -456,11 +457,8 @@ def _patches(types, cfg):
     sizes=lambda ins, t, a: {**{x: s for x, s in ins[0].items() if x != a["axis"]},
                              **{x: ins[1].get(x, 1) for x in a["axes"]}})
 def _fold(types, cfg):
-    if len(types) != 2:
-        raise OpError(f"fold takes two tensors, the windows and the map whose sizes it "
-                      f"takes, not {len(types)}", code="wrong-arity",
-                      hint="fold(t, x, K, H W, kernel = k) sums t's windows into x's grid")
-    t, like = types
+    t, like = two_tensors(types, "fold", "the windows and the map whose sizes it takes",
+                          "fold(t, x, K, H W, kernel = k) sums t's windows into x's grid")
     axes = tuple(cfg["axes"])
     _grid_dims(t, axes, "fold")
     _grid_dims(like, axes, "fold")

@@ -14,6 +14,7 @@ from . import (
     Param,
     _torch,
     op,
+    two_tensors,
 )
 
 
@@ -88,11 +89,8 @@ def _emit_upsample(em, n, args):
     emit=_emit_upsample,
     sizes=lambda ins, t, attrs: {**ins[0], **{a: ins[1][a] for a in t.names[2:]}})
 def _upsample(types, cfg):
-    if len(types) != 2:
-        raise OpError(f"upsample takes two tensors, the one to resize and the one whose sizes "
-                      f"it takes, not {len(types)}", code="wrong-arity",
-                      hint="upsample(t, x) resizes t to the sizes of x")
-    t, like = types
+    t, like = two_tensors(types, "upsample", "the one to resize and the one whose sizes it "
+                          "takes", "upsample(t, x) resizes t to the sizes of x")
     if len(t.axes) not in (3, 4, 5):
         raise OpError(f"upsample resizes the 1 to 3 axes after the channels; the tensor is {t}")
     if t.names[0] != like.names[0] or t.names[2:] != like.names[2:]:
