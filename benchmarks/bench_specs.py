@@ -136,6 +136,9 @@ CASES = [
     Case("mobilevit_attn", dict(in_channels=128, transformer_dim=144, ffn_dim=288,
                                 head_dim=36), (16, 128, 32, 32), (2, 32, 8, 8)),
     Case("vip", dict(dim=256, segment_dim=16), (16, 16, 16, 256), (2, 8, 8, 64)),
+    Case("crossformer", dict(dim=256), (8, 28, 28, 256), (2, 8, 8, 64)),
+    Case("crossformer", dict(dim=256, lsda_flag=1), (8, 28, 28, 256), (2, 8, 8, 64), "lda"),
+    Case("lambda_layer", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
     # s2 is not timed yet: its split attention sums (not averages) over the positions, so
     # float32 gradients of ~3e3 differ by ~1e-1 between the two modules at 16x14x14x256
     # (relative 2e-5, over the script's tolerance; float64 agrees to 1e-13 relative)
@@ -165,7 +168,10 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "emsa": dict(C=64, M=8, sr_ratio=2), "axial": dict(D=64, M=8),
                 "mobilevit_attn": dict(in_channels=32, transformer_dim=64, ffn_dim=128,
                                        head_dim=16),
-                "vip": dict(dim=64, segment_dim=8)}
+                "vip": dict(dim=64, segment_dim=8),
+                "crossformer": dict(dim=64, group_size=4),
+                "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
+                "lambda_layer": dict(C=64, r=5)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared
