@@ -410,3 +410,14 @@ def fold(x: torch.Tensor, window: int, dims: tuple[int, ...], sizes, kernel: int
     current = rest + list(dims)  # the input's dims in the result's order
     target = [d for d in range(x.dim()) if d != window]
     return out.permute(*(current.index(d) for d in target))
+
+
+def rfft(x: torch.Tensor, dims: tuple[int, ...], frequencies: int, axis: str) -> torch.Tensor:
+    """The orthonormal real FFT over `dims`, when the spec fixes the number of frequencies
+    of the last: an error naming that axis when its size gives another number."""
+    n = x.shape[dims[-1]]
+    if n // 2 + 1 != frequencies:
+        raise InputShapeError(f"axis {axis} (dim {dims[-1]}) has size {n}, which gives "
+                              f"{n // 2 + 1} frequencies, expected {frequencies}: its size "
+                              f"must be {2 * frequencies - 2} or {2 * frequencies - 1}")
+    return torch.fft.rfftn(x, dim=dims, norm="ortho")

@@ -47,9 +47,17 @@ def sample(ir, batch: int, free: int, seed: int = 0) -> torch.Tensor:
     sizes, k = [batch], 0
     for a in axes[1:]:
         step = _split_by(ir).get(a.name, 1)
-        sizes.append(a.size if a.size is not None else -(-(free + k) // step) * step)
+        size = a.size or _spectrum_of(ir).get(a.name) or -(-(free + k) // step) * step
+        sizes.append(size)
         k += a.size is None
     return torch.randn(*sizes, generator=g)
+
+
+def _spectrum_of(ir) -> dict[str, int]:
+    """Axis → the size whose rfft gives the fixed number of frequencies a filter has
+    (GFNet's), 2·(F − 1)."""
+    return {n.attrs["axes"][-1]: 2 * (n.attrs["as"][0][1] - 1) for n in ir.nodes()
+            if n.op == "rfft" and n.attrs["as"][0][1] is not None}
 
 
 def _split_by(ir) -> dict[str, int]:

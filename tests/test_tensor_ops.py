@@ -230,3 +230,66 @@ attention A(C: int) {{
     with pytest.raises(SpecError) as info:
         attnspec.compile_text(spec, C=4)
     assert info.value.diagnostics[0].code == code
+
+
+SPECTRUM = """
+attention Filter(C: int, h: int = 6, w: int = 4) {
+    let    H = h
+    let    F = w
+    let    two = 2
+    input  x: [B, H, W, C]
+    let    weight = complex(learned(H F C two, init = normal, std = 0.02), two)
+    output irfft(rfft(x, H W, as = F) * weight, x, H F, as = W)
+}
+"""
+
+
+@pytest.mark.parametrize("width", [6, 7])  # an even and an odd W: irfft takes x's size
+def test_a_learned_filter_on_the_spectrum_is_rfft2_times_weight_then_irfft2(width):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(SPECTRUM, C=3, w=width // 2 + 1).double()
+    (weight,) = m.parameters()  # [H, F, C, 2]
+    x = torch.randn(2, 6, width, 3, dtype=torch.float64, requires_grad=True)
+    spectrum = torch.fft.rfft2(x, dim=(1, 2), norm="ortho") * torch.view_as_complex(weight)
+    expected = torch.fft.irfft2(spectrum, s=(6, width), dim=(1, 2), norm="ortho")
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(m, (x[:1],))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("relu(rfft(x, H W, as = F))", "wrong-type"),       # complex values take + - * only
+    ("rfft(x, H W, as = F) / 2", "wrong-type"),
+    ("irfft(x, x, H W, as = W)", "wrong-type"),          # not a spectrum
+    ("rfft(x, H Z, as = F)", "axis-mismatch"),
+    ("complex(x, C)", "axis-mismatch"),                  # C is not an axis of size 2
+])
+def test_complex_values_are_checked(text, code):
+    spec = f"""
+attention A(C: int) {{
+    input  x: [B, H, W, C]
+    output {text}
+}}"""
+    with pytest.raises(SpecError) as info:
+        attnspec.compile_text(spec, C=4)
+    assert info.value.diagnostics[0].code == code
+
+
+@pytest.mark.parametrize("n, k, stride", [(7, 2, 2), (5, 3, 2), (9, 2, 3), (6, 2, 2)])
+def test_pooling_in_ceil_mode_keeps_a_window_cut_by_the_border(n, k, stride):
+    spec = """
+attention A(C: int, k: int, s: int) {
+    input  x: [B, C, H, W]
+    output avgpool(x, k, stride = s, ceil = true) + maxpool(x, k, stride = s, ceil = true)
+}"""
+    m = attnspec.compile_text(spec, C=2, k=k, s=stride)
+    x = torch.randn(2, 2, n, n + 1)
+    F = torch.nn.functional
+    expected = F.avg_pool2d(x, k, stride, ceil_mode=True) + \
+        F.max_pool2d(x, k, stride, ceil_mode=True)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=0)
+
+
+def test_a_width_giving_other_frequencies_than_the_filter_s_names_the_axis():
+    m = attnspec.compile_text(SPECTRUM, C=3, w=4)  # W must be 6 or 7
+    with pytest.raises(runtime.InputShapeError, match="axis W .* size 9"):
+        m(torch.randn(1, 6, 9, 3))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
-from ..ops import OPS, REQUIRED, SCALAR_FUNCTIONS, OpError
+from ..ops import COMPLEX_OPS, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError
 from ..ops.tensors import POINTWISE
 from ..source import Span
 from ..spec import BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
@@ -291,6 +291,10 @@ class Calls:
             return POISON  # the split axis is a parameter's size, not known yet
         types = [x.type for x in xs]
         exprs = layer.arg_exprs
+        if any(t.dtype == "complex" for t in types) and op.name not in COMPLEX_OPS:
+            return self.error("wrong-type", f"`{op.name}` takes real tensors, not the complex "
+                              f"{next(t for t in types if t.dtype == 'complex')}", layer.span,
+                              "a spectrum goes back to real values with irfft(...)")
         try:
             out = op.infer(types, layer.config)
             attrs = dict(layer.config)

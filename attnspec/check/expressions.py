@@ -222,6 +222,11 @@ class Expressions:
             out, inputs = tensors[0].type, (tensors[0].node,)
             attrs = {"scalar": right if isinstance(left, Tensor) else left,
                      "scalar_first": not isinstance(left, Tensor)}
+        if any(t.type.dtype == "complex" for t in tensors):  # a spectrum times a filter
+            if op not in ("+", "-", "*"):
+                return self.error("wrong-type", f"`{op}` of a complex tensor: only +, - and * "
+                                  "take them", span)
+            out = replace(out, dtype="complex")
         node = self.add("arith", inputs, out, span, base=base or _ARITH_NAMES[op], op=op,
                         role=role, **attrs)
         return Tensor(node, out)

@@ -141,6 +141,10 @@ ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": oper
               "**": operator.pow}
 
 
+# the operators that take complex tensors (the rest of a spectrum's way is + - *)
+COMPLEX_OPS = ("irfft",)
+
+
 def two_tensors(types, name: str, what: str, hint: str) -> tuple[TensorType, TensorType]:
     """The two tensors an operator like upsample(t, x) takes: t, then the one whose sizes
     it reads."""

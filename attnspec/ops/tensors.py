@@ -5,17 +5,25 @@ from __future__ import annotations
 import operator
 from dataclasses import replace
 
-from ..ir import TensorType
+from ..ir import Axis, TensorType
 from . import (
     _F,
     OPS,
     Op,
     OpError,
     Param,
+    _runtime,
     _torch,
     op,
     two_tensors,
 )
+
+
+def _pooled(n: int, k: int, stride: int, pad: int, ceil: bool) -> int:
+    """torch's pooled size; with ceil_mode a last window may hang over the end, but none
+    starts in the padding."""
+    out = (n + 2 * pad - k + (stride - 1 if ceil else 0)) // stride + 1
+    return out - 1 if ceil and (out - 1) * stride >= n + pad else out
 
 
 def _window_pool(name, fn, doc):
@@ -45,20 +53,21 @@ def _window_pool(name, fn, doc):
         if k == 1 and not pad:  # a window of one: every stride-th element, a view
             return em.call(operator.getitem, args[0],
                            (slice(None), slice(None)) + (slice(None, None, stride),) * dims)
-        padded = (pad,) if pad else ()
         # an average leaves the padding out of each window's mean
         mean_of_inside = {"count_include_pad": False} if pad and fn == "avg_pool" else {}
-        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, *padded,
-                       **mean_of_inside)
+        ceil = {"ceil_mode": True} if n.attrs.get("ceil") else {}
+        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad,
+                       **mean_of_inside, **ceil)
 
     def sizes(ins, t, attrs):
         k, stride = attrs["kernel"], attrs.get("stride") or attrs["kernel"]
-        pad = attrs.get("padding", 0)
-        return {**ins[0], **{a: (ins[0][a] + 2 * pad - k) // stride + 1 for a in t.names[2:]}}
+        pad, ceil = attrs.get("padding", 0), bool(attrs.get("ceil"))
+        return {**ins[0], **{a: _pooled(ins[0][a], k, stride, pad, ceil)
+                             for a in t.names[2:]}}
 
     OPS[name] = Op(name=name, doc=doc, infer=infer, emit=emit, kind="tensor", sizes=sizes,
                    params=(Param("kernel", "int"), Param("stride", "int", None),
-                           Param("padding", "int", 0)))
+                           Param("padding", "int", 0), Param("ceil", "bool", False)))
 
 
 _window_pool("maxpool", "max_pool", "max pooling over windows of the axes after the "
@@ -241,3 +250,100 @@ def _emit_index(em, n, args):
 # `index(K)` (no `infer`: the checker's call_index types it): 0 … K − 1 on a new axis
 OPS["index"] = Op(name="index", doc="the numbers 0 … K − 1 along a new axis K",
                   emit=_emit_index, kind="core")
+
+
+# ---------------------------------------------------------------------------- spectra
+
+
+def _spectral_dims(t: TensorType, axes, what: str) -> tuple[int, ...]:
+    for a in axes:
+        if a not in t.names[1:]:
+            raise OpError(f"{what} over `{a}`: {t} has no such axis (after the batch)",
+                          arg="axes", code="axis-mismatch")
+    return tuple(t.index(a) for a in axes)
+
+
+def _emit_rfft(em, n, args):
+    t = em.type(n.inputs[0])
+    dims = _spectral_dims(t, n.attrs["axes"], "rfft")
+    (name, size), = n.attrs["as"]
+    last = n.attrs["axes"][-1]
+    if size is not None and t.axis(last).size is None:  # a filter of fixed frequencies
+        return em.call(_runtime().rfft, args[0], dims, size, last)
+    return em.call(_torch().fft.rfftn, args[0], dim=dims, norm="ortho")
+
+
+@op(name="rfft", params=(Param("axes", "axes"), Param("as", "sized_axes")),
+    doc="the real FFT over the named axes, orthonormal (torch.fft.rfftn): a complex "
+        "spectrum, the last axis becoming `as`, of size n // 2 + 1",
+    emit=_emit_rfft,
+    sizes=lambda ins, t, a: {**ins[0],
+                             a["as"][0][0]: ins[0].get(a["axes"][-1], 1) // 2 + 1})
+def _rfft(types, cfg):
+    t, axes = types[0], tuple(cfg["axes"])
+    _spectral_dims(t, axes, "rfft")
+    if t.dtype != "float":
+        raise OpError(f"rfft takes a real tensor, not {t.dtype} {t}", code="wrong-type")
+    if len(cfg["as"]) != 1:
+        raise OpError("rfft names one new axis: as = F", arg="as")
+    (name, size), = cfg["as"]
+    if name in t.names:
+        raise OpError(f"the new axis `{name}` is already an axis of {t}", arg="as",
+                      code="axis-mismatch")
+    last = t.axis(axes[-1])
+    if None not in (last.size, size) and last.size // 2 + 1 != size:
+        raise OpError(f"{last.name} = {last.size} has {last.size // 2 + 1} frequencies, not "
+                      f"{name} = {size}", arg="as")
+    half = Axis(name, size if size is not None else
+                None if last.size is None else last.size // 2 + 1)
+    return replace(t.replace_axis(last.name, half), dtype="complex")
+
+
+def _emit_irfft(em, n, args):
+    dims = _spectral_dims(em.type(n.inputs[0]), n.attrs["axes"], "irfft")
+    real = (*n.attrs["axes"][:-1], n.attrs["as"])  # the axes of x the result takes
+    return em.call(_torch().fft.irfftn, args[0], s=em.sizes(n.inputs[1], real), dim=dims,
+                   norm="ortho")
+
+
+@op(name="irfft", inputs=2, params=(Param("axes", "axes"), Param("as", "word")),
+    doc="undoes rfft: irfft(t, x, H F, as = W) is the real inverse FFT over t's axes H F "
+        "(orthonormal, torch.fft.irfftn), of x's H and W sizes; F becomes W",
+    emit=_emit_irfft,
+    sizes=lambda ins, t, a: {**{k: v for k, v in ins[0].items() if k != a["axes"][-1]},
+                             **{x: ins[1].get(x, 1) for x in (*a["axes"][:-1], a["as"])}})
+def _irfft(types, cfg):
+    t, like = two_tensors(types, "irfft", "the spectrum and the map whose sizes it takes",
+                          "irfft(t, x, H F, as = W) brings rfft(x, H W, as = F) back")
+    axes = tuple(cfg["axes"])
+    _spectral_dims(t, axes, "irfft")
+    if t.dtype != "complex":
+        raise OpError(f"irfft takes a complex spectrum (rfft's), not {t}", code="wrong-type")
+    real = (*axes[:-1], cfg["as"])
+    _spectral_dims(like, real, "irfft's sizes")
+    out = t.replace_axis(axes[-1], like.axis(cfg["as"]))
+    return replace(out, axes=tuple(like.axis(a.name) if a.name in real else a
+                                   for a in out.axes), dtype="float")
+
+
+def _emit_complex(em, n, args):
+    t = em.type(n.inputs[0])
+    x = args[0]
+    if t.names[-1] != n.attrs["axis"]:  # view_as_complex reads pairs from the last axis
+        x = em.method(em.method(x, "movedim", t.index(n.attrs["axis"]), -1), "contiguous")
+    return em.call(_torch().view_as_complex, x)
+
+
+@op(name="complex", params=(Param("axis", "word"),),
+    doc="a real tensor whose named axis of size 2 holds (real, imaginary) parts, as "
+        "complex numbers (torch.view_as_complex), the axis removed: a learned filter",
+    emit=_emit_complex)
+def _complex(types, cfg):
+    t = types[0]
+    if cfg["axis"] not in t.names[1:] or t.axis(cfg["axis"]).size != 2:
+        raise OpError(f"complex reads (real, imaginary) pairs from an axis of size 2 after "
+                      f"the batch; {t} has no axis `{cfg['axis']}` of size 2", arg="axis",
+                      code="axis-mismatch")
+    if t.dtype != "float":
+        raise OpError(f"complex takes a real tensor, not {t}", code="wrong-type")
+    return replace(t.without(cfg["axis"]), dtype="complex")
