@@ -212,6 +212,19 @@ def test_patches_and_fold_are_unfold_and_fold_on_named_axes(k, s, p, h, w):
     torch.testing.assert_close(line(xs), ones, rtol=0, atol=1e-12)
 
 
+def output_error(text: str) -> str:
+    """The code of the first error of an attention on x [B, H, W, C=4] whose output is
+    `text`."""
+    spec = f"""
+attention A(C: int) {{
+    input  x: [B, H, W, C]
+    output {text}
+}}"""
+    with pytest.raises(SpecError) as info:
+        attnspec.compile_text(spec, C=4)
+    return info.value.diagnostics[0].code
+
+
 @pytest.mark.parametrize("text, code", [
     ("patches(x, H W C, kernel = 3, as = K)", "shape"),  # one or two axes
     ("patches(x, H Z, kernel = 3, as = K)", "axis-mismatch"),
@@ -222,14 +235,7 @@ def test_patches_and_fold_are_unfold_and_fold_on_named_axes(k, s, p, h, w):
     ("fold(x, x, K, H W, kernel = 3)", "axis-mismatch"),
 ])
 def test_window_operators_check_their_axes(text, code):
-    spec = f"""
-attention A(C: int) {{
-    input  x: [B, H, W, C]
-    output {text}
-}}"""
-    with pytest.raises(SpecError) as info:
-        attnspec.compile_text(spec, C=4)
-    assert info.value.diagnostics[0].code == code
+    assert output_error(text) == code
 
 
 SPECTRUM = """
@@ -264,14 +270,7 @@ def test_a_learned_filter_on_the_spectrum_is_rfft2_times_weight_then_irfft2(widt
     ("complex(x, C)", "axis-mismatch"),                  # C is not an axis of size 2
 ])
 def test_complex_values_are_checked(text, code):
-    spec = f"""
-attention A(C: int) {{
-    input  x: [B, H, W, C]
-    output {text}
-}}"""
-    with pytest.raises(SpecError) as info:
-        attnspec.compile_text(spec, C=4)
-    assert info.value.diagnostics[0].code == code
+    assert output_error(text) == code
 
 
 @pytest.mark.parametrize("n, k, stride", [(7, 2, 2), (5, 3, 2), (9, 2, 3), (6, 2, 2)])
