@@ -272,9 +272,6 @@ been tried.
 
 # (mechanism, paper, what it needs)
 TIER2_NOT_YET = (
-    ("outlook", "VOLO, Yuan et al. 2021", "a folding aggregation: each window's k² outputs "
-     "are written back to the k² positions around its centre and summed (a query writes "
-     "to several outputs); its weights are E2 on offsets from the centre, which exists"),
     ("halo", "HaloNet, Vaswani et al. 2021", "the paper's own statement of three details "
      "(no official code; the paper's §2–4 could not be read here): whether out-of-image "
      "halo keys are masked (the authors' earlier tensor2tensor local_attention_2d) or "

@@ -226,6 +226,22 @@ CASES = [
     Case("crossformer", dict(dim=64, num_heads=2, lsda_flag=1), ((2, 14, 21, 64), (1, 21, 14, 64))),
     *[Case("crossformer", dict(dim=16, num_heads=2, group_size=2, lsda_flag=f),
            ((2, 4, 6, 16), (3, 6, 4, 16)), definition="LSDA") for f in (0, 1)],
+    # outlook (VOLO): one head; every option and both dropouts; stride 2 on even and odd maps
+    # (a pooled window cut by the border: ceil mode); a 5×5 window at stride 1 and 3; the
+    # Outlooker block at stride 1 and 2
+    Case("outlook", dict(dim=8, num_heads=1), ((2, 5, 6, 8), (3, 7, 7, 8))),
+    Case("outlook", dict(dim=12, num_heads=3, qkv_bias=True, qk_scale=0.3, attn_drop=0.2,
+                         proj_drop=0.1), ((2, 5, 6, 12), (3, 7, 4, 12))),
+    Case("outlook", dict(dim=16, num_heads=4, stride=2), ((2, 6, 8, 16), (3, 5, 7, 16))),
+    Case("outlook", dict(dim=8, num_heads=2, kernel_size=5, padding=2),
+         ((2, 5, 6, 8), (1, 3, 2, 8))),
+    Case("outlook", dict(dim=8, num_heads=2, kernel_size=5, padding=2, stride=3,
+                         attn_drop=0.3), ((2, 6, 9, 8), (1, 4, 5, 8))),
+    Case("outlook", dict(dim=8, kernel_size=3, padding=1), ((2, 5, 6, 8), (3, 7, 7, 8)),
+         definition="Outlooker"),
+    Case("outlook", dict(dim=12, kernel_size=3, padding=1, stride=2, num_heads=3,
+                         mlp_ratio=2.5, qkv_bias=True, attn_drop=0.2),
+         ((2, 6, 4, 12), (3, 7, 9, 12)), definition="Outlooker"),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

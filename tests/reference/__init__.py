@@ -37,6 +37,7 @@ from .mobilevit_attn import MobileViTAttn
 from .muse import MUSE
 from .nonlocal_block import NonLocal
 from .ocnet import ASPOC, BaseOC, PyramidOC
+from .outlook import OutlookAttention, Outlooker
 from .parnet import SSE
 from .polarized import Polarized
 from .psanet import PSANet
@@ -111,6 +112,8 @@ REFERENCES = {
     "lambda_layer": LambdaLayer,
     "crossformer": CrossFormerBlock,
     "crossformer.LSDA": LSDA,
+    "outlook": OutlookAttention,
+    "outlook.Outlooker": Outlooker,
 }
 
 __all__ = [
@@ -119,7 +122,8 @@ __all__ = [
     "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
     "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LambdaLayer",
     "LinearAttention", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
-    "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
-    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
-    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention",
+    "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
+    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "REFERENCES"
 ]
