@@ -279,8 +279,6 @@ TIER2_NOT_YET = (
      "per-axis tables added or halves concatenated (SASA), and where 1/√d applies. Then a "
      "blocked range, keys in the query's b × b block grown by h: queries' Ω_q from their "
      "block, not a window (a reference under the masked reading was written and kept out)"),
-    ("gfnet", "Global Filter Networks, Rao et al. 2021", "FFT operators on complex tensors "
-     "(rfft2, a learned complex filter, irfft2); not an attention in Zhu et al.'s sense"),
     ("acmix", "ACmix, Pan et al. 2022", "not tried; its convolution path (k² projections "
      "shifted by their kernel offsets and summed) is `shift` with `edge = zero`, its window "
      "self-attention exists; the position encoding it learns from coordinates (a 1×1 "

@@ -30,6 +30,7 @@ from .external import External, ExternalMultiHead
 from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .generalized import Generalized
+from .gfnet import GFNetBlock, GFNetBlockLayerScale, GlobalFilter
 from .lambda_layer import LambdaLayer
 from .linear_attention import LinearAttention
 from .mhsa import MHSA
@@ -114,16 +115,19 @@ REFERENCES = {
     "crossformer.LSDA": LSDA,
     "outlook": OutlookAttention,
     "outlook.Outlooker": Outlooker,
+    "gfnet": GlobalFilter,
+    "gfnet.GFNetBlock": GFNetBlock,
+    "gfnet.GFNetBlockLayerScale": GFNetBlockLayerScale,
 }
 
 __all__ = [
     "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC", "CBAM", "CCNet",
     "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBlock", "CSRA",
     "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
-    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "LambdaLayer",
-    "LinearAttention", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
-    "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention",
-    "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
-    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
-    "REFERENCES"
+    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "GFNetBlock",
+    "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer", "LinearAttention", "LSDA", "Luong",
+    "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention", "Outlooker",
+    "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
+    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
+    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]
