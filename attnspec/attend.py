@@ -608,6 +608,50 @@ _register("sdpa", "fused softmax(q·kᵀ·s)·v: torch's scaled_dot_product_atte
           _emit_sdpa, _sdpa_flops)
 
 
+def _emit_local(em, n: Node, args):
+    """Σ_p T[q, p] · v[q + p] over the joint offsets p within the radii: the term as one
+    weight per offset, each query against its window of values (passes.fuse_local)."""
+    from . import runtime
+
+    a = n.attrs
+    *term, value = args
+    inputs = n.inputs
+    if a["term"] == "E4":  # a table [P, M or 1]: the same weights for every query
+        weights = em.method(em.method(em.method(_scaled(em, term[0], a), "t"), "unsqueeze", 0),
+                            "unsqueeze", 2)  # [1, M, 1, P]
+    else:
+        q = to_heads(em, term[0], em.type(inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+        if a["term"] == "E2_offsets":  # the query's own map: one logit per offset
+            weights = _scaled(em, q, a)
+        else:  # E2_table: the query against each offset's learned vector
+            weights = em.call(runtime.offset_vectors_local, q, _scaled(em, term[1], a),
+                              kv_heads(a))
+    g = kv_heads(a)
+    v = to_heads(em, value, em.type(inputs[-1]), a["q_tokens"], a["v_feature"], g,
+                 keys_first=True)  # [B, G, d, N]
+    y = em.call(runtime.window_aggregate, weights, v, em.sizes(a["sizes_of"], a["q_tokens"]),
+                a["radii"])  # [B, M, d, N]
+    return from_heads(em, em.method(y, "transpose", -1, -2), n.type, a["q_tokens"],
+                      a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _local_flops(ins, out, a, b):
+    points = math.prod(2 * r + 1 for r in a["radii"])
+    v = ins[-1]
+    dv = width(v, a["v_feature"], b) // kv_heads(a)
+    queries = out.numel(b) // (dv * a["heads"])  # B·Q
+    flops = 2 * queries * a["heads"] * points * dv
+    if a["term"] == "E2_table":  # each query against every offset's vector
+        flops += 2 * queries * a["heads"] * points * (width(ins[0], a["q_feature"], b)
+                                                      // a["heads"])
+    return flops
+
+
+_register("local_aggregate", "Σ_p T(q, p) · v_{q+p} over the offsets within the radii: "
+          "a position term's weights against each query's window of values",
+          _emit_local, _local_flops, sizes=lambda ins, t, a: {**ins[-1], **ins[0]})
+
+
 def _emit_linear(em, n: Node, args):
     """Σ_k (q·k) v_k / (Σ_k q·k + eps) as q (Kᵀ V) / (q · Σ_k k + eps): the keys are summed
     into a d × d' state per head before any query is seen, O(N·d·d') instead of O(N²·d)."""

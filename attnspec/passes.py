@@ -9,14 +9,15 @@ from .ir import IR, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fold_position_scales(copy.deepcopy(ir)))))
+    fused = fuse_local(fold_position_scales(copy.deepcopy(ir)))
+    fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fused)))
     return fold_content_scales(fused)
 
 
 def fold_position_scales(ir: IR) -> IR:
     """E2(...) · s and E4(...) · s → the term with its small position table scaled: the
     factor costs (2H−1)-sized work, not a pass over the [B, M, Q, K] logits."""
-    return _fold_scales(ir, ("E2", "E4"))
+    return _fold_scales(ir, ("E2", "E2_table", "E4"))
 
 
 def fold_content_scales(ir: IR) -> IR:
@@ -60,6 +61,60 @@ def fuse_criss_cross(ir: IR) -> IR:
                      {"scale": scale})
         ir.replace(chain + [agg.name], fused)
     return ir
+
+
+LOCAL_TERMS = ("E2_offsets", "E2_table", "E4")
+
+
+def fuse_local(ir: IR) -> IR:
+    """identity(T) · v, T a position term that is 0 beyond radii r (E2 or E4 on
+    `offsets(r)`), over range all or a window(R ≥ r), the keys the queries' own grid →
+    one `local_aggregate` node: T as one weight per offset, [B, M, Q, (2r+1)^n], against
+    each query's window of values (zero beyond the map, as keys there do not exist): the
+    cost of the window, not of a dense [Q, K] weight (convolution as attention, CoTNet)."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
+                and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]:
+        chain = _local_chain(ir, agg)
+        if chain is None:
+            continue
+        term = ir.node(chain[0])
+        attrs = {k: term.attrs[k] for k in ("radii", "heads", "q_tokens") if k in term.attrs}
+        attrs.update(term=term.op, factor=term.attrs.get("factor", 1.0), kv=agg.attrs["kv"],
+                     q_feature=term.attrs.get("q_feature"), v_feature=agg.attrs["v_feature"],
+                     sizes_of=agg.attrs["sizes_of"])
+        fused = Node(agg.name, "local_aggregate", (*term.inputs, agg.inputs[1]), agg.type,
+                     "context", agg.span, attrs)
+        ir.replace(chain + [agg.name], fused)
+    return ir
+
+
+def _local_chain(ir: IR, agg: Node) -> list[str] | None:
+    """term → range(window)? → unnormalised ending at agg's weights, each used once, the
+    term local and on the queries' own grid; None otherwise."""
+    chain, node = [], ir.node(agg.inputs[0])
+    if node.op != "unnormalised":
+        return None
+    while node.op in ("unnormalised", "range"):
+        if len(ir.users(node.name)) != 1:
+            return None
+        chain.append(node.name)
+        node = ir.node(node.inputs[0])
+    term, ranges = node, [ir.node(n) for n in chain if ir.node(n).op == "range"]
+    a = term.attrs
+    if term.op not in LOCAL_TERMS or len(ir.users(term.name)) != 1 or not a.get("radii") \
+            or a.get("key_side") or set(a.get("steps", (1,))) != {1}:
+        return None
+    if a["q_tokens"] != a["k_tokens"] or agg.attrs["k_tokens"] != a["q_tokens"]:
+        return None
+    for r in ranges:  # a window wider than the radii cuts nothing the term has
+        if len(r.inputs) > 1 or r.attrs["causal"] or r.attrs.get("grid") or \
+                r.attrs.get("partition") is not None or r.attrs.get("window") is None or \
+                r.attrs.get("dilation", 1) != 1 or r.attrs["window"] < max(a["radii"]):
+            return None
+    value = ir.node(agg.inputs[1]).type
+    if any(value.axis(t).step != 1 for t in a["q_tokens"]):
+        return None
+    return [term.name, *chain[::-1]]
 
 
 def _scale(ir: IR, chain: list[str]) -> float:

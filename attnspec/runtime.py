@@ -269,6 +269,35 @@ def offset_vectors(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes, steps
     return offset_maps(maps, q_sizes, k_sizes, steps, radii)
 
 
+def offset_vectors_local(q: torch.Tensor, table: torch.Tensor, kv: int) -> torch.Tensor:
+    """q [B, M, Q, d] against a learned vector per offset, table [P, G·d]: [B, M, Q, P],
+    one logit per offset (E2 on `offsets(R) >> linear`, read in a query's window)."""
+    m, d = q.shape[1], q.shape[-1]
+    rows = _per_query_head(table.unflatten(-1, (kv, d)), m)  # [P, M, d]
+    return torch.einsum("bmqd,pmd->bmqp", q, rows)
+
+
+def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> torch.Tensor:
+    """y[b, m, :, q] = Σ_p weights[b, m, q, p] · v[b, g(m), :, q + p]: weights [B or 1, M,
+    Q or 1, P], one per joint offset p within the radii (row-major, as `offsets`); values
+    v [B, G, d, N] on the grid, zero beyond it; head m reads value head m // (M / G).
+    → [B, M, d, N]."""
+    b, g, d, _ = v.shape
+    x = v.reshape(b, g, d, *grid)
+    x = F.pad(x, [p for r in reversed(radii) for p in (r, r)])
+    for i, r in enumerate(radii):
+        x = x.unfold(3 + i, 2 * r + 1, 1)  # a view: each position's window at the end
+    n = len(radii)
+    x = x.flatten(-n).flatten(3, 2 + n)  # [B, G, d, N, P]
+    m = weights.shape[1]
+    if m == g:  # one weight per value channel and offset: a product summed over the
+        # window, as a convolution's unfold would be (a batched matmul of 1-row matrices
+        # is slower on CPUs)
+        return (weights.unsqueeze(2) * x).sum(-1)
+    y = torch.einsum("bghqp,bgdqp->bghdq", weights.unflatten(1, (g, m // g)), x)
+    return y.flatten(1, 2)
+
+
 def _per_axis_e2(parts, q_sizes, k_sizes, b: int, m: int) -> torch.Tensor:
     """Each part is [B, M, q_1..q_n, nk_a]: add them as [B, M, q..., k_1..k_n]."""
     n, total = len(q_sizes), 0

@@ -142,11 +142,17 @@ CASES = [
     # s2 is not timed yet: its split attention sums (not averages) over the positions, so
     # float32 gradients of ~3e3 differ by ~1e-1 between the two modules at 16x14x14x256
     # (relative 2e-5, over the script's tolerance; float64 agrees to 1e-13 relative)
-    # cot is not timed: its dynamic local convolution is a dense [M, HW, HW] weight, as
-    # conv_as_attention's below
-    # conv_as_attention and deformable are not timed: by design their weights are dense
-    # [M, HW, HW] tables (a demonstration that the mechanism is expressible), far slower
-    # than the convolution they stand for, so a ratio would say nothing about the compiler.
+    # cot and conv_as_attention: their weights (E2 / E4 on offsets, unnormalised, on a
+    # window) lower to each query's window of values (passes.fuse_local), no longer a
+    # dense [M, HW, HW] table. Neither is in the gate. cot: at 8x256x28x28 its train-mode
+    # BatchNorms leave float32 gradients of ~200 about 1e-2 apart, each module as far
+    # from float64; timed outside the gate: fwd 1.29, fwd+bwd 1.30 (the value's heads are
+    # interleaved channels, two `shuffle` copies the reference's view avoids).
+    # conv_as_attention's reference is F.conv2d itself: fwd 10.7, fwd+bwd 5.8 — its M = k²
+    # stacked value projections are the formulation's cost, not the compiler's.
+    # deformable is not timed: its bilinear weights are a dense [M, HW, HW] table (a
+    # demonstration that the mechanism is expressible), far slower than the sampling
+    # convolution it stands for, so a ratio would say nothing about the compiler.
 ]
 # Quick shapes use narrower modules where the channel width is part of the shape.
 QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16),

@@ -3,6 +3,7 @@ parameters' names and order."""
 
 from __future__ import annotations
 
+import math
 import operator
 
 import pytest
@@ -206,3 +207,64 @@ def test_a_term_added_to_e1_goes_to_sdpa_as_a_float_mask(causal):
     pad[:, -2:] = True
     for mask in (None, pad):
         torch.testing.assert_close(fused(x, mask), dense(x, mask))
+
+
+LOCAL = """
+attention Table(C: int, M: int = 4, G: int = 2, R: int = 1, Rw: int = 2, window: int = -1) {
+    input  x: [B, H, W, C]
+    over   positions(H W)
+    range  window(window) if window >= 0 else all   # the parameter, called: the range
+    heads  M, kv = G
+    weight identity(E2(query = linear(C), position = offsets(R, Rw) >> linear(C / M * G,
+                                                                          bias = false)) * 0.5)
+    value  linear(C / M * G)
+    output identity
+}
+"""
+
+# (spec, params, input shape): a position term that is 0 beyond its radii, unnormalised
+LOCAL_CASES = [
+    ("specs/conv_as_attention.attn", dict(C=8, kernel=3), (2, 8, 5, 6)),
+    ("specs/conv_as_attention.attn", dict(C=4, out=6, kernel=5), (1, 4, 3, 7)),
+    ("specs/cot.attn", dict(dim=16), (2, 16, 5, 4)),
+    (LOCAL, dict(C=8), (2, 4, 5, 8)),
+    (LOCAL, dict(C=8, M=2, G=1, R=2, Rw=0, window=3), (2, 6, 3, 8)),
+]
+
+
+@pytest.mark.parametrize("source, params, shape", LOCAL_CASES)
+def test_local_position_weights_aggregate_windows_equal_to_the_dense_form(source, params,
+                                                                          shape):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnspec import count
+    from attnspec.passes import fuse
+
+    ir = attnspec.build_ir(source, **params)
+    assert "local_aggregate" in _fused_ops(ir)
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    torch.manual_seed(0)
+    for p in fused.parameters():
+        torch.nn.init.normal_(p)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    y_fused, y_dense = fused(x), dense(x)
+    torch.testing.assert_close(y_fused, y_dense, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(y_dense)
+    torch.testing.assert_close(torch.autograd.grad(y_fused, x, g),
+                               torch.autograd.grad(y_dense, x, g), rtol=1e-10, atol=1e-10)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fused(x)
+    seen = counter.get_total_flops()
+    local = next(n for n in fuse(ir).nodes() if n.op == "local_aggregate")
+    if local.attrs["kv"] == local.attrs["heads"]:
+        # one head per value head: a product summed over the window, which torch's counter
+        # does not see (as E3's pooling, tests/counting.py); the IR counts its multiply-adds
+        p = math.prod(2 * r + 1 for r in local.attrs["radii"])
+        seen += 2 * p * local.type.numel(count.bindings_for(ir, shape))  # B·Q·M·d values
+    assert count.flops(fuse(ir), count.bindings_for(ir, shape)) == seen
+
+
+def test_a_window_narrower_than_the_term_keeps_the_dense_form():
+    ir = attnspec.build_ir(LOCAL, C=8, R=2, Rw=2, window=1)
+    assert "local_aggregate" not in _fused_ops(ir)

@@ -30,10 +30,11 @@ class Calls:
             f = self.value(e.func)
             return self.call_value(f, e)
         name = e.func.id
-        # a parameter named like an operator (`dropout: float = 0.1`, as torch names it)
-        # is a number, which cannot be called: the call is the operator's
+        # a parameter named like an operator (`dropout: float = 0.1`, as torch names it;
+        # `window: int`, a range's radius) is a number, which cannot be called: the call is
+        # the operator's
         if name in self.env and not (isinstance(self.env[name], (int, float, str))
-                                     and name in PUBLIC_OPS):
+                                     and (name in PUBLIC_OPS or name in SPECIAL)):
             return self.call_value(self.env[name], e)
         handler = getattr(self, "call_" + name, None)
         if name in ("E1", "E2", "E3", "E4") and getattr(self, "core", None) is None:
