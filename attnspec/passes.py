@@ -9,7 +9,7 @@ from .ir import IR, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    fused = fuse_local(fold_position_scales(copy.deepcopy(ir)))
+    fused = fuse_local(fold_position_scales(unstack_weighted_sums(copy.deepcopy(ir))))
     fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fused)))
     return fold_content_scales(fused)
 
@@ -60,6 +60,31 @@ def fuse_criss_cross(ir: IR) -> IR:
         fused = Node(agg.name, "criss_cross", maps, agg.type, "context", agg.span,
                      {"scale": scale})
         ir.replace(chain + [agg.name], fused)
+    return ir
+
+
+def unstack_weighted_sums(ir: IR) -> IR:
+    """sum(w * stack(t_1, ..., t_K, as = K), K), the stack used nowhere else →
+    Σ_i w[K = i] · t_i: no stacked copy of the tensors, and no [K, ...] product to reduce
+    (SK-style selections: Vision Permutator's three branches, 1.06× → ~1.0× fwd+bwd)."""
+    for total in [n for n in ir.nodes() if n.op == "sum" and len(n.attrs["axes"]) == 1]:
+        product = ir.node(total.inputs[0])
+        if product.op != "arith" or product.attrs["op"] != "*" or len(product.inputs) != 2 \
+                or len(ir.users(product.name)) != 1:
+            continue
+        sides = [ir.node(i) for i in product.inputs]
+        side = next((i for i, n in enumerate(sides) if n.op == "stack" and
+                     n.attrs["as"] == total.attrs["axes"][0] and n.attrs.get("plans") is None
+                     and len(ir.users(n.name)) == 1 and n.type.names == product.type.names
+                     and product.attrs.get(("left", "right")[i]) is None), None)
+        if side is None:
+            continue
+        stack, weights = sides[side], sides[1 - side]
+        attrs = {"plan": product.attrs.get(("left", "right")[1 - side]),
+                 "dim": stack.attrs["dim"]}
+        fused = Node(total.name, "weighted_sum", (weights.name, *stack.inputs), total.type,
+                     total.role, total.span, attrs)
+        ir.replace([stack.name, product.name, total.name], fused)
     return ir
 
 

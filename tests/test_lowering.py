@@ -209,6 +209,23 @@ def test_a_term_added_to_e1_goes_to_sdpa_as_a_float_mask(causal):
         torch.testing.assert_close(fused(x, mask), dense(x, mask))
 
 
+def fused_equals_dense(ir, shape: tuple):
+    """The lowered module and its unfused form, with the same random weights, agree on an
+    input of `shape` and on its gradient (float64); returns the fused module and input."""
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    torch.manual_seed(0)
+    for p in fused.parameters():
+        torch.nn.init.normal_(p)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    y_fused, y_dense = fused(x), dense(x)
+    torch.testing.assert_close(y_fused, y_dense, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(y_dense)
+    torch.testing.assert_close(torch.autograd.grad(y_fused, x, g),
+                               torch.autograd.grad(y_dense, x, g), rtol=1e-10, atol=1e-10)
+    return fused, x
+
+
 LOCAL = """
 attention Table(C: int, M: int = 4, G: int = 2, R: int = 1, Rw: int = 2, window: int = -1) {
     input  x: [B, H, W, C]
@@ -242,17 +259,7 @@ def test_local_position_weights_aggregate_windows_equal_to_the_dense_form(source
 
     ir = attnspec.build_ir(source, **params)
     assert "local_aggregate" in _fused_ops(ir)
-    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
-    torch.manual_seed(0)
-    for p in fused.parameters():
-        torch.nn.init.normal_(p)
-    dense.load_state_dict(fused.state_dict())
-    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-    y_fused, y_dense = fused(x), dense(x)
-    torch.testing.assert_close(y_fused, y_dense, rtol=1e-10, atol=1e-10)
-    g = torch.randn_like(y_dense)
-    torch.testing.assert_close(torch.autograd.grad(y_fused, x, g),
-                               torch.autograd.grad(y_dense, x, g), rtol=1e-10, atol=1e-10)
+    fused, x = fused_equals_dense(ir, shape)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         fused(x)
     seen = counter.get_total_flops()
@@ -268,3 +275,24 @@ def test_local_position_weights_aggregate_windows_equal_to_the_dense_form(source
 def test_a_window_narrower_than_the_term_keeps_the_dense_form():
     ir = attnspec.build_ir(LOCAL, C=8, R=2, Rw=2, window=1)
     assert "local_aggregate" not in _fused_ops(ir)
+
+
+@pytest.mark.parametrize("source, params, shape", [
+    ("specs/vip.attn", dict(dim=16, segment_dim=4), (2, 4, 4, 16)),
+    ("""
+attention Select(C: int) {
+    let    K = 2
+    input  x: [B, C, H, W]
+    let    w = softmax(split(mean(x, H W), C, K c), over = K)    # [B, K=2, c]
+    output sum(stack(relu(x), tanh(x), as = K) * merge(stack(w, w, as = two, after = K),
+                                                       two c, as = C), K)
+}""", dict(C=8), (2, 8, 3, 5)),
+])
+def test_a_weighted_sum_over_a_stack_is_a_sum_of_products_without_the_stack(source, params,
+                                                                            shape):
+    from attnspec.passes import fuse
+
+    ir = attnspec.build_ir(source, **params)
+    stacks = [[n.op for n in g.nodes()].count("stack") for g in (ir, fuse(ir))]
+    assert "weighted_sum" in _fused_ops(ir) and stacks[1] == stacks[0] - 1
+    fused_equals_dense(ir, shape)

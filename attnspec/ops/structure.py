@@ -9,6 +9,8 @@ from dataclasses import replace
 from ..ir import Axis, TensorType
 from . import (
     _F,
+    OPS,
+    Op,
     OpError,
     Param,
     _align_plan,
@@ -57,6 +59,22 @@ def _stack(types, cfg):
     cfg["dim"] = common.index(after) + 1
     return TensorType(common.axes[:cfg["dim"]] + (Axis(cfg["as"], len(types)),)
                       + common.axes[cfg["dim"]:])
+
+
+def _emit_weighted_sum(em, n, args):
+    """Σ_i w[..., i, ...] · t_i (passes.unstack_weighted_sums): w lined up under the
+    stacked layout, then one slice of it per tensor."""
+    weights, *tensors = args
+    weights = apply_plan(em, weights, n.attrs["plan"])
+    total = None
+    for i, t in enumerate(tensors):
+        term = em.call(operator.mul, em.method(weights, "select", n.attrs["dim"], i), t)
+        total = term if total is None else em.call(operator.add, total, term)
+    return total
+
+
+OPS["weighted_sum"] = Op(name="weighted_sum", doc="Σ_i w_i · t_i: a sum over a stacked "
+                         "axis of a product, with no stack", emit=_emit_weighted_sum)
 
 
 def _emit_split(em, n, args):
