@@ -42,6 +42,26 @@ class Learned(nn.Module):
             self.register_buffer("weight", value)
 
 
+class DropPath(nn.Module):
+    """Stochastic depth: while training, each sample (index of the first axis) is zeroed
+    with probability p and the others scaled by 1 / (1 − p), as timm's drop_path (which
+    the papers' code imports); the identity in eval mode."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = 1 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Bias(nn.Module):
     """A learned vector, zero at first: E3 on memory slots (a score per slot and head).
     Generated code reads `bias` directly."""

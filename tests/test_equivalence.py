@@ -221,7 +221,7 @@ CASES = [
     Case("crossformer", dict(dim=48, num_heads=3, group_size=3, lsda_flag=1, qkv_bias=False,
                              qk_scale=0.3, mlp_ratio=2.5), ((2, 6, 9, 48), (1, 9, 6, 48))),
     Case("crossformer", dict(dim=32, num_heads=2, group_size=2, lsda_flag=1, drop=0.2,
-                             attn_drop=0.3), ((2, 4, 6, 32), (3, 6, 4, 32))),
+                             attn_drop=0.3, drop_path=0.4), ((2, 4, 6, 32), (5, 6, 4, 32))),
     Case("crossformer", dict(dim=64, num_heads=2), ((2, 14, 21, 64), (1, 21, 14, 64))),
     Case("crossformer", dict(dim=64, num_heads=2, lsda_flag=1), ((2, 14, 21, 64), (1, 21, 14, 64))),
     *[Case("crossformer", dict(dim=16, num_heads=2, group_size=2, lsda_flag=f),
@@ -240,7 +240,7 @@ CASES = [
     Case("outlook", dict(dim=8, kernel_size=3, padding=1), ((2, 5, 6, 8), (3, 7, 7, 8)),
          definition="Outlooker"),
     Case("outlook", dict(dim=12, kernel_size=3, padding=1, stride=2, num_heads=3,
-                         mlp_ratio=2.5, qkv_bias=True, attn_drop=0.2),
+                         mlp_ratio=2.5, qkv_bias=True, attn_drop=0.2, drop_path=0.4),
          ((2, 6, 4, 12), (3, 7, 9, 12)), definition="Outlooker"),
     # gfnet (GFNet's global filter, Block and BlockLayerScale), [B, H, W, C]: odd and even W
     # (W // 2 + 1 = w frequencies), H ≠ W, the defaults (14 × 14 or 15, 8 frequencies)
@@ -248,11 +248,12 @@ CASES = [
     Case("gfnet", dict(dim=6, h=7, w=3), ((2, 7, 4, 6), (1, 7, 5, 6))),
     Case("gfnet", dict(dim=16), ((2, 14, 14, 16), (3, 14, 15, 16))),
     Case("gfnet", dict(dim=8, h=5, w=4), ((2, 5, 6, 8), (3, 5, 7, 8)), definition="GFNetBlock"),
-    Case("gfnet", dict(dim=12, mlp_ratio=2.5, drop=0.3, h=6, w=3),
-         ((2, 6, 4, 12), (3, 6, 5, 12)), definition="GFNetBlock"),
+    Case("gfnet", dict(dim=12, mlp_ratio=2.5, drop=0.3, drop_path=0.4, h=6, w=3),
+         ((2, 6, 4, 12), (5, 6, 5, 12)), definition="GFNetBlock"),
     Case("gfnet", dict(dim=8, h=5, w=4), ((2, 5, 6, 8), (3, 5, 7, 8)),
          definition="GFNetBlockLayerScale"),
-    Case("gfnet", dict(dim=10, mlp_ratio=3.0, drop=0.2, h=4, w=5, init_values=0.1),
+    Case("gfnet", dict(dim=10, mlp_ratio=3.0, drop=0.2, drop_path=0.3, h=4, w=5,
+                       init_values=0.1),
          ((2, 4, 8, 10), (3, 4, 9, 10)), definition="GFNetBlockLayerScale"),
     # nonlocal: every variant with and without BN, and other reductions
     *[

@@ -292,3 +292,24 @@ def test_a_width_giving_other_frequencies_than_the_filter_s_names_the_axis():
     m = attnspec.compile_text(SPECTRUM, C=3, w=4)  # W must be 6 or 7
     with pytest.raises(runtime.InputShapeError, match="axis W .* size 9"):
         m(torch.randn(1, 6, 9, 3))
+
+
+def test_drop_path_drops_whole_samples_while_training_and_nothing_in_eval():
+    spec = """
+attention A(C: int, p: float = 0.5) {
+    input  x: [B, H, C]
+    output x + drop_path(linear(x, C), p = p)
+}"""
+    m = attnspec.compile_text(spec, C=4)
+    x = torch.randn(64, 3, 4)
+    branch = m.output_linear(x)
+    m.eval()
+    torch.testing.assert_close(m(x), x + branch)
+    m.train()
+    torch.manual_seed(0)
+    y = m(x)
+    torch.manual_seed(0)  # timm's drop_path draws one number per sample, as here
+    keep = x.new_empty(64, 1, 1).bernoulli_(0.5)
+    torch.testing.assert_close(y, x + branch * keep / 0.5)
+    assert 0 < keep.sum() < 64  # some samples dropped, some kept
+    assert "drop_path" not in str(attnspec.compile_text(spec, C=4, p=0.0))

@@ -284,7 +284,8 @@ class Calls:
         op = OPS.get(layer.op)
         if layer.op in NORMALISERS and layer.op not in OPS or op is None:
             return self.error("wrong-type", f"`{layer.op}` is not a layer", layer.span)
-        if layer.op == "identity" or layer.op == "dropout" and layer.config.get("p") == 0:
+        if layer.op == "identity" or layer.op in ("dropout", "drop_path") and \
+                layer.config.get("p") == 0:
             return xs[0]  # dropout(p = 0) is the identity: no module, no call
         if UNKNOWN in layer.config.values():
             return POISON  # a setting depends on a parameter with no value yet

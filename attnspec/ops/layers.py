@@ -295,6 +295,23 @@ def _dropout(a):
     return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[max(1, a["dims"])](a["p"])
 
 
+@op(name="drop_path", kind="layer", params=(Param("p", "float", 0.0),),
+    doc="stochastic depth: while training, whole samples dropped with probability p, the "
+        "rest scaled by 1 / (1 − p) (timm's drop_path, for residual branches)",
+    module_attrs=lambda types, cfg: {"p": float(cfg["p"])},
+    build=lambda a: _drop_path(a), emit=_call_module, count=lambda a: 0)
+def _drop_path_type(types, cfg):
+    if not 0 <= cfg["p"] < 1:
+        raise OpError(f"drop_path's p must be in [0, 1), not {cfg['p']}", arg="p")
+    return types[0]
+
+
+def _drop_path(a):
+    from ..layers import DropPath
+
+    return DropPath(a["p"])
+
+
 def _build_affine(a):
     from ..layers import Affine
 

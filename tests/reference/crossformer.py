@@ -6,8 +6,8 @@ Follows the authors' code, cheerss/CrossFormer, models/crossformer.py of the fir
 (commit f20000d; the `crossformer` branch): classes DynamicPosBias, Attention, Mlp and
 CrossFormerBlock. On a map x [B, H, W, dim] (their tokens [B, L = H·W, dim], row-major):
 
-    x = x + LSDA(LayerNorm(x))                      (norm1; drop_path is the identity)
-    x = x + Mlp(LayerNorm(x))                       (norm2; fc1, GELU, drop, fc2, drop)
+    x = x + drop_path(LSDA(LayerNorm(x)))           (norm1)
+    x = x + drop_path(Mlp(LayerNorm(x)))            (norm2; fc1, GELU, drop, fc2, drop)
 
 LSDA cuts the map into groups of G × G positions (G = group_size) and runs multi-head
 self-attention within each group. With h = row, w = column:
@@ -44,7 +44,7 @@ variant is not reproduced.)
 
 Deviations:
 - Input laid out [B, H, W, dim] instead of forward(x [B, L, dim]) with input_resolution.
-- drop_path (stochastic depth; 0 by default in the block) is not a parameter: identity.
+- drop_path (stochastic depth) is written here as timm's drop_path the authors import.
 - qk_scale=None means head_dim ** -0.5, as `qk_scale or head_dim ** -0.5` (a qk_scale of 0
   is used as given here, where the official code would replace it by the default).
 - The DPB offsets are computed in forward in the input's dtype; the official code keeps
@@ -58,6 +58,8 @@ Deviations:
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ._stochastic_depth import drop_path
 
 
 class _DynamicPosBias(nn.Module):
@@ -120,8 +122,9 @@ class LSDA(nn.Module):
 
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  lsda_flag: int = 0, qkv_bias: bool = True, qk_scale: float | None = None,
-                 drop: float = 0.0, attn_drop: float = 0.0):
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
         super().__init__()
+        self.drop_path = drop_path
         num_heads = dim // 32 if num_heads is None else num_heads  # the paper's models' 32
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"{type(self).__name__}: dim {dim} is not a multiple of "
@@ -153,7 +156,7 @@ class LSDA(nn.Module):
         return t.permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.lsda(self.norm1(x))
+        return x + drop_path(self.lsda(self.norm1(x)), self.drop_path, self.training)
 
 
 class _Mlp(nn.Module):
@@ -172,12 +175,13 @@ class CrossFormerBlock(LSDA):
 
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  lsda_flag: int = 0, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0):
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0):
         super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
-                         attn_drop)
+                         attn_drop, drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.lsda(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.lsda(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)

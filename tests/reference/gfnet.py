@@ -26,8 +26,8 @@ Deviations, each kept in the spec too:
   mixed-precision training: cuFFT's half precision takes only power-of-two sizes) and return
   float32. Here the FFT runs in the input's dtype: the same for float32 input, and float64
   stays float64 (the equivalence tests compare float64 at 1e-10).
-- Block: drop_path (stochastic depth, 0 by default; DropPath otherwise) is not a parameter:
-  the spec language has no per-sample drop. act_layer is GELU and norm_layer is LayerNorm
+- Block: drop_path (stochastic depth) is timm's drop_path, as the authors' DropPath.
+  act_layer is GELU and norm_layer is LayerNorm
   with eps = 1e-6, as every GFNet model passes (partial(nn.LayerNorm, eps=1e-6); the Block
   class's own default would be eps 1e-5).
 Parameters are registered as in the authors' state_dict, which is also the spec's
@@ -38,6 +38,8 @@ before its submodules' by state_dict), then as Block.
 
 import torch
 from torch import nn
+
+from ._stochastic_depth import drop_path
 
 
 class GlobalFilter(nn.Module):
@@ -73,9 +75,10 @@ class _Mlp(nn.Module):
 class GFNetBlock(nn.Module):
     """x: [B, H, W, C] -> x + mlp(norm2(filter(norm1(x)))), C = dim."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, h: int = 14,
-                 w: int = 8):
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0,
+                 drop_path: float = 0.0, h: int = 14, w: int = 8):
         super().__init__()
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.filter = GlobalFilter(dim, h=h, w=w)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
@@ -85,16 +88,16 @@ class GFNetBlock(nn.Module):
         return self.mlp(self.norm2(self.filter(self.norm1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.branch(x)
+        return x + drop_path(self.branch(x), self.drop_path, self.training)
 
 
 class GFNetBlockLayerScale(GFNetBlock):
     """x: [B, H, W, C] -> x + gamma * mlp(norm2(filter(norm1(x)))), gamma [C]."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, h: int = 14,
-                 w: int = 8, init_values: float = 1e-5):
-        super().__init__(dim, mlp_ratio, drop, h, w)
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0,
+                 drop_path: float = 0.0, h: int = 14, w: int = 8, init_values: float = 1e-5):
+        super().__init__(dim, mlp_ratio, drop, drop_path, h, w)
         self.gamma = nn.Parameter(init_values * torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.gamma * self.branch(x)
+        return x + drop_path(self.gamma * self.branch(x), self.drop_path, self.training)

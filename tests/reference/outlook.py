@@ -35,8 +35,8 @@ Deviations:
   distribution, another assignment of random numbers to weights (they coincide for one
   head). The spec draws it on the first layout too, so train-mode checks compare the
   same masks.
-- Outlooker: drop_path (stochastic depth) is not a parameter. It is 0 in every VOLO
-  outlooker block, since outlooker_blocks is never given a drop_path_rate. act_layer and
+- Outlooker: drop_path (stochastic depth) is timm's drop_path, as the authors' DropPath
+  (0 in every VOLO outlooker block: outlooker_blocks is never given a rate). act_layer and
   norm_layer are fixed to the authors' GELU and LayerNorm.
 - As in the authors' code, dim must be divisible by num_heads, and the unfold grid must be
   ceil(H / s) × ceil(W / s), which holds for k = 2p + 1 (an odd kernel, 'same' padding) at
@@ -50,6 +50,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._stochastic_depth import drop_path
 
 
 class OutlookAttention(nn.Module):
@@ -117,8 +119,10 @@ class Outlooker(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int, padding: int, stride: int = 1,
                  num_heads: int = 1, mlp_ratio: float = 3.0, attn_drop: float = 0.0,
-                 qkv_bias: bool = False, qk_scale: float | None = None):
+                 drop_path: float = 0.0, qkv_bias: bool = False,
+                 qk_scale: float | None = None):
         super().__init__()
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim)
         self.attn = OutlookAttention(dim, num_heads, kernel_size=kernel_size,
                                      padding=padding, stride=stride, qkv_bias=qkv_bias,
@@ -127,5 +131,5 @@ class Outlooker(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
