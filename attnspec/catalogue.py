@@ -246,10 +246,8 @@ NOT_YET = (
      "a range joining the window with a per-sample set of global tokens, which attend to "
      "every key through their own projections (a per-query choice of output); a window "
      "that is also causal"),
-    ("emsa", "ResT's apply_transform (the models' default) and an odd sr_ratio",
-     "a layer over the heads axis of the logits before the softmax (a 1×1 conv across "
-     "heads) and an InstanceNorm of the weights after it; a strided conv (an odd sr_ratio "
-     "needs an even kernel; the shipped spec is a 'same' conv read at a stride)"),
+    ("emsa", "an odd sr_ratio", "a strided conv with an even kernel (the shipped spec is a "
+     "'same' conv read at a stride, which an even kernel cannot be)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
     ("lambda_layer", "intra-depth u > 1", "keys and values with an extra axis u that the "

@@ -155,6 +155,15 @@ CASES = [
     Case("emsa", dict(C=16, M=2, sr_ratio=2, qkv_bias=True), ((2, 5, 6, 16), (3, 7, 7, 16))),
     Case("emsa", dict(C=16, M=4, sr_ratio=4), ((2, 9, 6, 16), (3, 4, 11, 16))),
     Case("emsa", dict(C=8, M=1, sr_ratio=8), ((2, 9, 17, 8), (1, 3, 5, 8))),
+    # ResT's transform (its models' setting): heads mixed by a 1×1 conv, an InstanceNorm of
+    # the weights; with one head it is skipped, as the authors'; both dropouts. The norm
+    # divides by the spread of nearly uniform weights, magnifying float32 rounding: a
+    # larger qk_scale spreads them (at the default, 3x7x7 float32 differs by 1.7e-5)
+    Case("emsa", dict(C=16, M=4, sr_ratio=2, apply_transform=True, qk_scale=2.0),
+         ((2, 5, 6, 16), (3, 7, 7, 16))),
+    Case("emsa", dict(C=16, M=2, apply_transform=True, attn_drop=0.2, proj_drop=0.3),
+         ((2, 5, 6, 16), (3, 4, 3, 16))),
+    Case("emsa", dict(C=8, M=1, sr_ratio=2, apply_transform=True), ((2, 5, 6, 8), (1, 3, 5, 8))),
     # alibi: 8 heads (a power of two), 6 and 12 (the authors' interleaved slopes), a padding
     # mask, and the symmetric bidirectional form
     Case("alibi", dict(D=32), sequence(32)),

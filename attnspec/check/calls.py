@@ -19,7 +19,7 @@ from ..values import (
     Word,
 )
 from .base import NORMALISERS, PUBLIC_OPS, SPECIAL, describe, takes
-from .terms import _maybe_logits
+from .terms import _is_layer_op, _is_weight, _maybe_logits
 
 
 class Calls:
@@ -47,6 +47,9 @@ class Calls:
             return self.scalar_call(e)
         if name in POINTWISE and name != "sigmoid" and e.args and _maybe_logits(e.args[0]):
             return self.pointwise_logits(name, e)  # relu(E3(query = ...) + E3(key = ...))
+        if name in PUBLIC_OPS and e.args and _is_layer_op(name) and (
+                _is_weight(e.args[0]) or _maybe_logits(e.args[0])):
+            return self.layer_on_weights(name, e)
         if name in PUBLIC_OPS:
             return self.op_call(name, e)
         if name in self.program.definitions:

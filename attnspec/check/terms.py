@@ -10,6 +10,7 @@ from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
+from ..ops import OPS
 from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
@@ -329,6 +330,23 @@ class Terms:
         t = self.apply(layer, Tensor(w.node, w.type), e.span, "weight")
         return t if t is POISON else Weights(t.node, t.type, w.has_query)
 
+    def layer_on_weights(self, name: str, e: Call):
+        """A layer applied to logits or weights, [B, M, Q, K] with the heads as channels
+        (ResT's 1×1 convolution across the heads, then an instance norm of the weights;
+        talking-heads attention): they stay logits or weights, of the same axes."""
+        w = self.value(e.args[0])
+        layer = self.layer_of(name, list(e.args[1:]), e)
+        if POISON in (w, layer) or not isinstance(w, (Logits, Weights)):
+            return POISON if POISON in (w, layer) else self.op_call(name, e)
+        t = self.apply(layer, Tensor(w.node, w.type), e.span, "weight")
+        if t is POISON:
+            return POISON
+        if [(a.name, a.size) for a in t.type.axes] != [(a.name, a.size) for a in w.type.axes]:
+            return self.error("axis-mismatch", f"a layer of attention weights must keep their "
+                              f"axes {w.type}, not make {t.type}", e.span,
+                              f"e.g. {name}(..., M) for M heads")
+        return replace(w, node=t.node, type=t.type)
+
     def call_count(self, e: Call):
         return self.normaliser(e, "count")
 
@@ -382,14 +400,24 @@ class Terms:
 
 
 def _is_weight(e) -> bool:
-    """A normaliser of a term: softmax(E1(...)), identity(E4(...)), ..."""
-    return isinstance(e, Call) and isinstance(e.func, Name) and e.func.id in (
-        "softmax", "sigmoid", "count", "l1", "double_norm", "identity") and bool(e.args) \
+    """A normaliser of a term: softmax(E1(...)), identity(E4(...)), ...; or a layer of
+    one (groupnorm(softmax(...), ...))."""
+    if not (isinstance(e, Call) and isinstance(e.func, Name) and e.args):
+        return False
+    if _is_layer_op(e.func.id):
+        return _is_weight(e.args[0])
+    return e.func.id in ("softmax", "sigmoid", "count", "l1", "double_norm", "identity") \
         and _maybe_logits(e.args[0])
+
+
+def _is_layer_op(name: str) -> bool:
+    return name in OPS and OPS[name].kind == "layer" and OPS[name].infer is not None
 
 
 def _maybe_logits(e) -> bool:
     if isinstance(e, Call) and isinstance(e.func, Name):
+        if _is_layer_op(e.func.id) and e.args:  # conv1x1(E1(...), M): a layer of a term
+            return _maybe_logits(e.args[0])
         return e.func.id in ("E1", "E2", "E3", "E4")
     if isinstance(e, BinOp):
         return _maybe_logits(e.left) or _maybe_logits(e.right)

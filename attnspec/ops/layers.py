@@ -354,7 +354,7 @@ def _groupnorm_attrs(types, cfg):
         raise OpError(f"groups = {groups} must be a positive integer dividing the {features} "
                       f"channels of {cfg['over']}", arg="groups")
     return {"features": features, "groups": groups, "over": cfg["over"],
-            "eps": float(cfg["eps"])}
+            "eps": float(cfg["eps"]), "affine": bool(cfg["affine"])}
 
 
 def _emit_groupnorm(em, n, args):
@@ -367,13 +367,15 @@ def _emit_groupnorm(em, n, args):
 
 
 @op(name="groupnorm", kind="layer",
-    params=(Param("over", "word"), Param("groups", "int", None), Param("eps", "float", 1e-5)),
+    params=(Param("over", "word"), Param("groups", "int", None), Param("eps", "float", 1e-5),
+            Param("affine", "bool", True)),
     doc="group normalisation (nn.GroupNorm) of the channel axis `over`: its channels in "
         "`groups` groups (one per channel unless given), each normalised over its channels "
         "and the axes after `over`, per index of the axes before; a learned scale and shift "
-        "per channel",
-    module_attrs=_groupnorm_attrs, count=lambda a: 2 * a["features"],
-    build=lambda a: _nn().GroupNorm(a["groups"], a["features"], eps=a["eps"]),
+        "per channel unless affine = false (then, one group per channel, InstanceNorm)",
+    module_attrs=_groupnorm_attrs, count=lambda a: 2 * a["features"] if a["affine"] else 0,
+    build=lambda a: _nn().GroupNorm(a["groups"], a["features"], eps=a["eps"],
+                                    affine=a["affine"]),
     emit=_emit_groupnorm)
 def _groupnorm(types, cfg):
     _named_axis(types[0], cfg["over"], "groupnorm over", "over")

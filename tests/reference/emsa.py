@@ -11,11 +11,12 @@ head_dim^-0.5; heads concatenated; a biased output Linear.
 Deviations, all kept in the spec too:
 - Input laid out [B, H, W, C] instead of the authors' forward(x [B, N, C], H, W): the same
   tokens (N = H·W, row-major), the map's size carried by the tensor.
-- apply_transform (a 1×1 Conv2d across the heads on the logits, an InstanceNorm2d over each
-  head's map after the softmax) is left out: the spec language cannot write it.
-- attn_drop and proj_drop (0 in every ResT model) are left out.
 - Parameters registered in the compiled spec's order, not the authors' attribute order:
-  sr conv, sr LayerNorm, kv, q, proj (the authors': q, kv, proj, sr, sr_norm).
+  sr conv, sr LayerNorm, kv, q, transform_conv, proj (the authors': q, kv, proj, sr,
+  sr_norm, transform_conv).
+apply_transform (ResT's models set it): a 1×1 Conv2d(M, M) across the heads on the logits,
+the softmax, an InstanceNorm2d(M) over each head's map (only with M > 1, as the authors');
+attn_drop on the weights, proj_drop after the projection.
 The strided convolution itself is the authors' (nn.Conv2d with stride): the spec computes
 it differently (stride 1, then every sr_ratio-th position), which this checks.
 """
@@ -28,7 +29,8 @@ class EMSA(nn.Module):
     """x: [B, H, W, C] -> [B, H, W, C]."""
 
     def __init__(self, C: int, M: int = 8, qkv_bias: bool = False,
-                 qk_scale: float | None = None, sr_ratio: int = 1):
+                 qk_scale: float | None = None, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, sr_ratio: int = 1, apply_transform: bool = False):
         super().__init__()
         if M < 1 or C % M != 0:
             raise ValueError(f"EMSA: C must be divisible by M, got C={C}, M={M}")
@@ -41,7 +43,13 @@ class EMSA(nn.Module):
             self.sr_norm = nn.LayerNorm(C)
         self.kv = nn.Linear(C, 2 * C, bias=qkv_bias)
         self.q = nn.Linear(C, C, bias=qkv_bias)
+        self.apply_transform = apply_transform and M > 1
+        if self.apply_transform:
+            self.transform_conv = nn.Conv2d(M, M, kernel_size=1, stride=1)
+            self.transform_norm = nn.InstanceNorm2d(M)
+        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(C, C)
+        self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -57,6 +65,10 @@ class EMSA(nn.Module):
             kv_in = x
         kv = self.kv(kv_in).reshape(B, -1, 2, M, d).permute(2, 0, 3, 1, 4)  # [2, B, M, N', d]
         k, v = kv[0], kv[1]
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)  # [B, M, N, N']
-        y = (attn @ v).transpose(1, 2).reshape(B, N, C)
-        return self.proj(y).reshape(B, H, W, C)
+        attn = (q @ k.transpose(-2, -1)) * self.scale  # [B, M, N, N']
+        if self.apply_transform:
+            attn = self.transform_norm(self.transform_conv(attn).softmax(dim=-1))
+        else:
+            attn = attn.softmax(dim=-1)
+        y = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(y)).reshape(B, H, W, C)

@@ -1,0 +1,69 @@
+"""Layers applied to logits and normalised weights ([B, M, Q, K], the heads as channels):
+talking-heads attention and ResT's transform, against the definitions written out
+(docs/language.md §5, *Layers on logits and weights*)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import attnspec
+
+TALKING = """
+attention Talking(D: int, M: int = 4) {
+    input  x: [B, N, D]
+    over   positions(N)
+    range  all
+    heads  M
+    weight conv1x1(softmax(conv1x1(E1(query = linear(D), key = linear(D)) / sqrt(D / M), M,
+                                   bias = false)), M, bias = false)
+    value  linear(D)
+    output identity
+}
+"""
+
+
+def heads(t: torch.Tensor, m: int) -> torch.Tensor:
+    return t.unflatten(-1, (m, -1)).transpose(1, 2)  # [B, M, N, d]
+
+
+def test_talking_heads_mix_the_heads_before_and_after_the_softmax():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(TALKING, D=8).double()
+    wq, bq, wk, bk, mix_logits, mix_weights, wv, bv = m.parameters()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    q, k, v = heads(x @ wq.T + bq, 4), heads(x @ wk.T + bk, 4), heads(x @ wv.T + bv, 4)
+    logits = torch.einsum("nm,bmqk->bnqk", mix_logits[..., 0, 0], q @ k.transpose(-1, -2)
+                          / math.sqrt(2))
+    weights = torch.einsum("nm,bmqk->bnqk", mix_weights[..., 0, 0], logits.softmax(-1))
+    expected = (weights @ v).transpose(1, 2).flatten(2)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+def test_rest_s_transform_is_a_conv_across_heads_then_an_instance_norm_of_the_weights():
+    torch.manual_seed(0)
+    m = attnspec.load("emsa", C=16, M=4, apply_transform=True).double()
+    p = dict(m.named_parameters())
+    x = torch.randn(2, 3, 5, 16, dtype=torch.float64)
+    tokens = x.flatten(1, 2)
+    q = heads(tokens @ p["weight_linear.weight"].T, 4)
+    k, v = (tokens @ p["kv_linear.weight"].T).chunk(2, dim=-1)
+    logits = q @ heads(k, 4).transpose(-1, -2) / math.sqrt(4)
+    conv = [t for n, t in p.items() if "conv1x1" in n]  # the transform's weight and bias
+    a = F.instance_norm(F.conv2d(logits, *conv).softmax(-1))
+    y = (a @ heads(v, 4)).transpose(1, 2).flatten(2)
+    expected = (y @ p["output_linear.weight"].T + p["output_linear.bias"]).view(2, 3, 5, 16)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["conv1x1(E1(query = linear(D), key = linear(D)), 3)",
+                                   "mean(E1(query = linear(D), key = linear(D)), N)"])
+def test_a_layer_of_weights_must_keep_their_axes(layer):
+    text = TALKING.replace("weight conv1x1(softmax(conv1x1(E1(query = linear(D), key = "
+                           "linear(D)) / sqrt(D / M), M,\n                                   "
+                           "bias = false)), M, bias = false)", f"weight softmax({layer})")
+    assert text != TALKING
+    with pytest.raises(attnspec.SpecError) as info:
+        attnspec.compile_text(text, D=8)
+    assert info.value.diagnostics[0].code in ("axis-mismatch", "wrong-type")
