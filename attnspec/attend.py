@@ -188,12 +188,19 @@ _register("E2", "query content × relative position: (W_q x_q)·(V^R R_{q−k}),
           _emit_e2, _e2_flops, sizes=lambda ins, t, a: _with_keys(ins[0], ins[2], a))
 
 
+def _per_head_columns(em, n: Node, table, heads: int):
+    """A position table [rows, G] of one score per group of M / G heads → [rows, M]
+    (AFT-conv's kernel per head group); width 1 and M stay as they are."""
+    g = em.type(n.inputs[0]).axes[-1].size
+    return table if g in (1, heads) else em.method(table, "repeat_interleave", heads // g, 1)
+
+
 def _emit_e4(em, n: Node, args):
     from . import runtime
 
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
-    table = _scaled(em, args[0], a)
+    table = _per_head_columns(em, n, _scaled(em, args[0], a), a["heads"])
     if a.get("pairs") is not None:
         return em.call(runtime.pair_bias, table, q_sizes, k_sizes, *a["pairs"])
     if a.get("radii") is not None:
@@ -617,7 +624,8 @@ def _emit_local(em, n: Node, args):
     *term, value = args
     inputs = n.inputs
     if a["term"] == "E4":  # a table [P, M or 1]: the same weights for every query
-        weights = em.method(em.method(em.method(_scaled(em, term[0], a), "t"), "unsqueeze", 0),
+        table = _per_head_columns(em, n, _scaled(em, term[0], a), a["heads"])
+        weights = em.method(em.method(em.method(table, "t"), "unsqueeze", 0),
                             "unsqueeze", 2)  # [1, M, 1, P]
     else:
         q = to_heads(em, term[0], em.type(inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])

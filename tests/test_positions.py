@@ -269,3 +269,38 @@ def test_an_mlp_on_the_displacement_is_a_bias_per_pair(H, W):
                 logits[:, :, i, j] += w2 @ h.relu() + b2
     expected = torch.einsum("bmqk,bmdk->bmdq", logits.softmax(-1), v).reshape(2, 8, H, W)
     torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+GROUPED = """
+attention Grouped(D: int, G: int = 2, R: int = 1) {
+    input  x: [B, H, W, D]
+    over   positions(H W)
+    range  all
+    heads  D                                   # one head per feature, as AFT
+    weight softmax(E3(key = linear(D)) + E4(position = offsets(R) >> linear(G, bias = false)))
+    value  linear(D)
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("G", [1, 2, 4])
+def test_a_position_score_per_group_of_heads_is_shared_by_the_group(G):
+    """E4 of width G with M heads: head m reads column m // (M / G) (AFT-conv)."""
+    torch.manual_seed(0)
+    m = attnspec.compile_text(GROUPED, D=4, G=G).double()
+    wk, bk, table, wv, bv = m.parameters()  # table: [G, 9]
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    tokens = x.flatten(1, 2)  # [B, N, D]
+    logits = (tokens @ wk.T + bk).transpose(1, 2)[:, :, None, :].repeat(1, 1, 12, 1)
+    for i in range(12):
+        for j in range(12):
+            dy, dx = j // 4 - i // 4, j % 4 - i % 4
+            if abs(dy) <= 1 and abs(dx) <= 1:
+                column = table[:, (dy + 1) * 3 + dx + 1].repeat_interleave(4 // G)
+                logits[:, :, i, j] += column
+    v = (tokens @ wv.T + bv).transpose(1, 2)  # [B, D, N]
+    expected = (logits.softmax(-1) * v[:, :, None, :]).sum(-1).transpose(1, 2)
+    torch.testing.assert_close(m(x), expected.view(2, 3, 4, 4), rtol=0, atol=1e-12)
+    with pytest.raises(attnspec.SpecError):  # 3 does not divide 4 heads
+        attnspec.compile_text(GROUPED, D=4, G=3)

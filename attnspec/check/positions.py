@@ -145,10 +145,11 @@ class Positions:
         r = self.encode(args["position"], x, keys, over[0][1], over[1][1])
         if r is POISON:
             return POISON
-        if r.type.axes[-1].size not in (heads, 1, None):
+        g = r.type.axes[-1].size
+        if g is not None and (g < 1 or heads % g):
             return self.error("axis-mismatch", f"E4's position gives one score per offset and "
-                              f"head (or one for every head): a width of {heads} or 1, not "
-                              f"{r.type.axes[-1].size}", args["position"].span,
+                              f"head, for every head, or per group of heads: a width that "
+                              f"divides {heads}, not {g}", args["position"].span,
                               f"end it with linear({heads}, bias = false)")
         q_tokens = over[0][1]
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
