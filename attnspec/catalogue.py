@@ -242,10 +242,9 @@ NOT_YET = (
      "fixed), where E2 on offsets reads them relative to the query"),
     ("generalized", "q_stride (queries pooled, the result resized back)",
      "queries on a pooled grid (their positions' step)"),
-    ("sliding_window", "Longformer's global attention and its causal window",
+    ("sliding_window", "Longformer's global attention",
      "a range joining the window with a per-sample set of global tokens, which attend to "
-     "every key through their own projections (a per-query choice of output); a window "
-     "that is also causal"),
+     "every key through their own projections (a per-query choice of output)"),
     ("emsa", "an odd sr_ratio", "a strided conv with an even kernel (the shipped spec is a "
      "'same' conv read at a stride, which an even kernel cannot be)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "

@@ -72,15 +72,18 @@ class Weights:
 class WindowRange(str):
     """`range window(R)`: the keys within R positions of the query on every indexed axis
     (a (2R+1)-wide square around it on an image); `window(R, dilation = d)`: the keys
-    i·d away, |i| ≤ R (Longformer's dilated window). Compares unequal to every range word."""
+    i·d away, |i| ≤ R (Longformer's dilated window); `causal = true`: of those, the keys
+    not after the query. Compares unequal to every range word."""
 
     radius: int
     dilation: int
+    causal: bool
 
-    def __new__(cls, radius: int, dilation: int = 1):
-        text = f"window({radius})" if dilation == 1 else f"window({radius}, dilation = {dilation})"
-        obj = super().__new__(cls, text)
-        obj.radius, obj.dilation = radius, dilation
+    def __new__(cls, radius: int, dilation: int = 1, causal: bool = False):
+        options = (f", dilation = {dilation}" if dilation != 1 else "") + \
+            (", causal = true" if causal else "")
+        obj = super().__new__(cls, f"window({radius}{options})")
+        obj.radius, obj.dilation, obj.causal = radius, dilation, causal
         return obj
 
 

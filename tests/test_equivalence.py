@@ -140,6 +140,11 @@ CASES = [
          ((2, 11, 12), (1, 4, 12))),
     Case("sliding_window", dict(D=16, M=2, attention_window=512), sequence(16)),
     Case("sliding_window", dict(D=24, M=3, attention_window=6), sequence(24), pad=True),
+    # the autoregressive (causal) window, plain and dilated
+    Case("sliding_window", dict(D=16, M=2, attention_window=4, autoregressive=True),
+         ((2, 9, 16), (3, 6, 16))),
+    Case("sliding_window", dict(D=12, M=3, attention_window=6, attention_dilation=2,
+                                autoregressive=True), ((2, 11, 12), (1, 4, 12))),
     Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2),
          sequence(16), pad=True),
     # simplified_sa (the zoo's projection-free attention): 8, 3 and 1 heads, a padding mask

@@ -331,15 +331,19 @@ class Positions:
         return s if s in (POISON, UNKNOWN) else PartitionRange(s[0])
 
     def call_window(self, e: Call):
-        if len(e.args) != 1 or any(kw.name != "dilation" for kw in e.kwargs):
-            return self.error("wrong-arity", "window takes one radius and a dilation: "
-                              "window(R, dilation = d)", e.span)
+        if len(e.args) != 1 or any(kw.name not in ("dilation", "causal") for kw in e.kwargs):
+            return self.error("wrong-arity", "window takes one radius, a dilation and whether "
+                              "it is causal: window(R, dilation = d, causal = true)", e.span)
         r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
-        d = self.integers([kw.value for kw in e.kwargs], 1,
+        d = self.integers([kw.value for kw in e.kwargs if kw.name == "dilation"], 1,
                           "a window's dilation is a positive integer")
-        if POISON in (r, d) or UNKNOWN in (r, d):
-            return POISON if POISON in (r, d) else UNKNOWN
-        return WindowRange(r[0], d[0] if d else 1)
+        causal = [self.value(kw.value, "scalar") for kw in e.kwargs if kw.name == "causal"]
+        if POISON in (r, d, *causal) or UNKNOWN in (r, d, *causal):
+            return POISON if POISON in (r, d, *causal) else UNKNOWN
+        if causal and not isinstance(causal[0], bool):
+            return self.error("wrong-type", f"a window's `causal` is true or false, not "
+                              f"{describe(causal[0])}", e.kwargs[-1].value.span)
+        return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]))
 
     def integers(self, exprs, minimum: int, what: str):
         """Arguments that must be integers of at least `minimum`: their values; POISON

@@ -300,8 +300,9 @@ class Terms:
                              q_tokens=over[0][1],
                              k_tokens=over[1][1],
                              steps=tuple(keys.axis(a).step for a in over[1][1]))
+            causal = rng == "causal" or isinstance(rng, WindowRange) and rng.causal
             source = self.add("range", inputs, logits.type, e.span, role="range",
-                              causal=rng == "causal", grid=grid, sizes_of=x.node,
+                              causal=causal, grid=grid, sizes_of=x.node,
                               fill=0.0 if op in ("unnormalised", "l1_keys") else None,
                               **extra)
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",

@@ -16,8 +16,9 @@ dense N × N map, so this is an independent check of the spec's dense window mas
 Deviations, each because the spec cannot express the authors' behaviour:
 - a padded query's output row is not zeroed (the authors zero its attention
   probabilities after the softmax); non-padded rows are the authors';
-- global attention (attention_mask > 0, with query_global / key_global / value_global),
-  the autoregressive window and per-head dilations are left out;
+- global attention (attention_mask > 0, with query_global / key_global / value_global)
+  and per-head dilations are left out; `autoregressive` keeps the window's keys up to the
+  query (allenai/longformer's autoregressive mode of its TVM kernel);
 - no dropout on the attention probabilities (attention_probs_dropout_prob): this is the
   authors' module in eval mode, or with that probability 0.
 The output projection is not part of the module (it is LongformerSelfOutput's dense).
@@ -35,7 +36,7 @@ class SlidingWindow(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = padding."""
 
     def __init__(self, D: int, M: int = 16, attention_window: int = 512,
-                 attention_dilation: int = 1):
+                 attention_dilation: int = 1, autoregressive: bool = False):
         super().__init__()
         if M < 1 or D % M != 0:
             raise ValueError(f"SlidingWindow: D must be divisible by M, got D={D}, M={M}")
@@ -44,6 +45,7 @@ class SlidingWindow(nn.Module):
         self.D, self.M = D, M
         self.one_sided = attention_window // 2
         self.dilation = attention_dilation
+        self.autoregressive = autoregressive  # only the window's keys up to the query
         # Registration order = state_dict order: query, key, value (weight, bias).
         self.query = nn.Linear(D, D)
         self.key = nn.Linear(D, D)
@@ -61,6 +63,8 @@ class SlidingWindow(nn.Module):
         steps = torch.arange(-w, w + 1, device=x.device) * self.dilation
         where = torch.arange(N, device=x.device)[:, None] + steps[None, :]  # [N, 2w+1]
         inside = (where >= 0) & (where < N)
+        if self.autoregressive:  # the authors' TVM kernel's one-sided, causal window
+            inside = inside & (steps[None, :] <= 0)
         where = where.clamp(0, N - 1)
 
         k_win = k[:, where]  # [B, N, 2w+1, M, d]
