@@ -304,3 +304,20 @@ def test_a_position_score_per_group_of_heads_is_shared_by_the_group(G):
     torch.testing.assert_close(m(x), expected.view(2, 3, 4, 4), rtol=0, atol=1e-12)
     with pytest.raises(attnspec.SpecError):  # 3 does not divide 4 heads
         attnspec.compile_text(GROUPED, D=4, G=3)
+
+
+@pytest.mark.parametrize("rng, code", [("window(1, causal = 2)", "wrong-type"),
+                                       ("window(1, causl = true)", "wrong-arity")])
+def test_a_causal_window_is_checked(rng, code):
+    assert first_error(SEQUENCE.replace("window(R, dilation = dilation)", rng), C=8) == code
+
+
+def test_a_causal_window_sees_the_keys_up_to_the_query():
+    text = SEQUENCE.replace("window(R, dilation = dilation)",
+                            "window(R, dilation = dilation, causal = true)")
+    m = attnspec.compile_text(text, C=8, R=2)
+    x = torch.randn(1, 8, 6, requires_grad=True)
+    y = m(x)
+    # the output at position 2 depends on inputs 0, 1, 2 only
+    (grad,) = torch.autograd.grad(y[0, :, 2].sum(), x)
+    assert grad[0, :, 3:].abs().max() == 0 and (grad[0, :, :3].abs().sum(0) > 0).all()
