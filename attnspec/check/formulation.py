@@ -196,8 +196,8 @@ class Formulation:
         if over is POISON:
             return POISON
         if self.kv not in (heads, None) and (over[1][0] == "memory" or rng == "self"):
-            kv = self.error("unsupported", "`kv` shares keys and values computed from "
-                                 "the input, not memory slots or a gate's", parts["heads"].span)
+            kv = self.error("unsupported", "`kv` shares keys and values computed from the "
+                            "input: not memory slots, and a gate has none", parts["heads"].span)
         # a bad range, head count or mask still lets weight and value be checked
         ordered = sorted((parts["weight"], parts["value"]), key=lambda p: p.span.line)
         results = {}
