@@ -235,8 +235,9 @@ what each would need (docs/language.md §12 walks every mechanism).
 
 # (spec, the variant left out, what it needs)
 NOT_YET = (
-    ("aft", "AFT-conv", "a learned bias per relative 2-D offset shared within groups of "
-     "heads (E4 broadcast to a group)"),
+    ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
+     "a position table standardised over its offsets (a table has no batch axis; the "
+     "shipped AFTConv learns w directly, equal at initialisation)"),
     ("psanet", "the authors' compact mode", "a term of the query's content with one logit "
      "per absolute key position (the H·W predicted maps read as they are, the map's size "
      "fixed), where E2 on offsets reads them relative to the query"),

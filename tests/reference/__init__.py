@@ -7,7 +7,7 @@ tests/test_equivalence.py checks every compiled spec against its reference.
 """
 
 from .a2 import A2
-from .aft import AFT
+from .aft import AFT, AFTConv
 from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
 from .axial import Axial, Column, Row
@@ -118,16 +118,17 @@ REFERENCES = {
     "gfnet": GlobalFilter,
     "gfnet.GFNetBlock": GFNetBlock,
     "gfnet.GFNetBlockLayerScale": GFNetBlockLayerScale,
+    "aft.AFTConv": AFTConv,
 }
 
 __all__ = [
-    "A2", "AFT", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC", "CBAM", "CCNet",
-    "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBlock", "CSRA",
-    "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
-    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "GFNetBlock",
-    "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer", "LinearAttention", "LSDA", "Luong",
-    "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention", "Outlooker",
-    "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
-    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
-    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "A2", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC",
+    "CBAM", "CCNet", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
+    "CrossFormerBlock", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA",
+    "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
+    "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer", "LinearAttention",
+    "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention",
+    "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA",
+    "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
+    "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]

@@ -1,4 +1,4 @@
-"""Attention Free Transformer: AFT-simple, AFT-full and AFT-local.
+"""Attention Free Transformer: AFT-simple, AFT-full and AFT-local (AFT); AFT-conv (AFTConv).
 
 Paper: Zhai, Talbott, Srivastava, Huang, Goh, Zhang, Susskind, "An Attention Free
 Transformer", 2021, arXiv:2105.14103. AFT-full (Sec. 3.1):
@@ -15,9 +15,25 @@ subtracted, which cancels), not as a softmax. No official code was released; the
 writes no output projection, and `proj` adds the W^O of the MHA that AFT replaces, as the
 public implementations do. w is a registered parameter (one popular copy of AFT-simple keeps
 its zero bias as a plain tensor).
+
+AFT-conv (Sec. 3.2, Eq. 6; 2-D, as in the paper's ImageNet experiments, AFT-conv-h-s): h
+heads, K tied to the heads (K in R^{T x h}), Q and V of D channels split into h contiguous
+groups of D / h, and per head i a learned s x s kernel w^i:
+
+    Y^i_t = sigma(Q^i_t) * [conv2d(exp(K^i) * V^i, exp(w^i) - 1) + sum_t' exp(K^i_t') V^i_t']
+                         / [conv2d(exp(K^i), exp(w^i) - 1) + sum_t' exp(K^i_t')],
+
+conv2d a depthwise convolution whose kernel is shared by the head's channels, zero-padded
+('same'), so a key beyond the map does not exist. AFTConv computes exactly these
+convolutions and global sums (the maximum of K^i over the positions subtracted, which
+cancels). Deviation: the paper reparameterises each kernel (Eq. 8: gamma^i (w^i -
+mean(w^i)) / std(w^i) + beta^i, gamma and beta learned, zero at first); the spec cannot
+express it, so w^i is learned directly here too, starting at 0 (the reparameterised
+kernel's value at first). The tokens come on their grid, [B, H, W, D].
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 VARIANTS = ("simple", "full", "local")
@@ -59,5 +75,47 @@ class AFT(nn.Module):
         logits = k[:, None, :, :] + w[None, :, :, None]  # [B, t, t', D]
         e = torch.exp(logits - logits.amax(dim=2, keepdim=True))
         context = (e * v[:, None]).sum(dim=2) / e.sum(dim=2)  # [B, t, D]
+        y = torch.sigmoid(q) * context
+        return self.proj(y) if self.proj is not None else y
+
+
+class AFTConv(nn.Module):
+    """x: [B, H, W, D] -> [B, H, W, D]."""
+
+    def __init__(self, D: int, h: int | None = None, s: int = 11, proj: bool = True,
+                 bias: bool = True):
+        super().__init__()
+        h = D if h is None else h
+        if D % h:
+            raise ValueError(f"AFTConv: h={h} heads must divide D={D}")
+        if s < 1 or s % 2 == 0:
+            raise ValueError(f"AFTConv: the window s={s} must be odd")
+        self.h, self.s = h, s
+        # Registered in the compiled spec's order: W^K (h outputs), the kernels w, W^V, then
+        # W^Q (applied in the spec's `output`), then W^O.
+        self.to_k = nn.Linear(D, h, bias=bias)
+        # w^i[dy + s // 2, dx + s // 2] for the key's offset (dy, dx) = k − q (in a module,
+        # so that it comes after W^K in state_dict)
+        self.position = nn.ParameterDict({"w": nn.Parameter(torch.zeros(h, s, s))})
+        self.to_v = nn.Linear(D, D, bias=bias)
+        self.to_q = nn.Linear(D, D, bias=bias)
+        self.proj = nn.Linear(D, D, bias=bias) if proj else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, height, width, d = x.shape
+        h, c = self.h, d // self.h
+        q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
+        k = k.permute(0, 3, 1, 2)  # [B, h, H, W]
+        v = v.permute(0, 3, 1, 2).reshape(b, h, c, height, width)
+        ek = torch.exp(k - k.amax(dim=(2, 3), keepdim=True))  # exp(K^i), max cancels
+        ekv = ek[:, :, None] * v  # [B, h, c, H, W]
+        kernel = torch.expm1(self.position["w"])[:, None]  # exp(w^i) − 1: [h, 1, s, s]
+        pad = self.s // 2
+        local_kv = F.conv2d(ekv.reshape(b, h * c, height, width),
+                            kernel.repeat_interleave(c, dim=0), padding=pad, groups=h * c)
+        local_k = F.conv2d(ek, kernel, padding=pad, groups=h)  # [B, h, H, W]
+        num = local_kv.reshape(b, h, c, height, width) + ekv.sum(dim=(3, 4), keepdim=True)
+        den = local_k + ek.sum(dim=(2, 3), keepdim=True)
+        context = (num / den[:, :, None]).reshape(b, d, height, width).permute(0, 2, 3, 1)
         y = torch.sigmoid(q) * context
         return self.proj(y) if self.proj is not None else y
