@@ -104,9 +104,13 @@ def grouped_matmul(em, a, b, heads_a: int, heads_b: int):
     few, many = sorted((heads_a, heads_b))
     if few in (1, many):
         return em.call(_torch().matmul, a, b)
-    a, b = (em.method(a, "unflatten", 1, (few, many // few)) if h == many else
-            em.method(a, "unsqueeze", 2) for a, h in ((a, heads_a), (b, heads_b)))
-    return em.method(em.call(_torch().matmul, a, b), "flatten", 1, 2)
+
+    def grouped(t, heads):  # [B, M, ...] → [B, G, M/G, ...]; [B, G, ...] → [B, G, 1, ...]
+        return em.method(t, "unflatten", 1, (few, many // few)) if heads == many else \
+            em.method(t, "unsqueeze", 2)
+
+    product = em.call(_torch().matmul, grouped(a, heads_a), grouped(b, heads_b))
+    return em.method(product, "flatten", 1, 2)
 
 
 # ---------------------------------------------------------------------------- terms
@@ -569,10 +573,8 @@ def _emit_sdpa(em, n: Node, args):
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], kv_heads(a))
     v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], kv_heads(a))
-    if kv_heads(a) != a["heads"]:  # torch repeats the G key and value heads for the M
-        gqa = {"enable_gqa": True}
-    else:
-        gqa = {}
+    # G key and value heads: torch's kernel reads each for its M / G query heads
+    gqa = {"enable_gqa": True} if kv_heads(a) != a["heads"] else {}
     if a.get("bias"):  # a term added to the logits: SDPA's float mask
         pad = args[4] if len(args) > 4 else None
         y = em.call(runtime.biased_sdpa, q, k, v, args[3], pad, causal=a["causal"],

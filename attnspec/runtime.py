@@ -263,10 +263,7 @@ def offset_vectors(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes, steps
     per offset within the radii, row-major as `offsets`) → [B, M, Q, K], q · T[k − q]
     within the radii and 0 beyond. Each query meets every row once ([B, M, Q, rows]) and
     reads its keys' offsets from that (the pairs are never given a vector each)."""
-    m, d = q.shape[1], q.shape[-1]
-    rows = _per_query_head(table.unflatten(-1, (kv, d)), m)  # [rows, M, d]
-    maps = torch.einsum("bmqd,rmd->bmqr", q, rows)
-    return offset_maps(maps, q_sizes, k_sizes, steps, radii)
+    return offset_maps(offset_vectors_local(q, table, kv), q_sizes, k_sizes, steps, radii)
 
 
 def offset_vectors_local(q: torch.Tensor, table: torch.Tensor, kv: int) -> torch.Tensor:
