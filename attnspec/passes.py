@@ -80,6 +80,8 @@ def unstack_weighted_sums(ir: IR) -> IR:
         if side is None:
             continue
         stack, weights = sides[side], sides[1 - side]
+        if total.attrs["axes"][0] not in weights.type.names:  # the same w for every t_i
+            continue
         attrs = {"plan": product.attrs.get(("left", "right")[1 - side]),
                  "dim": stack.attrs["dim"]}
         fused = Node(total.name, "weighted_sum", (weights.name, *stack.inputs), total.type,

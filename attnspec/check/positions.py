@@ -337,12 +337,13 @@ class Positions:
         r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
         d = self.integers([kw.value for kw in e.kwargs if kw.name == "dilation"], 1,
                           "a window's dilation is a positive integer")
-        causal = [self.value(kw.value, "scalar") for kw in e.kwargs if kw.name == "causal"]
+        flag = next((kw.value for kw in e.kwargs if kw.name == "causal"), None)
+        causal = [] if flag is None else [self.value(flag, "scalar")]
         if POISON in (r, d, *causal) or UNKNOWN in (r, d, *causal):
             return POISON if POISON in (r, d, *causal) else UNKNOWN
         if causal and not isinstance(causal[0], bool):
             return self.error("wrong-type", f"a window's `causal` is true or false, not "
-                              f"{describe(causal[0])}", e.kwargs[-1].value.span)
+                              f"{describe(causal[0])}", flag.span)
         return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]))
 
     def integers(self, exprs, minimum: int, what: str):
