@@ -296,3 +296,13 @@ def test_a_weighted_sum_over_a_stack_is_a_sum_of_products_without_the_stack(sour
     stacks = [[n.op for n in g.nodes()].count("stack") for g in (ir, fuse(ir))]
     assert "weighted_sum" in _fused_ops(ir) and stacks[1] == stacks[0] - 1
     fused_equals_dense(ir, shape)
+
+
+def test_a_weight_without_the_stacked_axis_keeps_the_stack():
+    ir = attnspec.build_ir("""
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    output sum(stack(relu(x), tanh(x), as = K) * mean(x, H W), K)
+}""", C=4)
+    assert "weighted_sum" not in _fused_ops(ir)
+    fused_equals_dense(ir, (2, 4, 3, 5))
