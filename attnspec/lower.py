@@ -73,6 +73,7 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
         ph = graph.placeholder(short, default_value=None) if node.attrs["optional"] \
             else graph.placeholder(short)
         em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"])
+    _check_shared_axes(em, ir)
     fused = fuse(ir) if fused_kernels else ir
     for node in fused.nodes():
         if node.op == "input":
@@ -84,6 +85,21 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
     gm = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     _order_like(gm, root)
     return gm
+
+
+def _check_shared_axes(em, ir: IR) -> None:
+    """Inputs that share a free axis name must agree on its size at run time (a padding
+    mask and its sequence, a second map): an error naming the axis, not torch's."""
+    inputs = [ir.node(name) for name in ir.inputs]
+    names = [n.attrs["axes"] for n in inputs]
+    counts = {}
+    for axes in names:
+        for axis, size in axes:
+            if size is None:
+                counts[axis] = counts.get(axis, 0) + 1
+    if any(c > 1 for c in counts.values()):
+        em.call(runtime.check_shared_axes, tuple(em.env[n.name] for n in inputs),
+                tuple(n.name.rsplit(".", 1)[-1] for n in inputs), tuple(names))
 
 
 def _emit(em, node, args):

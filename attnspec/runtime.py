@@ -31,6 +31,21 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
     return x
 
 
+def check_shared_axes(tensors, names, axes) -> None:
+    """Raise, naming the axis and the inputs, when inputs that share an axis name give it
+    different sizes (inputs left out, None, are skipped)."""
+    seen = {}
+    for x, name, declared in zip(tensors, names, axes):
+        if x is None:
+            continue
+        for i, (axis, _) in enumerate(declared):
+            first = seen.setdefault(axis, (name, x.shape[i]))
+            if first[1] != x.shape[i]:
+                raise InputShapeError(f"axis {axis} is {first[1]} in input {first[0]} but "
+                                      f"{x.shape[i]} in input {name}: inputs share their "
+                                      f"named axes")
+
+
 def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> torch.Tensor:
     """x's axis `dim` split into `sizes`, one of them -1 (the rest): an error naming the
     axis when the others' product does not divide it (MobileViT's patches)."""

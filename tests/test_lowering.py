@@ -306,3 +306,13 @@ attention A(C: int) {
 }""", C=4)
     assert "weighted_sum" not in _fused_ops(ir)
     fused_equals_dense(ir, (2, 4, 3, 5))
+
+
+@pytest.mark.parametrize("pad_shape, axis", [((2, 6), "N"), ((3, 5), "B")])
+def test_inputs_sharing_an_axis_must_agree_on_its_size(pad_shape, axis):
+    m = attnspec.load("mhsa", D=16, M=2)
+    x = torch.randn(2, 5, 16)
+    with pytest.raises(runtime.InputShapeError, match=f"axis {axis} is .* in input x but .* "
+                                                      f"in input pad"):
+        m(x, torch.zeros(*pad_shape, dtype=torch.bool))
+    assert m(x, None).shape == (2, 5, 16)  # an optional input left out is not compared
