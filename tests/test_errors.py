@@ -109,6 +109,7 @@ CASES = [
     Case("let_shadows_choice_word", (("duplicate-name", 4, 5, "let    value = linear(x, D)"),)),
     Case("layer_as_setting", (("wrong-type", 7, 22, "conv1x1(8)"),)),
     Case("heads_kv_not_dividing", (("heads", 6, 20, "3"),)),
+    Case("block_required_input", (("wrong-arity", 11, 31, "Gate(C)"),)),
 ]
 
 

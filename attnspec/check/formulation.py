@@ -137,6 +137,12 @@ class Formulation:
 
     def input(self, s: Input, incoming: Tensor | None, first: bool):
         if not first and incoming is None and self.ir.inputs and self.scope:
+            if not s.optional:  # a block hands an attention its first input alone
+                return self.error("wrong-arity", f"input `{s.name}` (line {s.span.line}) is "
+                                  f"required, but in a block an attention receives only its "
+                                  f"first input", self.call_span or s.span,
+                                  "make it optional, or apply the attention to all its "
+                                  "inputs in a `let`: Def(...)(x, other)")
             return None  # optional inputs of an attention inside a block stay unset
         axes = []
         for name in s.axes:
