@@ -131,7 +131,8 @@ def _local_chain(ir: IR, agg: Node) -> list[str] | None:
     if term.op not in LOCAL_TERMS or len(ir.users(term.name)) != 1 or not a.get("radii") \
             or a.get("key_side") or set(a.get("steps", (1,))) != {1}:
         return None
-    if a["q_tokens"] != a["k_tokens"] or agg.attrs["k_tokens"] != a["q_tokens"]:
+    if a["q_tokens"] != a["k_tokens"] or agg.attrs["k_tokens"] != a["q_tokens"] \
+            or len(a["q_tokens"]) > 2:  # F.unfold's windows: one or two axes
         return None
     for r in ranges:  # a window wider than the radii cuts nothing the term has
         if len(r.inputs) > 1 or r.attrs["causal"] or r.attrs.get("grid") or \

@@ -139,6 +139,9 @@ CASES = [
     Case("crossformer", dict(dim=256), (8, 28, 28, 256), (2, 8, 8, 64)),
     Case("crossformer", dict(dim=256, lsda_flag=1), (8, 28, 28, 256), (2, 8, 8, 64), "lda"),
     Case("lambda_layer", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
+    # VOLO-D1's outlook stage (dim 192, 6 heads, stride 2 on 28 × 28); GFNet's 14 × 14 map
+    Case("outlook", dict(dim=192, num_heads=6, stride=2), (16, 28, 28, 192), (2, 8, 8, 64)),
+    Case("gfnet", dict(dim=384), (32, 14, 14, 384), (2, 8, 8, 64)),
     # s2 is not timed yet: its split attention sums (not averages) over the positions, so
     # float32 gradients of ~3e3 differ by ~1e-1 between the two modules at 16x14x14x256
     # (relative 2e-5, over the script's tolerance; float64 agrees to 1e-13 relative)
@@ -146,9 +149,8 @@ CASES = [
     # window) lower to each query's window of values (passes.fuse_local), no longer a
     # dense [M, HW, HW] table. Neither is in the gate. cot: at 8x256x28x28 its train-mode
     # BatchNorms leave float32 gradients of ~200 about 1e-2 apart, each module as far
-    # from float64; timed outside the gate: fwd 1.29, fwd+bwd 1.30 (the value's heads are
-    # interleaved channels, two `shuffle` copies the reference's view avoids).
-    # conv_as_attention's reference is F.conv2d itself: fwd 10.7, fwd+bwd 5.8 — its M = k²
+    # from float64; timed outside the gate: fwd 1.00, fwd+bwd 1.00.
+    # conv_as_attention's reference is F.conv2d itself: fwd 5.1, fwd+bwd 3.2 — its M = k²
     # stacked value projections are the formulation's cost, not the compiler's.
     # deformable is not timed: its bilinear weights are a dense [M, HW, HW] table (a
     # demonstration that the mechanism is expressible), far slower than the sampling
@@ -177,7 +179,8 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "vip": dict(dim=64, segment_dim=8),
                 "crossformer": dict(dim=64, group_size=4),
                 "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
-                "lambda_layer": dict(C=64, r=5)}
+                "lambda_layer": dict(C=64, r=5), "outlook": dict(dim=64, num_heads=2, stride=2),
+                "gfnet": dict(dim=64, h=8, w=5)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared

@@ -246,6 +246,16 @@ LOCAL_CASES = [
     ("specs/cot.attn", dict(dim=16), (2, 16, 5, 4)),
     (LOCAL, dict(C=8), (2, 4, 5, 8)),
     (LOCAL, dict(C=8, M=2, G=1, R=2, Rw=0, window=3), (2, 6, 3, 8)),
+    ("""
+attention Sequence(D: int, R: int = 2) {
+    input  x: [B, N, D]
+    over   positions(N)
+    range  window(R)
+    heads  2 * R + 1                                 # a 1-D convolution as attention
+    weight identity(E4(position = offsets(R)))
+    value  linear((2 * R + 1) * D, bias = false)
+    output identity
+}""", dict(D=4), (2, 7, 4)),
 ]
 
 
