@@ -9,7 +9,8 @@ from .ir import IR, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    fused = fuse_local(fold_position_scales(unstack_weighted_sums(copy.deepcopy(ir))))
+    fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
+    fused = fuse_local(fold_position_scales(fused))
     fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fused)))
     return fold_content_scales(fused)
 
@@ -87,6 +88,33 @@ def unstack_weighted_sums(ir: IR) -> IR:
         fused = Node(total.name, "weighted_sum", (weights.name, *stack.inputs), total.type,
                      total.role, total.span, attrs)
         ir.replace([stack.name, product.name, total.name], fused)
+    return ir
+
+
+def split_unnormalised_sums(ir: IR) -> IR:
+    """identity(T1 + T2) · v over range all → identity(T1) · v + identity(T2) · v (without a
+    normaliser the weights' sum distributes over the values), so that each part lowers on
+    its own: E1 to the linear form, a position term to its local windows (the lambda
+    layer's content and position lambdas: no [B, M, Q, K] weight at all)."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
+                and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]:
+        norm = ir.node(agg.inputs[0])
+        if norm.op != "unnormalised" or len(ir.users(norm.name)) != 1:
+            continue
+        terms = ir.node(norm.inputs[0])
+        if terms.op != "add_terms" or len(ir.users(terms.name)) != 1 or \
+                not all(terms.attrs["query"]) or not all(terms.attrs.get("key", (True, True))):
+            continue
+        parts = []
+        for side, term in zip("ab", terms.inputs):
+            weights = ir.add(Node(f"{norm.name}_{side}", "unnormalised", (term,), norm.type,
+                                  norm.role, norm.span, norm.attrs))
+            parts.append(ir.add(Node(f"{agg.name}_{side}", "aggregate",
+                                     (weights.name, agg.inputs[1]), agg.type, agg.role,
+                                     agg.span, agg.attrs)).name)
+        total = Node(agg.name, "arith", tuple(parts), agg.type, agg.role, agg.span,
+                     {"op": "+", "left": None, "right": None})
+        ir.replace([terms.name, norm.name, agg.name], total)
     return ir
 
 

@@ -46,6 +46,26 @@ def check_shared_axes(tensors, names, axes) -> None:
                                       f"named axes")
 
 
+class _ContiguousGradient(torch.autograd.Function):
+    """The identity, whose backward hands on the gradient contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:
+    """x unchanged; its gradient reaches the layer before contiguous. Guards BatchNorm
+    from a torch 2.13 CPU bug: its backward at batch size 1 returns a wrong input
+    gradient when the gradient it receives is strided as an einsum's or a matmul's
+    backward leaves it (tests/test_lowering.py)."""
+    return _ContiguousGradient.apply(x)
+
+
 def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> torch.Tensor:
     """x's axis `dim` split into `sizes`, one of them -1 (the rest): an error naming the
     axis when the others' product does not divide it (MobileViT's patches)."""

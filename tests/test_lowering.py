@@ -244,6 +244,9 @@ LOCAL_CASES = [
     ("specs/conv_as_attention.attn", dict(C=8, kernel=3), (2, 8, 5, 6)),
     ("specs/conv_as_attention.attn", dict(C=4, out=6, kernel=5), (1, 4, 3, 7)),
     ("specs/cot.attn", dict(dim=16), (2, 16, 5, 4)),
+    # the lambda layer, split into its content part (linear) and position part (local);
+    # batch 1: BatchNorm's gradient guard (runtime.contiguous_gradient)
+    ("specs/lambda_layer.attn", dict(C=12, d=8, k=3, h=4, r=5), (1, 12, 5, 6)),
     (LOCAL, dict(C=8), (2, 4, 5, 8)),
     (LOCAL, dict(C=8, M=2, G=1, R=2, Rw=0, window=3), (2, 6, 3, 8)),
     ("""
@@ -326,3 +329,23 @@ def test_inputs_sharing_an_axis_must_agree_on_its_size(pad_shape, axis):
                                                       f"in input pad"):
         m(x, torch.zeros(*pad_shape, dtype=torch.bool))
     assert m(x, None).shape == (2, 5, 16)  # an optional input left out is not compared
+
+
+def test_a_sum_of_unnormalised_terms_aggregates_each_on_its_own():
+    ir = attnspec.build_ir("specs/lambda_layer.attn", C=12, d=8, k=3, h=4, r=5)
+    ops = _fused_ops(ir)
+    assert {"linear_attention", "local_aggregate"} <= ops and "aggregate" not in ops
+
+
+def test_batchnorm_gets_a_contiguous_gradient_at_batch_size_one():
+    """torch 2.13's CPU BatchNorm backward at batch 1 is wrong for a gradient strided as an
+    einsum's backward leaves it; the lowering hands it on contiguous."""
+    bn = torch.nn.BatchNorm2d(2).double().eval()
+    x = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 4, 6, dtype=torch.float64)
+
+    def guarded(t):  # without the guard, gradcheck fails here (and on the lambda layer's
+        # lowering at batch 1, LOCAL_CASES above)
+        return torch.einsum("bkm,bvm->bkv", k, runtime.contiguous_gradient(bn(t)).flatten(2))
+
+    assert torch.autograd.gradcheck(guarded, (x,))

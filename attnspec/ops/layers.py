@@ -12,6 +12,7 @@ from . import (
     Param,
     _call_module,
     _nn,
+    _runtime,
     channel,
     known,
     last,
@@ -236,11 +237,16 @@ def _zero_scale(norm, attrs):
     return norm
 
 
+def _emit_batchnorm(em, n, args):
+    # the gradient into BatchNorm made contiguous: runtime.contiguous_gradient says why
+    return em.call(_runtime().contiguous_gradient, em.module(n.module, args[0]))
+
+
 @op(name="batchnorm", kind="layer", doc="batch normalisation over the channel axis (axis 1)",
     params=(Param("init", "word", "default", INITS), Param("eps", "float", 1e-5),
             Param("momentum", "float", 0.1)),
     module_attrs=_norm_attrs("batch"), build=_build_batchnorm, count=lambda a: 2 * a["features"],
-    emit=_call_module)
+    emit=_emit_batchnorm)
 def _batchnorm(types, cfg):
     channel(types[0])
     return types[0]
