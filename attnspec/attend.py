@@ -650,7 +650,9 @@ def _local_flops(ins, out, a, b):
     v = ins[-1]
     dv = width(v, a["v_feature"], b) // kv_heads(a)
     queries = out.numel(b) // (dv * a["heads"])  # B·Q
-    flops = 2 * queries * a["heads"] * points * dv
+    keys = math.prod(b.get(t, 1) for t in a["q_tokens"])
+    # runtime.window_aggregate: a window as large as the map goes dense, [Q, K]
+    flops = 2 * queries * a["heads"] * min(points, keys) * dv
     if a["term"] == "E2_table":  # each query against every offset's vector
         flops += 2 * queries * a["heads"] * points * (width(ins[0], a["q_feature"], b)
                                                       // a["heads"])

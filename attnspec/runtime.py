@@ -313,13 +313,19 @@ def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> tor
     """y[b, m, :, q] = Σ_p weights[b, m, q, p] · v[b, g(m), :, q + p]: weights [B or 1, M,
     Q or 1, P], one per joint offset p within the radii (row-major, as `offsets`); values
     v [B, G, d, N] on the grid, zero beyond it; head m reads value head m // (M / G).
-    → [B, M, d, N]."""
+    → [B, M, d, N]. A window as large as the map is read as a dense [Q, K] weight instead
+    (the lambda layer's 23 × 23 scope on a 14 × 14 map: fewer products that way)."""
     b, g, d, n = v.shape
+    m = weights.shape[1]
+    if _product(2 * r + 1 for r in radii) >= n:
+        steps = (1,) * len(radii)
+        dense = offset_maps(weights.expand(-1, -1, n, -1), grid, grid, steps, radii)
+        y = torch.einsum("bghqk,bgdk->bghdq", dense.unflatten(1, (g, m // g)), v)
+        return y.flatten(1, 2)
     kernel = [2 * r + 1 for r in radii] + [1] * (2 - len(radii))  # F.unfold's two axes
     maps = v.reshape(b, g * d, *grid, *[1] * (2 - len(grid)))
     x = F.unfold(maps, kernel, padding=[*radii, 0][:2]).view(b, g, d, -1, n)  # [.., P, N]
     w = weights.transpose(-1, -2)  # [B, M, P, Q]
-    m = weights.shape[1]
     if m == g:  # one weight per value channel and offset: a product summed over the
         # window, as a convolution's unfold would be (a batched matmul of 1-row matrices
         # is slower on CPUs)
