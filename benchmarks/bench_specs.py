@@ -66,6 +66,7 @@ class Case:
     shape: tuple  # input shape for the full run
     quick: tuple  # input shape for --quick
     variant: str = ""  # tells cases of one spec apart: row name "spec/variant"
+    definition: str = ""  # a definition of the file other than its main one
 
     @property
     def name(self) -> str:
@@ -142,6 +143,12 @@ CASES = [
     # VOLO-D1's outlook stage (dim 192, 6 heads, stride 2 on 28 × 28); GFNet's 14 × 14 map
     Case("outlook", dict(dim=192, num_heads=6, stride=2), (16, 28, 28, 192), (2, 8, 8, 64)),
     Case("gfnet", dict(dim=384), (32, 14, 14, 384), (2, 8, 8, 64)),
+    # AFT-conv-32-7 on DeiT-tiny's 14 × 14 tokens: over the gate (fwd 5.0, fwd+bwd 3.1),
+    # the compiled form builds dense [B, h, HW, HW] weights (E3 + a local E4 under a softmax
+    # over every position) where the reference uses the paper's factorisation, e^K ⊙ V
+    # summed globally plus a depth-wise conv with kernel e^w − 1: a lowering to write
+    Case("aft", dict(D=192, h=32, s=7), (16, 14, 14, 192), (2, 6, 6, 64), "conv",
+         definition="AFTConv"),
     # s2 is not timed yet: its split attention sums (not averages) over the positions, so
     # float32 gradients of ~3e3 differ by ~1e-1 between the two modules at 16x14x14x256
     # (relative 2e-5, over the script's tolerance; float64 agrees to 1e-13 relative)
@@ -180,7 +187,7 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "crossformer": dict(dim=64, group_size=4),
                 "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
                 "lambda_layer": dict(C=64, r=5), "outlook": dict(dim=64, num_heads=2, stride=2),
-                "gfnet": dict(dim=64, h=8, w=5)}
+                "gfnet": dict(dim=64, h=8, w=5), "aft/conv": dict(D=64, h=8, s=3)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared
@@ -204,8 +211,14 @@ class Pair:
 def build(case: Case, quick: bool) -> Pair:
     """The compiled and reference modules with the same random weights, input and grad."""
     params = QUICK_PARAMS.get(case.name, case.params) if quick else case.params
-    compiled = randomize_(attnspec.load(case.spec, **params), SEED)
-    reference = REFERENCES[case.spec](**params)
+    if case.definition:
+        module = attnspec.compile_file(attnspec.api.spec_path(case.spec), case.definition,
+                                       **params)
+    else:
+        module = attnspec.load(case.spec, **params)
+    compiled = randomize_(module, SEED)
+    reference = REFERENCES[f"{case.spec}.{case.definition}" if case.definition
+                           else case.spec](**params)
     copy_weights(compiled, reference)
     gen = torch.Generator().manual_seed(SEED)
     shape = case.quick if quick else case.shape
