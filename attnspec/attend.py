@@ -664,6 +664,39 @@ _register("local_aggregate", "Σ_p T(q, p) · v_{q+p} over the offsets within th
           _emit_local, _local_flops, sizes=lambda ins, t, a: {**ins[-1], **ins[0]})
 
 
+def _emit_factorised(em, n: Node, args):
+    """softmax_k(K_k + w_{k−q}) · v with w zero beyond the radii, as
+    (Σ_k e^K v + window(e^w − 1, e^K v)) / (Σ_k e^K + window(e^w − 1, e^K))
+    (passes.fuse_factorised; K shifted by its maximum first, as a softmax is)."""
+    from . import runtime
+
+    a = n.attrs
+    keys, table, value = args
+    width_ = em.type(n.inputs[1]).axes[-1].size
+    if width_ not in (1, a["heads"]):  # one column per group of heads
+        table = em.method(table, "repeat_interleave", a["heads"] // width_, 1)
+    v = to_heads(em, value, em.type(n.inputs[2]), a["q_tokens"], a["v_feature"], kv_heads(a),
+                 keys_first=True)  # [B, M, d, N]
+    y = em.call(runtime.factorised_softmax, keys, _scaled(em, table, a), v,
+                em.sizes(a["sizes_of"], a["q_tokens"]), a["radii"])  # [B, M, d, N]
+    return from_heads(em, em.method(y, "transpose", -1, -2), n.type, a["q_tokens"],
+                      a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _factorised_flops(ins, out, a, b):
+    points = math.prod(2 * r + 1 for r in a["radii"])
+    keys = math.prod(b.get(t, 1) for t in a["q_tokens"])
+    values = out.numel(b)  # B·Q·M·d
+    d = width(ins[2], a["v_feature"], b) // kv_heads(a)
+    # windows of e^K ⊙ v and of e^K (multiply-adds), and the global sum of e^K ⊙ v
+    return 2 * (values + values // d) * min(points, keys) + 2 * values
+
+
+_register("factorised_aggregate", "softmax(E3 + a local E4) · v as global sums plus local "
+          "windows of e^K ⊙ v (AFT-conv's factorisation)", _emit_factorised,
+          _factorised_flops, sizes=lambda ins, t, a: {**ins[2], **ins[0]})
+
+
 def _emit_linear(em, n: Node, args):
     """Σ_k (q·k) v_k / (Σ_k q·k + eps) as q (Kᵀ V) / (q · Σ_k k + eps): the keys are summed
     into a d × d' state per head before any query is seen, O(N·d·d') instead of O(N²·d)."""

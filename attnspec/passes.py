@@ -10,7 +10,7 @@ from .ir import IR, Node
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
     fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
-    fused = fuse_local(fold_position_scales(fused))
+    fused = fuse_local(fuse_factorised(fold_position_scales(fused)))
     fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fused)))
     return fold_content_scales(fused)
 
@@ -115,6 +115,39 @@ def split_unnormalised_sums(ir: IR) -> IR:
         total = Node(agg.name, "arith", tuple(parts), agg.type, agg.role, agg.span,
                      {"op": "+", "left": None, "right": None})
         ir.replace([terms.name, norm.name, agg.name], total)
+    return ir
+
+
+def fuse_factorised(ir: IR) -> IR:
+    """softmax(E3(key) + E4(offsets(r) >> ...)) · v over range all → one
+    `factorised_aggregate`: e^{K + w} = e^K + e^K (e^w − 1), with e^w − 1 zero beyond the
+    radii, so the numerator and denominator are a global sum of e^K ⊙ v plus a local window
+    of it (AFT-conv's own form: linear in the positions, not a dense [Q, K] weight)."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
+                and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]:
+        norm = ir.node(agg.inputs[0])
+        if norm.op != "softmax_keys" or len(ir.users(norm.name)) != 1:
+            continue
+        terms = ir.node(norm.inputs[0])
+        if terms.op != "add_terms" or len(ir.users(terms.name)) != 1 or \
+                terms.attrs["query"] != (False, True):
+            continue
+        key, position = (ir.node(i) for i in terms.inputs)
+        if key.op != "E3" or key.attrs.get("contexts") or position.op != "E4" or \
+                not position.attrs.get("radii") or set(position.attrs["steps"]) != {1} or \
+                position.attrs["q_tokens"] != position.attrs["k_tokens"] or \
+                len(position.attrs["q_tokens"]) > 2 or \
+                any(len(ir.users(n.name)) != 1 for n in (key, position)):
+            continue
+        if any(ir.node(agg.inputs[1]).type.axis(t).step != 1 for t in agg.attrs["q_tokens"]):
+            continue
+        attrs = {**{k: agg.attrs[k] for k in ("heads", "kv", "q_tokens", "v_feature",
+                                               "sizes_of")},
+                 "radii": position.attrs["radii"], "factor": position.attrs.get("factor", 1.0)}
+        fused = Node(agg.name, "factorised_aggregate",
+                     (key.name, position.inputs[0], agg.inputs[1]), agg.type, "context",
+                     agg.span, attrs)
+        ir.replace([position.name, terms.name, norm.name, agg.name], fused)
     return ir
 
 

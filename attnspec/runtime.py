@@ -316,6 +316,8 @@ def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> tor
     → [B, M, d, N]. A window as large as the map is read as a dense [Q, K] weight instead
     (the lambda layer's 23 × 23 scope on a 14 × 14 map: fewer products that way)."""
     b, g, d, n = v.shape
+    if weights.shape[1] == 1:  # one weight for every head (E4 of width 1)
+        weights = weights.expand(-1, g, -1, -1)
     m = weights.shape[1]
     if _product(2 * r + 1 for r in radii) >= n:
         steps = (1,) * len(radii)
@@ -324,6 +326,12 @@ def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> tor
         return y.flatten(1, 2)
     kernel = [2 * r + 1 for r in radii] + [1] * (2 - len(radii))  # F.unfold's two axes
     maps = v.reshape(b, g * d, *grid, *[1] * (2 - len(grid)))
+    if m == g and weights.shape[0] == weights.shape[2] == 1:
+        # the same weights at every query: a depth-wise convolution, each head's kernel on
+        # its d channels (cross-correlation reads offset i − r at kernel index i)
+        taps = weights[0, :, 0].repeat_interleave(d, dim=0).reshape(g * d, 1, *kernel)
+        y = F.conv2d(maps, taps, padding=[*radii, 0][:2], groups=g * d)
+        return y.reshape(b, g, d, n)
     x = F.unfold(maps, kernel, padding=[*radii, 0][:2]).view(b, g, d, -1, n)  # [.., P, N]
     w = weights.transpose(-1, -2)  # [B, M, P, Q]
     if m == g:  # one weight per value channel and offset: a product summed over the
@@ -352,6 +360,20 @@ def relative_bias(table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
 def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
     """`offsets(R)`'s encoding: row i is the one-hot of offset i, in `like`'s dtype."""
     return torch.eye(size, dtype=like.dtype, device=like.device)
+
+
+def factorised_softmax(keys: torch.Tensor, table: torch.Tensor, v: torch.Tensor, grid,
+                       radii) -> torch.Tensor:
+    """Σ_k softmax_k(K_k + w_{k−q}) v_k with w [P, M] zero beyond the radii: keys
+    [B, M, N], values v [B, M, d, N] → [B, M, d, N], as global sums plus local windows of
+    e^K ⊙ v with kernel e^w − 1 (AFT-conv, Zhai et al. 2021, Eq. 6)."""
+    e = (keys - keys.amax(-1, keepdim=True)).exp()  # [B, M, N]
+    weighted = e.unsqueeze(2) * v  # [B, M, d, N]
+    kernel = (table.exp() - 1).t()[None, :, None, :]  # [1, M, 1, P]
+    numerator = weighted.sum(-1, keepdim=True) + window_aggregate(kernel, weighted, grid, radii)
+    denominator = e.sum(-1, keepdim=True).unsqueeze(2) + \
+        window_aggregate(kernel, e.unsqueeze(2), grid, radii)
+    return numerator / denominator
 
 
 def displacement_rows(like: torch.Tensor, radii) -> torch.Tensor:

@@ -143,10 +143,9 @@ CASES = [
     # VOLO-D1's outlook stage (dim 192, 6 heads, stride 2 on 28 × 28); GFNet's 14 × 14 map
     Case("outlook", dict(dim=192, num_heads=6, stride=2), (16, 28, 28, 192), (2, 8, 8, 64)),
     Case("gfnet", dict(dim=384), (32, 14, 14, 384), (2, 8, 8, 64)),
-    # AFT-conv-32-7 on DeiT-tiny's 14 × 14 tokens: over the gate (fwd 5.0, fwd+bwd 3.1),
-    # the compiled form builds dense [B, h, HW, HW] weights (E3 + a local E4 under a softmax
-    # over every position) where the reference uses the paper's factorisation, e^K ⊙ V
-    # summed globally plus a depth-wise conv with kernel e^w − 1: a lowering to write
+    # AFT-conv-32-7 on DeiT-tiny's 14 × 14 tokens: softmax(E3 + a local E4) lowers to the
+    # paper's factorisation, e^K ⊙ V summed globally plus a depth-wise conv with kernel
+    # e^w − 1 (passes.fuse_factorised), as the reference computes it
     Case("aft", dict(D=192, h=32, s=7), (16, 14, 14, 192), (2, 6, 6, 64), "conv",
          definition="AFTConv"),
     # s2 is not timed yet: its split attention sums (not averages) over the positions, so
@@ -157,7 +156,7 @@ CASES = [
     # dense [M, HW, HW] table. Neither is in the gate. cot: at 8x256x28x28 its train-mode
     # BatchNorms leave float32 gradients of ~200 about 1e-2 apart, each module as far
     # from float64; timed outside the gate: fwd 1.00, fwd+bwd 1.00.
-    # conv_as_attention's reference is F.conv2d itself: fwd 5.1, fwd+bwd 3.2 — its M = k²
+    # conv_as_attention's reference is F.conv2d itself: fwd 1.5, fwd+bwd 1.5 — its M = k²
     # stacked value projections are the formulation's cost, not the compiler's.
     # deformable is not timed: its bilinear weights are a dense [M, HW, HW] table (a
     # demonstration that the mechanism is expressible), far slower than the sampling

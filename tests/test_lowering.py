@@ -280,11 +280,12 @@ def test_local_position_weights_aggregate_windows_equal_to_the_dense_form(source
     local = next(n for n in fuse(ir).nodes() if n.op == "local_aggregate")
     p = math.prod(2 * r + 1 for r in local.attrs["radii"])
     sizes = count.bindings_for(ir, shape)
-    if local.attrs["kv"] == local.attrs["heads"] and \
+    if local.attrs["kv"] == local.attrs["heads"] and local.attrs["term"] != "E4" and \
             p < math.prod(sizes[t] for t in local.attrs["q_tokens"]):
-        # one head per value head, a window smaller than the map: a product summed over
-        # the window, which torch's counter does not see (as E3's pooling,
-        # tests/counting.py); the IR counts its multiply-adds
+        # one head per value head, weights per query, a window smaller than the map: a
+        # product summed over the window, which torch's counter does not see (as E3's
+        # pooling, tests/counting.py); the IR counts its multiply-adds (E4's weights, the
+        # same at every query, run as a depth-wise convolution, which it sees)
         seen += 2 * p * local.type.numel(sizes)  # B·Q·M·d values
     assert count.flops(fuse(ir), count.bindings_for(ir, shape)) == seen
 
@@ -353,3 +354,29 @@ def test_batchnorm_gets_a_contiguous_gradient_at_batch_size_one():
         return torch.einsum("bkm,bvm->bkv", k, runtime.contiguous_gradient(bn(t)).flatten(2))
 
     assert torch.autograd.gradcheck(guarded, (x,))
+
+
+@pytest.mark.parametrize("params, shape", [(dict(D=16, h=4, s=3), (2, 5, 6, 16)),
+                                           (dict(D=8), (1, 4, 3, 8)),
+                                           (dict(D=6, h=6, s=1), (2, 3, 4, 6))])
+def test_aft_conv_lowers_to_global_sums_and_local_windows(params, shape):
+    """softmax(E3 + a local E4) · v = (Σ e^K v + window(e^w − 1, e^K v)) / (Σ e^K + ...)."""
+    ir = attnspec.build_ir("specs/aft.attn", "AFTConv", **params)
+    ops = _fused_ops(ir)
+    assert "factorised_aggregate" in ops and "E4" not in ops and "softmax_keys" not in ops
+    fused_equals_dense(ir, shape)
+
+
+def test_a_position_score_for_every_head_lowers_locally_too():
+    ir = attnspec.build_ir("""
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    heads  4
+    weight identity(E4(position = offsets(1) >> linear(1, bias = false)))
+    value  identity
+    output identity
+}""", C=8)
+    assert "local_aggregate" in _fused_ops(ir)
+    fused_equals_dense(ir, (2, 8, 4, 5))
