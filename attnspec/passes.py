@@ -91,19 +91,34 @@ def unstack_weighted_sums(ir: IR) -> IR:
     return ir
 
 
+def _aggregates_of_weights(ir: IR) -> list[Node]:
+    """The aggregations of [B, M, Q, K] weights computed from the input (not memory)."""
+    return [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
+            and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]
+
+
+def _sum_under(ir: IR, agg: Node, normaliser: str) -> tuple[Node, Node] | None:
+    """agg's weights as normaliser(T1 + T2), each used once: (the normaliser, the sum)."""
+    norm = ir.node(agg.inputs[0])
+    if norm.op != normaliser or len(ir.users(norm.name)) != 1:
+        return None
+    terms = ir.node(norm.inputs[0])
+    if terms.op != "add_terms" or len(ir.users(terms.name)) != 1:
+        return None
+    return norm, terms
+
+
 def split_unnormalised_sums(ir: IR) -> IR:
     """identity(T1 + T2) · v over range all → identity(T1) · v + identity(T2) · v (without a
     normaliser the weights' sum distributes over the values), so that each part lowers on
     its own: E1 to the linear form, a position term to its local windows (the lambda
     layer's content and position lambdas: no [B, M, Q, K] weight at all)."""
-    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
-                and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]:
-        norm = ir.node(agg.inputs[0])
-        if norm.op != "unnormalised" or len(ir.users(norm.name)) != 1:
+    for agg in _aggregates_of_weights(ir):
+        found = _sum_under(ir, agg, "unnormalised")
+        if found is None:
             continue
-        terms = ir.node(norm.inputs[0])
-        if terms.op != "add_terms" or len(ir.users(terms.name)) != 1 or \
-                not all(terms.attrs["query"]) or not all(terms.attrs.get("key", (True, True))):
+        norm, terms = found
+        if not all(terms.attrs["query"]) or not all(terms.attrs.get("key", (True, True))):
             continue
         parts = []
         for side, term in zip("ab", terms.inputs):
@@ -123,15 +138,11 @@ def fuse_factorised(ir: IR) -> IR:
     `factorised_aggregate`: e^{K + w} = e^K + e^K (e^w − 1), with e^w − 1 zero beyond the
     radii, so the numerator and denominator are a global sum of e^K ⊙ v plus a local window
     of it (AFT-conv's own form: linear in the positions, not a dense [Q, K] weight)."""
-    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
-                and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]:
-        norm = ir.node(agg.inputs[0])
-        if norm.op != "softmax_keys" or len(ir.users(norm.name)) != 1:
+    for agg in _aggregates_of_weights(ir):
+        found = _sum_under(ir, agg, "softmax_keys")
+        if found is None or found[1].attrs["query"] != (False, True):
             continue
-        terms = ir.node(norm.inputs[0])
-        if terms.op != "add_terms" or len(ir.users(terms.name)) != 1 or \
-                terms.attrs["query"] != (False, True):
-            continue
+        norm, terms = found
         key, position = (ir.node(i) for i in terms.inputs)
         if key.op != "E3" or key.attrs.get("contexts") or position.op != "E4" or \
                 not position.attrs.get("radii") or set(position.attrs["steps"]) != {1} or \
@@ -160,8 +171,7 @@ def fuse_local(ir: IR) -> IR:
     one `local_aggregate` node: T as one weight per offset, [B, M, Q, (2r+1)^n], against
     each query's window of values (zero beyond the map, as keys there do not exist): the
     cost of the window, not of a dense [Q, K] weight (convolution as attention, CoTNet)."""
-    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
-                and n.attrs["weight_axes"] == ("B", "M", "Q", "K")]:
+    for agg in _aggregates_of_weights(ir):
         chain = _local_chain(ir, agg)
         if chain is None:
             continue
