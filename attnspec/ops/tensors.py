@@ -17,6 +17,7 @@ from . import (
     op,
     two_tensors,
 )
+from .structure import _named_axis
 
 
 def _pooled(n: int, k: int, stride: int, pad: int, ceil: bool) -> int:
@@ -256,11 +257,7 @@ OPS["index"] = Op(name="index", doc="the numbers 0 … K − 1 along a new axis 
 
 
 def _spectral_dims(t: TensorType, axes, what: str) -> tuple[int, ...]:
-    for a in axes:
-        if a not in t.names[1:]:
-            raise OpError(f"{what} over `{a}`: {t} has no such axis (after the batch)",
-                          arg="axes", code="axis-mismatch")
-    return tuple(t.index(a) for a in axes)
+    return tuple(_named_axis(t, a, f"{what} over", "axes") for a in axes)
 
 
 def _emit_rfft(em, n, args):
