@@ -324,12 +324,7 @@ class Terms:
         attention modules do (nn.MultiheadAttention's `dropout`); of a tensor, the layer."""
         if not (e.args and _is_weight(e.args[0])):
             return self.op_call("dropout", e)
-        w = self.value(e.args[0])  # a normaliser of a term: weights, or POISON
-        layer = self.layer_of("dropout", list(e.args[1:]), e)
-        if POISON in (w, layer):
-            return POISON
-        t = self.apply(layer, Tensor(w.node, w.type), e.span, "weight")
-        return t if t is POISON else Weights(t.node, t.type, w.has_query)
+        return self.layer_on_weights("dropout", e)
 
     def layer_on_weights(self, name: str, e: Call):
         """A layer applied to logits or weights, [B, M, Q, K] with the heads as channels
