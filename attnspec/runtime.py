@@ -463,21 +463,33 @@ def pair_bias(table: torch.Tensor, q_sizes, k_sizes, longest: int,
 
 
 def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
-            padding: int) -> torch.Tensor:
-    """The kernel^n windows of x along one or two `dims` (zero padding), every stride-th:
-    a new axis of the window's positions (row-major, F.unfold's order) before the first
-    of them, the dims becoming the windows' grid. F.unfold on [B, rest, dims] (its
-    backward is ~5× faster on CPUs than that of Tensor.unfold's views)."""
+            padding: int, padding_mode: str = "zeros", names=()) -> torch.Tensor:
+    """The kernel^n windows of x along one or two `dims`, every stride-th: a new axis of
+    the window's positions (row-major, F.unfold's order) before the first of them, the
+    dims becoming the windows' grid. F.unfold on [B, rest, dims] (its backward is ~5×
+    faster on CPUs than that of Tensor.unfold's views); a border other than zeros is
+    padded by F.pad first (`padding_mode` as nn.Conv2d's)."""
     rest = [d for d in range(1, x.dim()) if d not in dims]
     moved = x.permute(0, *rest, *dims)
     lead, grid = moved.shape[:len(rest) + 1], moved.shape[len(rest) + 1:]
     flat = moved.reshape(lead[0], -1, *grid)
     if len(dims) == 1:  # a column of width 1 for F.unfold's two axes
-        cols = F.unfold(flat.unsqueeze(-1), (kernel, 1), padding=(padding, 0),
-                        stride=(stride, 1))
+        flat = flat.unsqueeze(-1)
+    out = [(n + 2 * padding - kernel) // stride + 1 for n in grid]
+    if padding_mode == "reflect":  # a reflection needs positions beyond the padding
+        for d, name in zip(dims, names):
+            if x.shape[d] <= padding:
+                raise InputShapeError(f"axis {name} (dim {d}) has size {x.shape[d]}: windows "
+                                      f"reflected at the border by {padding} need more than "
+                                      f"{padding} positions")
+    if padding_mode != "zeros" and padding:
+        pads = (0, 0, padding, padding) if len(dims) == 1 else (padding,) * 4
+        flat = F.pad(flat, pads, mode=padding_mode)
+        padding = 0
+    if len(dims) == 1:
+        cols = F.unfold(flat, (kernel, 1), padding=(padding, 0), stride=(stride, 1))
     else:
         cols = F.unfold(flat, kernel, padding=padding, stride=stride)
-    out = [(n + 2 * padding - kernel) // stride + 1 for n in grid]
     y = cols.reshape(*lead, kernel ** len(dims), *out)  # [B, rest..., K, grid...]
     order = [0, *rest, "K", *dims]  # y's axes, by the input dim they came from
     target = [a for d in range(x.dim()) for a in (("K", d) if d == min(dims) else (d,))]
@@ -514,3 +526,45 @@ def rfft(x: torch.Tensor, dims: tuple[int, ...], frequencies: int, axis: str) ->
                               f"{n // 2 + 1} frequencies, expected {frequencies}: its size "
                               f"must be {2 * frequencies - 2} or {2 * frequencies - 1}")
     return torch.fft.rfftn(x, dim=dims, norm="ortho")
+
+
+def coords(x: torch.Tensor, dims: tuple[int, ...], corners: bool) -> torch.Tensor:
+    """[1, len(dims), grid...]: each position's coordinate along each of x's `dims` (in the
+    order given), normalised to [-1, 1], the grid's axes in x's order. `corners`: the first
+    and last positions at ∓1 (torch.linspace(-1, 1, n), grid_sample's align_corners);
+    otherwise the map's edges at ∓1 and the positions at their pixels' centres."""
+    grid = sorted(dims)
+    lines = [_normalised_line(x.shape[d], corners, x) for d in grid]
+    mesh = torch.meshgrid(*lines, indexing="ij")
+    return torch.stack([mesh[grid.index(d)] for d in dims]).unsqueeze(0)
+
+
+def _normalised_line(n: int, corners: bool, like: torch.Tensor) -> torch.Tensor:
+    if corners:
+        return torch.linspace(-1.0, 1.0, n, dtype=like.dtype, device=like.device)
+    centres = torch.linspace(0.5, n - 0.5, n, dtype=like.dtype, device=like.device)
+    return centres / n * 2 - 1
+
+
+def sample(t: torch.Tensor, grid: torch.Tensor, t_order, grid_order, counts, corners: bool,
+           mode: str, out_order) -> torch.Tensor:
+    """t read at the grid's points (F.grid_sample, zeros outside the map). t permuted by
+    `t_order` is [shared, features, space] and the grid by `grid_order` [shared, points,
+    coordinates] (counts: how many axes each group has; coordinates in the order of the
+    space axes); the result [shared, features, points] is permuted by `out_order`."""
+    n_shared, n_features, n_points = counts
+    t, grid = t.permute(t_order), grid.permute(grid_order)
+    shared = torch.broadcast_shapes(t.shape[:n_shared], grid.shape[:n_shared])
+    t = t.expand(*shared, *t.shape[n_shared:])
+    grid = grid.expand(*shared, *grid.shape[n_shared:])
+    features = t.shape[n_shared:n_shared + n_features]
+    points = grid.shape[n_shared:n_shared + n_points]
+    space = t.shape[n_shared + n_features:]
+    maps = t.reshape(-1, math.prod(features), *space)
+    where = grid.reshape(maps.shape[0], -1, 1, len(space))
+    if len(space) == 1:  # a line is a map of width 1, read at x = 0
+        maps, where = maps.unsqueeze(-1), torch.cat([torch.zeros_like(where), where], -1)
+    else:  # grid_sample takes (x, y): the last axis first
+        where = where.flip(-1)
+    y = F.grid_sample(maps, where, mode=mode, padding_mode="zeros", align_corners=corners)
+    return y.reshape(*shared, *features, *points).permute(out_order)

@@ -48,6 +48,7 @@ def sample(ir, batch: int, free: int, seed: int = 0) -> torch.Tensor:
     for a in axes[1:]:
         step = _split_by(ir).get(a.name, 1)
         size = a.size or _spectrum_of(ir).get(a.name) or -(-(free + k) // step) * step
+        size = max(size, _reflected_by(ir).get(a.name, 0) + 1)
         sizes.append(size)
         k += a.size is None
     return torch.randn(*sizes, generator=g)
@@ -58,6 +59,13 @@ def _spectrum_of(ir) -> dict[str, int]:
     (GFNet's), 2·(F − 1)."""
     return {n.attrs["axes"][-1]: 2 * (n.attrs["as"][0][1] - 1) for n in ir.nodes()
             if n.op == "rfft" and n.attrs["as"][0][1] is not None}
+
+
+def _reflected_by(ir) -> dict[str, int]:
+    """Axis → the padding its windows reflect at the border (ACmix's), which it must
+    exceed."""
+    return {a: n.attrs["padding"] for n in ir.nodes() if n.op == "patches"
+            and n.attrs["padding_mode"] == "reflect" for a in n.attrs["axes"]}
 
 
 def _split_by(ir) -> dict[str, int]:

@@ -212,16 +212,16 @@ def test_patches_and_fold_are_unfold_and_fold_on_named_axes(k, s, p, h, w):
     torch.testing.assert_close(line(xs), ones, rtol=0, atol=1e-12)
 
 
-def output_error(text: str) -> str:
-    """The code of the first error of an attention on x [B, H, W, C=4] whose output is
-    `text`."""
+def output_error(text: str, inputs: str = "input  x: [B, H, W, C]", C: int = 4) -> str:
+    """The code of the first error of an attention with these input (and let) lines whose
+    output is `text`."""
     spec = f"""
 attention A(C: int) {{
-    input  x: [B, H, W, C]
+    {inputs}
     output {text}
 }}"""
     with pytest.raises(SpecError) as info:
-        attnspec.compile_text(spec, C=4)
+        attnspec.compile_text(spec, C=C)
     return info.value.diagnostics[0].code
 
 
@@ -313,3 +313,197 @@ attention A(C: int, p: float = 0.5) {
     torch.testing.assert_close(y, x + branch * keep / 0.5)
     assert 0 < keep.sum() < 64  # some samples dropped, some kept
     assert "drop_path" not in str(attnspec.compile_text(spec, C=4, p=0.0))
+
+
+PADDED = """
+attention Padded(C: int, mode: choice(reflect, replicate, circular) = reflect, k: int = 3,
+                 s: int = 1, p: int = 1) {
+    input  x: [B, C, H, W]
+    output patches(x, H W, kernel = k, stride = s, padding = p, padding_mode = mode, as = K)
+}
+attention PaddedLine(C: int, mode: choice(reflect, replicate, circular) = reflect,
+                     k: int = 3, p: int = 1) {
+    input  x: [B, C, N]
+    output patches(x, N, kernel = k, padding = p, padding_mode = mode, as = K)
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("k, s, p", [(3, 1, 1), (5, 2, 2), (7, 1, 3)])
+def test_patches_pad_the_border_as_conv2d_s_padding_modes(mode, k, s, p):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    m = attnspec.compile_text(PADDED, "Padded", C=3, mode=mode, k=k, s=s, p=p)
+    padded = torch.nn.functional.pad(x, (p,) * 4, mode=mode)
+    gh, gw = (6 + 2 * p - k) // s + 1, (5 + 2 * p - k) // s + 1
+    expected = torch.nn.functional.unfold(padded, k, stride=s).view(2, 3, k * k, gh, gw)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(m, (x[:1, :, :4].detach().requires_grad_(),))
+    line = attnspec.compile_text(PADDED, "PaddedLine", C=3, mode=mode, k=k, p=p)
+    xs = x[:, :, 0]  # [B, C, N]
+    cols = torch.nn.functional.pad(xs, (p, p), mode=mode).unfold(2, k, 1)  # [B, C, N, k]
+    torch.testing.assert_close(line(xs), cols.permute(0, 1, 3, 2), rtol=0, atol=0)
+
+
+COORDS = """
+attention Coords(C: int, corners: bool = true) {
+    input  x: [B, C, H, W]
+    output coords(x, W H, as = P, corners = corners)
+}
+"""
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_coords_are_normalised_positions_in_the_order_named(dtype):
+    x = torch.randn(2, 3, 4, 6, dtype=dtype)
+    corners = attnspec.compile_text(COORDS, C=3)(x)
+    assert corners.shape == (1, 2, 4, 6) and corners.dtype == dtype
+    expected_w = torch.linspace(-1, 1, 6, dtype=dtype).expand(4, 6)  # ACmix's position()
+    expected_h = torch.linspace(-1, 1, 4, dtype=dtype)[:, None].expand(4, 6)
+    torch.testing.assert_close(corners[0], torch.stack([expected_w, expected_h]), rtol=0,
+                               atol=0)
+    centres = attnspec.compile_text(COORDS, C=3, corners=False)(x)
+    expected_w = (torch.arange(6, dtype=dtype) * 2 + 1) / 6 - 1  # pixel centres
+    torch.testing.assert_close(centres[0, 0, 0], expected_w)
+    torch.testing.assert_close(centres[0, 1, :, 0], (torch.arange(4, dtype=dtype) * 2 + 1) / 4 - 1)
+
+
+STRIDED_CONV = """
+attention Strided(C: int, out: int, k: int = 3, s: int = 2, g: int = 1,
+                  init: choice(default, shift) = default) {
+    input  x: [B, C, H, W]
+    output conv(x, out, kernel = k, stride = s, groups = g, init = init)
+}
+"""
+
+
+@pytest.mark.parametrize("k, s, h, w", [(3, 2, 7, 6), (3, 2, 8, 8), (5, 3, 7, 5), (1, 2, 5, 5)])
+def test_a_strided_conv_keeps_same_padding_and_takes_every_stride_th_position(k, s, h, w):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(STRIDED_CONV, C=4, out=6, k=k, s=s)
+    x = torch.randn(2, 4, h, w)
+    conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
+    expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride=s, padding=k // 2)
+    torch.testing.assert_close(m(x), expected)
+    assert expected.shape[2:] == ((h - 1) // s + 1, (w - 1) // s + 1)
+
+
+def test_shift_init_starts_each_group_s_channels_as_the_kernel_s_shifts():
+    m = attnspec.compile_text(STRIDED_CONV, C=18, out=4, s=1, g=2, init="shift")
+    conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
+    assert not conv.bias.any()
+    x = torch.randn(1, 18, 5, 6)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    shifted = torch.stack([padded[:, i, i % 9 // 3:i % 9 // 3 + 5, i % 3:i % 3 + 6]
+                           for i in range(18)], 1)  # channel i moved by kernel position i % 9
+    groups = shifted.view(1, 2, 9, 5, 6).sum(2)  # each output sums its group's shifts
+    torch.testing.assert_close(m(x), groups.repeat_interleave(2, dim=1))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("conv(x, 4, groups = 2, init = shift)", "shape"),  # 5 channels a group, not 3 × 3
+    ("x + conv(x, 10, stride = 2)", "axis-mismatch"),  # every 2nd position against all
+    ("coords(x, H H, as = P)", "shape"),
+    ("coords(x, H W, as = C)", "axis-mismatch"),
+    ("patches(x, H W, kernel = 3, padding_mode = mirror, as = K)", "wrong-type"),
+])
+def test_strides_shifts_and_coordinates_are_checked(text, code):
+    assert output_error(text, "input  x: [B, C, H, W]", C=10) == code
+
+
+SAMPLE = """
+attention Sample(C: int, g: int = 2, corners: bool = false,
+                 mode: choice(bilinear, nearest) = bilinear) {
+    let    two = 2
+    input  x: [B, C, H, W]
+    input  at: [B, g, Hk, Wk, two]
+    output sample(split(x, C, g c), at, H W, over = two, corners = corners, mode = mode)
+}
+attention Line(C: int) {
+    let    one = 1
+    input  x: [B, C, N]
+    input  at: [B, K, one]
+    output sample(x, at, N, over = one, corners = true)
+}
+attention Table(M: int, T: int) {
+    let    two = 2
+    let    Th = T
+    let    Tw = T + 1
+    input  x: [B, Q, K, two]
+    output sample(learned(M Th Tw, init = normal, std = 1), x, Th Tw, over = two)
+}
+"""
+
+
+@pytest.mark.parametrize("corners", [False, True])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_sample_is_grid_sample_on_named_axes_the_coordinates_in_the_order_named(corners, mode):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(SAMPLE, "Sample", C=6, corners=corners, mode=mode)
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    at = torch.rand(3, 2, 4, 3, 2, dtype=torch.float64) * 2.2 - 1.1  # some points outside
+    expected = torch.nn.functional.grid_sample(
+        x.reshape(6, 3, 5, 7), at.reshape(6, 4, 3, 2).flip(-1), mode=mode,
+        align_corners=corners).reshape(3, 2, 3, 4, 3)
+    torch.testing.assert_close(m(x, at), expected, rtol=0, atol=1e-15)
+    if mode == "bilinear":
+        assert torch.autograd.gradcheck(m, (x[:1, :, :3, :4].requires_grad_(),
+                                            at[:1].requires_grad_()))
+
+
+def test_sample_reads_a_line_and_a_learned_table_for_every_sample():
+    torch.manual_seed(0)
+    line = attnspec.compile_text(SAMPLE, "Line", C=3)
+    x = torch.randn(2, 3, 6, dtype=torch.float64)
+    at = torch.rand(2, 5, 1, dtype=torch.float64) * 2 - 1
+    where = (at[..., 0] + 1) / 2 * 5  # align_corners: −1 … 1 is position 0 … 5
+    low = where.floor().long()
+    frac = (where - low)[:, None]
+    pick = lambda i: torch.gather(x, 2, i.clamp(max=5)[:, None].expand(2, 3, 5))  # noqa: E731
+    torch.testing.assert_close(line(x, at), pick(low) * (1 - frac) + pick(low + 1) * frac)
+    table = attnspec.compile_text(SAMPLE, "Table", M=3, T=5)
+    points = torch.rand(2, 4, 6, 2) * 2 - 1
+    weight = next(table.parameters())  # [1, M, T, T + 1]
+    expected = torch.nn.functional.grid_sample(weight.expand(2, 3, 5, 6), points.view(
+        2, 24, 1, 2).flip(-1), align_corners=False).view(2, 3, 4, 6)
+    torch.testing.assert_close(table(points), expected)
+
+
+@pytest.mark.parametrize("text, code", [
+    ("sample(x, at, H W, over = C)", "axis-mismatch"),  # at has no C
+    ("sample(x, at, H W, over = P3)", "axis-mismatch"),  # three coordinates for two axes
+    ("sample(x, at, H Hk, over = P)", "axis-mismatch"),
+    ("sample(x, x, H W, over = C)", "axis-mismatch"),
+    ("sample(x, H W, over = P)", "wrong-arity"),
+])
+def test_sample_checks_its_axes(text, code):
+    inputs = """let    P = 2
+    let    P3 = 3
+    input  x: [B, C, H, W]
+    input  at: [B, Hk, Wk, P]"""
+    assert output_error(text, inputs) == code
+
+
+OUTER = """
+attention Displacement(g: int = 2) {
+    let    two = 2
+    input  at: [B, g, Hk, Wk, two]
+    input  x: [B, C, H, W]
+    output outer(coords(x, H W, as = two), at, op = sub)
+}
+"""
+
+
+def test_outer_combines_every_pair_keeping_each_tensors_own_axes():
+    at, x = torch.randn(3, 2, 4, 5, 2), torch.randn(3, 7, 6, 8)
+    y = attnspec.compile_text(OUTER)(at, x)  # [B, two, H, W, g, Hk, Wk]
+    centres = lambda n: (torch.arange(n) * 2 + 1) / n - 1  # noqa: E731
+    grid = torch.stack(torch.meshgrid(centres(6), centres(8), indexing="ij"))  # [two, H, W]
+    expected = grid[None, :, :, :, None, None, None] - at.permute(0, 4, 1, 2, 3)[:, :, None,
+                                                                                  None]
+    torch.testing.assert_close(y, expected)
+    with pytest.raises(SpecError) as info:  # outer is explicit: `-` still refuses it
+        attnspec.compile_text(OUTER.replace("outer(coords(x, H W, as = two), at, op = sub)",
+                                            "coords(x, H W, as = two) - at"))
+    assert info.value.diagnostics[0].code == "axis-mismatch"

@@ -456,8 +456,9 @@ def _is_identity(e) -> bool:
 
 def _with_tokens(v: TensorType, k_tokens, x: TensorType, q_tokens) -> TensorType:
     """The value's layout with its key axes replaced by the query's axes."""
-    if tuple(k_tokens) == tuple(q_tokens):
-        return v
+    if tuple(k_tokens) == tuple(q_tokens):  # the queries' grid, not the keys' (pooled keys)
+        return TensorType(tuple(x.axis(a.name) if a.name in q_tokens else a for a in v.axes),
+                          v.dtype)
     feature = [a for a in v.axes[1:] if a.name not in k_tokens][0]
     return TensorType(tuple(feature if a.name not in q_tokens and a is not x.axes[0] else a
                             for a in x.axes))

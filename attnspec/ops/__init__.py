@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..ir import Axis, TensorType
@@ -164,15 +164,30 @@ def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
     for ax in small.axes:
         if ax.name in big.names:
             _broadcast_size(big.axis(ax.name).size, ax.size, ax.name)
+            _same_grid(big.axis(ax.name), ax)
         elif ax.size != 1:
             raise OpError(f"cannot combine {a} and {b}: `{ax.name}` is not an axis of {big}",
                           code="axis-mismatch",
                           hint="reduce it first (mean/max/sum), or name the axes alike")
     out = TensorType(tuple(
-        Axis(x.name, x.size if x.name not in small.names
-             else _broadcast_size(x.size, small.axis(x.name).size)) for x in big.axes))
+        x if x.name not in small.names
+        else replace(x, size=_broadcast_size(x.size, small.axis(x.name).size))
+        for x in big.axes))
     plan = _align_plan(small, big)
     return (out, plan, None) if swapped else (out, None, plan)
+
+
+def _same_grid(p: Axis, q: Axis) -> None:
+    """An axis both operands have must index the same positions: a map pooled or strided
+    by 2 (index i at input position 2i) does not line up with the map it came from."""
+    if p.step != q.step and 1 not in (p.size, q.size):
+        raise OpError(f"axis {p.name} holds every {_nth(p.step)} position on one side and "
+                      f"every {_nth(q.step)} on the other", code="axis-mismatch",
+                      hint="bring them to one grid first: upsample(t, x), or pool the other")
+
+
+def _nth(step: int) -> str:
+    return {1: "", 2: "2nd", 3: "3rd"}.get(step, f"{step}th") or "input"
 
 
 def _broadcast_size(p: int | None, q: int | None, name: str = "") -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 
 from ..ir import Axis, TensorType
 from . import (
@@ -13,6 +14,7 @@ from . import (
     _call_module,
     _nn,
     _runtime,
+    _torch,
     channel,
     known,
     last,
@@ -86,9 +88,19 @@ def _conv_attrs(types, cfg):
     if cin % groups or out % groups:
         raise OpError(f"groups={groups} must divide both {cin} input and {out} output "
                       f"channels", arg="groups")
-    return {"dims": len(over), "in": cin, "out": out, "kernel": k, "dilation": cfg["dilation"],
-            "groups": groups, "bias": cfg["bias"], "init": cfg["init"],
-            "channels": has_channels}
+    if cfg["init"] == "shift" and cin // groups != k ** len(over):
+        raise OpError(f"init = shift gives each of a group's input channels one kernel "
+                      f"position: it needs {k ** len(over)} input channels per group, not "
+                      f"{cin // groups}", arg="init")
+    attrs = {"dims": len(over), "in": cin, "out": out, "kernel": k,
+             "dilation": cfg["dilation"], "groups": groups, "bias": cfg["bias"],
+             "init": cfg["init"], "channels": has_channels}
+    if cfg["stride"] != 1:  # recorded only when used: a plain conv keeps its attributes
+        if not isinstance(cfg["stride"], int) or cfg["stride"] < 1:
+            raise OpError(f"stride must be a positive integer, not {cfg['stride']!r}",
+                          arg="stride")
+        attrs["stride"] = cfg["stride"]
+    return attrs
 
 
 def _conv_over(t: TensorType, cfg) -> tuple[str, ...]:
@@ -107,9 +119,25 @@ def _build_conv(a):
     nn = _nn()
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}.get(max(a["dims"], 1))
     k, d = a["kernel"], a["dilation"]
-    module = cls(a["in"], a["out"], k, padding=d * (k - 1) // 2, dilation=d,
-                 groups=a["groups"], bias=a["bias"])
+    module = cls(a["in"], a["out"], k, stride=a.get("stride", 1), padding=d * (k - 1) // 2,
+                 dilation=d, groups=a["groups"], bias=a["bias"])
+    if a["init"] == "shift":
+        return _shift_init(module)
     return _init(module, a)
+
+
+def _shift_init(conv):
+    """ACmix's initialisation: a group's i-th input channel is the input moved by kernel
+    position i (row-major), a weight of 1 there and 0 elsewhere, for every output
+    channel; no bias. A grouped convolution that starts as the shifts it generalises."""
+    torch = _torch()
+    positions = conv.weight.shape[1]  # = kernel^n, checked with the attributes
+    with torch.no_grad():
+        shifts = torch.eye(positions).reshape(positions, *conv.weight.shape[2:])
+        conv.weight.copy_(shifts.expand_as(conv.weight))
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return conv
 
 
 def _emit_conv(em, n, args):
@@ -125,9 +153,16 @@ def _conv_count(a) -> int:
     return weights + a["bias"] * a["out"]
 
 
+def _conv_sizes(ins, t, a):
+    s, over = a.get("stride", 1), a.get("over") or t.names[2:]
+    if s == 1:
+        return ins[0]
+    return {**ins[0], **{x: (ins[0].get(x, 1) - 1) // s + 1 for x in over}}
+
+
 def _conv_flops(ins, out, a, b):
     per_out = 2 * a["in"] // a["groups"] * a["kernel"] ** max(a["dims"], 1)
-    return per_out * out.numel(b)
+    return per_out * out.numel(_conv_sizes([b], out, a))  # b: the input's sizes
 
 
 @op(name="conv", kind="layer",
@@ -135,20 +170,32 @@ def _conv_flops(ins, out, a, b):
         "the axis after the batch is the channels unless `over` covers it",
     params=(Param("out", "int", 1), Param("kernel", "int", 3), Param("over", "axes", None),
             Param("dilation", "int", 1), Param("groups", "int", 1),
-            Param("bias", "bool", True), Param("init", "word", "default", INITS)),
+            Param("bias", "bool", True), Param("init", "word", "default", (*INITS, "shift")),
+            Param("stride", "int", 1)),
     module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops,
-    count=lambda a: _conv_count(a))
+    count=lambda a: _conv_count(a), sizes=lambda ins, t, a: _conv_sizes(ins, t, a))
 def _conv(types, cfg):
     t = types[0]
     over = _conv_over(t, cfg)
     if len(over) > 3:
         raise OpError(f"conv runs over 1 to 3 axes, not {len(over)}", arg="over")
+    t = _strided(t, over, cfg["stride"])
     if len(t.axes) - 1 > len(over):
         return t.replace_axis(t.axes[1].name, Axis(t.axes[1].name, cfg["out"]))
     if cfg["out"] != 1:
         raise OpError("a conv over a map with no channel axis yields one channel",
                       arg="out", hint="drop `out`, or keep a channel axis")
     return t
+
+
+def _strided(t: TensorType, over, stride) -> TensorType:
+    """A strided conv's axes: index i of the result sits at i·stride of its input, and a
+    fixed size n becomes ⌈n / stride⌉ ('same' padding)."""
+    if stride == 1:
+        return t
+    return TensorType(tuple(replace(a, step=a.step * stride,
+                                    size=None if a.size is None else (a.size - 1) // stride + 1)
+                            if a.name in over else a for a in t.axes), t.dtype)
 
 
 def _conv1x1_attrs(types, cfg):

@@ -9,6 +9,7 @@ from dataclasses import replace
 from ..ir import Axis, TensorType
 from . import (
     _F,
+    ARITHMETIC,
     OPS,
     Op,
     OpError,
@@ -16,6 +17,7 @@ from . import (
     _align_plan,
     _broadcast_size,
     _runtime,
+    _same_grid,
     _torch,
     apply_plan,
     broadcast,
@@ -434,16 +436,22 @@ def _window_grid(size: int | None, k: int, s: int, p: int) -> int | None:
     return None if size is None else (size + 2 * p - k) // s + 1
 
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's padding_mode
+
+
 @op(name="patches", params=(Param("axes", "axes"), Param("kernel", "int"),
                             Param("stride", "int", 1), Param("padding", "int", 0),
-                            Param("as", "word")),
-    doc="the k × k windows around every stride-th position (F.unfold, zero padding): a new "
-        "axis of the k^n kernel positions, row-major, before the first grid axis; the grid "
-        "axes become the windows' grid",
+                            Param("as", "word"),
+                            Param("padding_mode", "word", "zeros", PADDING_MODES)),
+    doc="the k × k windows around every stride-th position (F.unfold; the border padded "
+        "with zeros, or reflected, replicated or wrapped around): a new axis of the k^n "
+        "kernel positions, row-major, before the first grid axis; the grid axes become the "
+        "windows' grid",
     emit=lambda em, n, args: em.call(
         _runtime().patches, args[0], tuple(em.type(n.inputs[0]).index(a)
                                            for a in n.attrs["axes"]),
-        n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]),
+        n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"], n.attrs["padding_mode"],
+        tuple(n.attrs["axes"])),
     sizes=lambda ins, t, a: {**ins[0], a["as"]: a["kernel"] ** len(a["axes"]),
                              **{x: _window_grid(ins[0].get(x, 1), a["kernel"], a["stride"],
                                                 a["padding"]) for x in a["axes"]}})
@@ -490,3 +498,64 @@ def _fold(types, cfg):
                       arg="axis", code="shape")
     return TensorType(tuple(like.axis(a.name) if a.name in axes else a for a in t.axes
                             if a.name != cfg["axis"]), t.dtype)
+
+
+@op(name="coords", params=(Param("axes", "axes"), Param("as", "word"),
+                           Param("corners", "bool", False)),
+    doc="each position's coordinates normalised to [-1, 1] along the named axes, one index "
+        "of the new axis `as` per named axis, in the order named: [1, as, grid axes]",
+    emit=lambda em, n, args: em.call(
+        _runtime().coords, args[0], tuple(em.type(n.inputs[0]).index(a)
+                                          for a in n.attrs["axes"]), n.attrs["corners"]),
+    sizes=lambda ins, t, a: {a["as"]: len(a["axes"]), **{x: ins[0].get(x, 1)
+                                                        for x in a["axes"]}})
+def _coords(types, cfg):
+    t = types[0]
+    axes = tuple(cfg["axes"])
+    dims = sorted(_named_axis(t, a, "coords over", "axes") for a in axes)
+    if len(set(axes)) != len(axes):
+        raise OpError(f"coords names an axis twice: {' '.join(axes)}", arg="axes")
+    if cfg["as"] in t.names:
+        raise OpError(f"the new axis `{cfg['as']}` is already an axis of {t}", arg="as",
+                      code="axis-mismatch")
+    if t.dtype != "float":
+        raise OpError(f"coords takes its dtype from a real tensor, not {t}", code="wrong-type")
+    return TensorType((Axis(t.names[0], 1), Axis(cfg["as"], len(axes)),
+                       *(t.axes[d] for d in dims)), t.dtype)
+
+
+OUTER = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _outer_type(a: TensorType, b: TensorType) -> TensorType:
+    """a's axes, then b's others: the axes both have line up by name (a size 1
+    stretching), each one's own axes are all kept."""
+    for x in a.axes:
+        if x.name in b.names:
+            _broadcast_size(x.size, b.axis(x.name).size, x.name)
+            _same_grid(x, b.axis(x.name))
+    joined = tuple(replace(x, size=_broadcast_size(x.size, b.axis(x.name).size))
+                   if x.name in b.names else x for x in a.axes)
+    return TensorType(joined + tuple(x for x in b.axes if x.name not in a.names), a.dtype)
+
+
+def _emit_outer(em, n, args):
+    out = em.type(n.name)
+    a, b = (apply_plan(em, x, _align_plan(em.type(i), out)) for x, i in zip(args, n.inputs))
+    return em.call(ARITHMETIC[OUTER[n.attrs["op"]]], a, b)
+
+
+@op(name="outer", inputs=2, params=(Param("op", "word", "mul", tuple(OUTER)),),
+    doc="two tensors combined at every pair of their indices (+ − × ÷): the axes both "
+        "have line up by name, every other axis of each is kept",
+    emit=_emit_outer,
+    sizes=lambda ins, t, a: {x: max(ins[0].get(x, 1), ins[1].get(x, 1))
+                             for x in (*ins[0], *ins[1])})
+def _outer(types, cfg):
+    a, b = two_tensors(types, "outer", "combined at every pair of indices",
+                       "outer(a, b, op = sub) is a − b for every pair")
+    if a.names[0] != b.names[0]:
+        raise OpError(f"outer needs one batch axis: {a} and {b}", code="axis-mismatch")
+    if a.dtype != b.dtype:
+        raise OpError(f"outer combines tensors of one kind, not {a} and {b}", code="wrong-type")
+    return _outer_type(a, b)

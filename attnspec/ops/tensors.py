@@ -12,6 +12,7 @@ from . import (
     Op,
     OpError,
     Param,
+    _broadcast_size,
     _runtime,
     _torch,
     op,
@@ -251,6 +252,69 @@ def _emit_index(em, n, args):
 # `index(K)` (no `infer`: the checker's call_index types it): 0 … K − 1 on a new axis
 OPS["index"] = Op(name="index", doc="the numbers 0 … K − 1 along a new axis K",
                   emit=_emit_index, kind="core")
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def _sample_plan(t: TensorType, grid: TensorType, cfg):
+    """How `sample` lines its tensors up: the axes both have (the batch first), t's
+    feature axes, the sampled axes (in the order named), the grid's point axes."""
+    axes, over = tuple(cfg["axes"]), cfg["over"]
+    space = [_named_axis(t, a, "sample over", "axes") for a in axes]
+    if not 1 <= len(axes) <= 2 or len(set(axes)) != len(axes):
+        raise OpError(f"sample reads one or two axes, not {' '.join(axes) or 'none'}",
+                      arg="axes")
+    if t.names[0] != grid.names[0]:
+        raise OpError(f"sample needs one batch axis: {t} and {grid}", code="axis-mismatch")
+    if over not in grid.names[1:] or grid.axis(over).size != len(axes):
+        raise OpError(f"the points' coordinates are the axis `{over}` of the grid, of size "
+                      f"{len(axes)} (one per axis read): the grid is {grid}", arg="over",
+                      code="axis-mismatch")
+    if over in t.names or any(a in grid.names for a in axes):
+        raise OpError(f"the grid {grid} holds points, not {' '.join(axes)} of {t}, nor its "
+                      f"`{over}`", code="axis-mismatch")
+    shared = [a.name for a in t.axes if a.name in grid.names]
+    for name in shared[1:]:
+        _broadcast_size(t.axis(name).size, grid.axis(name).size, name)
+    features = [a.name for a in t.axes if a.name not in grid.names and a.name not in axes]
+    points = [a.name for a in grid.axes if a.name not in t.names and a.name != over]
+    return shared, features, [t.names[d] for d in space], points
+
+
+@op(name="sample", inputs=2, params=(Param("axes", "axes"), Param("over", "word"),
+                                     Param("corners", "bool", False),
+                                     Param("mode", "word", "bilinear", ("bilinear", "nearest"))),
+    doc="t read at the grid's points (F.grid_sample, zeros outside): the axes named are "
+        "replaced by the grid's point axes",
+    emit=lambda em, n, args: _emit_sample(em, n, args),
+    sizes=lambda ins, t, a: {**{x: s for x, s in ins[0].items() if x not in a["axes"]},
+                             **{x: s for x, s in ins[1].items() if x not in ins[0]}})
+def _sample(types, cfg):
+    t, grid = two_tensors(types, "sample", "the map and the points to read it at",
+                          "sample(t, points, H W, over = P) reads t's H W at the points")
+    if "float" not in (t.dtype, grid.dtype) or t.dtype != grid.dtype:
+        raise OpError(f"sample reads a real map at real points, not {t} at {grid}",
+                      code="wrong-type")
+    shared, features, space, points = _sample_plan(t, grid, cfg)
+    first = min(t.index(a) for a in space)
+    kept = [replace(a, size=_broadcast_size(a.size, grid.axis(a.name).size))
+            if a.name in shared else a for a in t.axes]
+    axes = [a for a in kept[:first] if a.name not in space]
+    axes += [replace(grid.axis(a), step=1) for a in points]
+    axes += [a for a in kept[first:] if a.name not in space]
+    return TensorType(tuple(axes), t.dtype)
+
+
+def _emit_sample(em, n, args):
+    t, grid, out = em.type(n.inputs[0]), em.type(n.inputs[1]), em.type(n.name)
+    shared, features, space, points = _sample_plan(t, grid, n.attrs)
+    made = [*shared, *features, *points]  # runtime.sample's order
+    return em.call(_runtime().sample, args[0], args[1],
+                   tuple(t.index(a) for a in (*shared, *features, *space)),
+                   tuple(grid.index(a) for a in (*shared, *points, n.attrs["over"])),
+                   (len(shared), len(features), len(points)), n.attrs["corners"],
+                   n.attrs["mode"], tuple(made.index(a) for a in out.names))
 
 
 # ---------------------------------------------------------------------------- spectra
