@@ -507,3 +507,42 @@ def test_outer_combines_every_pair_keeping_each_tensors_own_axes():
         attnspec.compile_text(OUTER.replace("outer(coords(x, H W, as = two), at, op = sub)",
                                             "coords(x, H W, as = two) - at"))
     assert info.value.diagnostics[0].code == "axis-mismatch"
+
+
+PER = """
+attention Per(C: int, G: int = 2, s: int = 2) {
+    let    c = C / G
+    input  x: [B, C, W]
+    output conv(split(x, C, G c), c, kernel = 3, stride = s, groups = c, per = G)
+}
+attention PerLinear(C: int, G: int = 2) {
+    let    c = C / G
+    input  x: [B, N, C]
+    output layernorm(linear(split(x, C, G c), 3, per = G))
+}
+"""
+
+
+def test_a_layer_per_index_of_an_axis_shares_its_weights_across_that_axis():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(PER, "Per", C=8)
+    x = torch.randn(3, 8, 7)  # [B, C, W] → [B, G, c, W]
+    conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv1d))
+    assert conv.weight.shape == (4, 1, 3)  # one depth-wise kernel for both groups
+    expected = conv(x.view(6, 4, 7)).view(3, 2, 4, 4)  # [B, G, c, ⌈W / 2⌉]
+    torch.testing.assert_close(m(x), expected)
+    lin = attnspec.compile_text(PER, "PerLinear", C=8)
+    x = torch.randn(2, 5, 8)  # [B, N, C] → [B, N, G, c]: G is not next to the batch
+    linear = next(c for c in lin.modules() if isinstance(c, torch.nn.Linear))
+    assert linear.weight.shape == (3, 4)
+    expected = torch.nn.functional.layer_norm(linear(x.view(2, 5, 2, 4)), (3,))
+    torch.testing.assert_close(lin(x), expected)
+
+
+@pytest.mark.parametrize("text, code", [
+    ("conv(x, 4, per = B)", "axis-mismatch"),
+    ("conv(x, 4, per = Z)", "axis-mismatch"),
+    ("split(x, C, G c, per = G)", "unknown-argument"),  # not a layer with parameters
+])
+def test_per_names_axes_of_the_tensor_other_than_the_batch(text, code):
+    assert output_error(text, "let    G = 2\n    input  x: [B, C, H, W]") == code

@@ -3,6 +3,8 @@ scalar functions, an operator's settings, and applying a layer to tensors (its m
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
@@ -218,6 +220,12 @@ class Calls:
         given = list(zip(params, args))
         names = {p.name: p for p in params}
         for kw in e.kwargs:
+            if kw.name == "per" and op.kind == "layer":  # any layer, per index of axes
+                cfg["per"] = self.axes(kw.value)
+                exprs["per"] = kw.value
+                if cfg["per"] is POISON:
+                    return POISON, exprs
+                continue
             if kw.name not in names:
                 return self.error("unknown-argument", f"`{op.name}` has no argument "
                                   f"`{kw.name}`", kw.span,
@@ -294,6 +302,8 @@ class Calls:
             return POISON  # a setting depends on a parameter with no value yet
         if layer.op == "split" and self.env.get(layer.config.get("axis")) is UNKNOWN:
             return POISON  # the split axis is a parameter's size, not known yet
+        if layer.config.get("per"):
+            return self.apply_per(layer, xs[0], span, prefix)
         types = [x.type for x in xs]
         exprs = layer.arg_exprs
         if any(t.dtype == "complex" for t in types) and op.name not in COMPLEX_OPS:
@@ -317,6 +327,25 @@ class Calls:
         node = self.add(op.name, [x.node for x in xs], out, span, module=module,
                         **{k: v for k, v in attrs.items() if v is not None})
         return Tensor(node, out)
+
+    def apply_per(self, layer: Layer, x: Tensor, span: Span, prefix: str):
+        """`conv(t, c, per = G)`: the layer on its own for each index of G, with the same
+        weights, as if G were part of the batch (DAT's offset network, shared by the
+        groups): G moves into the batch, and back where it was."""
+        carried = tuple(layer.config["per"])
+        where = layer.arg_exprs["per"].span
+        if x.type.names[0] in carried or not all(a in x.type.names for a in carried):
+            return self.error("axis-mismatch", f"`per` names axes of {x.type} other than the "
+                              f"batch, not {' '.join(carried)}", where)
+        folded = self.fold(x, x, carried, where, role=self.role)
+        inner = replace(layer, config={k: v for k, v in layer.config.items() if k != "per"})
+        y = self.apply_op(inner, [folded], span, prefix)
+        if y is POISON:
+            return POISON
+        if any(a in y.type.names for a in carried):
+            return self.error("axis-mismatch", f"`{layer.op}` per {' '.join(carried)} gives "
+                              f"{y.type}, which has a carried axis again", where)
+        return self.unfold(y, x, carried, where, role=self.role)
 
     def module_for(self, layer: Layer, op, types, prefix) -> str:
         key = 0

@@ -90,7 +90,7 @@ class Formulation:
                 return () if axes is POISON else tuple(axes)
         return ()
 
-    def fold(self, t: Tensor, x: Tensor, carried, span) -> Tensor:
+    def fold(self, t: Tensor, x: Tensor, carried, span, role: str = "input") -> Tensor:
         """An input seen with the carried axes moved into its batch: [B, C, H, W] per H is
         [B·H, C, W]; an input without them (a padding mask) is repeated for each index."""
         names = t.type.names
@@ -101,7 +101,7 @@ class Formulation:
         if all(a in names[1:] for a in carried):
             folded = TensorType(tuple(a for a in t.type.axes if a.name not in carried),
                                 t.type.dtype)
-            node = self.add("fold_batch", (t.node,), folded, span, role="input",
+            node = self.add("fold_batch", (t.node,), folded, span, role=role,
                             dims=tuple(names.index(a) for a in carried), carried=carried)
             return Tensor(node, folded)
         if any(a in names for a in carried):
@@ -111,7 +111,7 @@ class Formulation:
                         carried=carried)
         return Tensor(node, t.type)
 
-    def unfold(self, y: Tensor, x: Tensor, carried, span) -> Tensor:
+    def unfold(self, y: Tensor, x: Tensor, carried, span, role: str = "output") -> Tensor:
         """The result with the carried axes back where the input had them (or right after
         the batch when it has another number of axes)."""
         axes = list(y.type.axes)
@@ -120,7 +120,7 @@ class Formulation:
             where = x.type.index(a) if same_rank else 1 + carried.index(a)
             axes.insert(where, x.type.axis(a))
         out = TensorType(tuple(axes), y.type.dtype)
-        node = self.add("unfold_batch", (y.node, x.node), out, span, role="output",
+        node = self.add("unfold_batch", (y.node, x.node), out, span, role=role,
                         carried=carried, dims=tuple(out.index(a) for a in carried))
         return Tensor(node, out)
 
