@@ -274,16 +274,11 @@ TIER2_NOT_YET = (
      "(no official code; the paper's §2–4 could not be read here): whether out-of-image "
      "halo keys are masked (the authors' earlier tensor2tensor local_attention_2d) or "
      "attended as zeros (timm's re-implementation), whether the relative embeddings are "
-     "per-axis tables added or halves concatenated (SASA), and where 1/√d applies. Then a "
-     "blocked range, keys in the query's b × b block grown by h: queries' Ω_q from their "
-     "block, not a window (a reference under the masked reading was written and kept out)"),
-    ("acmix", "ACmix, Pan et al. 2022", "not tried; its convolution path (k² projections "
-     "shifted by their kernel offsets and summed) is `shift` with `edge = zero`, its window "
-     "self-attention exists; the position encoding it learns from coordinates (a 1×1 "
-     "conv of the key's position minus the query's) looks like `displacement(R) >> linear`"),
-    ("dat", "Deformable Attention Transformer, Xia et al. 2022", "keys sampled at positions "
-     "predicted from the queries (a bilinear sampling operator making a key tensor) and a "
-     "relative bias interpolated at those positions"),
+     "per-axis tables added or halves concatenated (SASA), and where 1/√d applies. The "
+     "language can write either reading: queries in b × b blocks by `split`, each block's "
+     "keys `patches(k, H W, kernel = b + 2h, stride = b, padding = h)`, a mask the same "
+     "windows of a map of ones (a reference under the masked reading was written and "
+     "kept out)"),
     ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
      "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
      "not be checked against the paper here (its method section is not readable here), "

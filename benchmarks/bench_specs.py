@@ -143,6 +143,14 @@ CASES = [
     # VOLO-D1's outlook stage (dim 192, 6 heads, stride 2 on 28 × 28); GFNet's 14 × 14 map
     Case("outlook", dict(dim=192, num_heads=6, stride=2), (16, 28, 28, 192), (2, 8, 8, 64)),
     Case("gfnet", dict(dim=384), (32, 14, 14, 384), (2, 8, 8, 64)),
+    # ACmix in ACmix-ResNet-50's stage 2 (the bottleneck's width 128 on 28 × 28, 4 heads,
+    # the 7 × 7 window), at stride 1 and as the stage's first block (stride 2 on 56 × 56)
+    Case("acmix", dict(in_planes=128, out_planes=128), (16, 128, 28, 28), (2, 32, 8, 8)),
+    Case("acmix", dict(in_planes=128, out_planes=128, stride=2), (16, 128, 56, 56),
+         (2, 32, 8, 8), "stride2"),
+    # DAT-T's third stage (14 × 14 tokens, 12 heads of 32 channels in 3 groups, a 5 × 5
+    # offset kernel, the sampled relative position bias)
+    Case("dat", dict(q_h=14, q_w=14, n_heads=12), (16, 384, 14, 14), (2, 64, 6, 6)),
     # AFT-conv-32-7 on DeiT-tiny's 14 × 14 tokens: softmax(E3 + a local E4) lowers to the
     # paper's factorisation, e^K ⊙ V summed globally plus a depth-wise conv with kernel
     # e^w − 1 (passes.fuse_factorised), as the reference computes it
@@ -186,7 +194,10 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "crossformer": dict(dim=64, group_size=4),
                 "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
                 "lambda_layer": dict(C=64, r=5), "outlook": dict(dim=64, num_heads=2, stride=2),
-                "gfnet": dict(dim=64, h=8, w=5), "aft/conv": dict(D=64, h=8, s=3)}
+                "gfnet": dict(dim=64, h=8, w=5), "aft/conv": dict(D=64, h=8, s=3),
+                "acmix": dict(in_planes=32, out_planes=32),
+                "acmix/stride2": dict(in_planes=32, out_planes=32, stride=2),
+                "dat": dict(q_h=6, q_w=6, n_heads=2, n_groups=1)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated
 # float32 over large reductions. atol is scaled by the largest magnitude among the compared

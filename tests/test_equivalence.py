@@ -269,6 +269,40 @@ CASES = [
     Case("gfnet", dict(dim=10, mlp_ratio=3.0, drop=0.2, drop_path=0.3, h=4, w=5,
                        init_values=0.1),
          ((2, 4, 8, 10), (3, 4, 9, 10)), definition="GFNetBlockLayerScale"),
+    # acmix (ACmix): the paper's 7 × 7 window, 4 heads; a 5 × 5 window, 3 heads, widths
+    # apart; stride 2 (the authors' ResNet's first blocks) with a 3 × 3 and a 7 × 7 window
+    Case("acmix", dict(in_planes=16, out_planes=16), ((2, 16, 5, 7), (3, 16, 8, 6))),
+    Case("acmix", dict(in_planes=12, out_planes=24, kernel_att=5, head=3),
+         ((2, 12, 5, 7), (1, 12, 9, 4))),
+    Case("acmix", dict(in_planes=16, out_planes=16, kernel_att=3, head=2, stride=2),
+         ((2, 16, 6, 8), (3, 16, 10, 4))),
+    Case("acmix", dict(in_planes=8, out_planes=16, stride=2), ((2, 8, 8, 6), (3, 8, 4, 10))),
+    # dat (DAT's deformable attention, the CVPR 2022 release): the position table at
+    # stride 1, 2, 3; offsets bounded (s > 0), unbounded (s = 0), points squashed (s < 0);
+    # every offset kernel (stage_idx); dwc_pe, fixed_pe, no_off, no position term; one
+    # head per group; both dropouts
+    Case("dat", dict(q_h=7, q_w=6, n_heads=4, n_head_channels=8, n_groups=2),
+         ((2, 32, 7, 6), (3, 32, 7, 6))),
+    Case("dat", dict(q_h=8, q_w=6, n_heads=4, n_head_channels=8, n_groups=2, stride=2,
+                     offset_range_factor=-1.0, stage_idx=3), ((2, 32, 8, 6), (1, 32, 8, 6))),
+    Case("dat", dict(q_h=7, q_w=5, n_heads=4, n_head_channels=8, n_groups=2, stride=2,
+                     offset_range_factor=3.0, stage_idx=1, attn_drop=0.2, proj_drop=0.1),
+         ((2, 32, 7, 5), (3, 32, 7, 5))),
+    Case("dat", dict(q_h=7, q_w=5, n_heads=4, n_head_channels=8, n_groups=2, stride=3,
+                     offset_range_factor=0.0), ((2, 32, 7, 5), (1, 32, 7, 5))),
+    Case("dat", dict(q_h=5, q_w=6, n_heads=4, n_head_channels=8, n_groups=2, dwc_pe=True,
+                     offset_range_factor=0.0, stride=2, stage_idx=1),
+         ((2, 32, 5, 6), (3, 32, 5, 6))),
+    Case("dat", dict(q_h=5, q_w=6, n_heads=4, n_head_channels=8, n_groups=2, fixed_pe=True),
+         ((2, 32, 5, 6), (3, 32, 5, 6))),
+    Case("dat", dict(q_h=7, q_w=6, n_heads=4, n_head_channels=8, n_groups=2, fixed_pe=True,
+                     stride=2, offset_range_factor=-1.0), ((2, 32, 7, 6), (1, 32, 7, 6))),
+    Case("dat", dict(q_h=7, q_w=6, n_heads=4, n_head_channels=8, n_groups=2, no_off=True,
+                     offset_range_factor=-1.0, stride=2), ((2, 32, 7, 6), (1, 32, 7, 6))),
+    Case("dat", dict(q_h=5, q_w=6, n_heads=4, n_head_channels=8, n_groups=2, use_pe=False,
+                     stage_idx=0), ((2, 32, 5, 6), (3, 32, 5, 6))),
+    Case("dat", dict(q_h=6, q_w=5, n_heads=4, n_head_channels=4, n_groups=4, stride=2),
+         ((2, 16, 6, 5), (1, 16, 6, 5))),
     # nonlocal: every variant with and without BN, and other reductions
     *[
         Case("nonlocal", dict(C=16, variant=variant, bn=bn), image(16))

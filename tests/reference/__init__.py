@@ -7,6 +7,7 @@ tests/test_equivalence.py checks every compiled spec against its reference.
 """
 
 from .a2 import A2
+from .acmix import ACmix
 from .aft import AFT, AFTConv
 from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
@@ -20,6 +21,7 @@ from .coord import CoordAtt
 from .cot import CoT
 from .crossformer import LSDA, CrossFormerBlock
 from .danet import DANet
+from .dat import DAttention
 from .deformable import Deformable
 from .eca import ECA
 from .effective_se import EffectiveSE
@@ -119,16 +121,19 @@ REFERENCES = {
     "gfnet.GFNetBlock": GFNetBlock,
     "gfnet.GFNetBlockLayerScale": GFNetBlockLayerScale,
     "aft.AFTConv": AFTConv,
+    "acmix": ACmix,
+    "dat": DAttention,
 }
 
 __all__ = [
-    "A2", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM", "BaseOC",
-    "CBAM", "CCNet", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
-    "CrossFormerBlock", "CSRA", "DANet", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA",
-    "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
-    "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer", "LinearAttention",
-    "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention",
-    "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA",
-    "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
-    "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM",
+    "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
+    "CrossFormerBlock", "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE",
+    "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet",
+    "Generalized", "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer",
+    "LinearAttention", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
+    "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention",
+    "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
+    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "REFERENCES"
 ]
