@@ -107,3 +107,32 @@ attention Outer(D: int) {
     x = torch.randn(2, 5, 4)
     a = torch.softmax(x @ (2 * x).transpose(1, 2), dim=-1)
     torch.testing.assert_close(m(x), torch.sigmoid(a @ (2 * x)) * x)
+
+
+def test_a_padding_mask_passes_through_to_an_attention_applied_inside():
+    spec = open(attnspec.api.spec_path("mhsa")).read() + """
+attention Encoder(D: int) {
+    input  x: [B, N, D]
+    input  pad: [B, N] bool optional
+    output x + MHSA(D, 2)(x, pad)
+}"""
+    torch.manual_seed(0)
+    outer = attnspec.compile_text(spec, D=8, name="Encoder").eval()
+    inner = attnspec.compile_text(spec, D=8, M=2, name="MHSA").eval()
+    inner.load_state_dict({k.split(".", 1)[1]: v for k, v in outer.state_dict().items()})
+    x, pad = torch.randn(2, 5, 8), torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    torch.testing.assert_close(outer(x, pad), x + inner(x, pad))
+    torch.testing.assert_close(outer(x, None), x + inner(x, None))
+    assert not torch.allclose(outer(x, pad)[1], outer(x, None)[1])
+
+
+def test_an_input_of_another_dtype_than_declared_is_an_error():
+    spec = open(attnspec.api.spec_path("mhsa")).read() + """
+attention Encoder(D: int) {
+    input  x: [B, N, D]
+    output MHSA(D, 2)(x, mean(x, D))
+}"""
+    with pytest.raises(attnspec.SpecError) as info:
+        attnspec.compile_text(spec, D=8, name="Encoder")
+    assert info.value.diagnostics[0].code == "wrong-type"  # a float [B, N] for the mask
+    assert "declared bool" in info.value.diagnostics[0].message

@@ -161,9 +161,13 @@ class Formulation:
                     return self.error("axis-mismatch", f"axis {mine.name} of `{s.name}` is "
                                       f"{mine.size} here, but what comes in is "
                                       f"{incoming.type}", where)
+            if incoming.type.dtype != s.dtype:
+                return self.error("wrong-type", f"`{s.name}` is declared {s.dtype}, but what "
+                                  f"comes in is {incoming.type.dtype}", where)
             # the batch stays free: a learned tensor's batch of 1 broadcasts against it
             t = TensorType((axes[0],) + tuple(Axis(m.name, m.size or th.size, th.step)
-                                              for m, th in zip(axes[1:], incoming.type.axes[1:])))
+                                              for m, th in zip(axes[1:], incoming.type.axes[1:])),
+                           s.dtype)
             if t.names == incoming.type.names:
                 return Tensor(incoming.node, t)
             # the tensor takes this attention's axis names: a node of its own, so that the
