@@ -134,6 +134,20 @@ _register("E1", "query content × key content: (W_q x_q)·(W_k x_k), per head",
           _emit_e1, _e1_flops, sizes=lambda ins, t, a: _with_keys(ins[0], ins[1], a))
 
 
+def _emit_e1_sum(em, n: Node, args):
+    """Every query plus every key, per head: [B, M, Q, K, d] (an additive score's input)."""
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
+    return em.call(operator.add, em.method(q, "unsqueeze", 3), em.method(k, "unsqueeze", 2))
+
+
+_register("E1_sum", "query content + key content for every pair, per head (an additive "
+          "score's input)", _emit_e1_sum, sizes=lambda ins, t, a: _with_keys(ins[0], ins[1], a))
+_register("E1_scores", "one score per pair and head: the additive score's last axis of 1 "
+          "dropped", lambda em, n, args: em.method(args[0], "squeeze", -1))
+
+
 def _emit_sinusoid(em, n: Node, args):
     from . import runtime
 

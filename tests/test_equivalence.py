@@ -364,12 +364,16 @@ CASES = [
          definition="AFTConv"),
     Case("aft", dict(D=6, h=6, s=1), ((2, 3, 4, 6), (1, 2, 5, 6)), definition="AFTConv"),
     # attention_pool: A = D (HAN), a narrower and a wider A, without the bias b
-    # attention_pool's Luong attention: decoder states over 6 encoder states, both scores,
-    # with a source padding mask
+    # attention_pool's Luong attention: decoder states over 6 encoder states, the three
+    # scores (concat: an additive E1), with a source padding mask
     Case("attention_pool", dict(D=16), sequence(16), definition="Luong", memory=6),
     Case("attention_pool", dict(D=16, score="dot"), sequence(16), definition="Luong",
          memory=6, pad=True),
     Case("attention_pool", dict(D=12), sequence(12), definition="Luong", memory=4, pad=True),
+    Case("attention_pool", dict(D=16, score="concat"), sequence(16), definition="Luong",
+         memory=6),
+    Case("attention_pool", dict(D=12, score="concat"), sequence(12), definition="Luong",
+         memory=4, pad=True),
     Case("attention_pool", dict(D=32), sequence(32)),
     Case("attention_pool", dict(D=32, A=16), sequence(32)),
     Case("attention_pool", dict(D=16, A=24, bias=False), sequence(16)),

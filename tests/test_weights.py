@@ -1,6 +1,6 @@
 """Layers applied to logits and normalised weights ([B, M, Q, K], the heads as channels):
-talking-heads attention and ResT's transform, against the definitions written out
-(docs/language.md §5, *Layers on logits and weights*)."""
+talking-heads attention and ResT's transform; and a layer of each query-key pair, the
+additive score; against the definitions written out (docs/language.md §5)."""
 
 import math
 
@@ -67,3 +67,45 @@ def test_a_layer_of_weights_must_keep_their_axes(layer):
     with pytest.raises(attnspec.SpecError) as info:
         attnspec.compile_text(text, D=8)
     assert info.value.diagnostics[0].code in ("axis-mismatch", "wrong-type")
+
+
+ADDITIVE = """
+attention Additive(D: int, M: int = 2, causal: bool = false) {{
+    input  x: [B, N, D]
+    over   positions(N)
+    range  causal if causal else all
+    heads  M
+    weight softmax(E1(query = linear(D, bias = false), key = linear(D, bias = false),
+                      combine = {combine}))
+    value  identity
+    output identity
+}}
+"""
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_an_additive_score_is_a_layer_of_query_plus_key_per_head(causal):
+    torch.manual_seed(0)
+    spec = ADDITIVE.format(combine="tanh >> linear(1, bias = false)")
+    m = attnspec.compile_text(spec, D=8, causal=causal).double()
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    wq, wk, v = m.parameters()  # query, key, then the combining layer (v: [1, D / M])
+    heads = lambda t: t.view(3, 5, 2, 4).transpose(1, 2)  # noqa: E731
+    q, k = heads(x @ wq.T), heads(x @ wk.T)
+    scores = (torch.tanh(q[:, :, :, None] + k[:, :, None]) @ v.T)[..., 0]  # [B, M, N, N]
+    if causal:
+        scores = scores.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+    y = (scores.softmax(-1) @ heads(x)).transpose(1, 2).reshape(3, 5, 8)
+    torch.testing.assert_close(m(x), y)
+    assert torch.autograd.gradcheck(m, (x[:1, :3].requires_grad_(),))
+
+
+@pytest.mark.parametrize("combine, code", [
+    ("tanh", "wrong-type"),  # no single score: [B, M, N, N', d]
+    ("tanh >> linear(2)", "wrong-type"),
+    ("3", "wrong-type"),
+])
+def test_an_additive_score_must_give_one_number_per_pair(combine, code):
+    with pytest.raises(attnspec.SpecError) as info:
+        attnspec.compile_text(ADDITIVE.format(combine=combine), D=8)
+    assert info.value.diagnostics[0].code == code

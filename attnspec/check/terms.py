@@ -31,7 +31,7 @@ class Terms:
 
     def call_E1(self, e: Call):
         x, over, rng, heads, pad = self.core
-        args = self.keywords(e, ("query", "key"))
+        args = self.keywords(e, ("query", "key"), ("combine",))
         if args is POISON:
             return POISON
         q = self.projection(args["query"], x, "query")
@@ -82,9 +82,39 @@ class Terms:
             return self.error("axis-mismatch", f"query and key widths differ: {q.type} vs "
                               f"{k.type}{shared}", e.span)
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, k_tokens)))
-        node = self.add("E1", (q.node, k.node), t, e.span, base="e1", heads=heads,
-                        q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens, k_feature=kf,
-                        kv=self.kv)
+        attrs = dict(heads=heads, q_tokens=q_tokens, q_feature=qf, k_tokens=k_tokens,
+                     k_feature=kf, kv=self.kv)
+        if "combine" in args:
+            return self.additive(args["combine"], q, k, t, attrs, e.span)
+        node = self.add("E1", (q.node, k.node), t, e.span, base="e1", **attrs)
+        return Logits(node, t, True, keys=k.node)
+
+    def additive(self, combine, q: Tensor, k: Tensor, t: TensorType, attrs, span):
+        """`E1(query = P, key = P', combine = L)`: the score L((P x)_q + (P' x)_k) of every
+        pair, per head, L a layer giving one number from a head's features (Bahdanau's and
+        Luong's concat score: `combine = tanh >> linear(1, bias = false)`)."""
+        layer = self.value(combine)
+        if layer is POISON:
+            return POISON
+        if not isinstance(layer, Layer):
+            return self.error("wrong-type", f"`combine` is a layer applied to the sum of a "
+                              f"query and a key, not {describe(layer)}", combine.span,
+                              "e.g. combine = tanh >> linear(1, bias = false)")
+        if attrs["kv"] not in (attrs["heads"], None):
+            return self.error("unsupported", "an additive score needs a key per head: not "
+                              "with `kv`", span)
+        d = width(q.type, attrs["q_feature"])
+        pairs = TensorType((*t.axes, Axis("d", None if d is None else d // attrs["heads"])))
+        node = self.add("E1_sum", (q.node, k.node), pairs, span, base="e1", **attrs)
+        self.role = "weight"
+        scores = self.apply(layer, Tensor(node, pairs), span, "weight")
+        if scores is POISON:
+            return POISON
+        if scores.type.names[:-1] != t.names or scores.type.axes[-1].size != 1:
+            return self.error("wrong-type", f"`combine` must give one score per pair and "
+                              f"head, [{', '.join(pairs.names[:-1])}, 1], not {scores.type}",
+                              combine.span, "end it with linear(1)")
+        node = self.add("E1_scores", (scores.node,), t, span, base="e1")
         return Logits(node, t, True, keys=k.node)
 
     def call_E3(self, e: Call):

@@ -44,22 +44,41 @@ class AttentionPool(nn.Module):
 class Luong(nn.Module):
     """Luong et al.'s global attention, "Effective Approaches to Attention-based Neural
     Machine Translation", EMNLP 2015, arXiv:1508.04025, §3.1 (Eq. 5, 7, 8): for decoder
-    states h [B, T, D] and encoder states memory [B, S, D], score = h_tᵀ h̄_s (dot) or
-    h_tᵀ W_a h̄_s (general), a_t = softmax_s, c_t = Σ_s a_ts h̄_s, h̃_t = tanh(W_c [c_t; h_t]),
-    W_a and W_c without biases (the paper writes none). `pad` [B, S] marks padded source
-    positions, which get no weight."""
+    states h [B, T, D] and encoder states memory [B, S, D], score = h_tᵀ h̄_s (dot),
+    h_tᵀ W_a h̄_s (general) or v_aᵀ tanh(W_a [h_t; h̄_s]) (concat), a_t = softmax_s,
+    c_t = Σ_s a_ts h̄_s, h̃_t = tanh(W_c [c_t; h_t]), W_a, v_a and W_c without biases (the
+    paper writes none). The concat score's W_a (D × 2D: the paper does not size its rows)
+    is kept as its two halves of columns, W_a,h for h_t and W_a,s for h̄_s (W_a [h_t; h̄_s] =
+    W_a,h h_t + W_a,s h̄_s), computed here on the concatenation. `pad` [B, S] marks padded
+    source positions, which get no weight."""
 
     def __init__(self, D: int, score: str = "general"):
         super().__init__()
-        if score not in ("dot", "general"):
-            raise ValueError(f"Luong: score must be dot or general, got {score!r}")
+        if score not in ("dot", "general", "concat"):
+            raise ValueError(f"Luong: score must be dot, general or concat, got {score!r}")
+        self.score = score
         self.W_a = nn.Linear(D, D, bias=False) if score == "general" else None
+        if score == "concat":
+            self.W_a_h = nn.Linear(D, D, bias=False)
+            self.W_a_s = nn.Linear(D, D, bias=False)
+            self.v_a = nn.Linear(D, 1, bias=False)
         self.W_c = nn.Linear(2 * D, D, bias=False)
+
+    def _concat_scores(self, h: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """v_aᵀ tanh(W_a [h_t; h̄_s]) for every (t, s): [B, T, S]."""
+        T, S = h.shape[1], memory.shape[1]
+        pairs = torch.cat([h[:, :, None].expand(-1, -1, S, -1),
+                           memory[:, None].expand(-1, T, -1, -1)], dim=-1)  # [B, T, S, 2D]
+        W_a = torch.cat([self.W_a_h.weight, self.W_a_s.weight], dim=1)      # [D, 2D]
+        return self.v_a(torch.tanh(pairs @ W_a.T))[..., 0]
 
     def forward(self, h: torch.Tensor, memory: torch.Tensor,
                 pad: torch.Tensor | None = None) -> torch.Tensor:
-        keys = self.W_a(memory) if self.W_a is not None else memory  # W_a h̄_s
-        scores = h @ keys.transpose(1, 2)  # [B, T, S]: h_tᵀ W_a h̄_s
+        if self.score == "concat":
+            scores = self._concat_scores(h, memory)
+        else:
+            keys = self.W_a(memory) if self.W_a is not None else memory  # W_a h̄_s
+            scores = h @ keys.transpose(1, 2)  # [B, T, S]: h_tᵀ W_a h̄_s
         if pad is not None:
             scores = scores.masked_fill(pad[:, None, :], float("-inf"))
         context = torch.softmax(scores, dim=-1) @ memory  # c_t
