@@ -246,8 +246,6 @@ NOT_YET = (
     ("sliding_window", "Longformer's global attention",
      "a range joining the window with a per-sample set of global tokens, which attend to "
      "every key through their own projections (a per-query choice of output)"),
-    ("emsa", "an odd sr_ratio", "a strided conv with an even kernel (the shipped spec is a "
-     "'same' conv read at a stride, which an even kernel cannot be)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
     ("lambda_layer", "intra-depth u > 1", "keys and values with an extra axis u that the "

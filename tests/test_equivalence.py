@@ -160,6 +160,7 @@ CASES = [
     Case("emsa", dict(C=16, M=2, sr_ratio=2, qkv_bias=True), ((2, 5, 6, 16), (3, 7, 7, 16))),
     Case("emsa", dict(C=16, M=4, sr_ratio=4), ((2, 9, 6, 16), (3, 4, 11, 16))),
     Case("emsa", dict(C=8, M=1, sr_ratio=8), ((2, 9, 17, 8), (1, 3, 5, 8))),
+    Case("emsa", dict(C=16, M=2, sr_ratio=3), ((2, 9, 7, 16), (3, 5, 11, 16))),  # even kernel
     # ResT's transform (its models' setting): heads mixed by a 1×1 conv, an InstanceNorm of
     # the weights; with one head it is skipped, as the authors'; both dropouts. The norm
     # divides by the spread of nearly uniform weights, magnifying float32 rounding: a

@@ -378,6 +378,25 @@ attention Strided(C: int, out: int, k: int = 3, s: int = 2, g: int = 1,
 """
 
 
+PADDED_CONV = """
+attention Padded(C: int, k: int = 4, s: int = 3, p: int = 1) {
+    input  x: [B, C, H, W]
+    output conv(x, C, kernel = k, stride = s, padding = p, groups = C)
+}
+"""
+
+
+@pytest.mark.parametrize("k, s, p", [(4, 3, 1), (2, 1, 0), (3, 2, 0), (6, 5, 2)])
+def test_a_conv_with_a_padding_takes_any_kernel(k, s, p):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(PADDED_CONV, C=4, k=k, s=s, p=p)
+    x = torch.randn(2, 4, 9, 7)
+    conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
+    expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride=s, padding=p,
+                                          groups=4)
+    torch.testing.assert_close(m(x), expected)
+
+
 @pytest.mark.parametrize("k, s, h, w", [(3, 2, 7, 6), (3, 2, 8, 8), (5, 3, 7, 5), (1, 2, 5, 5)])
 def test_a_strided_conv_keeps_same_padding_and_takes_every_stride_th_position(k, s, h, w):
     torch.manual_seed(0)
@@ -403,6 +422,8 @@ def test_shift_init_starts_each_group_s_channels_as_the_kernel_s_shifts():
 
 @pytest.mark.parametrize("text, code", [
     ("conv(x, 4, groups = 2, init = shift)", "shape"),  # 5 channels a group, not 3 × 3
+    ("conv(x, 4, kernel = 2)", "shape"),  # 'same' padding needs an odd kernel
+    ("conv(x, 4, kernel = 2, padding = -1)", "shape"),
     ("x + conv(x, 10, stride = 2)", "axis-mismatch"),  # every 2nd position against all
     ("coords(x, H H, as = P)", "shape"),
     ("coords(x, H W, as = C)", "axis-mismatch"),

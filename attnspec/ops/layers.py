@@ -80,9 +80,13 @@ def _conv_attrs(types, cfg):
     k = cfg["kernel"]
     if not isinstance(k, int) or k < 1:
         raise OpError(f"kernel size must be a positive integer, not {k!r}", arg="kernel")
-    if (k - 1) * cfg["dilation"] % 2:  # 'same' padding is (k − 1)·d / 2 on both sides
+    if cfg["padding"] is None and (k - 1) * cfg["dilation"] % 2:  # 'same': (k − 1)·d / 2
         raise OpError(f"conv keeps its axes' sizes, which needs an odd kernel, not {k}",
-                      hint=f"use kernel = {k - 1} or {k + 1}", arg="kernel")
+                      hint=f"use kernel = {k - 1} or {k + 1}, or give a padding", arg="kernel")
+    if cfg["padding"] is not None and (not isinstance(cfg["padding"], int)
+                                       or cfg["padding"] < 0):
+        raise OpError(f"padding must be an integer of 0 or more, not {cfg['padding']!r}",
+                      arg="padding")
     groups = cfg["groups"]
     out = width(cfg["out"], "conv's out", "out")
     if cin % groups or out % groups:
@@ -95,6 +99,8 @@ def _conv_attrs(types, cfg):
     attrs = {"dims": len(over), "in": cin, "out": out, "kernel": k,
              "dilation": cfg["dilation"], "groups": groups, "bias": cfg["bias"],
              "init": cfg["init"], "channels": has_channels}
+    if cfg["padding"] is not None:  # recorded only when given: 'same' by default
+        attrs["padding"] = cfg["padding"]
     if cfg["stride"] != 1:  # recorded only when used: a plain conv keeps its attributes
         if not isinstance(cfg["stride"], int) or cfg["stride"] < 1:
             raise OpError(f"stride must be a positive integer, not {cfg['stride']!r}",
@@ -119,8 +125,9 @@ def _build_conv(a):
     nn = _nn()
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}.get(max(a["dims"], 1))
     k, d = a["kernel"], a["dilation"]
-    module = cls(a["in"], a["out"], k, stride=a.get("stride", 1), padding=d * (k - 1) // 2,
-                 dilation=d, groups=a["groups"], bias=a["bias"])
+    module = cls(a["in"], a["out"], k, stride=a.get("stride", 1),
+                 padding=a.get("padding", d * (k - 1) // 2), dilation=d, groups=a["groups"],
+                 bias=a["bias"])
     if a["init"] == "shift":
         return _shift_init(module)
     return _init(module, a)
@@ -154,10 +161,18 @@ def _conv_count(a) -> int:
 
 
 def _conv_sizes(ins, t, a):
-    s, over = a.get("stride", 1), a.get("over") or t.names[2:]
-    if s == 1:
-        return ins[0]
-    return {**ins[0], **{x: (ins[0].get(x, 1) - 1) // s + 1 for x in over}}
+    if a.get("stride", 1) == 1 and a.get("padding") is None:
+        return ins[0]  # 'same': the sizes stay (axes merged like `H·W` included)
+    over = a.get("over") or t.names[2:]
+    return {**ins[0], **{x: _conv_size(ins[0][x], a) for x in over if x in ins[0]}}
+
+
+def _conv_size(n: int | None, a) -> int | None:
+    """An axis's size after the conv: ⌈n / stride⌉ with 'same' padding."""
+    k, d, s = a.get("kernel", 3), a.get("dilation", 1), a.get("stride", 1)
+    p = a.get("padding")
+    p = d * (k - 1) // 2 if p is None else p
+    return None if n is None else (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _conv_flops(ins, out, a, b):
@@ -171,7 +186,7 @@ def _conv_flops(ins, out, a, b):
     params=(Param("out", "int", 1), Param("kernel", "int", 3), Param("over", "axes", None),
             Param("dilation", "int", 1), Param("groups", "int", 1),
             Param("bias", "bool", True), Param("init", "word", "default", (*INITS, "shift")),
-            Param("stride", "int", 1)),
+            Param("stride", "int", 1), Param("padding", "int", None)),
     module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops,
     count=lambda a: _conv_count(a), sizes=lambda ins, t, a: _conv_sizes(ins, t, a))
 def _conv(types, cfg):
@@ -179,7 +194,7 @@ def _conv(types, cfg):
     over = _conv_over(t, cfg)
     if len(over) > 3:
         raise OpError(f"conv runs over 1 to 3 axes, not {len(over)}", arg="over")
-    t = _strided(t, over, cfg["stride"])
+    t = _strided(t, over, cfg)
     if len(t.axes) - 1 > len(over):
         return t.replace_axis(t.axes[1].name, Axis(t.axes[1].name, cfg["out"]))
     if cfg["out"] != 1:
@@ -188,13 +203,12 @@ def _conv(types, cfg):
     return t
 
 
-def _strided(t: TensorType, over, stride) -> TensorType:
+def _strided(t: TensorType, over, cfg) -> TensorType:
     """A strided conv's axes: index i of the result sits at i·stride of its input, and a
-    fixed size n becomes ⌈n / stride⌉ ('same' padding)."""
-    if stride == 1:
+    fixed size n becomes ⌈n / stride⌉ ('same' padding) or what the padding gives."""
+    if cfg["stride"] == 1 and cfg["padding"] is None:
         return t
-    return TensorType(tuple(replace(a, step=a.step * stride,
-                                    size=None if a.size is None else (a.size - 1) // stride + 1)
+    return TensorType(tuple(replace(a, step=a.step * cfg["stride"], size=_conv_size(a.size, cfg))
                             if a.name in over else a for a in t.axes), t.dtype)
 
 

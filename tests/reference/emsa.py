@@ -17,8 +17,8 @@ Deviations, all kept in the spec too:
 apply_transform (ResT's models set it): a 1×1 Conv2d(M, M) across the heads on the logits,
 the softmax, an InstanceNorm2d(M) over each head's map (only with M > 1, as the authors');
 attn_drop on the weights, proj_drop after the projection.
-The strided convolution itself is the authors' (nn.Conv2d with stride): the spec computes
-it differently (stride 1, then every sr_ratio-th position), which this checks.
+The strided convolution is the authors' nn.Conv2d (kernel sr_ratio + 1, stride sr_ratio,
+padding sr_ratio // 2), for even and odd sr_ratio alike.
 """
 
 import torch
