@@ -378,8 +378,16 @@ def _emit_e3_memory(em, n: Node, args):
     return em.method(em.attr(f"{n.module}.bias"), "view", 1, 1, n.attrs["slots"])
 
 
-_register("rename", "the same tensor under the axis names of the attention it enters",
-          lambda em, n, args: args[0],
+def _emit_rename(em, n: Node, args):
+    if not n.attrs.get("check"):
+        return args[0]
+    from . import runtime
+
+    return em.call(runtime.check_input, args[0], n.attrs["declared"], n.attrs["check"])
+
+
+_register("rename", "the same tensor under the axis names of the attention it enters (its "
+          "sizes checked where the attention fixes them)", _emit_rename,
           sizes=lambda ins, t, a: {**ins[0], **{new: ins[0][old] for old, new in a["renamed"]
                                                 if old in ins[0]}})
 

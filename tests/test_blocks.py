@@ -136,3 +136,21 @@ attention Encoder(D: int) {
         attnspec.compile_text(spec, D=8, name="Encoder")
     assert info.value.diagnostics[0].code == "wrong-type"  # a float [B, N] for the mask
     assert "declared bool" in info.value.diagnostics[0].message
+
+
+def test_an_attention_applied_inside_checks_the_sizes_it_fixes_naming_the_axis():
+    text = """
+attention Fixed(C: int, h: int = 3) {
+    let    H = h
+    input  r: [B, C, H, W]
+    output r * 2
+}
+attention Outer(C: int) {
+    input  x: [B, C, H, W]
+    output Fixed(C)(x)
+}"""
+    m = attnspec.compile_text(text, C=4, name="Outer")
+    x = torch.randn(2, 4, 3, 5)
+    torch.testing.assert_close(m(x), 2 * x)
+    with pytest.raises(ValueError, match="input r of fixed: axis H .* has size 4, expected 3"):
+        m(torch.randn(2, 4, 4, 5))

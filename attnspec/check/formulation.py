@@ -168,13 +168,19 @@ class Formulation:
             t = TensorType((axes[0],) + tuple(Axis(m.name, m.size or th.size, th.step)
                                               for m, th in zip(axes[1:], incoming.type.axes[1:])),
                            s.dtype)
-            if t.names == incoming.type.names:
+            # sizes this attention fixes that what comes in leaves free: checked at run time
+            check = tuple((m.name, m.size if th.size is None else None)
+                          for m, th in zip(axes, incoming.type.axes))
+            check = check if any(size is not None for _, size in check) else None
+            if t.names == incoming.type.names and check is None:
                 return Tensor(incoming.node, t)
             # the tensor takes this attention's axis names: a node of its own, so that the
             # lowering reads the names the attention uses
             renamed = tuple(zip(incoming.type.names, t.names))
+            declared = f"{s.name} of {self.scope.rstrip('.')}" if self.scope else s.name
             return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
-                                   role="input", renamed=renamed), t)
+                                   role="input", renamed=renamed, check=check,
+                                   declared=declared), t)
         node = self.add("input", (), t, s.span, base=s.name, role="input",
                         optional=s.optional, axes=tuple((a.name, a.size) for a in axes))
         self.ir.inputs.append(node)
