@@ -238,9 +238,6 @@ NOT_YET = (
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),
-    ("psanet", "the authors' compact mode", "a term of the query's content with one logit "
-     "per absolute key position (the H·W predicted maps read as they are, the map's size "
-     "fixed), where E2 on offsets reads them relative to the query"),
     ("generalized", "q_stride (queries pooled, the result resized back)",
      "queries on a pooled grid (their positions' step)"),
     ("sliding_window", "Longformer's global attention",

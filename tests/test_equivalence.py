@@ -495,6 +495,16 @@ CASES = [
     # whose H − 1 and W − 1 are even (as their concatenation with the input requires)
     Case("psanet", dict(C=16, mask_h=9, mask_w=9), ((2, 16, 5, 7), (3, 16, 9, 7))),
     Case("psanet", dict(C=16, mask_h=3, mask_w=5, direction="distribute"), ((2, 16, 7, 9),)),
+    # the authors' compact mode: one logit per absolute position of the resized map, which
+    # must be mask_h × mask_w (fixed: only the batch varies); both directions with their
+    # shrink_factor, each alone, no softmax with a normalisation factor
+    Case("psanet", dict(C=16, mask_h=3, mask_w=4, compact=True), ((2, 16, 5, 7), (3, 16, 5, 7))),
+    Case("psanet", dict(C=16, mask_h=5, mask_w=3, compact=True, shrink=1),
+         ((2, 16, 5, 3), (1, 16, 5, 3))),
+    Case("psanet", dict(C=8, mask_h=4, mask_w=3, direction="collect", compact=True, shrink=1),
+         ((2, 8, 4, 3), (3, 8, 4, 3))),
+    Case("psanet", dict(C=8, mask_h=4, mask_w=5, direction="distribute", compact=True,
+                        normalise=False, normalization=20.0), ((2, 8, 7, 9), (3, 8, 7, 9))),
     # emanet: the authors' T = 3 and fewer bases; one step (the reconstruction then uses
     # the initial bases' responsibilities); five. With C = 16, K = 8 the float32 gradient
     # of the last conv through a train-mode BatchNorm is 4e-4 to 1e-3 off float64 in both

@@ -17,12 +17,22 @@ distribute), its channel being the other position's offset from it, and A[k, q] 
 |k_h - q_h| <= half_h and |k_w - q_w| <= half_w. "both" (psa_type 2) runs one branch of each
 type and concatenates them; proj (1x1 conv, BN, ReLU) maps back to C; returns cat(x, proj).
 
+compact (the authors' option of the same name, PSA.forward's `if self.compact` branches):
+no PSAMask; the attention's h*w output channels are read as absolute positions of the
+(resized) h x w map, so mask_h * mask_w must equal h * w (the authors set mask_h =
+(crop_h - 1) // (8 * shrink_factor) + 1, the resized map's rows). collect (type 0, and
+y_col of type 2): y viewed as [HW (k, channel), HW (q, position)] is A itself;
+distribute (type 1, and y_dis of type 2): A is its transpose, A[k, q] = y[q (channel),
+k (position)]. Softmax over k and the product with xr as above.
+
 Deliberate deviations / notes:
   - shrink (shrink_factor, 2 by default as the authors'): the reduced maps are resized to
     ((H - 1) // s + 1) × ((W - 1) // s + 1) bilinearly with aligned corners, and the
     projection back to ((h - 1) s + 1) × ...: the input's size when (H - 1) and (W - 1) are
-    multiples of s, which the authors' concatenation with the input requires. The 'compact'
-    mode (mask = whole map, no PSAMask) is not offered.
+    multiples of s, which the authors' concatenation with the input requires.
+  - compact: as the authors (a view of y), so only mask_h * mask_w == h * w is needed here;
+    the spec declares its compact branches' input mask_h x mask_w, i.e. the resized map
+    must be exactly mask_h x mask_w there (the authors' setting).
   - normalization is a number; the official normalization_factor=None (meaning
     mask_h * mask_w) is not supported: pass that product explicitly.
   - PSAMask is pure PyTorch (index scatter), so it runs in any dtype; the official kernels
@@ -100,12 +110,15 @@ class PSANet(nn.Module):
         normalise: bool = True,
         normalization: float = 1.0,
         shrink: int = 2,
+        compact: bool = False,
     ):
         super().__init__()
         if direction not in DIRECTIONS:
             raise ValueError(f"PSANet: direction must be one of {DIRECTIONS}, got {direction!r}")
         for name, m in (("mask_h", mask_h), ("mask_w", mask_w)):
-            if m < 3 or m % 2 == 0:
+            if compact and m < 1:  # compact: the resized map's size, any
+                raise ValueError(f"PSANet: {name} must be >= 1, got {m}")
+            if not compact and (m < 3 or m % 2 == 0):
                 raise ValueError(f"PSANet: {name} must be odd and >= 3, got {m}")
         if mid is None:
             mid = C // 4  # official: 512 for in_channels 2048
@@ -116,6 +129,7 @@ class PSANet(nn.Module):
         self.normalise = normalise  # psa_softmax
         self.normalization = normalization
         self.shrink = shrink  # shrink_factor: the attention at ((H - 1) // s + 1) rows
+        self.compact = compact  # maps over the whole resized map's absolute positions
         n_mask = mask_h * mask_w
         # Attribute order = state_dict order. For "both" the official names are reduce /
         # attention (collect) and reduce_p / attention_p (distribute).
@@ -137,7 +151,15 @@ class PSANet(nn.Module):
             size = ((xr.shape[2] - 1) // self.shrink + 1, (xr.shape[3] - 1) // self.shrink + 1)
             xr = F.interpolate(xr, size=size, mode="bilinear", align_corners=True)
         B, c, H, W = xr.shape
-        a = psa_mask(attention(xr), kind, self.mask_h, self.mask_w)  # [B, HW (k), HW (q)]
+        y = attention(xr)
+        if self.compact:  # y's channels are absolute positions: [B, HW, HW], no PSAMask
+            if y.shape[1] != H * W:
+                raise ValueError(f"PSANet (compact): {y.shape[1]} maps for a {H}x{W} map")
+            a = y.reshape(B, H * W, H * W)  # collect: [k (channel), q (position)]
+            if kind == "distribute":  # [q (channel), k (position)], transposed
+                a = a.transpose(1, 2)
+        else:
+            a = psa_mask(y, kind, self.mask_h, self.mask_w)  # [B, HW (k), HW (q)]
         if self.normalise:
             a = a.softmax(dim=1)  # over sources k, for each output q
         return torch.bmm(xr.view(B, c, H * W), a).view(B, c, H, W) * (1.0 / self.normalization)
