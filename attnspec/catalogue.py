@@ -259,8 +259,8 @@ TIER2_INTRO = """\
 ## Tier 2 not shipped yet
 
 The rest of the catalogue's second tier (the mechanisms the attention zoos ship). None of
-these is listed above; each row says what the language lacks for it, or that it has not
-been tried.
+these is listed above; each row says what shipping it needs: facts about the paper that
+could not be checked here, or a construct the language lacks.
 """
 
 # (mechanism, paper, what it needs)
