@@ -567,3 +567,17 @@ def test_a_layer_per_index_of_an_axis_shares_its_weights_across_that_axis():
 ])
 def test_per_names_axes_of_the_tensor_other_than_the_batch(text, code):
     assert output_error(text, "let    G = 2\n    input  x: [B, C, H, W]") == code
+
+
+def test_merge_of_one_axis_renames_it_and_keeps_its_dtype():
+    t = """
+attention R(C: int) {
+    input  x: [B, C, H, W]
+    output merge(x, H, as = K) * 2
+}"""
+    x = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(attnspec.compile_text(t, C=3)(x), 2 * x)
+    assert output_error("merge(x, H, as = W)", "input  x: [B, C, H, W]") == "axis-mismatch"
+    # a merged spectrum is still complex: a real-only operator refuses it
+    spectrum = "mean(merge(rfft(x, H W, as = F), C, as = D), D)"
+    assert output_error(spectrum, "input  x: [B, C, H, W]") == "wrong-type"

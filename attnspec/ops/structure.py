@@ -147,7 +147,8 @@ def _permute(types, cfg):
 
 
 @op(name="merge", params=(Param("axes", "axes"), Param("as", "word")),
-    doc="adjacent axes merged into one: merge(y, G c, as = C) undoes split(x, C, G c)",
+    doc="adjacent axes merged into one: merge(y, G c, as = C) undoes split(x, C, G c); "
+        "one axis is renamed",
     sizes=lambda ins, t, a: {**ins[0], a["as"]: math.prod(ins[0].get(x, 1)
                                                           for x in a["axes"])},
     emit=lambda em, n, args: em.method(args[0], "flatten", *_merge_range(
@@ -155,15 +156,21 @@ def _permute(types, cfg):
 def _merge(types, cfg):
     t, axes = types[0], tuple(cfg["axes"])
     first, last = _merge_range(t, axes)
+    if cfg["as"] in t.names and cfg["as"] not in axes:
+        raise OpError(f"the merged axis `{cfg['as']}` is already an axis of {t}", arg="as",
+                      code="axis-mismatch")
     sizes = [t.axis(a).size for a in axes]
     merged = Axis(cfg["as"], None if None in sizes else math.prod(sizes))
-    return TensorType(t.axes[:first] + (merged,) + t.axes[last + 1:])
+    if len(axes) == 1:  # a rename: the axis keeps its grid
+        merged = replace(t.axis(axes[0]), name=cfg["as"])
+    return TensorType(t.axes[:first] + (merged,) + t.axes[last + 1:], t.dtype)
 
 
 def _merge_range(t: TensorType, axes) -> tuple[int, int]:
     missing = [a for a in axes if a not in t.names]
-    if missing or len(axes) < 2:
-        raise OpError(f"merge needs two or more axes of {t}", arg="axes", code="axis-mismatch")
+    if missing or not axes:
+        raise OpError(f"merge needs axes of {t}, not {' '.join(axes) or 'none'}", arg="axes",
+                      code="axis-mismatch")
     first = t.index(axes[0])
     if t.names[first:first + len(axes)] != tuple(axes) or first == 0:
         raise OpError(f"merge needs adjacent axes in order, after the batch: {t}", arg="axes",
