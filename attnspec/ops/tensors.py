@@ -293,7 +293,7 @@ def _sample_plan(t: TensorType, grid: TensorType, cfg):
 def _sample(types, cfg):
     t, grid = two_tensors(types, "sample", "the map and the points to read it at",
                           "sample(t, points, H W, over = P) reads t's H W at the points")
-    if "float" not in (t.dtype, grid.dtype) or t.dtype != grid.dtype:
+    if t.dtype != "float" or grid.dtype != "float":
         raise OpError(f"sample reads a real map at real points, not {t} at {grid}",
                       code="wrong-type")
     shared, features, space, points = _sample_plan(t, grid, cfg)
