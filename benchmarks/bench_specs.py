@@ -75,8 +75,9 @@ class Case:
 
 
 # Realistic sizes (ResNet stage-2/3 maps, ViT-like sequences) that, on one thread of the
-# 2-core dev machine, take ~5-60 ms a forward and ~25-250 ms a forward + backward; the full
-# run takes ~3.5-4 minutes (the cases from a2 on add ~2).
+# 2-core dev machine, take ~5-100 ms a forward and ~25-450 ms a forward + backward (sanet,
+# mobilevit_attn and ACmix's 7 × 7 windows up to ~0.8 s / 2.6 s); the full run takes ~40
+# minutes, `--only NAME` one row.
 CASES = [
     Case("se", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
     Case("eca", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
