@@ -472,9 +472,7 @@ def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
     rest = [d for d in range(1, x.dim()) if d not in dims]
     moved = x.permute(0, *rest, *dims)
     lead, grid = moved.shape[:len(rest) + 1], moved.shape[len(rest) + 1:]
-    flat = moved.reshape(lead[0], -1, *grid)
-    if len(dims) == 1:  # a column of width 1 for F.unfold's two axes
-        flat = flat.unsqueeze(-1)
+    flat = moved.reshape(lead[0], -1, *grid, *[1] * (2 - len(dims)))  # F.unfold's two axes
     out = [(n + 2 * padding - kernel) // stride + 1 for n in grid]
     if padding_mode == "reflect":  # a reflection needs positions beyond the padding
         for d, name in zip(dims, names):
@@ -482,14 +480,13 @@ def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
                 raise InputShapeError(f"axis {name} (dim {d}) has size {x.shape[d]}: windows "
                                       f"reflected at the border by {padding} need more than "
                                       f"{padding} positions")
-    if padding_mode != "zeros" and padding:
-        pads = (0, 0, padding, padding) if len(dims) == 1 else (padding,) * 4
-        flat = F.pad(flat, pads, mode=padding_mode)
-        padding = 0
-    if len(dims) == 1:
-        cols = F.unfold(flat, (kernel, 1), padding=(padding, 0), stride=(stride, 1))
-    else:
-        cols = F.unfold(flat, kernel, padding=padding, stride=stride)
+    # a line is a column of width 1: no window, padding or stride across it
+    size, pad, step = ((kernel, 1), (padding, 0), (stride, 1)) if len(dims) == 1 else \
+        ((kernel,) * 2, (padding,) * 2, (stride,) * 2)
+    if padding_mode != "zeros" and padding:  # F.pad lists the last axis first
+        flat = F.pad(flat, (pad[1], pad[1], pad[0], pad[0]), mode=padding_mode)
+        pad = (0, 0)
+    cols = F.unfold(flat, size, padding=pad, stride=step)
     y = cols.reshape(*lead, kernel ** len(dims), *out)  # [B, rest..., K, grid...]
     order = [0, *rest, "K", *dims]  # y's axes, by the input dim they came from
     target = [a for d in range(x.dim()) for a in (("K", d) if d == min(dims) else (d,))]

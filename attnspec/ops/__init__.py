@@ -161,33 +161,34 @@ def broadcast(a: TensorType, b: TensorType) -> tuple[TensorType, Any, Any]:
     big, small, swapped = (a, b, False) if _fits(b, a) or not _fits(a, b) else (b, a, True)
     if len(small.axes) > len(big.axes):
         big, small, swapped = small, big, not swapped
+    joined = {}
     for ax in small.axes:
         if ax.name in big.names:
-            _broadcast_size(big.axis(ax.name).size, ax.size, ax.name)
-            _same_grid(big.axis(ax.name), ax)
+            joined[ax.name] = joined_axis(big.axis(ax.name), ax)
         elif ax.size != 1:
             raise OpError(f"cannot combine {a} and {b}: `{ax.name}` is not an axis of {big}",
                           code="axis-mismatch",
                           hint="reduce it first (mean/max/sum), or name the axes alike")
-    out = TensorType(tuple(
-        x if x.name not in small.names
-        else replace(x, size=_broadcast_size(x.size, small.axis(x.name).size))
-        for x in big.axes))
+    out = TensorType(tuple(joined.get(x.name, x) for x in big.axes))
     plan = _align_plan(small, big)
     return (out, plan, None) if swapped else (out, None, plan)
 
 
-def _same_grid(p: Axis, q: Axis) -> None:
-    """An axis both operands have must index the same positions: a map pooled or strided
-    by 2 (index i at input position 2i) does not line up with the map it came from."""
+def joined_axis(p: Axis, q: Axis) -> Axis:
+    """An axis two operands both have, as their combination has it: its sizes must agree
+    (a size 1 stretching), and it must index the same positions on both sides (a map
+    pooled or strided by 2, index i at input position 2i, does not line up with the map
+    it came from)."""
+    size = _broadcast_size(p.size, q.size, p.name)
     if p.step != q.step and 1 not in (p.size, q.size):
         raise OpError(f"axis {p.name} holds every {_nth(p.step)} position on one side and "
                       f"every {_nth(q.step)} on the other", code="axis-mismatch",
                       hint="bring them to one grid first: upsample(t, x), or pool the other")
+    return replace(p, size=size)
 
 
 def _nth(step: int) -> str:
-    return {1: "", 2: "2nd", 3: "3rd"}.get(step, f"{step}th") or "input"
+    return "input" if step == 1 else {2: "2nd", 3: "3rd"}.get(step, f"{step}th")
 
 
 def _broadcast_size(p: int | None, q: int | None, name: str = "") -> int | None:

@@ -188,7 +188,7 @@ def _conv_flops(ins, out, a, b):
             Param("bias", "bool", True), Param("init", "word", "default", (*INITS, "shift")),
             Param("stride", "int", 1), Param("padding", "int", None)),
     module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops,
-    count=lambda a: _conv_count(a), sizes=lambda ins, t, a: _conv_sizes(ins, t, a))
+    count=lambda a: _conv_count(a), sizes=_conv_sizes)
 def _conv(types, cfg):
     t = types[0]
     over = _conv_over(t, cfg)

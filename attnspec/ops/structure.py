@@ -17,10 +17,10 @@ from . import (
     _align_plan,
     _broadcast_size,
     _runtime,
-    _same_grid,
     _torch,
     apply_plan,
     broadcast,
+    joined_axis,
     op,
     two_tensors,
 )
@@ -537,12 +537,7 @@ OUTER = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 def _outer_type(a: TensorType, b: TensorType) -> TensorType:
     """a's axes, then b's others: the axes both have line up by name (a size 1
     stretching), each one's own axes are all kept."""
-    for x in a.axes:
-        if x.name in b.names:
-            _broadcast_size(x.size, b.axis(x.name).size, x.name)
-            _same_grid(x, b.axis(x.name))
-    joined = tuple(replace(x, size=_broadcast_size(x.size, b.axis(x.name).size))
-                   if x.name in b.names else x for x in a.axes)
+    joined = tuple(joined_axis(x, b.axis(x.name)) if x.name in b.names else x for x in a.axes)
     return TensorType(joined + tuple(x for x in b.axes if x.name not in a.names), a.dtype)
 
 

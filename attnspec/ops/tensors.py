@@ -275,8 +275,6 @@ def _sample_plan(t: TensorType, grid: TensorType, cfg):
         raise OpError(f"the grid {grid} holds points, not {' '.join(axes)} of {t}, nor its "
                       f"`{over}`", code="axis-mismatch")
     shared = [a.name for a in t.axes if a.name in grid.names]
-    for name in shared[1:]:
-        _broadcast_size(t.axis(name).size, grid.axis(name).size, name)
     features = [a.name for a in t.axes if a.name not in grid.names and a.name not in axes]
     points = [a.name for a in grid.axes if a.name not in t.names and a.name != over]
     return shared, features, [t.names[d] for d in space], points
