@@ -449,7 +449,9 @@ def _emit_range(em, n, args):
     from . import runtime
 
     a = n.attrs
-    pad = args[1] if len(args) > 1 else None
+    extra = list(args[1:])  # the padding mask and the window's global tokens, if any
+    marked = extra.pop() if a.get("marked") else None
+    pad = extra[0] if extra else None
     grid = em.sizes(a["sizes_of"], a["grid"]) if a.get("grid") else None
     window = None
     if a.get("window") is not None:
@@ -458,6 +460,8 @@ def _emit_range(em, n, args):
     optional = {} if a.get("fill") is None else {"fill": a["fill"]}
     if a.get("partition") is not None:
         optional["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))
+    if marked is not None:
+        optional["marked"] = marked
     return em.call(runtime.restrict, args[0], pad, causal=a["causal"], grid=grid,
                    window=window, **optional)
 

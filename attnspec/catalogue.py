@@ -240,9 +240,6 @@ NOT_YET = (
      "shipped AFTConv learns w directly, equal at initialisation)"),
     ("generalized", "q_stride (queries pooled, the result resized back)",
      "queries on a pooled grid (their positions' step)"),
-    ("sliding_window", "Longformer's global attention",
-     "a range joining the window with a per-sample set of global tokens, which attend to "
-     "every key through their own projections (a per-query choice of output)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
     ("lambda_layer", "intra-depth u > 1", "keys and values with an extra axis u that the "

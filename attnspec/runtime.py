@@ -93,14 +93,32 @@ def shift(x: torch.Tensor, dim: int, by: int, zero: bool) -> torch.Tensor:
     return torch.cat(parts, dim=dim)
 
 
+def choose(cond: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor, plan) -> torch.Tensor:
+    """torch.where(cond, a, b), cond first lined up with the result by `plan` (axes it
+    lacks added, its own squeezed or reordered: ops._align_plan); a condition left out
+    (None, an optional input) marks nothing: b, broadcast as a and b would be."""
+    if cond is None:
+        return b.expand(torch.broadcast_shapes(a.shape, b.shape))
+    if plan is not None:
+        for d in reversed(plan["squeeze"]):
+            cond = cond.squeeze(d)
+        if plan["permute"] is not None:
+            cond = cond.permute(*plan["permute"])
+        cond = cond[plan["index"]]
+    return torch.where(cond, a, b)
+
+
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
-             fill: float = float("-inf"), partition=None) -> torch.Tensor:
+             fill: float = float("-inf"), partition=None,
+             marked: torch.Tensor | None = None) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
     for weights with no normaliser or an L1 one: such a key weighs nothing). `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
     `window` (radius, query sizes, key sizes, key steps, dilation): the keys i·dilation
-    input positions from the query on every axis, |i| ≤ radius."""
+    input positions from the query on every axis, |i| ≤ radius; `marked` [B, tokens...]
+    (None: none), the window's global tokens: they see every key and every query sees
+    them."""
     if partition is not None:  # (s, sizes): same part on every axis
         parts, sizes = partition
         same = [_part(n, parts, logits.device) for n in sizes]
@@ -110,7 +128,7 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         offsets = [_q_minus_k(nq, nk, step, logits.device)
                    for nq, nk, step in zip(q_sizes, k_sizes, steps)]
         near = [(d.abs() <= radius * dilation) & (d % dilation == 0) for d in offsets]
-        logits = _keep(logits, near, q_sizes, k_sizes, fill)
+        logits = _keep(logits, near, q_sizes, k_sizes, fill, marked)
     if grid is not None:
         h, w = grid
         where = torch.arange(h * w, device=logits.device)
@@ -121,8 +139,8 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         nq, nk = logits.shape[-2], logits.shape[-1]
         future = torch.ones(nq, nk, dtype=torch.bool, device=logits.device).triu(1)
         logits = logits.masked_fill(future, fill)
-    if pad is not None:  # [B, K] against [B, M, Q, K], or [B, M, K] for E3
-        keys = pad.view(pad.shape[0], *[1] * (logits.dim() - 2), pad.shape[-1])
+    if pad is not None:  # [B, keys...] against [B, M, Q, K], or [B, M, K] for E3
+        keys = pad.reshape(pad.shape[0], *[1] * (logits.dim() - 2), -1)
         logits = logits.masked_fill(keys, fill)
     return logits
 
@@ -153,7 +171,7 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
     gqa = {"enable_gqa": True} if enable_gqa else {}
     if pad is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, **gqa)
-    keep = ~pad[:, None, None, :]
+    keep = ~pad.flatten(1)[:, None, None, :]  # [B, keys...] -> [B, 1, 1, K]
     if causal:
         nq, nk = q.shape[-2], k.shape[-2]
         keep = keep & torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril()
@@ -188,7 +206,7 @@ def _product(sizes) -> int:
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
     """Keys laid out [B, M, d, K] with the masked ones (pad True) zeroed: a zero key adds
     nothing to linear attention's sums."""
-    return k if pad is None else k * ~pad[:, None, None, :]
+    return k if pad is None else k * ~pad.flatten(1)[:, None, None, :]
 
 
 # ---------------------------------------------------------------------------- positions
@@ -204,10 +222,17 @@ def _part(n: int, parts: int, device) -> torch.Tensor:
     return torch.clamp(i // step, max=parts - 1)
 
 
-def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float) -> torch.Tensor:
-    """`fill` where a (query, key) pair fails one of the per-axis conditions [nq_a, nk_a]."""
+def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float,
+          marked: torch.Tensor | None = None) -> torch.Tensor:
+    """`fill` where a (query, key) pair fails one of the per-axis conditions [nq_a, nk_a],
+    unless the query or the key is a marked (global) token of its sample."""
     passed = _per_axis_sum([c.to(logits.dtype) for c in per_axis], q_sizes, k_sizes)
-    return logits.masked_fill(passed != len(per_axis), fill)
+    hidden = passed != len(per_axis)  # [Q, K]
+    if marked is not None:  # [B, Q = K] -> [B, 1..., Q, K]
+        tokens = marked.flatten(1)
+        hidden = hidden & ~(tokens[:, :, None] | tokens[:, None, :])
+        hidden = hidden.view(hidden.shape[0], *[1] * (logits.dim() - 3), *hidden.shape[1:])
+    return logits.masked_fill(hidden, fill)
 
 
 def _q_minus_k(nq: int, nk: int, step: int, device, dtype=None) -> torch.Tensor:

@@ -73,17 +73,22 @@ class WindowRange(str):
     """`range window(R)`: the keys within R positions of the query on every indexed axis
     (a (2R+1)-wide square around it on an image); `window(R, dilation = d)`: the keys
     i·d away, |i| ≤ R (Longformer's dilated window); `causal = true`: of those, the keys
-    not after the query. Compares unequal to every range word."""
+    not after the query; `global = g`: the tokens a bool input g marks see every key and
+    are seen by every query (Longformer's global tokens). Compares unequal to every range
+    word."""
 
     radius: int
     dilation: int
     causal: bool
+    marked: Any  # the `global` input's Tensor, or None
 
-    def __new__(cls, radius: int, dilation: int = 1, causal: bool = False):
+    def __new__(cls, radius: int, dilation: int = 1, causal: bool = False,
+                marked: Any = None, marked_name: str = ""):
         options = (f", dilation = {dilation}" if dilation != 1 else "") + \
-            (", causal = true" if causal else "")
+            (", causal = true" if causal else "") + \
+            (f", global = {marked_name}" if marked is not None else "")
         obj = super().__new__(cls, f"window({radius}{options})")
-        obj.radius, obj.dilation, obj.causal = radius, dilation, causal
+        obj.radius, obj.dilation, obj.causal, obj.marked = radius, dilation, causal, marked
         return obj
 
 

@@ -67,6 +67,7 @@ class Case:
     quick: tuple  # input shape for --quick
     variant: str = ""  # tells cases of one spec apart: row name "spec/variant"
     definition: str = ""  # a definition of the file other than its main one
+    glob: int = 0  # > 0: the first `glob` tokens of every sequence are global (Longformer)
 
     @property
     def name(self) -> str:
@@ -133,6 +134,10 @@ CASES = [
     Case("simplified_sa", dict(D=256, M=8, dropout=0.0), (8, 512, 256), (2, 16, 64)),
     Case("sliding_window", dict(D=256, M=8, attention_window=64), (8, 512, 256),
          (2, 16, 64)),
+    # Longformer with 16 global tokens (a question's, as in its QA fine-tuning): both
+    # branches run for every row, where the authors gather the global rows
+    Case("sliding_window", dict(D=256, M=8, attention_window=64), (8, 512, 256),
+         (2, 16, 64), "global", definition="Longformer", glob=16),
     Case("emsa", dict(C=256, M=8, sr_ratio=2), (8, 28, 28, 256), (2, 8, 8, 64)),
     Case("axial", dict(D=256, M=8), (8, 32, 32, 256), (2, 8, 8, 64)),
     Case("mobilevit_attn", dict(in_channels=128, transformer_dim=144, ffn_dim=288,
@@ -188,6 +193,7 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "coatnet": dict(C=64), "separable_sa": dict(d=64), "alibi": dict(D=64, M=8),
                 "simplified_sa": dict(D=64, M=8, dropout=0.0),
                 "sliding_window": dict(D=64, M=8, attention_window=4),
+                "sliding_window/global": dict(D=64, M=8, attention_window=4),
                 "emsa": dict(C=64, M=8, sr_ratio=2), "axial": dict(D=64, M=8),
                 "mobilevit_attn": dict(in_channels=32, transformer_dim=64, ffn_dim=128,
                                        head_dim=16),
@@ -217,6 +223,7 @@ class Pair:
     reference: torch.nn.Module
     x: torch.Tensor  # requires grad
     g: torch.Tensor  # output gradient for the backward
+    extra: dict  # other inputs, by name (global tokens)
 
 
 def build(case: Case, quick: bool) -> Pair:
@@ -234,9 +241,13 @@ def build(case: Case, quick: bool) -> Pair:
     gen = torch.Generator().manual_seed(SEED)
     shape = case.quick if quick else case.shape
     x = (INPUT_SCALE * torch.randn(shape, generator=gen)).requires_grad_(True)
+    extra = {}
+    if case.glob:
+        extra["glob"] = torch.zeros(shape[:2], dtype=torch.bool)
+        extra["glob"][:, :case.glob] = True
     with torch.no_grad():  # eval: a train-mode call would update only one BN's stats
-        g = torch.randn(reference.eval()(x).shape, generator=gen)
-    return Pair(compiled, reference, x, g)
+        g = torch.randn(reference.eval()(x, **extra).shape, generator=gen)
+    return Pair(compiled, reference, x, g, extra)
 
 
 def steady_malloc() -> str:
@@ -260,9 +271,9 @@ def mismatch(pair: Pair) -> str | None:
     for module in (pair.compiled, pair.reference):
         module.eval()
         with torch.no_grad():
-            out_eval = module(pair.x)
+            out_eval = module(pair.x, **pair.extra)
         module.train()
-        out = module(pair.x)
+        out = module(pair.x, **pair.extra)
         grads = torch.autograd.grad(out, _inputs(module, pair.x), pair.g, allow_unused=True)
         results.append([out_eval, out, *grads])
     names = ["eval output", "train output", "grad x"] + [
@@ -281,16 +292,17 @@ def mismatch(pair: Pair) -> str | None:
     return None
 
 
-def statements(module: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> dict:
+def statements(module: torch.nn.Module, x: torch.Tensor, g: torch.Tensor,
+               extra: dict) -> dict:
     """The timed callables: eval forward, and train forward + backward."""
     inputs = _inputs(module, x)
 
     def fwd():
         with torch.no_grad():
-            module(x)
+            module(x, **extra)
 
     def fwd_bwd():
-        torch.autograd.grad(module(x), inputs, g, allow_unused=True)
+        torch.autograd.grad(module(x, **extra), inputs, g, allow_unused=True)
 
     return {"fwd": (module.eval, fwd), "fwd+bwd": (module.train, fwd_bwd)}
 
@@ -317,8 +329,8 @@ def time_interleaved(fns: list, threads: int, rounds: int, block_seconds: float)
 
 def bench(pair: Pair, threads: int, rounds: int, block_seconds: float) -> dict:
     """{"fwd": (compiled s, reference s), "fwd+bwd": (...)}."""
-    c = statements(pair.compiled, pair.x, pair.g)
-    r = statements(pair.reference, pair.x, pair.g)
+    c = statements(pair.compiled, pair.x, pair.g, pair.extra)
+    r = statements(pair.reference, pair.x, pair.g, pair.extra)
     times = {}
     for kind in ("fwd", "fwd+bwd"):
         (set_c, fn_c), (set_r, fn_r) = c[kind], r[kind]

@@ -39,6 +39,7 @@ class Case:
     params: dict
     shapes: tuple  # input shapes, each checked
     pad: bool = False  # pass a key padding mask (mhsa, attention_pool)
+    glob: bool = False  # pass global tokens, none of them padding (Longformer)
     definition: str | None = None  # another definition of the spec's file than the main one
     memory: int = 0  # > 0: a second input `memory` [B, memory, D] (cross-attention's keys)
     # False where float32 cannot compare two codes: both drift from the float64 result by
@@ -49,7 +50,7 @@ class Case:
     def id(self) -> str:
         args = ",".join(f"{k}={v}" for k, v in self.params.items())
         name = f"{self.spec}.{self.definition}" if self.definition else self.spec
-        return f"{name}({args}){'+pad' if self.pad else ''}"
+        return f"{name}({args}){'+pad' if self.pad else ''}{'+glob' if self.glob else ''}"
 
 
 def image(C: int) -> tuple:
@@ -147,6 +148,23 @@ CASES = [
                                 autoregressive=True), ((2, 11, 12), (1, 4, 12))),
     Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2),
          sequence(16), pad=True),
+    # global tokens (the authors' attention_mask > 0): in SlidingWindow through the same
+    # projections (causal too: the global rows still see every key); in Longformer through
+    # query_global, key_global, value_global; with padding, a dilation, a window wider than
+    # the sequence, and none given (the local rows alone)
+    Case("sliding_window", dict(D=16, M=2, attention_window=2), sequence(16), glob=True),
+    Case("sliding_window", dict(D=16, M=2, attention_window=4, autoregressive=True),
+         ((2, 9, 16), (3, 6, 16)), pad=True, glob=True),
+    Case("sliding_window", dict(D=16, M=2, attention_window=2), sequence(16), glob=True,
+         definition="Longformer"),
+    Case("sliding_window", dict(D=24, M=3, attention_window=4), ((2, 9, 24), (3, 6, 24)),
+         pad=True, glob=True, definition="Longformer"),
+    Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2),
+         ((2, 11, 16), (3, 8, 16)), pad=True, glob=True, definition="Longformer"),
+    Case("sliding_window", dict(D=8, M=2, attention_window=512), sequence(8), glob=True,
+         definition="Longformer"),
+    Case("sliding_window", dict(D=8, M=2, attention_window=2), sequence(8),
+         definition="Longformer"),
     # simplified_sa (the zoo's projection-free attention): 8, 3 and 1 heads, a padding mask
     Case("simplified_sa", dict(D=32), sequence(32)),
     Case("simplified_sa", dict(D=24, M=3), sequence(24)),
@@ -550,6 +568,16 @@ def _pad_mask(B: int, N: int, gen: torch.Generator) -> torch.Tensor:
     return mask
 
 
+def _global_tokens(B: int, N: int, gen: torch.Generator, pad) -> torch.Tensor:
+    """Random global tokens [B, N] (Longformer's): none of them padding; sample 0 has at
+    least two, the last sample none (its rows are the window's alone)."""
+    glob = torch.rand(B, N, generator=gen) < 0.25
+    glob[0, 1] = glob[0, -2] = True
+    if B > 1:
+        glob[-1] = False
+    return glob if pad is None else glob & ~pad
+
+
 def _build(case: Case, dtype: torch.dtype, seed: int):
     if case.definition:
         compiled = attnspec.compile_file(spec_path(case.spec), case.definition, **case.params)
@@ -583,6 +611,8 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
             (shape[0], case.memory, shape[-1]), generator=gen, dtype=torch.float64)).to(dtype)
     if case.pad:  # over the keys: the memory's positions when there is one
         kwargs["pad"] = _pad_mask(shape[0], case.memory or shape[1], gen)
+    if case.glob:
+        kwargs["glob"] = _global_tokens(shape[0], shape[1], gen, kwargs.get("pad"))
     x_c = x.clone().requires_grad_(True)
     x_r = x.clone().requires_grad_(True)
 

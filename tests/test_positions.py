@@ -321,3 +321,98 @@ def test_a_causal_window_sees_the_keys_up_to_the_query():
     # the output at position 2 depends on inputs 0, 1, 2 only
     (grad,) = torch.autograd.grad(y[0, :, 2].sum(), x)
     assert grad[0, :, 3:].abs().max() == 0 and (grad[0, :, :3].abs().sum(0) > 0).all()
+
+
+MAP = """
+attention Local(C: int, R: int = 1, causal: bool = false) {
+    input  x: [B, C, H, W]
+    input  glob: [B, H, W] bool optional
+    input  pad: [B, H, W] bool optional
+    over   positions(H W)
+    range  window(R, causal = causal, global = glob)
+    mask   pad
+    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)))
+    value  identity
+    output identity
+}
+"""
+
+
+def _reads(m, x, position, **inputs) -> torch.Tensor:
+    """[H, W]: which input positions the output at `position` depends on."""
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m(x, **inputs)[0, :, position[0], position[1]].sum(), x)
+    return grad[0].abs().sum(0) > 0
+
+
+def test_global_tokens_see_every_key_and_every_query_sees_them():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(MAP, C=4)
+    x = torch.randn(1, 4, 5, 6)
+    glob = torch.zeros(1, 5, 6, dtype=torch.bool)
+    glob[0, 4, 5] = glob[0, 0, 3] = True
+    window = torch.zeros(5, 6, dtype=torch.bool)
+    window[0:3, 0:3] = True  # R = 1 around (1, 1)
+    assert torch.equal(_reads(m, x, (1, 1), glob=glob), window | glob[0])
+    assert torch.equal(_reads(m, x, (1, 1)), window)  # none given: the window alone
+    assert _reads(m, x, (4, 5), glob=glob).all()  # a global token reads the whole map
+    pad = torch.zeros(1, 5, 6, dtype=torch.bool)
+    pad[0, 4, 5] = pad[0, 2, 2] = True  # padding hides a key, global or not
+    expected = (window | glob[0]) & ~pad[0]
+    assert torch.equal(_reads(m, x, (1, 1), glob=glob, pad=pad), expected)
+
+
+def test_a_causal_window_keeps_global_tokens_causal():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(MAP, C=4, causal=True)
+    x = torch.randn(1, 4, 1, 9)
+    glob = torch.zeros(1, 1, 9, dtype=torch.bool)
+    glob[0, 0, 1] = glob[0, 0, 7] = True
+    reads = _reads(m, x, (0, 5), glob=glob)[0]  # keys 4, 5 (window) and 1 (global), not 7
+    assert reads.nonzero().flatten().tolist() == [1, 4, 5]
+    assert _reads(m, x, (0, 7), glob=glob)[0].nonzero().flatten().tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("rng", ["all", "window(9)"])  # fused SDPA, and a dense mask
+def test_a_padding_mask_on_a_map_hides_its_keys(rng):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(MAP.replace("window(R, causal = causal, global = glob)", rng),
+                              C=4)
+    p = dict(m.named_parameters())
+    x = torch.randn(2, 4, 3, 5)
+    pad = torch.rand(2, 3, 5) < 0.3
+    pad[:, 0, 0] = False
+    q, k = ((torch.einsum("oc,bcn->bon", p[f"{r}_conv1x1.weight"][..., 0, 0], x.flatten(2))
+             + p[f"{r}_conv1x1.bias"][None, :, None]) for r in ("query", "key"))
+    logits = torch.einsum("bcq,bck->bqk", q, k).masked_fill(pad.flatten(1)[:, None], -torch.inf)
+    expected = torch.einsum("bqk,bck->bcq", logits.softmax(-1), x.flatten(2))
+    torch.testing.assert_close(m(x, pad=pad), expected.view(2, 4, 3, 5))
+
+
+@pytest.mark.parametrize("rng, code", [
+    ("window(R, global = x)", "wrong-type"),  # a float tensor
+    ("window(R, global = 2)", "wrong-type"),
+    ("window(R, global = glob_c)", "axis-mismatch"),  # marks channels, not keys
+    ("window(R, globl = glob)", "wrong-arity"),
+])
+def test_a_window_s_global_tokens_are_checked(rng, code):
+    text = MAP.replace("window(R, causal = causal, global = glob)", rng).replace(
+        "input  pad:", "input  glob_c: [B, C] bool optional\n    input  pad:")
+    assert first_error(text, C=4) == code
+
+
+def test_longformer_compiles_whole_and_passes_gradcheck_with_global_tokens():
+    from attnspec.api import spec_path
+
+    torch.manual_seed(0)
+    m = attnspec.compile_file(spec_path("sliding_window"), "Longformer", D=4, M=2,
+                              attention_window=2).double()
+    x = torch.randn(2, 6, 4, dtype=torch.float64)
+    glob = torch.zeros(2, 6, dtype=torch.bool)
+    glob[0, 2] = True
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1, 5] = True
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(m, fullgraph=True)(x, pad, glob),
+                                   m(x, pad, glob))
+    assert torch.autograd.gradcheck(lambda t: m(t, pad, glob), (x.requires_grad_(),))

@@ -581,3 +581,35 @@ attention R(C: int) {
     # a merged spectrum is still complex: a real-only operator refuses it
     spectrum = "mean(merge(rfft(x, H W, as = F), C, as = D), D)"
     assert output_error(spectrum, "input  x: [B, C, H, W]") == "wrong-type"
+
+
+WHERE = """
+attention Choose(C: int) {
+    input  x: [B, N, C]
+    input  y: [B, C]
+    input  rows: [B, N] bool optional
+    output where(rows, x, y * 2)
+}
+"""
+
+
+def test_where_chooses_by_a_mask_lined_up_by_name():
+    m = attnspec.compile_text(WHERE, C=3)
+    x, y = torch.randn(2, 5, 3), torch.randn(2, 3)
+    rows = torch.rand(2, 5) < 0.5
+    torch.testing.assert_close(m(x, y, rows), torch.where(rows[..., None], x, 2 * y[:, None]))
+    # an optional mask left out marks nothing: the second tensor, broadcast as the first
+    torch.testing.assert_close(m(x, y), (2 * y[:, None]).expand(2, 5, 3))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("where(x, x, x)", "wrong-type"),  # the condition is not a mask
+    ("where(rows, rows, x)", "wrong-type"),  # choosing a mask
+    ("where(cols, x, x)", "axis-mismatch"),  # an axis the result lacks
+    ("where(rows, x)", "wrong-arity"),
+])
+def test_where_checks_its_tensors(text, code):
+    inputs = """input  x: [B, N, C]
+    input  rows: [B, N] bool
+    input  cols: [B, K] bool"""
+    assert output_error(text, inputs) == code

@@ -204,6 +204,10 @@ class Formulation:
         # one in `kv`, with key and value widths left unchecked (None)
         self.kv = 1 if heads is POISON else None if kv is POISON else kv
         pad = self.mask(parts.get("mask"), x, over, rng)
+        if isinstance(rng, WindowRange) and rng.marked is not None and \
+                self.marks_keys(rng.marked, "the window's `global`", parts["range"].span, x,
+                                over) is POISON:
+            rng = POISON
         identity = tuple(k for k in ("value", "output")
                          if _is_identity(parts[k].values[0]))
         shared = kv if isinstance(kv, int) and kv != heads else None
@@ -338,11 +342,16 @@ class Formulation:
                               "declare it as `input pad: [B, N] bool optional`")
         if rng == "self":
             return self.error("wrong-type", "`range self` has no keys to mask", part.span)
+        return self.marks_keys(m, "the mask", e.span, x, over)
+
+    def marks_keys(self, m: Tensor, what: str, span: Span, x: Tensor, over):
+        """A bool input that marks keys (a padding mask, a window's global tokens) is laid
+        out like them: [B, the axes k indexes]."""
         if over is not POISON and over[1][0] != "memory":
             expected = (x.type.names[0], *over[1][1])
             if m.type.names != expected:
-                return self.error("axis-mismatch", f"the mask is {m.type}; it must mark keys: "
-                                  f"[{', '.join(expected)}]", e.span)
+                return self.error("axis-mismatch", f"{what} is {m.type}; it must mark keys: "
+                                  f"[{', '.join(expected)}]", span)
         return m
 
     # ------------------------------------------------------------------ parts

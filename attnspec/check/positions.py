@@ -331,20 +331,40 @@ class Positions:
         return s if s in (POISON, UNKNOWN) else PartitionRange(s[0])
 
     def call_window(self, e: Call):
-        if len(e.args) != 1 or any(kw.name not in ("dilation", "causal") for kw in e.kwargs):
-            return self.error("wrong-arity", "window takes one radius, a dilation and whether "
-                              "it is causal: window(R, dilation = d, causal = true)", e.span)
+        if len(e.args) != 1 or any(kw.name not in ("dilation", "causal", "global")
+                                   for kw in e.kwargs):
+            return self.error("wrong-arity", "window takes one radius, a dilation, whether "
+                              "it is causal and its global tokens: window(R, dilation = d, "
+                              "causal = true, global = g)", e.span)
         r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
         d = self.integers([kw.value for kw in e.kwargs if kw.name == "dilation"], 1,
                           "a window's dilation is a positive integer")
         flag = next((kw.value for kw in e.kwargs if kw.name == "causal"), None)
         causal = [] if flag is None else [self.value(flag, "scalar")]
-        if POISON in (r, d, *causal) or UNKNOWN in (r, d, *causal):
-            return POISON if POISON in (r, d, *causal) else UNKNOWN
+        marked = self.global_tokens(next((kw.value for kw in e.kwargs
+                                          if kw.name == "global"), None))
+        if POISON in (r, d, *causal, marked) or UNKNOWN in (r, d, *causal):
+            return POISON if POISON in (r, d, *causal, marked) else UNKNOWN
         if causal and not isinstance(causal[0], bool):
             return self.error("wrong-type", f"a window's `causal` is true or false, not "
                               f"{describe(causal[0])}", flag.span)
-        return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]))
+        given = next((kw.value for kw in e.kwargs if kw.name == "global"), None)
+        name = given.id if isinstance(given, Name) else "…"
+        return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]), marked, name)
+
+    def global_tokens(self, e):
+        """`window(..., global = g)`: g, a bool input marking tokens (checked against the
+        keys' axes with the mask, in formulation.Formulation.mask)."""
+        if e is None:
+            return None
+        g = self.value(e)
+        if g is POISON:
+            return POISON
+        if not isinstance(g, Tensor) or g.type.dtype != "bool":
+            return self.error("wrong-type", f"a window's `global` takes a bool input, not "
+                              f"{describe(g)}", e.span,
+                              "declare it as `input glob: [B, N] bool optional`")
+        return g
 
     def integers(self, exprs, minimum: int, what: str):
         """Arguments that must be integers of at least `minimum`: their values; POISON

@@ -320,7 +320,8 @@ class Terms:
                 return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
                                   f"{what} use softmax or sigmoid", e.span)
             grid = over[0][1] if rng == "criss_cross" else None
-            inputs = (source,) + ((pad.node,) if pad is not None else ())
+            marked = rng.marked if isinstance(rng, WindowRange) else None
+            inputs = (source, *(t.node for t in (pad, marked) if t is not None))
             extra = {}
             if isinstance(rng, PartitionRange):
                 extra = dict(partition=rng.parts, q_tokens=over[0][1])
@@ -329,7 +330,8 @@ class Terms:
                 extra = dict(window=rng.radius, dilation=rng.dilation, keys_of=logits.keys,
                              q_tokens=over[0][1],
                              k_tokens=over[1][1],
-                             steps=tuple(keys.axis(a).step for a in over[1][1]))
+                             steps=tuple(keys.axis(a).step for a in over[1][1]),
+                             marked=marked is not None)
             causal = rng == "causal" or isinstance(rng, WindowRange) and rng.causal
             source = self.add("range", inputs, logits.type, e.span, role="range",
                               causal=causal, grid=grid, sizes_of=x.node,

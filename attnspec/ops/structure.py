@@ -561,3 +561,36 @@ def _outer(types, cfg):
     if a.dtype != b.dtype:
         raise OpError(f"outer combines tensors of one kind, not {a} and {b}", code="wrong-type")
     return _outer_type(a, b)
+
+
+def _emit_where(em, n, args):
+    out = em.type(n.name)
+    cond, a, b = args
+    a, b = (apply_plan(em, x, _align_plan(em.type(i), out)) for x, i in zip((a, b), n.inputs[1:]))
+    # the condition may be an optional input left out (None): it is aligned at run time
+    return em.call(_runtime().choose, cond, a, b, _align_plan(em.type(n.inputs[0]), out))
+
+
+@op(name="where", inputs=3,
+    doc="a where the bool tensor marks true, b elsewhere: the three line up by name",
+    emit=_emit_where,
+    sizes=lambda ins, t, a: {x: max(s.get(x, 1) for s in ins) for d in ins for x in d})
+def _where(types, cfg):
+    if len(types) != 3:
+        raise OpError(f"where takes three tensors, a condition and the two to choose from, "
+                      f"not {len(types)}", code="wrong-arity",
+                      hint="where(glob, global_rows, local_rows)")
+    cond, a, b = types
+    if cond.dtype != "bool":
+        raise OpError(f"where's first tensor says where to take a, a bool input, not {cond}",
+                      code="wrong-type")
+    if a.dtype != b.dtype or a.dtype == "bool":
+        raise OpError(f"where chooses between two tensors of one kind, not {a} and {b}",
+                      code="wrong-type")
+    out = broadcast(a, b)[0]
+    for x in cond.axes:
+        if x.name not in out.names and x.size != 1:
+            raise OpError(f"the condition {cond} has axis `{x.name}`, which {out} lacks",
+                          code="axis-mismatch")
+    joined = {x.name: joined_axis(out.axis(x.name), x) for x in cond.axes if x.name in out.names}
+    return TensorType(tuple(joined.get(x.name, x) for x in out.axes), a.dtype)

@@ -54,7 +54,7 @@ from .shuffle import ShuffleAttention
 from .simam import SimAM
 from .simplified_sa import SimplifiedSA
 from .sk import SK
-from .sliding_window import SlidingWindow
+from .sliding_window import Longformer, SlidingWindow
 from .triplet import TripletAttention
 from .vip import WeightedPermuteMLP
 
@@ -102,6 +102,7 @@ REFERENCES = {
     "residual_attention.MHA": MHA,
     "coord": CoordAtt,
     "sliding_window": SlidingWindow,
+    "sliding_window.Longformer": Longformer,
     "simplified_sa": SimplifiedSA,
     "emsa": EMSA,
     "alibi": ALiBi,
@@ -131,9 +132,9 @@ __all__ = [
     "CrossFormerBlock", "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE",
     "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet",
     "Generalized", "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer",
-    "LinearAttention", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
-    "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention",
-    "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
-    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "LinearAttention", "Longformer", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE",
+    "NonLocal", "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row",
+    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
+    "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
     "REFERENCES"
 ]

@@ -16,11 +16,19 @@ dense N × N map, so this is an independent check of the spec's dense window mas
 Deviations, each because the spec cannot express the authors' behaviour:
 - a padded query's output row is not zeroed (the authors zero its attention
   probabilities after the softmax); non-padded rows are the authors';
-- global attention (attention_mask > 0, with query_global / key_global / value_global)
-  and per-head dilations are left out; `autoregressive` keeps the window's keys up to the
-  query (allenai/longformer's autoregressive mode of its TVM kernel);
+- per-head dilations are left out; `autoregressive` keeps the window's keys up to the
+  query (allenai/longformer's autoregressive mode of its TVM kernel); with global tokens
+  as well, no query sees a key after it, global or not (the range language's rule:
+  causality holds over the whole range, global tokens included);
 - no dropout on the attention probabilities (attention_probs_dropout_prob): this is the
   authors' module in eval mode, or with that probability 0.
+Global attention (attention_mask > 0; `glob` here) follows HuggingFace's
+LongformerSelfAttention: a global key leaves every window and joins every row in one of G
+slots per sample (G the most global tokens of a sample in the batch, a sample's unused
+slots hidden), the softmax running over the slots and the window together; the global
+tokens' rows are then computed apart, their queries gathered, against every key, and
+written over their local rows. Longformer uses the separate query_global, key_global and
+value_global there; SlidingWindow, given global tokens, its own three projections.
 The output projection is not part of the module (it is LongformerSelfOutput's dense).
 The authors pad the sequence to a multiple of the window before the layer; any N is
 accepted here, which equals their result at the real tokens.
@@ -51,7 +59,13 @@ class SlidingWindow(nn.Module):
         self.key = nn.Linear(D, D)
         self.value = nn.Linear(D, D)
 
-    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None,
+                glob: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(x, pad, glob, (self.query, self.key, self.value))
+
+    def attend(self, x, pad, glob, global_projections) -> torch.Tensor:
+        """Every row's window and the global keys; the global tokens' rows then replaced
+        by their attention over every key through `global_projections`."""
         B, N, D = x.shape
         M, d = self.M, D // self.M
         q = (self.query(x) / math.sqrt(d)).view(B, N, M, d)
@@ -74,6 +88,69 @@ class SlidingWindow(nn.Module):
         if pad is not None:  # the authors' additive -10000 on padding keys
             padded = pad[:, where]  # [B, N, 2w+1]
             scores = scores + padded[:, :, None, :].to(scores.dtype) * -10000.0
-        probs = scores.softmax(dim=-1)  # over the window
-        y = torch.einsum("bnmj,bnjmc->bnmc", probs, v_win)
-        return y.reshape(B, N, D)
+        if glob is None or not glob.any():
+            probs = scores.softmax(dim=-1)  # over the window
+            return torch.einsum("bnmj,bnjmc->bnmc", probs, v_win).reshape(B, N, D)
+
+        # HuggingFace's layout: a global key leaves the window (remove_from_windowed_
+        # attention_mask) and joins every row in one of G slots per sample (G = the most
+        # global tokens of a sample; a sample's unused slots hidden)
+        scores = scores.masked_fill(glob[:, where][:, :, None, :], float("-inf"))
+        slots, used, tokens = _global_slots(glob)
+        position = torch.zeros(B, slots, dtype=torch.long, device=x.device).index_put(
+            used, tokens[1])  # the token in each slot
+        k_glob = k.new_zeros(B, slots, M, d).index_put(used, k[tokens])
+        v_glob = v.new_zeros(B, slots, M, d).index_put(used, v[tokens])
+        hidden = ~torch.arange(slots, device=x.device)[None, :].lt(glob.sum(1)[:, None])
+        if pad is not None:
+            hidden_pad = torch.zeros_like(hidden).index_put(used, pad[tokens])
+            hidden = hidden | hidden_pad
+        to_global = torch.einsum("bnmc,bgmc->bnmg", q, k_glob)
+        hidden = hidden[:, None, None, :]
+        if self.autoregressive:  # no query sees a key after it, global or not
+            later = position[:, None, :] > torch.arange(N, device=x.device)[None, :, None]
+            hidden = hidden | later[:, :, None, :]  # [B, N, 1, G]
+        to_global = to_global.masked_fill(hidden, float("-inf"))
+        probs = torch.cat([to_global, scores], dim=-1).softmax(dim=-1)
+        y = (torch.einsum("bnmg,bgmc->bnmc", probs[..., :slots], v_glob)
+             + torch.einsum("bnmj,bnjmc->bnmc", probs[..., slots:], v_win)).reshape(B, N, D)
+
+        # the global rows: each global token against every key (padding hidden)
+        query, key, value = global_projections
+        x_glob = x.new_zeros(B, slots, D).index_put(used, x[tokens])
+        qg = (query(x_glob) / math.sqrt(d)).view(B, slots, M, d)
+        kg, vg = key(x).view(B, N, M, d), value(x).view(B, N, M, d)
+        rows = torch.einsum("bgmc,bnmc->bmgn", qg, kg)
+        if pad is not None:
+            rows = rows.masked_fill(pad[:, None, None, :], float("-inf"))
+        if self.autoregressive:
+            later = torch.arange(N, device=x.device)[None, None, :] > position[:, :, None]
+            rows = rows.masked_fill(later[:, None], float("-inf"))  # [B, 1, G, N]
+        out = torch.einsum("bmgn,bnmc->bgmc", rows.softmax(dim=-1), vg).reshape(B, slots, D)
+        return y.index_put(tokens, out[used])
+
+
+def _global_slots(glob: torch.Tensor):
+    """HuggingFace's _get_global_attn_indices: G slots per sample, the (sample, slot)
+    indices its global tokens fill, and those tokens' (sample, position) indices."""
+    counts = glob.sum(1)
+    slots = int(counts.max())
+    used = torch.arange(slots, device=glob.device)[None, :] < counts[:, None]
+    return slots, used.nonzero(as_tuple=True), glob.nonzero(as_tuple=True)
+
+
+class Longformer(SlidingWindow):
+    """SlidingWindow with the global tokens' rows through their own projections
+    (query_global, key_global, value_global), as the authors' LongformerSelfAttention."""
+
+    def __init__(self, D: int, M: int = 16, attention_window: int = 512,
+                 attention_dilation: int = 1):
+        super().__init__(D, M, attention_window, attention_dilation)
+        self.query_global = nn.Linear(D, D)
+        self.key_global = nn.Linear(D, D)
+        self.value_global = nn.Linear(D, D)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None,
+                glob: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(x, pad, glob, (self.query_global, self.key_global,
+                                          self.value_global))
