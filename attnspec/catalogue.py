@@ -245,11 +245,11 @@ NOT_YET = (
     ("lambda_layer", "intra-depth u > 1", "keys and values with an extra axis u that the "
      "lambdas sum over with the positions, and position embeddings per (offset, u): a "
      "query head reading several key heads at once"),
-    ("crossformer", "the authors' small-map rule and their detection backbone's padding",
-     "a group size chosen from the map's size at run time (min(H, W) ≤ G: SDA with groups "
-     "of min(H, W)); a map padded to a multiple of G with the padded keys masked and the "
-     "padded queries cropped, and LDA with a fixed interval (groups known only at run time, "
-     "so `displacement` without fixed radii)"),
+    ("crossformer", "the authors' detection backbone (crossformer_backbone.py)",
+     "a map padded to a multiple of G with the padded keys masked and the padded queries "
+     "cropped, and LDA with a fixed interval (groups known only at run time, so "
+     "`displacement` without fixed radii); the classification block's small-map rule "
+     "ships (`input_resolution`)"),
 )
 
 TIER2_INTRO = """\

@@ -259,6 +259,15 @@ CASES = [
     Case("crossformer", dict(dim=64, num_heads=2, lsda_flag=1), ((2, 14, 21, 64), (1, 21, 14, 64))),
     *[Case("crossformer", dict(dim=16, num_heads=2, group_size=2, lsda_flag=f),
            ((2, 4, 6, 16), (3, 6, 4, 16)), definition="LSDA") for f in (0, 1)],
+    # the authors' small-map rule: a map whose smaller side (input_resolution) is at most
+    # group_size gets SDA with groups of that side, LDA asked for or not; a larger side
+    # leaves group_size and lsda_flag alone
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=7, lsda_flag=1,
+                             input_resolution=3), ((2, 3, 6, 32), (1, 6, 3, 32))),
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=4, input_resolution=4),
+         ((2, 4, 4, 32), (1, 4, 8, 32))),
+    Case("crossformer", dict(dim=16, num_heads=2, group_size=2, lsda_flag=1,
+                             input_resolution=6), ((2, 6, 4, 16),), definition="LSDA"),
     # outlook (VOLO): one head; every option and both dropouts; stride 2 on even and odd maps
     # (a pooled window cut by the border: ceil mode); a 5×5 window at stride 1 and 3; the
     # Outlooker block at stride 1 and 2

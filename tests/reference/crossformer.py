@@ -30,11 +30,11 @@ one bias per head and offset; the pair (query i, key j) of a group reads the row
 Δ = place(i) - place(j), the query's offset from the key, in group coordinates (for LDA
 a step of 1 is I positions of the map).
 
-Small maps, as the official block: when min(H, W) <= group_size it uses SDA with groups of
-min(H, W) × min(H, W) (the same DPB weights on the smaller offsets). The official
-classification block decides this once from its input_resolution (and its module keeps
-G = min(H, W) afterwards); here it is decided per call from the input's H and W, so the
-module takes no input_resolution. H and W must then be multiples of the group size: the
+Small maps, as the official block: when min(input_resolution) <= group_size it uses SDA
+with groups of that size (the same DPB weights on the smaller offsets), decided once at
+construction, as the official classification block does; `input_resolution` here is that
+smaller side (0: not given, no rule), H and W coming from the input. H and W must be
+multiples of the group size: the
 official v1 block has no padding (its reshape fails), and this raises a ValueError naming
 the axis. (The authors' detection/segmentation backbone, models/crossformer_backbone.py,
 instead takes a fixed LDA interval I (default 8, groups of ceil(H/I) × ceil(W/I)), pads
@@ -122,7 +122,8 @@ class LSDA(nn.Module):
 
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  lsda_flag: int = 0, qkv_bias: bool = True, qk_scale: float | None = None,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+                 input_resolution: int = 0):
         super().__init__()
         self.drop_path = drop_path
         num_heads = dim // 32 if num_heads is None else num_heads  # the paper's models' 32
@@ -133,14 +134,14 @@ class LSDA(nn.Module):
             raise ValueError(f"{type(self).__name__}: dim {dim} < 16 leaves the position "
                              f"bias no hidden features (dim // 16)")
         self.group_size, self.lsda_flag = group_size, lsda_flag
+        if 0 < input_resolution <= group_size:  # the official small-map rule
+            self.group_size, self.lsda_flag = input_resolution, 0
         self.norm1 = nn.LayerNorm(dim)
         self.attn = _Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
 
     def lsda(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         G, lda = self.group_size, self.lsda_flag != 0
-        if min(H, W) <= G:  # the official block's small-map rule: SDA over the whole side
-            G, lda = min(H, W), False
         for axis, n in (("H", H), ("W", W)):
             if n % G:
                 raise ValueError(f"{type(self).__name__}: axis {axis} of size {n} is not a "
@@ -176,9 +177,9 @@ class CrossFormerBlock(LSDA):
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  lsda_flag: int = 0, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, input_resolution: int = 0):
         super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
-                         attn_drop, drop_path)
+                         attn_drop, drop_path, input_resolution)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
 
