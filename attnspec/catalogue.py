@@ -242,9 +242,6 @@ NOT_YET = (
      "queries on a pooled grid (their positions' step)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
-    ("lambda_layer", "intra-depth u > 1", "keys and values with an extra axis u that the "
-     "lambdas sum over with the positions, and position embeddings per (offset, u): a "
-     "query head reading several key heads at once"),
     ("crossformer", "the authors' detection backbone (crossformer_backbone.py)",
      "a map padded to a multiple of G with the padded keys masked and the padded queries "
      "cropped, and LDA with a fixed interval (groups known only at run time, so "

@@ -146,6 +146,10 @@ CASES = [
     Case("crossformer", dict(dim=256), (8, 28, 28, 256), (2, 8, 8, 64)),
     Case("crossformer", dict(dim=256, lsda_flag=1), (8, 28, 28, 256), (2, 8, 8, 64), "lda"),
     Case("lambda_layer", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
+    # intra-depth |u| = 4, in the lambdas' form (tensor operators, the lambda convolution
+    # per value depth)
+    Case("lambda_layer", dict(C=256, u=4), (8, 256, 14, 14), (2, 64, 7, 7), "u4",
+         definition="LambdaIntraDepth"),
     # VOLO-D1's outlook stage (dim 192, 6 heads, stride 2 on 28 × 28); GFNet's 14 × 14 map
     Case("outlook", dict(dim=192, num_heads=6, stride=2), (16, 28, 28, 192), (2, 8, 8, 64)),
     Case("gfnet", dict(dim=384), (32, 14, 14, 384), (2, 8, 8, 64)),
@@ -200,7 +204,9 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "vip": dict(dim=64, segment_dim=8),
                 "crossformer": dict(dim=64, group_size=4),
                 "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
-                "lambda_layer": dict(C=64, r=5), "outlook": dict(dim=64, num_heads=2, stride=2),
+                "lambda_layer": dict(C=64, r=5),
+                "lambda_layer/u4": dict(C=64, u=4, r=5),
+                "outlook": dict(dim=64, num_heads=2, stride=2),
                 "gfnet": dict(dim=64, h=8, w=5), "aft/conv": dict(D=64, h=8, s=3),
                 "acmix": dict(in_planes=32, out_planes=32),
                 "acmix/stride2": dict(in_planes=32, out_planes=32, stride=2),

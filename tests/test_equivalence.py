@@ -247,6 +247,14 @@ CASES = [
          ((2, 8, 5, 6), (3, 8, 4, 3))),
     Case("lambda_layer", dict(C=6, d=9, k=2, h=3, r=0, size_h=3, size_w=2),
          ((2, 6, 5, 6), (3, 6, 3, 2))),
+    # intra-depth |u| (LambdaIntraDepth, the lambdas in the paper's own form): u = 1, 2, 4;
+    # lambda convolutions of 3 and 5 (wider than a 2 × 9 map), and global context (r = 0)
+    # on maps up to the table's size and larger (offsets beyond it have no embedding)
+    *[Case("lambda_layer", params, ((2, params["C"], 5, 6), (1, params["C"], 2, 9)),
+           definition="LambdaIntraDepth")
+      for params in (dict(C=8, k=4, h=2, u=1, r=3), dict(C=8, k=4, h=2, u=2, r=3),
+                     dict(C=12, d=8, k=3, h=4, u=4, r=5), dict(C=8, k=4, h=2, u=3, r=0, size=4),
+                     dict(C=6, d=9, k=2, h=3, u=2, r=0, size=6))],
     # crossformer (CrossFormer block: SDA / LDA with the dynamic position bias), [B, H, W, C]
     Case("crossformer", dict(dim=32, num_heads=2, group_size=2), ((2, 4, 6, 32), (3, 6, 4, 32))),
     Case("crossformer", dict(dim=32, num_heads=4, group_size=2, lsda_flag=1),
@@ -676,3 +684,22 @@ def test_flops_match_torch_flop_counter(case: Case):
     x = torch.randn(case.shapes[0])
     ours, torchs = flops_both_ways(ir, x)
     assert ours == torchs
+
+
+@pytest.mark.parametrize("params", [dict(C=8, k=4, h=2, r=3), dict(C=6, d=9, k=2, h=3, r=5)])
+def test_the_lambdas_form_with_one_slice_is_the_attention_form(params):
+    """LambdaIntraDepth(u = 1) sums what LambdaLayer sums, in the other order (the lambdas
+    first): with the same weights (the position table [k, r·r] as the kernel [k, 1, r, r]),
+    the same outputs."""
+    path = spec_path("lambda_layer")
+    attention = randomize_(attnspec.compile_file(path, **params), 0).double().eval()
+    lambdas = attnspec.compile_file(path, "LambdaIntraDepth", u=1, **params).double().eval()
+    state = attention.state_dict()
+    source = {"query_conv1x1": "weight_conv1x1", "query_batchnorm": "weight_batchnorm",
+              "key_conv1x1": "weight_conv1x1_2", "value_conv1x1": "value_conv1x1",
+              "value_batchnorm": "value_batchnorm", "lambda_conv": "position_linear"}
+    for name, t in lambdas.state_dict().items():
+        module, entry = name.split(".", 1)
+        t.copy_(state[f"{source[module]}.{entry}"].reshape(t.shape))
+    x = torch.randn(2, params["C"], 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(lambdas(x), attention(x), rtol=1e-10, atol=1e-10)

@@ -133,7 +133,7 @@ def _split(types, cfg):
 @op(name="permute", params=(Param("axes", "axes"),),
     doc="the axes in a new order, named: permute(v, B D N) on [B, N, D] puts the features "
         "first for a convolution over N",
-    emit=lambda em, n, args: em.method(args[0], "permute", *(
+    emit=lambda em, n, args: _reorder(em, args[0], tuple(
         em.type(n.inputs[0]).index(a) for a in n.attrs["axes"])))
 def _permute(types, cfg):
     t, axes = types[0], tuple(cfg["axes"])
@@ -151,8 +151,8 @@ def _permute(types, cfg):
         "one axis is renamed",
     sizes=lambda ins, t, a: {**ins[0], a["as"]: math.prod(ins[0].get(x, 1)
                                                           for x in a["axes"])},
-    emit=lambda em, n, args: em.method(args[0], "flatten", *_merge_range(
-        em.type(n.inputs[0]), n.attrs["axes"])))
+    emit=lambda em, n, args: _flatten(em, args[0], *_merge_range(em.type(n.inputs[0]),
+                                                                  n.attrs["axes"])))
 def _merge(types, cfg):
     t, axes = types[0], tuple(cfg["axes"])
     first, last = _merge_range(t, axes)
@@ -164,6 +164,16 @@ def _merge(types, cfg):
     if len(axes) == 1:  # a rename: the axis keeps its grid
         merged = replace(t.axis(axes[0]), name=cfg["as"])
     return TensorType(t.axes[:first] + (merged,) + t.axes[last + 1:], t.dtype)
+
+
+def _reorder(em, x, dims: tuple[int, ...]):
+    """x.permute(dims); nothing for the order x already has."""
+    return x if dims == tuple(range(len(dims))) else em.method(x, "permute", *dims)
+
+
+def _flatten(em, x, first: int, last: int):
+    """x.flatten(first, last); nothing for one axis (a rename)."""
+    return x if first == last else em.method(x, "flatten", first, last)
 
 
 def _merge_range(t: TensorType, axes) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from .gather_excite import GatherExcite
 from .gcnet import GCNet
 from .generalized import Generalized
 from .gfnet import GFNetBlock, GFNetBlockLayerScale, GlobalFilter
-from .lambda_layer import LambdaLayer
+from .lambda_layer import LambdaIntraDepth, LambdaLayer
 from .linear_attention import LinearAttention
 from .mhsa import MHSA
 from .mobilevit_attn import MobileViTAttn
@@ -103,6 +103,7 @@ REFERENCES = {
     "coord": CoordAtt,
     "sliding_window": SlidingWindow,
     "sliding_window.Longformer": Longformer,
+    "lambda_layer.LambdaIntraDepth": LambdaIntraDepth,
     "simplified_sa": SimplifiedSA,
     "emsa": EMSA,
     "alibi": ALiBi,
@@ -131,10 +132,10 @@ __all__ = [
     "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
     "CrossFormerBlock", "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE",
     "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet",
-    "Generalized", "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaLayer",
-    "LinearAttention", "Longformer", "LSDA", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE",
-    "NonLocal", "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row",
-    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
-    "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
-    "REFERENCES"
+    "Generalized", "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth",
+    "LambdaLayer", "LinearAttention", "Longformer", "LSDA", "Luong", "MHA", "MHSA",
+    "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention", "Outlooker", "Polarized",
+    "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
+    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
+    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]

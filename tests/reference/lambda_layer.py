@@ -37,9 +37,8 @@ Both parameters are laid out [k, rows, columns] with the offsets row-major, y th
 −R to R, so a table of one row per offset k − q in that order is the same numbers.
 
 Deviations / notes:
-  - Only |u| = 1 (the intra-depth of keys and values): |u| > 1 sums
-    the lambdas over an extra key axis u, with embeddings per (offset, u), which the spec
-    language has no construct for yet.
+  - LambdaLayer has |u| = 1 (the intra-depth of keys and values); LambdaIntraDepth below
+    takes any |u|.
   - Channels-first [B, C, H, W] with 1×1 convs where the pseudo-code is channels-last with
     dense maps (the same maps). BatchNorm with torch's defaults (eps 1e-5, momentum 0.1).
   - Only odd r (a kernel centred on the query, so the scope is symmetric).
@@ -138,3 +137,70 @@ class LambdaLayer(nn.Module):
         position_output = torch.einsum("bhkn,bnkv->bnhv", queries, position_lambdas)
         out = (content_output + position_output).reshape(B, n, self.h * self.v)  # [b, n, d]
         return out.transpose(1, 2).reshape(B, self.h * self.v, H, W)
+
+
+class LambdaIntraDepth(nn.Module):
+    """x: [B, C, H, W] -> [B, d, H, W], with intra-depth |u| = u (§3.2; Appendix B.1).
+
+    Keys and values come in u slices: the pseudo-code reshapes the key projection to
+    [b, m, k, u] and the value projection to [b, m, v, u], so channel c·u + j holds depth c
+    of slice j ('b (k u) h w'). The keys are normalised over the positions m for each
+    (depth, slice); the lambdas sum over the slices with the positions:
+        λ^c   = einsum('bkum,bvum->bkv', softmax_m(K), V)
+        λ^p_n = Σ_{m,u} E_{m−n, k, u} V_{m, v, u}
+    the position lambdas by the lambda convolution: a conv3d of the values laid out
+    [B, u, v, H, W] (the slices as its input channels) with a kernel [k, u, 1, r, r],
+    zero padding (r − 1) / 2. r = 0 is global context over maps up to size × size with
+    relative embeddings, a table [k, u, 2·size − 1, 2·size − 1] gathered for every pair
+    of positions, E_nm the entry at the offset m − n (zero beyond), as LambdaLayer's.
+    Parameters: queries (conv, BN), keys, values (conv, BN), the embeddings, in the spec's
+    order.
+    """
+
+    def __init__(self, C: int, d: int | None = None, k: int = 16, h: int = 4, u: int = 4,
+                 r: int = 23, size: int = 0):
+        super().__init__()
+        d = C if d is None else d
+        if d % h:
+            raise ValueError(f"LambdaIntraDepth: d = {d} is not a multiple of h = {h}")
+        if r < 0 or (r > 0 and r % 2 == 0) or (r == 0 and size < 1):
+            raise ValueError("LambdaIntraDepth: r odd, or r = 0 with size >= 1")
+        self.k, self.h, self.u, self.v, self.r, self.size = k, h, u, d // h, r, size
+        self.to_q = nn.Conv2d(C, h * k, 1, bias=False)
+        self.norm_q = nn.BatchNorm2d(h * k)
+        self.to_k = nn.Conv2d(C, k * u, 1, bias=False)
+        self.to_v = nn.Conv2d(C, self.v * u, 1, bias=False)
+        self.norm_v = nn.BatchNorm2d(self.v * u)
+        if r:
+            self.lambda_conv = nn.Conv3d(u, k, (1, r, r), padding=(0, r // 2, r // 2),
+                                         bias=False)
+        else:
+            self.position = nn.ParameterDict({"relative": nn.Parameter(  # a submodule,
+                torch.randn(k, u, 2 * size - 1, 2 * size - 1))})  # registered after to_v
+
+    def embeddings(self, H: int, W: int) -> torch.Tensor:
+        """Global context: E [n, m, k, u], the table's entry at the offset m − n."""
+        R = self.size - 1
+        ys, xs = torch.arange(H), torch.arange(W)
+        dy = (ys[None, :] - ys[:, None])[:, None, :, None]  # m_y − n_y
+        dx = (xs[None, :] - xs[:, None])[None, :, None, :]  # m_x − n_x
+        inside = (dy.abs() <= R) & (dx.abs() <= R)
+        rows, cols = (dy + R).clamp(0, 2 * R), (dx + R).clamp(0, 2 * R)
+        e = self.position.relative[:, :, rows, cols] * inside  # [k, u, H, W, H, W]
+        return e.reshape(self.k, self.u, H * W, H * W).permute(2, 3, 0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        n, k, u, v = H * W, self.k, self.u, self.v
+        queries = _ContiguousGrad.apply(self.norm_q(self.to_q(x))).reshape(B, self.h, k, n)
+        keys = F.softmax(self.to_k(x).reshape(B, k, u, n), dim=-1)
+        values = _ContiguousGrad.apply(self.norm_v(self.to_v(x))).reshape(B, v, u, n)
+        content_lambda = torch.einsum("bkum,bvum->bkv", keys, values)
+        if self.r:
+            maps = values.reshape(B, v, u, H, W).transpose(1, 2)  # [B, u, v, H, W]
+            position_lambdas = self.lambda_conv(maps).reshape(B, k, v, n)  # [B, k, v, n]
+        else:
+            position_lambdas = torch.einsum("nmku,bvum->bkvn", self.embeddings(H, W), values)
+        out = (torch.einsum("bhkn,bkv->bnhv", queries, content_lambda)
+               + torch.einsum("bhkn,bkvn->bnhv", queries, position_lambdas))
+        return out.reshape(B, n, self.h * v).transpose(1, 2).reshape(B, self.h * v, H, W)
