@@ -622,6 +622,32 @@ def _sdpa_flops(ins, out, a, b):
     return queries * keys * (2 * d + 2 * dv // kv_heads(a) * a["heads"])
 
 
+def _emit_banded(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
+    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    extra = list(args[3:])  # the padding mask and the global tokens, if any
+    marked = extra.pop() if a["marked"] else None
+    pad = extra[0] if extra else None
+    y = em.call(runtime.banded_sdpa, q, k, v, a["radius"], a["dilation"], a["causal"], pad,
+                a["scale"], marked)
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _banded_flops(ins, out, a, b):
+    from . import runtime
+
+    q, v = ins[0], ins[2]
+    d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
+    n = axis_size(q.axis(a["q_tokens"][0]), b)
+    blocks, block, span = runtime.band_shape(-(-n // a["dilation"]), a["radius"])[:3]
+    batch = q.numel(b) // d // n  # B; each of the `dilation` residues is a band of its own
+    return batch * a["dilation"] * blocks * block * span * (2 * d + 2 * dv)
+
+
 def _emit_criss_cross(em, n: Node, args):
     from . import runtime
 
@@ -641,6 +667,10 @@ _register("criss_cross", "criss-cross attention on the row and column alone (CCN
 
 _register("sdpa", "fused softmax(q·kᵀ·s)·v: torch's scaled_dot_product_attention",
           _emit_sdpa, _sdpa_flops)
+
+
+_register("banded", "softmax(q·kᵀ·s)·v over a window on a sequence, block by block: the "
+          "keys each block's windows reach, not all N", _emit_banded, _banded_flops)
 
 
 def _emit_local(em, n: Node, args):

@@ -11,7 +11,7 @@ def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
     fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
     fused = fuse_local(fuse_factorised(fold_position_scales(fused)))
-    fused = fuse_linear(fuse_sdpa(fuse_criss_cross(fused)))
+    fused = fuse_linear(fuse_sdpa(fuse_banded(fuse_criss_cross(fused))))
     return fold_content_scales(fused)
 
 
@@ -257,6 +257,39 @@ def fuse_sdpa(ir: IR) -> IR:
                      "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
     return ir
+
+
+def fuse_banded(ir: IR) -> IR:
+    """softmax(E1(q, k) · s) · v over range window(R, dilation, causal) on one axis (a
+    sequence), a padding mask allowed → one `banded` node: each block of queries against
+    the keys its windows reach (runtime.banded_sdpa), so a window of R keys on N tokens
+    costs N·R, not the dense mask's N² (Longformer's 512-token windows on 4096 tokens).
+    Global tokens, when given, make it one dense mask at run time (FLOPs count the band);
+    not for pooled keys or shared heads."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
+        chain = _softmax_chain(ir, agg.inputs[0])
+        if chain is None:
+            continue
+        e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
+        if len(ranges) != 1 or not _band_range(ranges[0]) or e1.attrs.get("kv") not in (
+                None, e1.attrs["heads"]) or len(e1.attrs["q_tokens"]) != 1:
+            continue
+        r = ranges[0]
+        attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "causal": r.attrs["causal"],
+                 "radius": r.attrs["window"], "dilation": r.attrs.get("dilation", 1),
+                 "marked": r.attrs.get("marked", False)}
+        fused = Node(agg.name, "banded", (*e1.inputs, agg.inputs[1], *r.inputs[1:]), agg.type,
+                     "context", agg.span, attrs)
+        ir.replace(chain + [agg.name], fused)
+    return ir
+
+
+def _band_range(node: Node) -> bool:
+    """A window on the queries' own axis, keys not pooled."""
+    a = node.attrs
+    return a.get("window") is not None and a.get("grid") is None and \
+        a.get("partition") is None and set(a["steps"]) == {1} and \
+        tuple(a["q_tokens"]) == tuple(a["k_tokens"]) and a.get("fill") is None
 
 
 def fuse_linear(ir: IR) -> IR:

@@ -178,6 +178,92 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale, **gqa)
 
 
+def banded_sdpa(q, k, v, radius: int, dilation: int, causal: bool, pad: torch.Tensor | None,
+                scale: float | None, marked: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q·kᵀ·scale)·v over each query's window, the keys i·dilation positions away,
+    |i| ≤ radius (i ≤ 0 if causal), pad [B, N] hiding keys: what the dense window mask
+    gives, in time and memory that grow with N·radius, not N². q, k, v [B, M, N, d]. A
+    dilation d splits the sequence into its d residues mod d, each an undilated band.
+    Global tokens (`marked` [B, N], seen by and seeing every token) make it dense."""
+    n = q.shape[-2]
+    if marked is not None:
+        return _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked)
+    hidden = None if pad is None else pad.flatten(1)[:, None, :]  # [B, 1, N]
+    if dilation == 1:
+        return _band(q, k, v, radius, causal, hidden, scale)
+    m = -(-n // dilation)  # positions per residue; the last ones past N are padding
+    beyond = torch.arange(m * dilation, device=q.device) >= n
+    hidden = beyond if hidden is None else F.pad(hidden, (0, m * dilation - n), value=True)
+
+    def residues(t):  # [..., N, d] -> [..., dilation, m, d]
+        t = F.pad(t, (0, 0, 0, m * dilation - n))
+        return t.unflatten(-2, (m, dilation)).transpose(-3, -2)
+
+    y = _band(residues(q), residues(k), residues(v), radius, causal,
+              hidden.unflatten(-1, (m, dilation)).transpose(-2, -1), scale,
+              beyond.view(m, dilation).t())
+    return y.transpose(-3, -2).flatten(-3, -2)[..., :n, :]
+
+
+def _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked) -> torch.Tensor:
+    """The window with global tokens as one dense mask, as `restrict` builds it: (near or
+    global), then causal, then not padding."""
+    offset = _q_minus_k(q.shape[-2], q.shape[-2], 1, q.device)  # [N, N]
+    near = (offset.abs() <= radius * dilation) & (offset % dilation == 0)
+    tokens = marked.flatten(1)
+    keep = near | tokens[:, None, :] | tokens[:, :, None]  # [B, N, N]
+    if causal:
+        keep = keep & (offset >= 0)
+    if pad is not None:
+        keep = keep & ~pad.flatten(1)[:, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None], scale=scale)
+
+
+def band_shape(n: int, radius: int) -> tuple[int, int, int, int]:
+    """How _band cuts n queries: (blocks, queries per block, keys per block, the keys'
+    padding at each end). Blocks of max(radius, 16) queries see block + 2·radius keys; when
+    that is every key, one block of all n (the dense mask)."""
+    block = max(radius, 16)
+    blocks, span = -(-n // block), block + 2 * radius
+    if span >= n:
+        return 1, n, n, 0
+    return blocks, block, span, radius
+
+
+def _band(q, k, v, radius: int, causal: bool, hidden, scale, padding=None) -> torch.Tensor:
+    """The undilated band on [..., N, d]: queries in blocks of `block`, each block against
+    the block + 2·radius keys its windows reach (F.unfold-like views of the padded keys),
+    one masked SDPA over all blocks. `hidden` [..., N] (broadcast): keys no query sees;
+    `padding` [..., N]: rows that are not real queries (each then sees its own key, so no
+    row is empty: an empty row's NaN would reach the real keys' gradients)."""
+    n = q.shape[-2]
+    blocks, block, span, radius_pad = band_shape(n, radius)
+    total = blocks * block
+    extra = total - n
+    queries = F.pad(q, (0, 0, 0, extra)).unflatten(-2, (blocks, block))
+    keys, values = (F.pad(t, (0, 0, radius_pad, extra + radius_pad)).unfold(-2, span, block)
+                    .transpose(-1, -2) for t in (k, v))  # [..., blocks, span, d]
+    start = torch.arange(blocks, device=q.device)[:, None] * block - radius_pad
+    where = start + torch.arange(span, device=q.device)  # [blocks, span]: key positions
+    asking = start + radius_pad + torch.arange(block, device=q.device)  # [blocks, block]
+    offset = where[:, None, :] - asking[:, :, None]  # key − query: [blocks, block, span]
+    keep = (offset.abs() <= radius) & (where >= 0)[:, None, :] & (where < n)[:, None, :]
+    if causal:
+        keep = keep & (offset <= 0)
+    if hidden is not None:
+        shut = F.pad(hidden, (radius_pad, extra + radius_pad), value=True).unfold(-1, span, block)
+        keep = keep & ~shut[..., :, None, :]
+    rows = torch.arange(total, device=q.device) >= n  # the blocks' padding past N
+    if padding is not None:
+        rows = rows | F.pad(padding, (0, extra), value=True)
+    keep = keep | ((offset == 0) & rows.unflatten(-1, (blocks, block))[..., :, :, None])
+    lead = queries.shape[:-3]
+    mask = keep.expand(*lead, blocks, block, span).flatten(0, -4) if keep.dim() > 3 else keep
+    y = F.scaled_dot_product_attention(queries.flatten(0, -4), keys.flatten(0, -4),
+                                       values.flatten(0, -4), attn_mask=mask, scale=scale)
+    return y.unflatten(0, lead).flatten(-3, -2)[..., :n, :]
+
+
 def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: bool,
                 scale: float | None, enable_gqa: bool = False):
     """scaled_dot_product_attention with a term added to its logits (ALiBi's linear bias,

@@ -380,3 +380,57 @@ attention A(C: int) {
 }""", C=8)
     assert "local_aggregate" in _fused_ops(ir)
     fused_equals_dense(ir, (2, 8, 4, 5))
+
+
+def _dense_window(q, k, v, radius, dilation, causal, pad, scale):
+    """The window as one dense mask, from its definition (docs/language.md §5)."""
+    i = torch.arange(q.shape[-2])
+    offset = i[None, :] - i[:, None]  # key − query
+    keep = (offset.abs() <= radius * dilation) & (offset % dilation == 0)
+    keep = keep & (offset <= 0) if causal else keep
+    keep = keep[None, None] if pad is None else keep & ~pad[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
+
+
+@pytest.mark.parametrize("n", [5, 40, 100])
+@pytest.mark.parametrize("radius, dilation", [(0, 1), (1, 1), (3, 1), (20, 1), (3, 2), (2, 3),
+                                              (1, 7)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_band_of_query_blocks_equals_the_dense_window(n, radius, dilation, causal, padded):
+    g = torch.Generator().manual_seed(n * 1000 + radius * 10 + dilation)
+    q, k, v = (torch.randn(2, 3, n, 4, generator=g, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    pad = None
+    if padded:  # every query keeps a key: its own
+        pad = torch.rand(2, n, generator=g) < 0.3
+        pad[:, ::1 + radius * dilation] = False
+        pad = pad if radius else None
+    banded = runtime.banded_sdpa(q, k, v, radius, dilation, causal, pad, 0.5)
+    dense = _dense_window(q, k, v, radius, dilation, causal, pad, 0.5)
+    real = ~dense.isnan().any(-1)  # rows whose whole window is padding are NaN in both
+    torch.testing.assert_close(banded[real], dense[real], rtol=1e-12, atol=1e-12)
+    if real.all():
+        w = torch.randn(dense.shape, generator=g, dtype=torch.float64)
+        for a, b in zip(torch.autograd.grad(banded, (q, k, v), w),
+                        torch.autograd.grad(dense, (q, k, v), w)):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    blocks, block, span, _ = runtime.band_shape(-(-n // dilation), radius)
+    assert blocks == 1 or span < n  # a band, unless the blocks would read every key
+
+
+@pytest.mark.parametrize("params", [dict(attention_window=8), dict(attention_window=6,
+                                                                    attention_dilation=3),
+                                    dict(attention_window=10, autoregressive=True)])
+def test_sliding_window_on_a_long_sequence_lowers_to_the_band(params):
+    ir = attnspec.build_ir("specs/sliding_window.attn", D=16, M=2, **params)
+    fused, dense = lower(ir), lower(ir, fused_kernels=False)
+    assert runtime.banded_sdpa in targets(fused) and runtime.restrict in targets(dense)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 90, 16, dtype=torch.float64)
+    pad = torch.zeros(2, 90, dtype=torch.bool)
+    pad[0, 60::2] = True  # every other token of the first sample's tail is padding
+    glob = torch.zeros(2, 90, dtype=torch.bool)
+    glob[1, 3] = True
+    for inputs in ((x,), (x, pad), (x, pad, glob)):  # global tokens: one dense mask
+        torch.testing.assert_close(fused.double()(*inputs), dense.double()(*inputs))
