@@ -154,3 +154,46 @@ attention Outer(C: int) {
     torch.testing.assert_close(m(x), 2 * x)
     with pytest.raises(ValueError, match="input r of fixed: axis H .* has size 4, expected 3"):
         m(torch.randn(2, 4, 4, 5))
+
+
+
+RENAMED = """
+attention Inner(C: int) {
+    input  x: [B, C, H, W]
+    output conv1x1(x, C)
+}
+attention Halves(C: int) {
+    let    P = 2
+    let    c = C / 2
+    input  x: [B, C, H, W]
+    output split(x, C, P c)
+}
+attention Outer(D: int) {
+    input  t: [B, D, P, Q]
+    output t + Inner(D)(t)
+}
+attention Clash(D: int) {
+    input  t: [B, D, P, Q]
+    output mean(Halves(D)(t), P c)
+}"""
+
+
+def test_an_attention_applied_inside_gives_its_result_the_caller_s_axis_names():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(RENAMED, D=4, name="Outer")  # Inner's [B, C, H, W] + t
+    ir = attnspec.build_ir(RENAMED, "Outer", D=4)
+    back = [n.attrs["renamed"] for n in ir.nodes() if n.op == "rename"
+            and n.type.names == ("B", "D", "P", "Q")]
+    assert (("C", "D"), ("H", "P"), ("W", "Q")) in back  # the result, named as t was
+    conv = next(c for c in m.modules() if isinstance(c, torch.nn.Conv2d))
+    t = torch.randn(2, 4, 3, 5)
+    torch.testing.assert_close(m(t), t + conv(t))
+
+
+def test_a_result_whose_axes_would_clash_under_the_caller_s_names_keeps_its_own():
+    # Halves makes an axis P; t's P is Halves' H: renamed, the result would have two P
+    ir = attnspec.build_ir(RENAMED, "Clash", D=4)
+    assert ir.node(ir.output).type.names == ("B", "H", "W")
+    t = torch.randn(2, 4, 3, 5)
+    expected = t.view(2, 2, 2, 3, 5).mean((1, 2))
+    torch.testing.assert_close(attnspec.compile_text(RENAMED, D=4, name="Clash")(t), expected)

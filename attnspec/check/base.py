@@ -56,6 +56,10 @@ class CheckerBase:
         self.stack: list[str] = []  # definitions being built, to catch recursion
         self.choices: dict[str, tuple[str, ...]] = {}  # choice parameters in scope
         self.call_span: Span | None = None  # the block call building this attention
+        # per attention being built: its axis names → the names of the tensors given to it
+        # (`Def(...)(t)`: its result goes back under the caller's names)
+        self.bound: list[dict[str, str]] = []
+        self.last_bound: dict[str, str] = {}
         # repeat(..., share = true): the layers its first application made, to reuse
         self.recording: list[str] | None = None
         self.replaying: list[str] | None = None

@@ -11,7 +11,7 @@ from ..ir import Axis, TensorType
 from ..ops import COMPLEX_OPS, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError
 from ..ops.tensors import POINTWISE
 from ..source import Span
-from ..spec import BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
+from ..spec import Attention, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
 from ..values import (
     POISON,
     UNKNOWN,
@@ -88,8 +88,25 @@ class Calls:
                      getattr(self, "kv", 1))
             result = f.apply(xs[0] if len(xs) == 1 else tuple(xs))[1]
             self.core, self.role, self.kx, self.kv = saved
+            if isinstance(self.program.definitions.get(_called(e)), Attention):
+                return self.caller_names(result, self.last_bound, e.span)
             return result
         return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
+
+    def caller_names(self, result, bound: dict[str, str], span: Span):
+        """An attention's result under the names its caller gave the axes it received
+        (`Def(...)(t)` on t [B, D, P, Q] declared [B, C, H, W]: [B, ..., P, Q] again);
+        unchanged if that would name two axes alike."""
+        if not isinstance(result, Tensor) or not bound:
+            return result
+        names = tuple(bound.get(n, n) for n in result.type.names)
+        if names == result.type.names or len(set(names)) != len(names):
+            return result
+        t = TensorType(tuple(replace(a, name=n) for a, n in zip(result.type.axes, names)),
+                       result.type.dtype)
+        renamed = tuple((a, n) for a, n in zip(result.type.names, names) if a != n)
+        return Tensor(self.add("rename", (result.node,), t, span, base="result",
+                               role=self.role, renamed=renamed, check=None), t)
 
     def call_learned(self, e: Call):
         """`learned(K, init = 1)`: a learned tensor [batch = 1, K], its axes named like int
@@ -385,3 +402,11 @@ def _is_scalar_expr(e, env) -> bool:
     if isinstance(e, IfElse):
         return _is_scalar_expr(e.then, env) and _is_scalar_expr(e.orelse, env)
     return False
+
+
+def _called(e: Call) -> str | None:
+    """The definition `Def(...)(t)` applies: the name of the inner call's function."""
+    inner = e.func
+    if isinstance(inner, Call) and isinstance(inner.func, Name):
+        return inner.func.id
+    return inner.id if isinstance(inner, Name) else None

@@ -31,6 +31,13 @@ class Formulation:
     # ------------------------------------------------------------------ attention
 
     def attention(self, d: Attention, env: dict, incoming: Tensor | None):
+        self.bound.append({})
+        try:
+            return self.build_attention(d, env, incoming)
+        finally:
+            self.last_bound = self.bound.pop()
+
+    def build_attention(self, d: Attention, env: dict, incoming: Tensor | None):
         self.env = dict(env)
         self.core = None  # set by the parts; terms are not allowed before them
         parts = {}
@@ -177,6 +184,8 @@ class Formulation:
             # the tensor takes this attention's axis names: a node of its own, so that the
             # lowering reads the names the attention uses
             renamed = tuple(zip(incoming.type.names, t.names))
+            for theirs, mine in renamed:  # the first tensor given an axis names it
+                self.bound[-1].setdefault(mine, theirs)
             declared = f"{s.name} of {self.scope.rstrip('.')}" if self.scope else s.name
             return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
                                    role="input", renamed=renamed, check=check,
