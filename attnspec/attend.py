@@ -632,8 +632,9 @@ def _emit_banded(em, n: Node, args):
     extra = list(args[3:])  # the padding mask and the global tokens, if any
     marked = extra.pop() if a["marked"] else None
     pad = extra[0] if extra else None
+    drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
     y = em.call(runtime.banded_sdpa, q, k, v, a["radius"], a["dilation"], a["causal"], pad,
-                a["scale"], marked)
+                a["scale"], marked, drop)
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
 

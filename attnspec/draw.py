@@ -64,7 +64,15 @@ def to_dot(ir: IR) -> graphviz.Digraph:
     title = {} if [a.name for a in ir.attentions] == [ir.name] else {"label": ir.name}
     dot = graphviz.Digraph(ir.name, graph_attr={**GRAPH_ATTR, **title},
                            node_attr=NODE_ATTR, edge_attr=EDGE_ATTR)
-    nodes = ir.nodes()
+    # a result handed back under its caller's axis names is drawn as the edge it is
+    drawn_as = {n.name: n.inputs[0] for n in ir.nodes() if n.op == "rename" and n.role != "input"}
+
+    def drawn(name: str) -> str:
+        while name in drawn_as:
+            name = drawn_as[name]
+        return name
+
+    nodes = [n for n in ir.nodes() if n.name not in drawn_as]
     owner = {n.name: ir.attention_of(n.name) for n in nodes}
     for node in nodes:
         if node.role == "input" or owner[node.name] is None:
@@ -74,10 +82,10 @@ def to_dot(ir: IR) -> graphviz.Digraph:
         _add_attention(dot, index, attention, members)
     for node in nodes:
         for source in node.inputs:
-            dot.edge(source, node.name, label=str(ir.node(source).type))
+            dot.edge(drawn(source), node.name, label=str(ir.node(source).type))
     if ir.output is not None:
         dot.node(RETURN, "y", shape="oval", style="filled", fillcolor=ROLE_STYLE["input"][1])
-        dot.edge(ir.output, RETURN, label=str(ir.node(ir.output).type))
+        dot.edge(drawn(ir.output), RETURN, label=str(ir.node(ir.output).type))
     return dot
 
 

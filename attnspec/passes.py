@@ -264,10 +264,15 @@ def fuse_banded(ir: IR) -> IR:
     sequence), a padding mask allowed → one `banded` node: each block of queries against
     the keys its windows reach (runtime.banded_sdpa), so a window of R keys on N tokens
     costs N·R, not the dense mask's N² (Longformer's 512-token windows on 4096 tokens).
-    Global tokens, when given, make it one dense mask at run time (FLOPs count the band);
-    not for pooled keys or shared heads."""
+    Dropout on the weights becomes SDPA's dropout_p (its own mask: the same distribution,
+    not the same draws as the unfused module). Global tokens, when given, make it one dense
+    mask at run time (FLOPs count the band); not for pooled keys or shared heads."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
-        chain = _softmax_chain(ir, agg.inputs[0])
+        weights, drop = ir.node(agg.inputs[0]), []
+        if weights.op == "dropout" and not weights.attrs["channels"] and \
+                len(ir.users(weights.name)) == 1:  # the weights' dropout: SDPA's dropout_p
+            drop, weights = [weights.name], ir.node(weights.inputs[0])
+        chain = _softmax_chain(ir, weights.name)
         if chain is None:
             continue
         e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
@@ -277,10 +282,11 @@ def fuse_banded(ir: IR) -> IR:
         r = ranges[0]
         attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "causal": r.attrs["causal"],
                  "radius": r.attrs["window"], "dilation": r.attrs.get("dilation", 1),
-                 "marked": r.attrs.get("marked", False)}
+                 "marked": r.attrs.get("marked", False),
+                 "dropout": ir.node(drop[0]).module if drop else None}
         fused = Node(agg.name, "banded", (*e1.inputs, agg.inputs[1], *r.inputs[1:]), agg.type,
                      "context", agg.span, attrs)
-        ir.replace(chain + [agg.name], fused)
+        ir.replace(chain + drop + [agg.name], fused)
     return ir
 
 

@@ -179,18 +179,21 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
 
 
 def banded_sdpa(q, k, v, radius: int, dilation: int, causal: bool, pad: torch.Tensor | None,
-                scale: float | None, marked: torch.Tensor | None = None) -> torch.Tensor:
+                scale: float | None, marked: torch.Tensor | None = None,
+                dropout: torch.nn.Module | None = None) -> torch.Tensor:
     """softmax(q·kᵀ·scale)·v over each query's window, the keys i·dilation positions away,
     |i| ≤ radius (i ≤ 0 if causal), pad [B, N] hiding keys: what the dense window mask
     gives, in time and memory that grow with N·radius, not N². q, k, v [B, M, N, d]. A
     dilation d splits the sequence into its d residues mod d, each an undilated band.
-    Global tokens (`marked` [B, N], seen by and seeing every token) make it dense."""
+    Global tokens (`marked` [B, N], seen by and seeing every token) make it dense. A
+    `dropout` module (nn.Dropout) drops weights at its p while it is training."""
     n = q.shape[-2]
+    p = dropout.p if dropout is not None and dropout.training else 0.0
     if marked is not None:
-        return _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked)
+        return _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked, p)
     hidden = None if pad is None else pad.flatten(1)[:, None, :]  # [B, 1, N]
     if dilation == 1:
-        return _band(q, k, v, radius, causal, hidden, scale)
+        return _band(q, k, v, radius, causal, hidden, scale, p=p)
     m = -(-n // dilation)  # positions per residue; the last ones past N are padding
     beyond = torch.arange(m * dilation, device=q.device) >= n
     hidden = beyond if hidden is None else F.pad(hidden, (0, m * dilation - n), value=True)
@@ -201,11 +204,11 @@ def banded_sdpa(q, k, v, radius: int, dilation: int, causal: bool, pad: torch.Te
 
     y = _band(residues(q), residues(k), residues(v), radius, causal,
               hidden.unflatten(-1, (m, dilation)).transpose(-2, -1), scale,
-              beyond.view(m, dilation).t())
+              beyond.view(m, dilation).t(), p)
     return y.transpose(-3, -2).flatten(-3, -2)[..., :n, :]
 
 
-def _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked) -> torch.Tensor:
+def _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked, p) -> torch.Tensor:
     """The window with global tokens as one dense mask, as `restrict` builds it: (near or
     global), then causal, then not padding."""
     offset = _q_minus_k(q.shape[-2], q.shape[-2], 1, q.device)  # [N, N]
@@ -216,7 +219,8 @@ def _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked) -> tor
         keep = keep & (offset >= 0)
     if pad is not None:
         keep = keep & ~pad.flatten(1)[:, None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None], scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None], scale=scale,
+                                          dropout_p=p)
 
 
 def band_shape(n: int, radius: int) -> tuple[int, int, int, int]:
@@ -230,7 +234,8 @@ def band_shape(n: int, radius: int) -> tuple[int, int, int, int]:
     return blocks, block, span, radius
 
 
-def _band(q, k, v, radius: int, causal: bool, hidden, scale, padding=None) -> torch.Tensor:
+def _band(q, k, v, radius: int, causal: bool, hidden, scale, padding=None,
+          p: float = 0.0) -> torch.Tensor:
     """The undilated band on [..., N, d]: queries in blocks of `block`, each block against
     the block + 2·radius keys its windows reach (F.unfold-like views of the padded keys),
     one masked SDPA over all blocks. `hidden` [..., N] (broadcast): keys no query sees;
@@ -260,7 +265,8 @@ def _band(q, k, v, radius: int, causal: bool, hidden, scale, padding=None) -> to
     lead = queries.shape[:-3]
     mask = keep.expand(*lead, blocks, block, span).flatten(0, -4) if keep.dim() > 3 else keep
     y = F.scaled_dot_product_attention(queries.flatten(0, -4), keys.flatten(0, -4),
-                                       values.flatten(0, -4), attn_mask=mask, scale=scale)
+                                       values.flatten(0, -4), attn_mask=mask, scale=scale,
+                                       dropout_p=p)
     return y.unflatten(0, lead).flatten(-3, -2)[..., :n, :]
 
 

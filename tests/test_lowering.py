@@ -434,3 +434,19 @@ def test_sliding_window_on_a_long_sequence_lowers_to_the_band(params):
     glob[1, 3] = True
     for inputs in ((x,), (x, pad), (x, pad, glob)):  # global tokens: one dense mask
         torch.testing.assert_close(fused.double()(*inputs), dense.double()(*inputs))
+
+
+def test_the_band_drops_attention_weights_while_training_and_keeps_their_mean():
+    torch.manual_seed(0)
+    m = attnspec.load("sliding_window", D=8, M=2, attention_window=4,
+                      attention_probs_dropout_prob=0.3).double()
+    assert runtime.banded_sdpa in targets(m)
+    x = torch.randn(1, 60, 8, dtype=torch.float64)  # 60 tokens: blocks of 16, not one
+    with torch.no_grad():
+        expected = m.eval()(x)
+        m.train()
+        draws = torch.stack([m(x) for _ in range(4000)])
+    assert not torch.equal(draws[0], draws[1])  # each call its own mask
+    assert not torch.allclose(draws[0], expected)
+    # dropout scales the kept weights by 1 / (1 − p): unbiased, so the mean returns
+    torch.testing.assert_close(draws.mean(0), expected, atol=0.03, rtol=0)

@@ -179,13 +179,13 @@ class Formulation:
             check = tuple((m.name, m.size if th.size is None else None)
                           for m, th in zip(axes, incoming.type.axes))
             check = check if any(size is not None for _, size in check) else None
+            for theirs, mine in zip(incoming.type.names, t.names):
+                self.bound[-1].setdefault(mine, theirs)  # the first tensor given names it
             if t.names == incoming.type.names and check is None:
                 return Tensor(incoming.node, t)
             # the tensor takes this attention's axis names: a node of its own, so that the
             # lowering reads the names the attention uses
             renamed = tuple(zip(incoming.type.names, t.names))
-            for theirs, mine in renamed:  # the first tensor given an axis names it
-                self.bound[-1].setdefault(mine, theirs)
             declared = f"{s.name} of {self.scope.rstrip('.')}" if self.scope else s.name
             return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
                                    role="input", renamed=renamed, check=check,

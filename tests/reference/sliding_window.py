@@ -20,8 +20,9 @@ Deviations, each because the spec cannot express the authors' behaviour:
   query (allenai/longformer's autoregressive mode of its TVM kernel); with global tokens
   as well, no query sees a key after it, global or not (the range language's rule:
   causality holds over the whole range, global tokens included);
-- no dropout on the attention probabilities (attention_probs_dropout_prob): this is the
-  authors' module in eval mode, or with that probability 0.
+- attention_probs_dropout_prob drops the probabilities while training, as the authors'
+  nn.functional.dropout does (on the window and global slots together, then on the global
+  rows' own); its mask is this module's own draw, so two modules agree in eval mode only.
 Global attention (attention_mask > 0; `glob` here) follows HuggingFace's
 LongformerSelfAttention: a global key leaves every window and joins every row in one of G
 slots per sample (G the most global tokens of a sample in the batch, a sample's unused
@@ -44,7 +45,8 @@ class SlidingWindow(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = padding."""
 
     def __init__(self, D: int, M: int = 16, attention_window: int = 512,
-                 attention_dilation: int = 1, autoregressive: bool = False):
+                 attention_dilation: int = 1, autoregressive: bool = False,
+                 attention_probs_dropout_prob: float = 0.0):
         super().__init__()
         if M < 1 or D % M != 0:
             raise ValueError(f"SlidingWindow: D must be divisible by M, got D={D}, M={M}")
@@ -54,6 +56,7 @@ class SlidingWindow(nn.Module):
         self.one_sided = attention_window // 2
         self.dilation = attention_dilation
         self.autoregressive = autoregressive  # only the window's keys up to the query
+        self.dropout = attention_probs_dropout_prob
         # Registration order = state_dict order: query, key, value (weight, bias).
         self.query = nn.Linear(D, D)
         self.key = nn.Linear(D, D)
@@ -89,7 +92,7 @@ class SlidingWindow(nn.Module):
             padded = pad[:, where]  # [B, N, 2w+1]
             scores = scores + padded[:, :, None, :].to(scores.dtype) * -10000.0
         if glob is None or not glob.any():
-            probs = scores.softmax(dim=-1)  # over the window
+            probs = self.drop(scores.softmax(dim=-1))  # over the window
             return torch.einsum("bnmj,bnjmc->bnmc", probs, v_win).reshape(B, N, D)
 
         # HuggingFace's layout: a global key leaves the window (remove_from_windowed_
@@ -111,7 +114,7 @@ class SlidingWindow(nn.Module):
             later = position[:, None, :] > torch.arange(N, device=x.device)[None, :, None]
             hidden = hidden | later[:, :, None, :]  # [B, N, 1, G]
         to_global = to_global.masked_fill(hidden, float("-inf"))
-        probs = torch.cat([to_global, scores], dim=-1).softmax(dim=-1)
+        probs = self.drop(torch.cat([to_global, scores], dim=-1).softmax(dim=-1))
         y = (torch.einsum("bnmg,bgmc->bnmc", probs[..., :slots], v_glob)
              + torch.einsum("bnmj,bnjmc->bnmc", probs[..., slots:], v_win)).reshape(B, N, D)
 
@@ -126,8 +129,13 @@ class SlidingWindow(nn.Module):
         if self.autoregressive:
             later = torch.arange(N, device=x.device)[None, None, :] > position[:, :, None]
             rows = rows.masked_fill(later[:, None], float("-inf"))  # [B, 1, G, N]
-        out = torch.einsum("bmgn,bnmc->bgmc", rows.softmax(dim=-1), vg).reshape(B, slots, D)
+        out = torch.einsum("bmgn,bnmc->bgmc", self.drop(rows.softmax(dim=-1)), vg)
+        out = out.reshape(B, slots, D)
         return y.index_put(tokens, out[used])
+
+
+    def drop(self, probs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(probs, self.dropout, self.training)
 
 
 def _global_slots(glob: torch.Tensor):
@@ -144,8 +152,9 @@ class Longformer(SlidingWindow):
     (query_global, key_global, value_global), as the authors' LongformerSelfAttention."""
 
     def __init__(self, D: int, M: int = 16, attention_window: int = 512,
-                 attention_dilation: int = 1):
-        super().__init__(D, M, attention_window, attention_dilation)
+                 attention_dilation: int = 1, attention_probs_dropout_prob: float = 0.0):
+        super().__init__(D, M, attention_window, attention_dilation, False,
+                         attention_probs_dropout_prob)
         self.query_global = nn.Linear(D, D)
         self.key_global = nn.Linear(D, D)
         self.value_global = nn.Linear(D, D)
