@@ -63,6 +63,7 @@ def spec_path(name: str) -> Path:
     return path
 
 
-def load_spec(name: str, **params: Any):
-    """A shipped spec compiled with `params`: attnspec.load("se", C=64)."""
-    return compile_file(spec_path(name), **params)
+def load_spec(name: str, definition: str | None = None, /, **params: Any):
+    """A shipped spec compiled with `params`: attnspec.load("se", C=64); another definition
+    of its file by name: attnspec.load("sliding_window", "Longformer", D=768)."""
+    return compile_file(spec_path(name), definition, **params)

@@ -450,3 +450,12 @@ def test_the_band_drops_attention_weights_while_training_and_keeps_their_mean():
     assert not torch.allclose(draws[0], expected)
     # dropout scales the kept weights by 1 / (1 − p): unbiased, so the mean returns
     torch.testing.assert_close(draws.mean(0), expected, atol=0.03, rtol=0)
+
+
+def test_load_takes_another_definition_of_a_shipped_file_by_name():
+    m = attnspec.load("sliding_window", "Longformer", D=8, M=2)
+    assert any(k.startswith("longformer_global.") for k in m.state_dict())
+    assert not any(k.startswith("longformer_global.")
+                   for k in attnspec.load("sliding_window", D=8, M=2).state_dict())
+    with pytest.raises(attnspec.UsageError, match="no definition `Longformr`"):
+        attnspec.load("sliding_window", "Longformr", D=8)
