@@ -445,13 +445,19 @@ _register("scale_heads", "a factor per head on the logits (ALiBi's slopes)",
           _emit_scale_heads)
 
 
+def _masks(args, a) -> tuple:
+    """(padding mask, global tokens) from a range's inputs after its logits: each there
+    only if the spec gave it (`mask`, `window(..., global = g)`)."""
+    extra = list(args)
+    marked = extra.pop() if a.get("marked") else None
+    return (extra[0] if extra else None), marked
+
+
 def _emit_range(em, n, args):
     from . import runtime
 
     a = n.attrs
-    extra = list(args[1:])  # the padding mask and the window's global tokens, if any
-    marked = extra.pop() if a.get("marked") else None
-    pad = extra[0] if extra else None
+    pad, marked = _masks(args[1:], a)
     grid = em.sizes(a["sizes_of"], a["grid"]) if a.get("grid") else None
     window = None
     if a.get("window") is not None:
@@ -629,9 +635,7 @@ def _emit_banded(em, n: Node, args):
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
     v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
-    extra = list(args[3:])  # the padding mask and the global tokens, if any
-    marked = extra.pop() if a["marked"] else None
-    pad = extra[0] if extra else None
+    pad, marked = _masks(args[3:], a)
     drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
     y = em.call(runtime.banded_sdpa, q, k, v, a["radius"], a["dilation"], a["causal"], pad,
                 a["scale"], marked, drop)

@@ -341,20 +341,19 @@ class Positions:
                           "a window's dilation is a positive integer")
         flag = next((kw.value for kw in e.kwargs if kw.name == "causal"), None)
         causal = [] if flag is None else [self.value(flag, "scalar")]
-        marked = self.global_tokens(next((kw.value for kw in e.kwargs
-                                          if kw.name == "global"), None))
+        given = next((kw.value for kw in e.kwargs if kw.name == "global"), None)
+        marked = self.global_tokens(given)
         if POISON in (r, d, *causal, marked) or UNKNOWN in (r, d, *causal):
             return POISON if POISON in (r, d, *causal, marked) else UNKNOWN
         if causal and not isinstance(causal[0], bool):
             return self.error("wrong-type", f"a window's `causal` is true or false, not "
                               f"{describe(causal[0])}", flag.span)
-        given = next((kw.value for kw in e.kwargs if kw.name == "global"), None)
         name = given.id if isinstance(given, Name) else "…"
         return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]), marked, name)
 
     def global_tokens(self, e):
-        """`window(..., global = g)`: g, a bool input marking tokens (checked against the
-        keys' axes with the mask, in formulation.Formulation.mask)."""
+        """`window(..., global = g)`: g, a bool input marking tokens (its layout is checked
+        against the keys' axes as the mask's, in Formulation.formulation)."""
         if e is None:
             return None
         g = self.value(e)
