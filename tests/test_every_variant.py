@@ -1,0 +1,70 @@
+"""The checks test_every_spec.py runs on every file's main definition, run on the other
+definitions the shipped files offer as variants (Longformer, LambdaIntraDepth, LSDA,
+AFTConv, ...), each with the parameters and first input shape of its equivalence case,
+the extra inputs (memory, padding, global tokens) included: torch.compile(fullgraph=True)
+and torch.export agree with eager, and float64 gradcheck passes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from test_equivalence import CASES, _global_tokens, _pad_mask  # noqa: E402
+
+import attnspec  # noqa: E402
+
+VARIANTS = list({(c.spec, c.definition): c for c in reversed(CASES) if c.definition}.values())
+
+
+def _inputs(case, dtype, batch: int | None = None) -> tuple:
+    """x and the case's extra inputs, positionally (x, memory or pad, glob)."""
+    gen = torch.Generator().manual_seed(0)
+    shape = (batch or case.shapes[0][0], *case.shapes[0][1:])
+    x = 0.5 * torch.randn(shape, generator=gen, dtype=dtype)
+    extra = []
+    if case.memory:
+        extra.append(torch.randn((shape[0], case.memory, shape[-1]), generator=gen, dtype=dtype))
+    pad = _pad_mask(shape[0], shape[1], gen) if case.pad else None
+    if case.pad or case.glob:
+        extra.append(pad)
+    if case.glob:
+        extra.append(_global_tokens(shape[0], shape[1], gen, pad))
+    return (x, *extra)
+
+
+@pytest.fixture(params=VARIANTS, ids=lambda c: f"{c.spec}.{c.definition}")
+def variant(request):
+    case = request.param
+    torch.manual_seed(0)
+    return case, attnspec.load(case.spec, case.definition, **case.params).eval()
+
+
+def test_torch_compile_fullgraph_matches_eager(variant):
+    case, m = variant
+    inputs = _inputs(case, torch.float32)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*inputs), m(*inputs))
+
+
+def test_torch_export_matches_eager(variant):
+    case, m = variant
+    inputs = _inputs(case, torch.float32)
+    exported = torch.export.export(m, inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(*inputs), m(*inputs))
+
+
+def test_gradcheck_float64(variant):
+    case, m = variant
+    x, *extra = _inputs(case, torch.float64, batch=1)
+    m = m.double()
+    assert torch.autograd.gradcheck(lambda t: m(t, *extra), (x.requires_grad_(),), eps=1e-6,
+                                   atol=1e-6)
