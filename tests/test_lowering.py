@@ -459,3 +459,30 @@ def test_load_takes_another_definition_of_a_shipped_file_by_name():
                    for k in attnspec.load("sliding_window", D=8, M=2).state_dict())
     with pytest.raises(attnspec.UsageError, match="no definition `Longformr`"):
         attnspec.load("sliding_window", "Longformr", D=8)
+
+
+CHANNELS_FIRST_WINDOW = """
+attention A(C: int, M: int = 2, R: int = 3) {
+    input  x: [B, C, N]
+    input  pad: [B, N] bool optional
+    over   positions(N)
+    range  window(R)
+    mask   pad
+    heads  M
+    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)) / sqrt(C / M))
+    value  conv1x1(C)
+    output identity
+}
+"""
+
+
+def test_a_band_reads_a_channels_first_sequence():
+    ir = attnspec.build_ir(CHANNELS_FIRST_WINDOW, C=8)
+    fused, dense = lower(ir), lower(ir, fused_kernels=False)
+    assert runtime.banded_sdpa in targets(fused)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 8, 50, dtype=torch.float64)
+    pad = torch.zeros(2, 50, dtype=torch.bool)
+    pad[1, 40::3] = True
+    for inputs in ((x,), (x, pad)):
+        torch.testing.assert_close(fused.double()(*inputs), dense.double()(*inputs))
