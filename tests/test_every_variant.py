@@ -2,7 +2,7 @@
 definitions the shipped files offer as variants (Longformer, LambdaIntraDepth, LSDA,
 AFTConv, ...), each with the parameters and first input shape of its equivalence case,
 the extra inputs (memory, padding, global tokens) included: torch.compile(fullgraph=True)
-and torch.export agree with eager, and float64 gradcheck passes."""
+and torch.export agree with eager, float64 gradcheck passes, and it draws."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ if _TESTS not in sys.path:
 from test_equivalence import CASES, _global_tokens, _pad_mask  # noqa: E402
 
 import attnspec  # noqa: E402
+from attnspec.draw import to_dot  # noqa: E402
 
 VARIANTS = list({(c.spec, c.definition): c for c in reversed(CASES) if c.definition}.values())
 
@@ -68,3 +69,11 @@ def test_gradcheck_float64(variant):
     m = m.double()
     assert torch.autograd.gradcheck(lambda t: m(t, *extra), (x.requires_grad_(),), eps=1e-6,
                                    atol=1e-6)
+
+
+def test_it_draws_one_box_per_attention(variant):
+    case, _ = variant
+    ir = attnspec.build_ir(attnspec.api.spec_path(case.spec), case.definition, **case.params)
+    source = to_dot(ir).source
+    assert all(a.name in source for a in ir.attentions)
+    assert to_dot(ir).pipe(format="json0")  # graphviz lays it out
