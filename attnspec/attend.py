@@ -148,13 +148,19 @@ _register("E1_scores", "one score per pair and head: the additive score's last a
           "dropped", lambda em, n, args: em.method(args[0], "squeeze", -1))
 
 
+def _query_steps(a) -> dict:
+    """`q_steps` for the runtime, only where the queries are not every position."""
+    steps = a.get("q_steps") or ()
+    return {"q_steps": steps} if set(steps) - {1} else {}
+
+
 def _emit_sinusoid(em, n: Node, args):
     from . import runtime
 
     a = n.attrs
     return em.call(runtime.sinusoid_pairs, args[0], em.sizes(n.inputs[0], a["q_tokens"]),
                    em.sizes(n.inputs[1], a["k_tokens"]), a["steps"], a["dim"], a["wave"],
-                   a["magnitude"])
+                   a["magnitude"], **_query_steps(a))
 
 
 def _sinusoid_sizes(ins, t, a):
@@ -172,7 +178,7 @@ def _emit_distance(em, n: Node, args):
 
     a = n.attrs
     return em.call(runtime.distance_pairs, args[0], em.sizes(n.inputs[0], a["q_tokens"]),
-                   em.sizes(n.inputs[1], a["k_tokens"]), a["steps"])
+                   em.sizes(n.inputs[1], a["k_tokens"]), a["steps"], **_query_steps(a))
 
 
 _register("distance", "|q − k| on each axis, one row per (axis, query, key) on that axis",
@@ -392,6 +398,19 @@ _register("rename", "the same tensor under the axis names of the attention it en
                                                 if old in ins[0]}})
 
 
+def _emit_every_nth(em, n: Node, args):
+    step = slice(None, None, n.attrs["stride"])
+    index = tuple(step if d in n.attrs["dims"] else slice(None)
+                  for d in range(len(em.type(n.inputs[0]).axes)))
+    return em.call(operator.getitem, args[0], index)
+
+
+_register("every_nth", "the queries' grid: every s-th position of the indexed axes",
+          _emit_every_nth,
+          sizes=lambda ins, t, a: {**ins[0], **{t.axes[d].name: -(-ins[0].get(
+              t.axes[d].name, 1) // a["stride"]) for d in a["dims"]}})
+
+
 _register("E3_memory", "key content of learned slots: a learned score per slot",
           _emit_e3_memory)
 
@@ -462,7 +481,8 @@ def _emit_range(em, n, args):
     window = None
     if a.get("window") is not None:
         window = (a["window"], em.sizes(a["sizes_of"], a["q_tokens"]),
-                  em.sizes(a["keys_of"], a["k_tokens"]), a["steps"], a.get("dilation", 1))
+                  em.sizes(a["keys_of"], a["k_tokens"]), a["steps"], a.get("dilation", 1),
+                  *_query_steps(a).values())
     optional = {} if a.get("fill") is None else {"fill": a["fill"]}
     if a.get("partition") is not None:
         optional["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))

@@ -238,10 +238,6 @@ NOT_YET = (
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),
-    ("generalized", "q_stride (queries pooled, the result resized back)",
-     "a query grid of its own: `over positions(H W, stride = s)`, the query layers applied "
-     "to every s-th position, and the position encodings and windows reading the queries' "
-     "step as they read the keys' (every encoding assumes the query step 1)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
     ("crossformer", "the authors' detection backbone (crossformer_backbone.py)",

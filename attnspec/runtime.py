@@ -115,18 +115,19 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
     for weights with no normaliser or an L1 one: such a key weighs nothing). `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
-    `window` (radius, query sizes, key sizes, key steps, dilation): the keys i·dilation
-    input positions from the query on every axis, |i| ≤ radius; `marked` [B, tokens...]
-    (None: none), the window's global tokens: they see every key and every query sees
-    them."""
+    `window` (radius, query sizes, key sizes, key steps, dilation[, query steps]): the
+    keys i·dilation input positions from the query on every axis, |i| ≤ radius; `marked`
+    [B, tokens...] (None: none), the window's global tokens: they see every key and every
+    query sees them."""
     if partition is not None:  # (s, sizes): same part on every axis
         parts, sizes = partition
         same = [_part(n, parts, logits.device) for n in sizes]
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
     if window is not None:  # near on every axis, a multiple of the dilation away
-        radius, q_sizes, k_sizes, steps, dilation = window
-        offsets = [_q_minus_k(nq, nk, step, logits.device)
-                   for nq, nk, step in zip(q_sizes, k_sizes, steps)]
+        radius, q_sizes, k_sizes, steps, dilation, *q_steps = window
+        q_steps = q_steps[0] if q_steps else (1,) * len(q_sizes)
+        offsets = [_q_minus_k(nq, nk, step, logits.device, q_step=q_step)
+                   for nq, nk, step, q_step in zip(q_sizes, k_sizes, steps, q_steps)]
         near = [(d.abs() <= radius * dilation) & (d % dilation == 0) for d in offsets]
         logits = _keep(logits, near, q_sizes, k_sizes, fill, marked)
     if grid is not None:
@@ -327,16 +328,17 @@ def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float,
     return logits.masked_fill(hidden, fill)
 
 
-def _q_minus_k(nq: int, nk: int, step: int, device, dtype=None) -> torch.Tensor:
+def _q_minus_k(nq: int, nk: int, step: int, device, dtype=None, q_step: int = 1
+               ) -> torch.Tensor:
     """[nq, nk]: the position of query i minus that of key j on one axis; key j sits at
-    input position j·step (keys pooled with a stride)."""
-    q = torch.arange(nq, device=device, dtype=dtype)
+    input position j·step (keys pooled with a stride), query i at i·q_step."""
+    q = torch.arange(nq, device=device, dtype=dtype) * q_step
     k = torch.arange(nk, device=device, dtype=dtype) * step
     return q[:, None] - k[None, :]
 
 
 def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: float,
-                   magnitude: float) -> torch.Tensor:
+                   magnitude: float, q_steps=None) -> torch.Tensor:
     """R_{q−k} for each axis a and each (query, key) index pair on it: [Σ_a nq·nk, dim].
     Axis a's rows hold sin and cos of (q − step·k)·magnitude / wave^(2n·j/dim) in their
     block of dim/n features (n axes) and zeros elsewhere, so that a linear map of a row
@@ -347,20 +349,23 @@ def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: 
     j = torch.arange(per // 2, device=like.device, dtype=like.dtype)
     period = wave ** (j * (2 * n / dim))
     rows = []
-    for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
-        angle = (_q_minus_k(nq, nk, step, like.device, like.dtype) * magnitude)[..., None] \
-            / period
+    for a, (nq, nk, step, q_step) in enumerate(zip(q_sizes, k_sizes, steps,
+                                                   q_steps or (1,) * n)):
+        angle = (_q_minus_k(nq, nk, step, like.device, like.dtype, q_step) * magnitude
+                 )[..., None] / period
         code = torch.cat([angle.sin(), angle.cos()], dim=-1).reshape(nq * nk, per)
         rows.append(F.pad(code, (a * per, dim - (a + 1) * per)))
     return torch.cat(rows)
 
 
-def distance_pairs(like: torch.Tensor, q_sizes, k_sizes, steps) -> torch.Tensor:
-    """|q − step·k| for each axis a and each (query, key) index pair on it, in column a:
-    [Σ_a nq·nk, n], laid out as sinusoid_pairs' rows (zeros in the other axes' columns)."""
+def distance_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, q_steps=None) -> torch.Tensor:
+    """|q_step·q − step·k| for each axis a and each (query, key) index pair on it, in
+    column a: [Σ_a nq·nk, n], laid out as sinusoid_pairs' rows (zeros in the other axes'
+    columns)."""
     n, rows = len(q_sizes), []
-    for a, (nq, nk, step) in enumerate(zip(q_sizes, k_sizes, steps)):
-        d = _q_minus_k(nq, nk, step, like.device, like.dtype).abs().reshape(nq * nk, 1)
+    for a, (nq, nk, step, q_step) in enumerate(zip(q_sizes, k_sizes, steps,
+                                                   q_steps or (1,) * n)):
+        d = _q_minus_k(nq, nk, step, like.device, like.dtype, q_step).abs().reshape(nq * nk, 1)
         rows.append(F.pad(d, (a, n - a - 1)))
     return torch.cat(rows)
 

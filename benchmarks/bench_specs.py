@@ -102,6 +102,8 @@ CASES = [
     Case("sanet", dict(C=256), (16, 256, 28, 28), (2, 16, 8, 8)),
     Case("bam", dict(C=256), (16, 256, 56, 56), (2, 64, 8, 8)),
     Case("generalized", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
+    # mmcv's q_stride 2: the queries every other position, the result resized back
+    Case("generalized", dict(C=256, q_stride=2), (8, 256, 28, 28), (2, 64, 6, 6), "qstride2"),
     Case("a2", dict(C=256), (16, 256, 28, 28), (2, 64, 6, 6)),
     Case("muse", dict(D=256), (16, 256, 256), (2, 16, 64)),
     # emanet is not timed yet: at 8x256x28x28 the two modules' float32 EM steps differ by
@@ -188,7 +190,8 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "danet": dict(C=64), "ccnet": dict(C=64), "ocnet": dict(C=64, drop=0.0),
                 "sge": dict(C=64, G=8), "aft": dict(D=64), "attention_pool": dict(D=64),
                 "sk": dict(C=64), "shuffle": dict(C=128), "sanet": dict(C=16),
-                "bam": dict(C=64), "generalized": dict(C=64), "a2": dict(C=64),
+                "bam": dict(C=64), "generalized": dict(C=64),
+                "generalized/qstride2": dict(C=64, q_stride=2), "a2": dict(C=64),
                 "muse": dict(D=64), "emanet": dict(C=64, K=16),
                 "psanet": dict(C=64, mask_h=9, mask_w=9),
                 "aft/full": dict(D=64, variant="full", T=16),

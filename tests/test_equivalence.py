@@ -502,6 +502,15 @@ CASES = [
     Case("generalized", dict(C=16, M=2, spatial_range=2), image(16)),
     Case("generalized", dict(C=16, M=4, e3=False, spatial_range=2, kv_stride=2), image(16)),
     Case("generalized", dict(C=16, M=1, position_dim=8, magnitude=3), image(16)),
+    # q_stride (mmcv's query downsampling, the result resized back bilinearly): every term,
+    # each geometric term alone, E3 alone (one energy for every query), strides 2 and 3,
+    # with and without key pooling, a window in input positions
+    Case("generalized", dict(C=16, M=4, q_stride=2), image(16)),
+    Case("generalized", dict(C=16, M=4, q_stride=2, kv_stride=1), image(16)),
+    Case("generalized", dict(C=16, M=2, q_stride=3, spatial_range=2), image(16)),
+    Case("generalized", dict(C=16, M=4, q_stride=2, e1=False, e3=False, e4=False), image(16)),
+    Case("generalized", dict(C=16, M=4, q_stride=2, e1=False, e2=False, e3=False), image(16)),
+    Case("generalized", dict(C=16, M=4, q_stride=2, e1=False, e2=False, e4=False), image(16)),
     # conv_as_attention: equals F.conv2d with 'same' padding; kernels 1, 3 and 5, a
     # different output width, and a 5×5 kernel on maps smaller than it
     Case("conv_as_attention", dict(C=8), image(8)),

@@ -416,3 +416,45 @@ def test_longformer_compiles_whole_and_passes_gradcheck_with_global_tokens():
         torch.testing.assert_close(torch.compile(m, fullgraph=True)(x, pad, glob),
                                    m(x, pad, glob))
     assert torch.autograd.gradcheck(lambda t: m(t, pad, glob), (x.requires_grad_(),))
+
+
+STRIDED = """
+attention Strided(C: int, s: int = 2) {
+    input  x: [B, N, C]
+    over   positions(N, stride = s)
+    range  window(2)
+    weight softmax(E1(query = linear(C), key = linear(C))
+                   - E4(position = distance() >> linear(1, bias = false)))
+    value  identity
+    output y
+}
+"""
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_queries_every_s_th_position_read_their_positions_at_i_times_s(s):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(STRIDED, C=4, s=s).double()
+    p = dict(m.named_parameters())
+    x = torch.randn(2, 11, 4, dtype=torch.float64)
+    xq = x[:, ::s]  # the queries: every s-th token
+    q = xq @ p["query_linear.weight"].T + p["query_linear.bias"]
+    k = x @ p["key_linear.weight"].T + p["key_linear.bias"]
+    where = s * torch.arange(xq.shape[1], dtype=torch.float64)[:, None] \
+        - torch.arange(11, dtype=torch.float64)[None, :]  # query i sits at i·s
+    logits = q @ k.transpose(1, 2) - p["position_linear.weight"][0, 0] * where.abs()
+    logits = logits.masked_fill(where.abs() > 2, float("-inf"))
+    torch.testing.assert_close(m(x), logits.softmax(-1) @ x)
+
+
+@pytest.mark.parametrize("text, code", [
+    ("over   positions(N, stride = 0)", "wrong-type"),
+    ("weight softmax(E1(query = x, key = linear(C)))", "axis-mismatch"),  # x: every token
+    ("weight softmax(E1(query = linear(C), key = linear(C)) + E4(position = offsets(2) >> "
+     "linear(1, bias = false)))", "unsupported"),  # a table read by the query's index
+])
+def test_queries_every_s_th_position_are_checked(text, code):
+    spec = STRIDED.replace("over   positions(N, stride = s)", text) if text.startswith(
+        "over") else STRIDED.replace(STRIDED[STRIDED.index("    weight"):
+                                             STRIDED.index("    value")], "    " + text + "\n")
+    assert first_error(spec, C=4) == code

@@ -197,6 +197,8 @@ class Formulation:
 
     def formulation(self, d: Attention, parts: dict, x: Tensor):
         over = self.over(parts["over"], x)
+        if over is not POISON and self.q_stride > 1:  # every s-th position asks; keys: all
+            x = self.every_nth(x, over[0][1], self.q_stride, parts["over"].span)
         rng = self.range(parts["range"])
         if isinstance(rng, (WindowRange, PartitionRange)) and over is not POISON and \
                 over[1] != over[0]:
@@ -255,9 +257,11 @@ class Formulation:
 
     def over(self, part, x: Tensor):
         """What q and k index: axes of the first input, or for k of another input (cross-
-        attention: the key and value layers then apply to that input, `self.kx`)."""
+        attention: the key and value layers then apply to that input, `self.kx`).
+        `positions(H W, stride = s)`: the queries are every s-th position (`self.q_stride`)."""
         specs = []
         self.kx = x
+        self.q_stride = 1
         for e in part.values:
             if not (isinstance(e, Call) and isinstance(e.func, Name)
                     and e.func.id in ("positions", "channels", "memory")):
@@ -271,13 +275,21 @@ class Formulation:
                     return POISON  # reported already, or a slot count not known yet
                 specs.append(("memory", m))
                 continue
-            if len(e.args) != 1 or any(kw.name != "per" for kw in e.kwargs) or \
-                    specs and e.kwargs:
+            if len(e.args) != 1 or any(kw.name not in ("per", "stride") for kw in e.kwargs) \
+                    or specs and e.kwargs:
                 return self.error("wrong-arity", f"{kind}(...) takes the axes it indexes, "
-                                  f"and the axes it carries: {kind}(W, per = H)", e.span)
+                                  f"the axes it carries and the queries' stride: "
+                                  f"{kind}(W, per = H), {kind}(H W, stride = 2)", e.span)
             axes = self.axes(e.args[0])
             if axes is POISON:
                 return POISON
+            stride = next((kw.value for kw in e.kwargs if kw.name == "stride"), None)
+            if stride is not None:
+                s = self.value(stride, "scalar")
+                if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+                    return self.error("wrong-type", f"the queries' stride is a positive "
+                                      f"integer, not {describe(s)}", stride.span)
+                self.q_stride = s
             source = x
             if specs and not all(a in x.type.names[1:] for a in axes):
                 source = next((t for t in self.inputs_here[1:] if isinstance(t, Tensor)
@@ -352,6 +364,16 @@ class Formulation:
         if rng == "self":
             return self.error("wrong-type", "`range self` has no keys to mask", part.span)
         return self.marks_keys(m, "the mask", e.span, x, over)
+
+    def every_nth(self, x: Tensor, axes, stride: int, span: Span) -> Tensor:
+        """x at every `stride`-th position of `axes`: the queries' grid (the positions'
+        step times the stride, ⌈n / stride⌉ of them)."""
+        t = TensorType(tuple(Axis(a.name, None if a.size is None else -(-a.size // stride),
+                                  a.step * stride) if a.name in axes else a
+                             for a in x.type.axes), x.type.dtype)
+        node = self.add("every_nth", (x.node,), t, span, role="query", stride=stride,
+                        dims=tuple(x.type.index(a) for a in axes))
+        return Tensor(node, t)
 
     def marks_keys(self, m: Tensor, what: str, span: Span, x: Tensor, over):
         """A bool input that marks keys (a padding mask, a window's global tokens) is laid

@@ -208,13 +208,14 @@ class Positions:
                               "use linear(D, bias = false)")
         t = TensorType((Axis("pairs"), Axis("R", enc.dim)))
         steps = tuple(keys.type.axis(a).step for a in k_tokens)
+        q_steps = tuple(x.type.axis(a).step for a in q_tokens)  # queries every s-th: s
         if enc.kind == "distance":
             node = self.add("distance", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
-                            k_tokens=k_tokens, steps=steps)
+                            k_tokens=k_tokens, steps=steps, q_steps=q_steps)
         else:
             node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
-                            k_tokens=k_tokens, steps=steps, dim=enc.dim, wave=enc.wave,
-                            magnitude=enc.magnitude)
+                            k_tokens=k_tokens, steps=steps, q_steps=q_steps, dim=enc.dim,
+                            wave=enc.wave, magnitude=enc.magnitude)
         r = Tensor(node, t)
         for layer in enc.layers:
             r = self.apply(layer, r, arg.span, "position")
@@ -226,8 +227,9 @@ class Positions:
         """`offsets(R)`: one row per joint offset within R on every axis (a one-hot), then
         the layers: a table that E4 looks up for each (query, key) pair."""
         if enc.kind == "pairs":
-            if len(q_tokens) != 1:
-                return self.error("unsupported", "pairs(T) indexes one axis", enc.span)
+            if len(q_tokens) != 1 or self.strided_queries():
+                return self.error("unsupported", "pairs(T) indexes one axis, every position",
+                                  enc.span)
             d, name = enc.radius[0] ** 2, "pair"
         else:
             radii = self.radii(enc, len(q_tokens))
@@ -290,11 +292,21 @@ class Positions:
         return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
 
     def radii(self, enc: Encoding, n: int):
-        """One radius per indexed axis: `offsets(R)` repeats R."""
+        """One radius per indexed axis: `offsets(R)` repeats R. Offset tables are indexed by
+        the query's and key's indices: the queries must be every position."""
+        if self.strided_queries():
+            return self.error("unsupported", f"{enc.kind}(...) looks a table up by the query's "
+                              f"index: not on queries every s-th position", enc.span,
+                              "use sinusoid(...) or distance(), which read the positions")
         if len(enc.radius) not in (1, n):
             return self.error("wrong-arity", f"{enc.kind} takes one radius or one per axis "
                               f"({n}), not {len(enc.radius)}", enc.span)
         return enc.radius * n if len(enc.radius) == 1 else enc.radius
+
+    def strided_queries(self) -> bool:
+        """Do the queries sit every s-th position (s > 1) of an indexed axis?"""
+        x, over = self.core[0], self.core[1]
+        return any(x.type.axis(a).step != 1 for a in over[0][1])
 
     def call_sinusoid(self, e: Call):
         args = self.keywords(e, ("dim",), ("wave", "magnitude"))

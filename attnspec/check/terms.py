@@ -273,7 +273,23 @@ class Terms:
         if v is not POISON and not isinstance(v, Tensor):
             return self.error("wrong-type", f"the {role} must be a layer or tensor, not "
                               f"{describe(v)}", arg.span)
+        if role == "query" and isinstance(v, Tensor):
+            return self.on_query_grid(v, x, arg.span)
         return v
+
+    def on_query_grid(self, q: Tensor, x: Tensor, span):
+        """A query tensor given as it is must sit on the queries' grid (every s-th
+        position with `positions(..., stride = s)`): a step of its own is an error."""
+        off = [a for a in self.core[1][0][1] if a in q.type.names and a in x.type.names
+               and q.type.axis(a).step != x.type.axis(a).step]
+        if off:
+            a = off[0]
+            return self.error("axis-mismatch", f"the query holds every {q.type.axis(a).step}"
+                              f"-th position of {a}, the queries are every "
+                              f"{x.type.axis(a).step}-th", span,
+                              "give the layer (`query = conv1x1(C)`), which the queries' "
+                              "positions are read with, or pool the tensor to their grid")
+        return q
 
     def call_memory(self, e: Call):
         args = self.keywords(e, ("slots",), ("dim",))
@@ -331,6 +347,7 @@ class Terms:
                              q_tokens=over[0][1],
                              k_tokens=over[1][1],
                              steps=tuple(keys.axis(a).step for a in over[1][1]),
+                             q_steps=tuple(x.type.axis(a).step for a in over[0][1]),
                              marked=marked is not None)
             causal = rng == "causal" or isinstance(rng, WindowRange) and rng.causal
             source = self.add("range", inputs, logits.type, e.span, role="range",

@@ -33,7 +33,11 @@ Differences from mmcv, all deliberate:
 - E2 without E4 ("x1x0"): mmcv reuses the (w, h)-permuted query for the y-axis energy, which
   fails for H != W and uses the transposed query position for H == W. This reference uses
   each query's own content for both axes, as in the "x1x1" branch and the paper.
-- No q_stride (always 1, mmcv's default).
+- q_stride > 1 (mmcv's q_downsample, AvgPool2d(1, q_stride)): the queries are every
+  q_stride-th position, their relative positions read at i·q_stride (mmcv's
+  get_position_embedding), the result interpolated back bilinearly; with spatial_range the
+  window is taken in input positions, |q_stride·q − kv_stride·k| ≤ r (mmcv's precomputed
+  map indexes the subsampled query grid as if it were the input's).
 - Parameter names: mmcv's appr_bias (u), geom_bias (v) and gamma are stored here as
   biases.appr_bias, biases.geom_bias and residual.gamma, so that the state_dict order is
   query_conv, key_conv, appr_geom_fc, u, v, value_conv, proj_conv, gamma.
@@ -50,7 +54,7 @@ class Generalized(nn.Module):
 
     def __init__(self, C: int, M: int = 9, e1: bool = True, e2: bool = True, e3: bool = True,
                  e4: bool = True, spatial_range: int = -1, position_dim: int | None = None,
-                 magnitude: int = 1, kv_stride: int = 2):
+                 magnitude: int = 1, kv_stride: int = 2, q_stride: int = 1):
         super().__init__()
         if not (e1 or e2 or e3 or e4):
             raise ValueError("Generalized: at least one of e1..e4 must be on")
@@ -62,8 +66,8 @@ class Generalized(nn.Module):
         if P < 4 or P % 4 != 0:
             raise ValueError(f"Generalized: position_dim must be a positive multiple of 4, "
                              f"got {P}")
-        if kv_stride < 1:
-            raise ValueError(f"Generalized: kv_stride must be >= 1, got {kv_stride}")
+        if kv_stride < 1 or q_stride < 1:
+            raise ValueError(f"Generalized: strides must be >= 1, got {kv_stride}, {q_stride}")
         if 0 <= spatial_range < kv_stride - 1:
             raise ValueError(f"Generalized: spatial_range must be -1 or >= kv_stride - 1 "
                              f"(else some queries see no key), got {spatial_range}")
@@ -71,6 +75,7 @@ class Generalized(nn.Module):
         self.M, self.d, self.inner, self.P = M, d, inner, P
         self.e1, self.e2, self.e3, self.e4 = e1, e2, e3, e4
         self.spatial_range, self.magnitude, self.kv_stride = spatial_range, magnitude, kv_stride
+        self.q_stride = q_stride
 
         # state_dict order: query_conv, key_conv, appr_geom_fc, appr_bias, geom_bias,
         # value_conv, proj_conv, gamma; each created only when mmcv creates it. A module's own
@@ -111,7 +116,7 @@ class Generalized(nn.Module):
     def _axis_geometry(self, n_q: int, n_k: int, weight: torch.Tensor) -> torch.Tensor:
         """V^R R for one axis, divided by sqrt(2): [M, n_q, n_k, d]."""
         dtype, device = weight.dtype, weight.device
-        pos_q = torch.arange(n_q, dtype=dtype, device=device)  # q_stride = 1
+        pos_q = torch.arange(n_q, dtype=dtype, device=device) * self.q_stride
         pos_k = torch.arange(n_k, dtype=dtype, device=device) * self.kv_stride
         diff = (pos_q[:, None] - pos_k[None, :]) * self.magnitude  # [n_q, n_k]
         feat_range = torch.arange(self.P // 4, dtype=dtype, device=device)
@@ -121,10 +126,11 @@ class Generalized(nn.Module):
         geo = nn.functional.linear(emb, weight) / math.sqrt(2)  # [n_q, n_k, inner]
         return geo.view(n_q, n_k, self.M, self.d).permute(2, 0, 1, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_input: torch.Tensor) -> torch.Tensor:
+        x = x_input[:, :, ::self.q_stride, ::self.q_stride]  # mmcv's q_downsample
         B, C, H, W = x.shape
         M, d, s = self.M, self.d, self.kv_stride
-        x_kv = x[:, :, ::s, ::s]  # = mmcv's AvgPool2d(kernel_size=1, stride=s)
+        x_kv = x_input[:, :, ::s, ::s]  # = mmcv's AvgPool2d(kernel_size=1, stride=s)
         Hk, Wk = x_kv.shape[-2:]
         N = Hk * Wk
         # Only E3: every query has the same energies, so mmcv pools one vector per sample.
@@ -162,9 +168,10 @@ class Generalized(nn.Module):
 
         if self.spatial_range >= 0:
             r = self.spatial_range
-            ok_y = (torch.arange(H, device=x.device)[:, None]
+            qs = self.q_stride
+            ok_y = (qs * torch.arange(H, device=x.device)[:, None]
                     - s * torch.arange(Hk, device=x.device)[None, :]).abs() <= r  # [H, Hk]
-            ok_x = (torch.arange(W, device=x.device)[:, None]
+            ok_x = (qs * torch.arange(W, device=x.device)[:, None]
                     - s * torch.arange(Wk, device=x.device)[None, :]).abs() <= r  # [W, Wk]
             allowed = (ok_y[:, None, :, None] & ok_x[None, :, None, :]).reshape(H * W, N)
             energy = energy.masked_fill(~allowed, float("-inf"))
@@ -173,4 +180,8 @@ class Generalized(nn.Module):
         v = self.value_conv(x_kv).view(B, M, d, N)
         out = (attn @ v.transpose(2, 3)).transpose(2, 3)  # [B, M, d, Q]
         out = self.proj_conv(out.reshape(B, self.inner, Hq, Wq))  # channel = m * d + j
-        return self.residual["gamma"] * out + x  # pooled case: [B, C, 1, 1] broadcast onto x
+        if self.q_stride > 1:  # mmcv: back to the input's size, bilinear, corners false
+            out = nn.functional.interpolate(out, size=x_input.shape[2:], mode="bilinear",
+                                            align_corners=False)
+        # the pooled case: [B, C, 1, 1] broadcast onto x
+        return self.residual["gamma"] * out + x_input
