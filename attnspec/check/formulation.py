@@ -223,7 +223,8 @@ class Formulation:
                          if _is_identity(parts[k].values[0]))
         shared = kv if isinstance(kv, int) and kv != heads else None
         self.ir.attentions.append(AttentionInfo(self.scope, d.name, str(rng), heads,
-                                                _over_text(over), identity, shared))
+                                                _over_text(over, self.q_stride), identity,
+                                                shared))
         if over is POISON:
             return POISON
         if self.kv not in (heads, None) and (over[1][0] == "memory" or rng == "self"):
@@ -514,11 +515,11 @@ def _with_tokens(v: TensorType, k_tokens, x: TensorType, q_tokens) -> TensorType
                             for a in x.axes))
 
 
-def _over_text(over) -> str:
+def _over_text(over, stride: int = 1) -> str:
     if over is POISON:
         return "?"
     q, k = over
-    text = f"{q[0]}({' '.join(q[1])})"
+    text = f"{q[0]}({' '.join(q[1])}{f', stride = {stride}' if stride > 1 else ''})"
     if k != q:
         text += f" → memory({k[1].slots})" if k[0] == "memory" else f" → {k[0]}({' '.join(k[1])})"
     return text
