@@ -1,6 +1,8 @@
 """The checks test_every_spec.py runs on every file's main definition, run on the other
 definitions the shipped files offer as variants (Longformer, LambdaIntraDepth, LSDA,
 AFTConv, ...), each with the parameters and first input shape of its equivalence case,
+and on variants a parameter or an extra input chooses (q_stride, input_resolution, global
+tokens),
 the extra inputs (memory, padding, global tokens) included: torch.compile(fullgraph=True)
 and torch.export agree with eager, float64 gradcheck passes, and it draws."""
 
@@ -16,12 +18,20 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-from test_equivalence import CASES, _global_tokens, _pad_mask  # noqa: E402
+from test_equivalence import CASES, Case, _global_tokens, _pad_mask  # noqa: E402
 
 import attnspec  # noqa: E402
 from attnspec.draw import to_dot  # noqa: E402
 
 VARIANTS = list({(c.spec, c.definition): c for c in reversed(CASES) if c.definition}.values())
+# variants of main definitions chosen by a parameter or an extra input
+VARIANTS += [
+    Case("generalized", dict(C=16, M=4, q_stride=2, spatial_range=2), ((2, 16, 5, 6),)),
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=7, lsda_flag=1,
+                             input_resolution=3), ((2, 3, 6, 32),)),
+    Case("sliding_window", dict(D=16, M=2, attention_window=4, autoregressive=True),
+         ((2, 9, 16),), pad=True, glob=True),
+]
 
 
 def _inputs(case, dtype, batch: int | None = None) -> tuple:
@@ -40,7 +50,7 @@ def _inputs(case, dtype, batch: int | None = None) -> tuple:
     return (x, *extra)
 
 
-@pytest.fixture(params=VARIANTS, ids=lambda c: f"{c.spec}.{c.definition}")
+@pytest.fixture(params=VARIANTS, ids=lambda c: c.id)
 def variant(request):
     case = request.param
     torch.manual_seed(0)
