@@ -10,7 +10,7 @@ from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
-from ..ops import OPS
+from ..ops import OPS, _nth
 from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
@@ -284,11 +284,11 @@ class Terms:
                and q.type.axis(a).step != x.type.axis(a).step]
         if off:
             a = off[0]
-            return self.error("axis-mismatch", f"the query holds every {q.type.axis(a).step}"
-                              f"-th position of {a}, the queries are every "
-                              f"{x.type.axis(a).step}-th", span,
-                              "give the layer (`query = conv1x1(C)`), which the queries' "
-                              "positions are read with, or pool the tensor to their grid")
+            return self.error("axis-mismatch", f"the query holds every "
+                              f"{_nth(q.type.axis(a).step)} position of {a}, the queries are "
+                              f"every {_nth(x.type.axis(a).step)} position", span,
+                              "give the layer (`query = linear(D)`), which reads x at the "
+                              "queries' positions, or pool the tensor to their grid")
         return q
 
     def call_memory(self, e: Call):
