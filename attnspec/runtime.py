@@ -210,18 +210,12 @@ def banded_sdpa(q, k, v, radius: int, dilation: int, causal: bool, pad: torch.Te
 
 
 def _windowed_sdpa(q, k, v, radius, dilation, causal, pad, scale, marked, p) -> torch.Tensor:
-    """The window with global tokens as one dense mask, as `restrict` builds it: (near or
-    global), then causal, then not padding."""
-    offset = _q_minus_k(q.shape[-2], q.shape[-2], 1, q.device)  # [N, N]
-    near = (offset.abs() <= radius * dilation) & (offset % dilation == 0)
-    tokens = marked.flatten(1)
-    keep = near | tokens[:, None, :] | tokens[:, :, None]  # [B, N, N]
-    if causal:
-        keep = keep & (offset >= 0)
-    if pad is not None:
-        keep = keep & ~pad.flatten(1)[:, None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None], scale=scale,
-                                          dropout_p=p)
+    """The window with global tokens as one dense mask: `restrict`'s own, as a float mask
+    of 0 and −inf for SDPA."""
+    n = q.shape[-2]
+    mask = restrict(q.new_zeros(1, 1, n, n), pad, causal,
+                    window=(radius, (n,), (n,), (1,), dilation), marked=marked)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=p)
 
 
 def band_shape(n: int, radius: int) -> tuple[int, int, int, int]:
