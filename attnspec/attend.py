@@ -227,7 +227,7 @@ def _emit_e4(em, n: Node, args):
     table = _per_head_columns(em, n, _scaled(em, args[0], a), a["heads"])
     if a.get("pairs") is not None:
         return em.call(runtime.pair_bias, table, q_sizes, k_sizes, *a["pairs"])
-    if a.get("radii") is not None:
+    if a.get("radii") is not None or a.get("sized"):  # sized: radii n − 1 at run time
         return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radii"])
     return em.call(runtime.relative_bias, table, q_sizes, k_sizes)
 
@@ -298,11 +298,20 @@ _register("offsets", "one one-hot row per joint offset within R on every axis", 
 def _emit_displacement(em, n: Node, args):
     from . import runtime
 
-    return em.call(runtime.displacement_rows, args[0], n.attrs["radii"])
+    radii = n.attrs["radii"]
+    if radii is None:  # displacement(): the queries' sizes − 1, known at run time
+        radii = em.sizes(n.inputs[0], n.attrs["q_tokens"])
+    return em.call(runtime.displacement_rows, args[0], radii, n.attrs["radii"] is None)
+
+
+def _displacement_sizes(ins, t, a) -> dict:
+    if a["radii"] is not None:
+        return {}
+    return {"offsets": math.prod(2 * ins[0].get(q, 1) - 1 for q in a["q_tokens"])}
 
 
 _register("displacement", "one row per joint offset within R: the offset q − k, a number "
-          "per axis", _emit_displacement, sizes=lambda ins, t, a: {})
+          "per axis", _emit_displacement, sizes=_displacement_sizes)
 
 
 _register("E4", "relative position only: one score per head for each offset q − k",

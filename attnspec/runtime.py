@@ -77,6 +77,38 @@ def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> 
     return x.unflatten(dim, sizes)
 
 
+def _to_multiple(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def pad_end(x: torch.Tensor, dims: tuple[int, ...], multiple: int) -> torch.Tensor:
+    """x with zeros appended at the end of each of `dims` up to the next multiple
+    (CrossFormer's detection block pads its map at the bottom and right)."""
+    widths = [0, 0] * (x.dim() - min(dims))  # F.pad lists the last axis first
+    for d in dims:
+        widths[2 * (x.dim() - 1 - d) + 1] = _to_multiple(x.shape[d], multiple) - x.shape[d]
+    return F.pad(x, widths) if any(widths) else x
+
+
+def padding_mask(x: torch.Tensor, dims: tuple[int, ...], multiple: int) -> torch.Tensor:
+    """[B, the dims padded to the multiple], true at the places `pad_end` appends: a
+    position is padding when it is past x's size on any of the dims."""
+    mask = None
+    for i, d in enumerate(dims):
+        n = x.shape[d]
+        past = torch.arange(_to_multiple(n, multiple), device=x.device) >= n
+        past = past.view(-1, *[1] * (len(dims) - 1 - i))
+        mask = past if mask is None else mask | past
+    return mask.unsqueeze(0).expand(x.shape[0], *mask.shape)
+
+
+def crop(x: torch.Tensor, dims: tuple[int, ...], sizes) -> torch.Tensor:
+    """x's leading `sizes[i]` places along each of `dims` (undoes `pad_end`)."""
+    for d, n in zip(dims, sizes):
+        x = x.narrow(d, 0, n)
+    return x
+
+
 def shift(x: torch.Tensor, dim: int, by: int, zero: bool) -> torch.Tensor:
     """x moved `by` places along `dim`: out[i] = x[i − by]; the `by` places left at the
     edge keep x's own values (S²-MLP's in-place copy), or 0 with `zero`."""
@@ -492,10 +524,13 @@ def factorised_softmax(keys: torch.Tensor, table: torch.Tensor, v: torch.Tensor,
     return numerator / denominator
 
 
-def displacement_rows(like: torch.Tensor, radii) -> torch.Tensor:
+def displacement_rows(like: torch.Tensor, radii, sizes: bool = False) -> torch.Tensor:
     """`displacement(R)`'s encoding: one row per joint offset k − q within the radii, in
     `offsets`' order (row-major, each axis from −R to R), holding q − k (the query's
-    offset from the key, R_{q−k}), one number per axis, in `like`'s dtype."""
+    offset from the key, R_{q−k}), one number per axis, in `like`'s dtype. With `sizes`,
+    `radii` are the queries' sizes n, each radius n − 1 (`displacement()`)."""
+    if sizes:
+        radii = [n - 1 for n in radii]
     axes = [torch.arange(r, -r - 1, -1, dtype=like.dtype, device=like.device) for r in radii]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).flatten(0, -2)
 
@@ -503,7 +538,10 @@ def displacement_rows(like: torch.Tensor, radii) -> torch.Tensor:
 def offset_index(q_sizes, k_sizes, steps, radii, device):
     """For every (query, key) pair, the row of the key's offset k − q in a table of the
     joint offsets within `radii` (row-major, each axis from −R to R: a kernel's positions
-    in torch's order), and whether it is within them: two [Q, K] tensors."""
+    in torch's order), and whether it is within them: two [Q, K] tensors. `radii` None:
+    n − 1 on an axis of n queries (`displacement()`)."""
+    if radii is None:
+        radii = [nq - 1 for nq in q_sizes]
     index, inside, n = 0, True, len(q_sizes)
     for a, (nq, nk, step, r) in enumerate(zip(q_sizes, k_sizes, steps, radii)):
         delta = -_q_minus_k(nq, nk, step, device)  # where the key is, seen from the query

@@ -613,3 +613,76 @@ def test_where_checks_its_tensors(text, code):
     input  rows: [B, N] bool
     input  cols: [B, K] bool"""
     assert output_error(text, inputs) == code
+
+
+
+PAD = """
+attention Pad(C: int, m: int) {
+    input  x: [B, H, W, C]
+    let    p = pad(x, H W, multiple = m)
+    output OUTPUT
+}
+"""
+
+
+@pytest.mark.parametrize("h, w, m", [(7, 10, 4), (8, 4, 4), (3, 2, 5), (5, 6, 1)])
+def test_pad_appends_zeros_padded_marks_them_and_crop_cuts_them_off(h, w, m):
+    x = torch.randn(2, h, w, 3)
+    hp, wp = -(-h // m) * m, -(-w // m) * m
+    padded = attnspec.compile_text(PAD.replace("OUTPUT", "p"), C=3, m=m)(x)
+    torch.testing.assert_close(padded, torch.nn.functional.pad(x, (0, 0, 0, wp - w, 0, hp - h)))
+    marks = (torch.arange(hp)[:, None] >= h) | (torch.arange(wp)[None, :] >= w)
+    assert torch.equal(runtime.padding_mask(x, (1, 2), m), marks.expand(2, hp, wp))
+    # the marked places get 5 more, then crop cuts them off: 2·x remains
+    text = "crop(where(padded(x, H W, multiple = m), p + 5, p * 2), x, H W)"
+    torch.testing.assert_close(attnspec.compile_text(PAD.replace("OUTPUT", text), C=3, m=m)(x),
+                               2 * x)
+
+
+@pytest.mark.parametrize("text, code", [
+    ("pad(x, B, multiple = 2)", "axis-mismatch"),  # the batch
+    ("pad(x, H Z, multiple = 2)", "axis-mismatch"),
+    ("pad(x, H H, multiple = 2)", "shape"),
+    ("pad(x, H, multiple = 0)", "shape"),
+    ("pad(rows, N, multiple = 2)", "wrong-type"),  # zeros in a mask
+    ("crop(x, H W)", "wrong-arity"),
+    ("crop(x, rows, H)", "axis-mismatch"),  # rows has no H
+    ("crop(x, maxpool(x, 2), H)", "axis-mismatch"),  # another grid of H
+])
+def test_pad_and_crop_check_their_axes(text, code):
+    inputs = """input  x: [B, C, H, W]
+    input  rows: [B, N] bool"""
+    assert output_error(text, inputs) == code
+
+
+DISPLACEMENT = """
+attention Groups(D: int) {
+    input  x: [B, n, gh, gw, D]
+    over   positions(gh gw, per = n)
+    range  all
+    heads  2
+    weight softmax(E1(query = linear(D), key = linear(D))
+                   + E4(position = displacement() >> linear(2, bias = false)))
+    value  linear(D)
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("gh, gw", [(3, 2), (1, 4), (4, 4)])
+def test_displacement_without_radii_covers_every_offset_of_a_run_time_grid(gh, gw):
+    m = attnspec.compile_text(DISPLACEMENT, D=4).double()
+    w = m.state_dict()
+    x = torch.randn(2, 3, gh, gw, 4, dtype=torch.float64)
+    # the pair (i, j) gets W_pos · (place(i) − place(j)), one number per head
+    place = torch.stack(torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij"),
+                        -1).reshape(-1, 2).double()
+    bias = ((place[:, None] - place[None, :]) @ w["position_linear.weight"].t()).permute(2, 0, 1)
+
+    def heads(name):  # [B·n, M, gh·gw, 2]
+        t = x.reshape(6, gh * gw, 4) @ w[f"{name}_linear.weight"].t() + w[f"{name}_linear.bias"]
+        return t.unflatten(-1, (2, 2)).transpose(1, 2)
+
+    a = (heads("query") @ heads("key").transpose(-1, -2) + bias).softmax(-1)
+    y = (a @ heads("value")).transpose(1, 2).flatten(2).reshape(2, 3, gh, gw, 4)
+    torch.testing.assert_close(m(x), y)

@@ -66,9 +66,13 @@ class Positions:
         common = dict(base="e2", heads=heads, kv=self.kv, q_tokens=q_tokens, q_feature=qf,
                       k_tokens=over[1][1])
         if r.type.axes[0].name == "offsets":  # a learned vector per joint offset
+            radii = self.radii(self.value(args["position"]), len(q_tokens))
+            if None in radii:
+                return self.error("unsupported", "E2 reads a table of fixed radii; the "
+                                  "queries' sizes here are known only at run time",
+                                  args["position"].span, "give the radii: displacement(R)")
             node = self.add("E2_table", (q.node, r.node, x.node, keys.node), t, e.span,
-                            radii=self.radii(self.value(args["position"]), len(q_tokens)),
-                            **common,
+                            radii=radii, **common,
                             steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         else:
             node = self.add("E2", (q.node, r.node, keys.node), t, e.span, sizes_of=x.node,
@@ -156,11 +160,13 @@ class Positions:
         radii, pairs = None, None
         enc = self.value(args["position"])
         if enc.kind in ("offsets", "displacement"):  # a table per joint offset, looked up
-            radii = self.radii(enc, len(q_tokens))
+            radii = self.radii(enc, len(q_tokens))  # None: the queries' sizes at run time
+            radii = None if None in radii else radii
         elif enc.kind == "pairs":  # a table per absolute pair
             pairs = (enc.radius[0], enc.within)
         node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
                         q_tokens=q_tokens, k_tokens=over[1][1], radii=radii, pairs=pairs,
+                        sized=enc.kind == "displacement" and radii is None,
                         steps=tuple(keys.type.axis(a).step for a in over[1][1]))
         return Logits(node, t, True, keys=keys.node)
 
@@ -235,10 +241,12 @@ class Positions:
             radii = self.radii(enc, len(q_tokens))
             if radii is POISON:
                 return POISON
-            d, name = math.prod(2 * r + 1 for r in radii), "offsets"
+            d = None if None in radii else math.prod(2 * r + 1 for r in radii)
+            name = "offsets"
         if enc.kind == "displacement":  # each offset's q − k, one number per axis
             t = TensorType((Axis(name, d), Axis("R", len(q_tokens))))
-            node = self.add("displacement", (x.node,), t, enc.span, radii=radii)
+            node = self.add("displacement", (x.node,), t, enc.span,
+                            radii=None if d is None else radii, q_tokens=q_tokens)
             return self.layers_after(Tensor(node, t), enc.layers, arg)
         t = TensorType((Axis(name, d), Axis("R", d)))
         node = self.add("offsets", (x.node,), t, enc.span, size=d)
@@ -265,7 +273,10 @@ class Positions:
         return r
 
     def call_offsets(self, e: Call):
-        """`offsets(R)` (every axis) or `offsets(R1, R2)` (one radius per axis)."""
+        """`offsets(R)` (every axis) or `offsets(R1, R2)` (one radius per axis);
+        `displacement()`: every offset the queries' grid holds."""
+        if e.func.id == "displacement" and not e.args and not e.kwargs:
+            return Encoding(0, 0.0, 0, e.span, radius=(), kind="displacement")
         if not e.args or e.kwargs:
             return self.error("wrong-arity", f"{e.func.id} takes its radius: {e.func.id}(R), "
                               f"or one per axis", e.span)
@@ -298,6 +309,9 @@ class Positions:
             return self.error("unsupported", f"{enc.kind}(...) looks a table up by the query's "
                               f"index: not on queries every s-th position", enc.span,
                               "use sinusoid(...) or distance(), which read the positions")
+        if not enc.radius:  # displacement(): n − 1 on an axis of n queries, maybe at run time
+            return tuple(None if a.size is None else a.size - 1
+                         for a in (self.core[0].type.axis(q) for q in self.core[1][0][1]))
         if len(enc.radius) not in (1, n):
             return self.error("wrong-arity", f"{enc.kind} takes one radius or one per axis "
                               f"({n}), not {len(enc.radius)}", enc.span)

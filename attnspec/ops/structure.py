@@ -119,7 +119,8 @@ def _split(types, cfg):
                           f"sizes: leave one without a size to take the rest", arg="into")
         cfg["sizes"] = tuple(into)
         i = t.index(axis)
-        return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:])
+        return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:],
+                          t.dtype)
     if unknown:
         into[unknown[0]] = (into[unknown[0]][0], total // known_part)
     if math.prod(size for _, size in into) != total:
@@ -127,7 +128,7 @@ def _split(types, cfg):
                       f"{' × '.join(f'{n}={s}' for n, s in into)}", arg="into", code="shape")
     cfg["sizes"] = tuple(into)
     i = t.index(axis)
-    return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:])
+    return TensorType(t.axes[:i] + tuple(Axis(n, s) for n, s in into) + t.axes[i + 1:], t.dtype)
 
 
 @op(name="permute", params=(Param("axes", "axes"),),
@@ -430,6 +431,80 @@ def _shift(types, cfg):
     if cfg["edge"] not in ("keep", "zero"):
         raise OpError(f"shift's edge is keep or zero, not {cfg['edge']}", arg="edge")
     return t
+
+
+def _padded(size: int | None, multiple: int) -> int | None:
+    return None if size is None else -(-size // multiple) * multiple
+
+
+def _pad_config(t: TensorType, cfg, what: str) -> tuple[int, ...]:
+    """The named axes (after the batch, each once) and a positive multiple."""
+    axes = tuple(cfg["axes"])
+    if not axes or len(set(axes)) != len(axes):
+        raise OpError(f"{what} names each axis it pads once, not {' '.join(axes) or 'none'}",
+                      arg="axes")
+    if cfg["multiple"] < 1:
+        raise OpError(f"{what} pads to a multiple of a positive integer, not "
+                      f"{cfg['multiple']}", arg="multiple")
+    return tuple(_named_axis(t, a, what, "axes") for a in axes)
+
+
+def _padded_sizes(ins, t, a) -> dict:
+    return {**ins[0], **{x: _padded(ins[0].get(x, 1), a["multiple"]) for x in a["axes"]}}
+
+
+def _padding(function: str) -> dict:
+    """What `pad` and `padded` share: their settings, their run-time sizes, and a lowering
+    to the runtime function given the named axes' positions and the multiple."""
+    return dict(params=(Param("axes", "axes"), Param("multiple", "int")), sizes=_padded_sizes,
+                emit=lambda em, n, args: em.call(getattr(_runtime(), function), args[0], tuple(
+                    em.type(n.inputs[0]).index(a) for a in n.attrs["axes"]),
+                    n.attrs["multiple"]))
+
+
+@op(name="pad", **_padding("pad_end"),
+    doc="zeros appended at the end of each named axis up to its next multiple (F.pad); the "
+        "axes keep their names, their sizes grow")
+def _pad(types, cfg):
+    t = types[0]
+    dims = _pad_config(t, cfg, "pad")
+    if t.dtype != "float":
+        raise OpError(f"pad appends zeros to a real tensor, not {t}", code="wrong-type",
+                      hint="padded(x, ...) marks the places pad appends")
+    return TensorType(tuple(replace(a, size=_padded(a.size, cfg["multiple"])) if i in dims
+                            else a for i, a in enumerate(t.axes)), t.dtype)
+
+
+@op(name="padded", **_padding("padding_mask"),
+    doc="where pad(x, axes, multiple) appends: a bool tensor [B, the named axes padded], "
+        "true at the appended places")
+def _padded_mask(types, cfg):
+    t = types[0]
+    dims = _pad_config(t, cfg, "padded")
+    return TensorType((t.axes[0], *(replace(t.axes[d], size=_padded(t.axes[d].size,
+                                                                     cfg["multiple"]))
+                                    for d in dims)), "bool")
+
+
+@op(name="crop", inputs=2, params=(Param("axes", "axes"),),
+    doc="crop(t, x, H W): t's first places along the named axes, as many as x has at run "
+        "time (undoes pad)",
+    emit=lambda em, n, args: em.call(_runtime().crop, args[0], tuple(
+        em.type(n.inputs[0]).index(a) for a in n.attrs["axes"]),
+        em.sizes(n.inputs[1], n.attrs["axes"])),
+    sizes=lambda ins, t, a: {**ins[0], **{x: ins[1].get(x, 1) for x in a["axes"]}})
+def _crop(types, cfg):
+    t, like = two_tensors(types, "crop", "the tensor to crop and the one whose sizes it takes",
+                          "crop(t, x, H W) cuts t's H and W to x's sizes")
+    axes = tuple(cfg["axes"])
+    for a in axes:
+        _named_axis(t, a, "crop", "axes")
+        _named_axis(like, a, "crop", "axes")
+        if t.axis(a).step != like.axis(a).step:
+            raise OpError(f"crop takes {a}'s size from a tensor on another grid of it",
+                          code="axis-mismatch", axis=a)
+    return TensorType(tuple(like.axis(a.name) if a.name in axes else a for a in t.axes),
+                      t.dtype)
 
 
 def _grid_dims(t: TensorType, axes, what: str) -> tuple[int, ...]:
