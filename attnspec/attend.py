@@ -505,6 +505,13 @@ _register("range", "Ω_q: logits of keys outside the range become -inf", _emit_r
 
 
 def _emit_softmax(em, n, args):
+    from . import runtime
+
+    source = em.ir.node(n.inputs[0])
+    if source.op == "range" and (source.attrs.get("window") is not None or
+                                 _masks(source.inputs[1:], source.attrs)[0] is not None):
+        # padding, or a window narrower than the keys' stride, may hide every key
+        return em.call(runtime.softmax_seen, args[0])
     return em.call(_torch().softmax, args[0], dim=-1)
 
 

@@ -104,6 +104,30 @@ def test_criss_cross_lowers_to_row_and_column_energies_equal_to_the_dense_mask()
     torch.testing.assert_close(fused.double()(x), dense.double()(x))
 
 
+@pytest.mark.parametrize("spec, params, shape", [
+    ("specs/mhsa.attn", dict(D=8, M=2), (2, 5, 8)),
+    ("specs/sliding_window.attn", dict(D=8, M=2, attention_window=2), (2, 9, 8)),
+])
+def test_a_query_that_sees_no_key_gets_zero_weights_on_every_lowering(spec, params, shape):
+    # sample 0 is all padding: SDPA gives its rows 0; the unfused softmax must too, and
+    # neither may send NaN into a gradient
+    ir = attnspec.build_ir(spec, **params)
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    dense.load_state_dict(fused.state_dict())
+    pad = torch.zeros(shape[:2], dtype=torch.bool)
+    pad[0] = True
+    outputs = []
+    for module in (fused, dense):
+        x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0),
+                        requires_grad=True)
+        y = module(x, pad)
+        y.sum().backward()
+        assert torch.isfinite(x.grad).all()
+        assert all(torch.isfinite(p.grad).all() for p in module.parameters())
+        outputs.append(y)
+    torch.testing.assert_close(outputs[0], outputs[1])
+
+
 def _fused_ops(ir) -> set:
     from attnspec.passes import fuse
 
