@@ -240,11 +240,6 @@ NOT_YET = (
      "shipped AFTConv learns w directly, equal at initialisation)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
-    ("crossformer", "the authors' detection backbone (crossformer_backbone.py)",
-     "a map padded to a multiple of G with the padded keys masked and the padded queries "
-     "cropped, and LDA with a fixed interval (groups known only at run time, so "
-     "`displacement` without fixed radii); the classification block's small-map rule "
-     "ships (`input_resolution`)"),
 )
 
 TIER2_INTRO = """\

@@ -150,6 +150,11 @@ CASES = [
     Case("vip", dict(dim=256, segment_dim=16), (16, 16, 16, 256), (2, 8, 8, 64)),
     Case("crossformer", dict(dim=256), (8, 28, 28, 256), (2, 8, 8, 64)),
     Case("crossformer", dict(dim=256, lsda_flag=1), (8, 28, 28, 256), (2, 8, 8, 64), "lda"),
+    # the authors' backbone block on a map no group size divides (padded, masked, cropped)
+    Case("crossformer", dict(dim=256), (4, 25, 38, 256), (2, 9, 10, 64), "backbone",
+         definition="CrossFormerBackboneBlock"),
+    Case("crossformer", dict(dim=256, lsda_flag=1, interval=4), (4, 25, 38, 256),
+         (2, 9, 10, 64), "backbone_lda", definition="CrossFormerBackboneBlock"),
     Case("lambda_layer", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
     # intra-depth |u| = 4, in the lambdas' form (tensor operators, the lambda convolution
     # per value depth)
@@ -211,6 +216,9 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "vip": dict(dim=64, segment_dim=8),
                 "crossformer": dict(dim=64, group_size=4),
                 "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
+                "crossformer/backbone": dict(dim=64, group_size=4),
+                "crossformer/backbone_lda": dict(dim=64, group_size=4, lsda_flag=1,
+                                                 interval=4),
                 "lambda_layer": dict(C=64, r=5),
                 "lambda_layer/u4": dict(C=64, u=4, r=5),
                 "outlook": dict(dim=64, num_heads=2, stride=2),

@@ -284,6 +284,29 @@ CASES = [
          ((2, 4, 4, 32), (1, 4, 8, 32))),
     Case("crossformer", dict(dim=16, num_heads=2, group_size=2, lsda_flag=1,
                              input_resolution=6), ((2, 6, 4, 16),), definition="LSDA"),
+    # the authors' backbone block: any map size (padded to a multiple of G or of the LDA
+    # interval, padded keys masked, padded queries cropped), LDA groups of run-time size;
+    # maps that need no padding, padding on one side or both, groups of one row (H < 2·I)
+    *[Case("crossformer", params, ((2, 7, 10, params["dim"]), (1, 9, 4, params["dim"]),
+                                   (2, 6, 8, params["dim"])), definition=definition)
+      for definition in ("CrossFormerBackboneBlock", "LSDABackbone")
+      for params in (dict(dim=32, num_heads=2, group_size=3),
+                     dict(dim=32, num_heads=4, group_size=3, interval=4, lsda_flag=1),
+                     dict(dim=48, num_heads=3, group_size=2, interval=3, lsda_flag=1,
+                          qkv_bias=False, qk_scale=0.3))],
+    Case("crossformer", dict(dim=48, num_heads=3, group_size=4, mlp_ratio=2.5),
+         ((2, 7, 10, 48), (1, 9, 4, 48)), definition="CrossFormerBackboneBlock"),
+    # a side shorter than the interval: LDA groups that are all padding (0 here, uniform
+    # weights in the authors' code; cropped either way), with and without attention dropout
+    *[Case("crossformer", dict(dim=32, num_heads=2, group_size=2, interval=4, lsda_flag=1,
+                               attn_drop=p), ((2, 3, 9, 32), (1, 9, 2, 32)),
+           definition="LSDABackbone") for p in (0.0, 0.3)],
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=2, interval=2, lsda_flag=1,
+                             drop=0.2, attn_drop=0.3, drop_path=0.4),
+         ((2, 5, 7, 32), (3, 4, 6, 32)), definition="CrossFormerBackboneBlock"),
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=7, interval=8, lsda_flag=1,
+                             input_resolution=5), ((2, 5, 9, 32), (1, 5, 5, 32)),
+         definition="CrossFormerBackboneBlock"),
     # outlook (VOLO): one head; every option and both dropouts; stride 2 on even and odd maps
     # (a pooled window cut by the border: ceil mode); a 5×5 window at stride 1 and 3; the
     # Outlooker block at stride 1 and 2

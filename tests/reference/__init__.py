@@ -19,7 +19,7 @@ from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .coord import CoordAtt
 from .cot import CoT
-from .crossformer import LSDA, CrossFormerBlock
+from .crossformer import LSDA, CrossFormerBackboneBlock, CrossFormerBlock, LSDABackbone
 from .danet import DANet
 from .dat import DAttention
 from .deformable import Deformable
@@ -117,6 +117,8 @@ REFERENCES = {
     "lambda_layer": LambdaLayer,
     "crossformer": CrossFormerBlock,
     "crossformer.LSDA": LSDA,
+    "crossformer.LSDABackbone": LSDABackbone,
+    "crossformer.CrossFormerBackboneBlock": CrossFormerBackboneBlock,
     "outlook": OutlookAttention,
     "outlook.Outlooker": Outlooker,
     "gfnet": GlobalFilter,
@@ -130,10 +132,11 @@ REFERENCES = {
 __all__ = [
     "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM",
     "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
-    "CrossFormerBlock", "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE",
-    "EMANet", "EMSA", "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet",
-    "Generalized", "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth",
-    "LambdaLayer", "LinearAttention", "Longformer", "LSDA", "Luong", "MHA", "MHSA",
+    "CrossFormerBackboneBlock", "CrossFormerBlock", "CSRA", "DANet", "DAttention",
+    "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
+    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "GFNetBlock",
+    "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
+    "LinearAttention", "Longformer", "LSDA", "LSDABackbone", "Luong", "MHA", "MHSA",
     "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention", "Outlooker", "Polarized",
     "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
     "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",

@@ -36,11 +36,14 @@ construction, as the official classification block does; `input_resolution` here
 smaller side (0: not given, no rule), H and W coming from the input. H and W must be
 multiples of the group size: the
 official v1 block has no padding (its reshape fails), and this raises a ValueError naming
-the axis. (The authors' detection/segmentation backbone, models/crossformer_backbone.py,
-instead takes a fixed LDA interval I (default 8, groups of ceil(H/I) × ceil(W/I)), pads
-the normalised map with zeros at the bottom and right to a multiple of G (SDA) or I (LDA),
-adds -1e6 to the logits of the padded keys and crops the padded queries' outputs; that
-variant is not reproduced.)
+the axis.
+
+The block of the authors' detection/segmentation backbone (models/crossformer_backbone.py,
+commit 4d73aa9; CrossFormerBackboneBlock and LSDABackbone below) takes any H and W: a fixed
+LDA interval I (`interval`, 8, 4, 2, 1 by stage; groups of ceil(H/I) × ceil(W/I)), the
+normalised map padded with zeros at the bottom and right to a multiple of G (SDA) or I
+(LDA), -1e6 added to the logits of the padded keys, the padded queries' outputs cropped,
+and the DPB on the offsets of groups of any Gh × Gw.
 
 Deviations:
 - Input laid out [B, H, W, dim] instead of forward(x [B, L, dim]) with input_resolution.
@@ -92,23 +95,30 @@ class _Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def position_bias(self, G: int, like: torch.Tensor) -> torch.Tensor:
-        """[num_heads, G·G, G·G]: entry [m, i, j] is head m's DPB at place(i) - place(j)."""
-        r = torch.arange(1 - G, G, device=like.device, dtype=like.dtype)
-        table = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
-        pos = self.pos(table)  # [(2G-1)², num_heads], rows row-major over (Δh, Δw)
-        c = torch.arange(G, device=like.device)
-        ph, pw = c.repeat_interleave(G), c.repeat(G)  # place of each group member (row-major)
-        dh = ph[:, None] - ph[None, :] + G - 1  # query minus key, shifted to 0 … 2G-2
-        dw = pw[:, None] - pw[None, :] + G - 1
-        return pos[dh * (2 * G - 1) + dw].permute(2, 0, 1)
+    def position_bias(self, Gh: int, Gw: int, like: torch.Tensor) -> torch.Tensor:
+        """[num_heads, Gh·Gw, Gh·Gw]: entry [m, i, j] is head m's DPB at place(i) -
+        place(j)."""
+        rh = torch.arange(1 - Gh, Gh, device=like.device, dtype=like.dtype)
+        rw = torch.arange(1 - Gw, Gw, device=like.device, dtype=like.dtype)
+        table = torch.stack(torch.meshgrid(rh, rw, indexing="ij"), dim=-1).reshape(-1, 2)
+        pos = self.pos(table)  # [(2Gh-1)(2Gw-1), num_heads], row-major over (Δh, Δw)
+        ph = torch.arange(Gh, device=like.device).repeat_interleave(Gw)  # each member's
+        pw = torch.arange(Gw, device=like.device).repeat(Gh)  # place, row-major
+        dh = ph[:, None] - ph[None, :] + Gh - 1  # query minus key, shifted to 0 … 2Gh-2
+        dw = pw[:, None] - pw[None, :] + Gw - 1
+        return pos[dh * (2 * Gw - 1) + dw].permute(2, 0, 1)
 
-    def forward(self, x: torch.Tensor, G: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, Gh: int, Gw: int,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask` [nG, N, N], added to the logits of the nG groups of each sample."""
         B_, N, C = x.shape
         M = self.num_heads
         q, k, v = self.qkv(x).reshape(B_, N, 3, M, C // M).permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q * self.scale) @ k.transpose(-2, -1)  # [B_, M, N, N]
-        attn = attn + self.position_bias(G, x)
+        attn = attn + self.position_bias(Gh, Gw, x)
+        if mask is not None:
+            nG = mask.shape[0]
+            attn = (attn.view(B_ // nG, nG, M, N, N) + mask[None, :, None]).view(B_, M, N, N)
         attn = self.attn_drop(attn.softmax(dim=-1))
         y = (attn @ v).transpose(1, 2).reshape(B_, N, C)
         return self.proj_drop(self.proj(y))
@@ -150,7 +160,7 @@ class LSDA(nn.Module):
             t = x.reshape(B, G, H // G, G, W // G, C).permute(0, 2, 4, 1, 3, 5)
         else:  # h = G·ih + gh
             t = x.reshape(B, H // G, G, W // G, G, C).permute(0, 1, 3, 2, 4, 5)
-        t = self.attn(t.reshape(B * H * W // G ** 2, G * G, C), G)
+        t = self.attn(t.reshape(B * H * W // G ** 2, G * G, C), G, G)
         t = t.reshape(B, H // G, W // G, G, G, C)
         if lda:
             return t.permute(0, 3, 1, 4, 2, 5).reshape(B, H, W, C)
@@ -180,6 +190,80 @@ class CrossFormerBlock(LSDA):
                  drop_path: float = 0.0, input_resolution: int = 0):
         super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
                          attn_drop, drop_path, input_resolution)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + drop_path(self.lsda(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+NEG_INF = -1000000.0  # what the backbone adds to a padded key's logits
+
+
+class LSDABackbone(LSDA):
+    """The attention sub-layer of the authors' detection/segmentation backbone block, with its
+    residual: x [B, H, W, dim] of any H and W -> the same (models/crossformer_backbone.py).
+
+    LayerNorm, then the map padded with zeros at the bottom and right to a multiple of
+    size_div (G for SDA, the fixed `interval` I for LDA); SDA groups G × G adjacent
+    positions, LDA groups the positions of equal (h % I, w % I), Hp / I × Wp / I of them;
+    -1e6 added to the logits of padded keys; the padded rows and columns cropped after the
+    groups are put back. The small-map rule (SDA with groups of the smaller side when it is
+    at most group_size) is decided at construction from `input_resolution`, as in LSDA; the
+    backbone decides it on its first small map and keeps it, overwriting its group_size
+    and lsda_flag.
+    """
+
+    def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
+                 interval: int = 8, lsda_flag: int = 0, qkv_bias: bool = True,
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0, input_resolution: int = 0):
+        super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
+                         attn_drop, drop_path, input_resolution)
+        self.interval = interval
+
+    def lsda(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        lda = self.lsda_flag != 0
+        size_div = self.interval if lda else self.group_size
+        pad_r, pad_b = (-W) % size_div, (-H) % size_div
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        Hp, Wp = H + pad_b, W + pad_r
+        padding = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
+        padding[H:], padding[:, W:] = True, True
+        if lda:  # h = step·gh + ih: group (ih, iw), place (gh, gw)
+            step, Gh, Gw = self.interval, Hp // self.interval, Wp // self.interval
+            t = x.reshape(B, Gh, step, Gw, step, C).permute(0, 2, 4, 1, 3, 5)
+            groups = padding.reshape(Gh, step, Gw, step).permute(1, 3, 0, 2)
+        else:  # h = G·ih + gh
+            G = Gh = Gw = self.group_size
+            t = x.reshape(B, Hp // G, G, Wp // G, G, C).permute(0, 1, 3, 2, 4, 5)
+            groups = padding.reshape(Hp // G, G, Wp // G, G).permute(0, 2, 1, 3)
+        nG = Hp * Wp // (Gh * Gw)
+        keys = groups.reshape(nG, 1, Gh * Gw)
+        mask = None
+        if pad_r or pad_b:  # as the backbone: a mask only when something was padded
+            mask = torch.zeros(nG, Gh * Gw, Gh * Gw, dtype=x.dtype, device=x.device)
+            mask = mask.masked_fill(keys, NEG_INF)
+        t = self.attn(t.reshape(B * nG, Gh * Gw, C), Gh, Gw, mask)
+        if lda:
+            t = t.reshape(B, step, step, Gh, Gw, C).permute(0, 3, 1, 4, 2, 5)
+        else:
+            t = t.reshape(B, Hp // G, Wp // G, G, G, C).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(B, Hp, Wp, C)[:, :H, :W]
+
+
+class CrossFormerBackboneBlock(LSDABackbone):
+    """x [B, H, W, dim] -> the same: the backbone's LSDA sub-layer, then the MLP, each with a
+    residual (the authors' backbone CrossFormerBlock)."""
+
+    def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
+                 interval: int = 8, lsda_flag: int = 0, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: float = 0.0, input_resolution: int = 0):
+        super().__init__(dim, num_heads, group_size, interval, lsda_flag, qkv_bias, qk_scale,
+                         drop, attn_drop, drop_path, input_resolution)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
 
