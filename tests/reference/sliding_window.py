@@ -14,8 +14,6 @@ the "diagonal" layout [B, N, M, 2·(w/2) + 1] (each query's window gathered), no
 dense N × N map, so this is an independent check of the spec's dense window mask.
 
 Deviations, each because the spec cannot express the authors' behaviour:
-- a padded query's output row is not zeroed (the authors zero its attention
-  probabilities after the softmax); non-padded rows are the authors';
 - per-head dilations are left out; `autoregressive` keeps the window's keys up to the
   query (allenai/longformer's autoregressive mode of its TVM kernel); with global tokens
   as well, no query sees a key after it, global or not (the range language's rule:
@@ -66,6 +64,11 @@ class SlidingWindow(nn.Module):
                 glob: torch.Tensor | None = None) -> torch.Tensor:
         return self.attend(x, pad, glob, (self.query, self.key, self.value))
 
+    @staticmethod
+    def zero_padded(probs: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+        """The authors zero a padded query's probabilities (is_index_masked): [B, N, M, .]."""
+        return probs if pad is None else probs.masked_fill(pad[:, :, None, None], 0.0)
+
     def attend(self, x, pad, glob, global_projections) -> torch.Tensor:
         """Every row's window and the global keys; the global tokens' rows then replaced
         by their attention over every key through `global_projections`."""
@@ -92,7 +95,7 @@ class SlidingWindow(nn.Module):
             padded = pad[:, where]  # [B, N, 2w+1]
             scores = scores + padded[:, :, None, :].to(scores.dtype) * -10000.0
         if glob is None or not glob.any():
-            probs = self.drop(scores.softmax(dim=-1))  # over the window
+            probs = self.drop(self.zero_padded(scores.softmax(dim=-1), pad))  # the window
             return torch.einsum("bnmj,bnjmc->bnmc", probs, v_win).reshape(B, N, D)
 
         # HuggingFace's layout: a global key leaves the window (remove_from_windowed_
@@ -114,7 +117,8 @@ class SlidingWindow(nn.Module):
             later = position[:, None, :] > torch.arange(N, device=x.device)[None, :, None]
             hidden = hidden | later[:, :, None, :]  # [B, N, 1, G]
         to_global = to_global.masked_fill(hidden, float("-inf"))
-        probs = self.drop(torch.cat([to_global, scores], dim=-1).softmax(dim=-1))
+        probs = self.drop(self.zero_padded(torch.cat([to_global, scores], dim=-1)
+                                           .softmax(dim=-1), pad))
         y = (torch.einsum("bnmg,bgmc->bnmc", probs[..., :slots], v_glob)
              + torch.einsum("bnmj,bnjmc->bnmc", probs[..., slots:], v_win)).reshape(B, N, D)
 
