@@ -109,6 +109,14 @@ def crop(x: torch.Tensor, dims: tuple[int, ...], sizes) -> torch.Tensor:
     return x
 
 
+def resize(x: torch.Tensor, size, mode: str, **corners) -> torch.Tensor:
+    """F.interpolate of the axes after the channels to `size`; x itself when it has that
+    size already (any mode's interpolation to the same size is the identity)."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode=mode, **corners)
+
+
 def shift(x: torch.Tensor, dim: int, by: int, zero: bool) -> torch.Tensor:
     """x moved `by` places along `dim`: out[i] = x[i − by]; the `by` places left at the
     edge keep x's own values (S²-MLP's in-place copy), or 0 with `zero`."""

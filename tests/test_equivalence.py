@@ -236,6 +236,13 @@ CASES = [
                                 patch_h=3, patch_w=5), ((2, 4, 3, 5),)),
     Case("mobilevit_attn", dict(in_channels=8, transformer_dim=32, ffn_dim=64),
          ((2, 8, 8, 8), (3, 8, 8, 8))),
+    # maps that are not multiples of the patch: resized bilinearly to the next multiples
+    # and back (the authors' unfolding), on one side or both, odd and smaller than a patch
+    Case("mobilevit_attn", dict(in_channels=8, transformer_dim=16, ffn_dim=32, head_dim=8),
+         ((2, 8, 5, 7), (1, 8, 4, 3), (2, 8, 1, 6))),
+    Case("mobilevit_attn", dict(in_channels=6, transformer_dim=24, ffn_dim=20, head_dim=8,
+                                patch_h=2, patch_w=3, n_transformer_blocks=1, dropout=0.1),
+         ((2, 6, 7, 7), (1, 6, 4, 10))),
     # vip (Weighted Permute-MLP): the map must be segment_dim × segment_dim (H·C/S = C);
     # the defaults, then biased branches with dropout, then another segment count
     Case("vip", dict(dim=64), ((2, 8, 8, 64), (3, 8, 8, 64))),

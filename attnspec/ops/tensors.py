@@ -88,7 +88,7 @@ def _emit_upsample(em, n, args):
     dims, spatial = len(t.axes) - 2, t.names[2:]
     mode = INTERPOLATION[n.attrs["mode"]][dims - 1]
     corners = {} if mode == "nearest" else {"align_corners": bool(n.attrs.get("corners"))}
-    return em.call(_F().interpolate, args[0], size=em.sizes(n.inputs[1], spatial), mode=mode,
+    return em.call(_runtime().resize, args[0], em.sizes(n.inputs[1], spatial), mode=mode,
                    **corners)
 
 

@@ -24,9 +24,6 @@ use SiLU (`swish`) and LayerNorm (`transformer_norm_layer`), as here. With one h
 SingleHeadAttention, the same computation (scale d^-0.5 = head_dim^-0.5); one class here.
 
 Deviations, all shared with the spec:
-- H and W must be multiples of the patch size: the authors instead resize the map
-  bilinearly to the next multiple before unfolding and back after folding; that path is
-  not reproduced.
 - n_transformer_blocks >= 1 (the authors allow 0: a LayerNorm alone).
 - The softmax runs in the input's dtype; the authors cast the logits to float32 for it
   (attn.float()), which rounds float64 logits to float32.
@@ -39,6 +36,7 @@ Deviations, all shared with the spec:
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def _conv_bn_silu(cin: int, cout: int, k: int, dilation: int = 1, norm_act: bool = True):
@@ -139,11 +137,17 @@ class MobileViTAttn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
-        if H % self.patch_h or W % self.patch_w:
-            raise ValueError(f"MobileViTAttn: the map {H}×{W} is not a multiple of the patch "
-                             f"{self.patch_h}×{self.patch_w}")
-        patches = self.global_rep(self.unfold(self.local_rep(x)))
-        fm = self.conv_proj(self.fold(patches, B, H, W))
+        fm = self.local_rep(x)
+        # the authors' unfolding: a map that is not a multiple of the patch is resized
+        # bilinearly (align_corners=False) to the next multiples, and back after folding
+        Hp, Wp = -(-H // self.patch_h) * self.patch_h, -(-W // self.patch_w) * self.patch_w
+        resized = (Hp, Wp) != (H, W)
+        if resized:
+            fm = F.interpolate(fm, size=(Hp, Wp), mode="bilinear", align_corners=False)
+        fm = self.fold(self.global_rep(self.unfold(fm)), B, Hp, Wp)
+        if resized:
+            fm = F.interpolate(fm, size=(H, W), mode="bilinear", align_corners=False)
+        fm = self.conv_proj(fm)
         if self.fusion is None:
             return fm
         return self.fusion(torch.cat((x, fm), dim=1))
