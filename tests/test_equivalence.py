@@ -398,13 +398,16 @@ CASES = [
     Case("external", dict(D=16, M=2), sequence(16), definition="ExternalMultiHead"),
     Case("external", dict(D=12, M=3, coef=2, S=10), sequence(12),
          definition="ExternalMultiHead"),
-    # gcnet: both fusions, two bottleneck widths (P = 4 and P = 8). A LayerNorm over
-    # P = 2 values is too ill-conditioned for float32 tolerances (it maps them to +-1).
+    # gcnet: every fusion (add, mul, both), two bottleneck widths (P = 4 and P = 8), and
+    # average pooling. A LayerNorm over P = 2 values is too ill-conditioned for float32
+    # tolerances (it maps them to +-1).
     *[
         Case("gcnet", dict(C=C, ratio=ratio, fusion=fusion), image(C))
         for C, ratio in ((64, 0.0625), (32, 0.25))
-        for fusion in ("add", "mul")
+        for fusion in ("add", "mul", "both")
     ],
+    *[Case("gcnet", dict(C=32, ratio=0.25, pooling="avg", fusion=fusion), image(32))
+      for fusion in ("add", "both")],
     # cbam: with and without BN, default and small kernel
     *[
         Case("cbam", dict(C=C, r=r, k=k, bn=bn), image(C))

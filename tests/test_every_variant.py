@@ -31,6 +31,9 @@ VARIANTS += [
                              input_resolution=3), ((2, 3, 6, 32),)),
     Case("sliding_window", dict(D=16, M=2, attention_window=4, autoregressive=True),
          ((2, 9, 16),), pad=True, glob=True),
+    Case("gcnet", dict(C=16, ratio=0.25, pooling="avg", fusion="both"), ((2, 16, 5, 6),)),
+    Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4),
+         ((2, 4, 5, 7),)),
 ]
 
 
