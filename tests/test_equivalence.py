@@ -408,12 +408,15 @@ CASES = [
     ],
     *[Case("gcnet", dict(C=32, ratio=0.25, pooling="avg", fusion=fusion), image(32))
       for fusion in ("add", "both")],
-    # cbam: with and without BN, default and small kernel
+    # cbam: with and without BN, default and small kernel ...
     *[
         Case("cbam", dict(C=C, r=r, k=k, bn=bn), image(C))
         for C, r, k in ((32, 16, 7), (16, 4, 3))
         for bn in (True, False)
     ],
+    # ... one pooled descriptor (the paper's Table 1), and the channel gate alone
+    *[Case("cbam", dict(C=16, r=4, k=3, pool=pool, no_spatial=alone), image(16))
+      for pool, alone in (("avg", False), ("max", False), ("avg", True), ("both", True))],
     # danet and ccnet: the default and a smaller r (C // r = 4 and 8 or 6), on non-square
     # maps both ways (H < W and H > W), so a swapped H/W axis cannot pass
     *[

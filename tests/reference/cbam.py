@@ -10,6 +10,8 @@ Official code: Jongchan/attention-module (MODELS/cbam.py, MODELS/model_resnet.py
   conv (k = 7, padding 3, no bias), BatchNorm2d(1, eps=1e-5, momentum=0.01), no ReLU,
   sigmoid. ResidualNet initialises this BN's weight to 0.
 - The module returns the gated map; any residual belongs to the host block.
+- pool: the channel gate's pool_types, ['avg', 'max'] ("both", their default), ['avg'] or
+  ['max'] (the paper's Table 1); no_spatial: their CBAM's channel gate alone.
 """
 
 import torch
@@ -21,8 +23,11 @@ class CBAM(nn.Module):
 
     BN_MOMENTUM = 0.01  # official BasicConv: nn.BatchNorm2d(..., momentum=0.01)
 
-    def __init__(self, C: int, r: int = 16, k: int = 7, bn: bool = True):
+    def __init__(self, C: int, r: int = 16, k: int = 7, bn: bool = True, pool: str = "both",
+                 no_spatial: bool = False):
         super().__init__()
+        self.pool_types = {"both": ("avg", "max"), "avg": ("avg",), "max": ("max",)}[pool]
+        self.no_spatial = no_spatial
         hidden = C // r
         if hidden < 1:
             raise ValueError(f"CBAM: C // r must be >= 1, got C={C}, r={r}")
@@ -32,6 +37,8 @@ class CBAM(nn.Module):
         # Registration order = state_dict order: fc1, fc2, conv, bn.
         self.fc1 = nn.Linear(C, hidden)
         self.fc2 = nn.Linear(hidden, C)
+        if no_spatial:
+            return
         self.conv = nn.Conv2d(2, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
         self.bn = nn.BatchNorm2d(1, momentum=self.BN_MOMENTUM) if bn else None
         if bn:
@@ -41,10 +48,12 @@ class CBAM(nn.Module):
         return self.fc2(torch.relu(self.fc1(v)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channel gate: both pooled descriptors go through the SAME MLP, then are summed.
-        avg, mx = x.mean(dim=(2, 3)), x.amax(dim=(2, 3))  # [B, C] each
-        gate_c = torch.sigmoid(self.shared_mlp(avg) + self.shared_mlp(mx))
+        # Channel gate: each pooled descriptor through the SAME MLP, the outputs summed.
+        pooled = {"avg": x.mean(dim=(2, 3)), "max": x.amax(dim=(2, 3))}  # [B, C] each
+        gate_c = torch.sigmoid(sum(self.shared_mlp(pooled[p]) for p in self.pool_types))
         x1 = x * gate_c[:, :, None, None]
+        if self.no_spatial:
+            return x1
         # Spatial gate on the channel-gated map: [max over C, mean over C], max first.
         pooled = torch.cat([x1.amax(dim=1, keepdim=True), x1.mean(dim=1, keepdim=True)],
                            dim=1)  # [B, 2, H, W]
