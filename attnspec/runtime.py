@@ -109,6 +109,16 @@ def crop(x: torch.Tensor, dims: tuple[int, ...], sizes) -> torch.Tensor:
     return x
 
 
+def pool_over(x: torch.Tensor, fn: str, dims: int, kernel: int, stride: int, padding: int,
+              **options) -> torch.Tensor:
+    """F.<fn> (max_pool2d, avg_pool1d, ...) over x's last `dims` axes, the axes between the
+    batch and them taken as one channel axis (none: a channel axis of 1)."""
+    lead = x.shape[1:x.dim() - dims]
+    flat = x.reshape(x.shape[0], -1, *x.shape[x.dim() - dims:])
+    y = getattr(F, fn)(flat, kernel, stride, padding, **options)
+    return y.reshape(x.shape[0], *lead, *y.shape[2:])
+
+
 def resize(x: torch.Tensor, size, mode: str, **corners) -> torch.Tensor:
     """F.interpolate of the axes after the channels to `size`; x itself when it has that
     size already (any mode's interpolation to the same size is the identity)."""

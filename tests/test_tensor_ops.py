@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import attnspec
 from attnspec import SpecError, runtime
@@ -686,3 +687,40 @@ def test_displacement_without_radii_covers_every_offset_of_a_run_time_grid(gh, g
     a = (heads("query") @ heads("key").transpose(-1, -2) + bias).softmax(-1)
     y = (a @ heads("value")).transpose(1, 2).flatten(2).reshape(2, 3, gh, gw, 4)
     torch.testing.assert_close(m(x), y)
+
+
+POOL_OVER = """
+attention Pool(D: int) {
+    input  x: [B, H, W]
+    input  y: [B, C, T, H, W]
+    output OUTPUT
+}
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a map with no channel axis, pooled over both of its axes
+    ("maxpool(x, 2, over = H W)", lambda x, y: F.max_pool2d(x[:, None], 2)[:, 0]),
+    ("avgpool(x, 3, stride = 2, padding = 1, over = H W)",
+     lambda x, y: F.avg_pool2d(x[:, None], 3, 2, 1, count_include_pad=False)[:, 0]),
+    # the default: the axes after the channels (W of [B, H, W], H the channels)
+    ("maxpool(x, 2)", lambda x, y: F.max_pool1d(x, 2)),
+    # fewer axes than the default: the ones before them folded into the channels
+    ("maxpool(y, 2, over = H W)",
+     lambda x, y: F.max_pool2d(y.flatten(1, 2), 2).unflatten(1, (3, 2))),
+    ("avgpool(y, 2, ceil = true, over = W)",
+     lambda x, y: F.avg_pool1d(y.flatten(1, 3), 2, ceil_mode=True).unflatten(1, (3, 2, 5))),
+])
+def test_pooling_runs_over_the_trailing_axes_it_names(text, expected):
+    m = attnspec.compile_text(POOL_OVER.replace("OUTPUT", text), D=1)
+    x, y = torch.randn(2, 5, 7), torch.randn(2, 3, 2, 5, 7)
+    torch.testing.assert_close(m(x, y), expected(x, y))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("maxpool(x, 2, over = H)", "axis-mismatch"),  # not trailing
+    ("maxpool(x, 2, over = Z)", "axis-mismatch"),
+    ("maxpool(x, 2, over = C H W)", "axis-mismatch"),  # C has a fixed size
+])
+def test_pooling_checks_the_axes_it_runs_over(text, code):
+    assert output_error(text, "input  x: [B, C, H, W]") == code

@@ -28,56 +28,76 @@ def _pooled(n: int, k: int, stride: int, pad: int, ceil: bool) -> int:
     return out - 1 if ceil and (out - 1) * stride >= n + pad else out
 
 
+def _pooled_axes(t: TensorType, cfg, name: str) -> tuple[str, ...]:
+    """The axes a pooling runs over: `over` (trailing axes of t), by default every axis
+    after the channels."""
+    over = tuple(cfg.get("over") or t.names[2:])
+    if not 1 <= len(over) <= 3:
+        raise OpError(f"{name} runs over 1 to 3 axes, not {' '.join(over) or 'none'}; the "
+                      f"tensor is {t}", arg="over" if cfg.get("over") else None)
+    for axis in over:
+        _named_axis(t, axis, name, "over")
+    if over != t.names[len(t.axes) - len(over):]:
+        raise OpError(f"{name} must run over trailing axes of {t}, not {' '.join(over)}",
+                      arg="over", code="axis-mismatch")
+    return over
+
+
 def _window_pool(name, fn, doc):
     def infer(types, cfg):
         t = types[0]
-        if len(t.axes) not in (3, 4, 5):
-            raise OpError(f"{name} runs over the 1 to 3 axes after the channels; the tensor "
-                          f"is {t}")
+        over = _pooled_axes(t, cfg, name)
+        cfg["over"] = over
         if not isinstance(cfg["kernel"], int) or cfg["kernel"] < 1:
             raise OpError(f"kernel must be a positive integer, not {cfg['kernel']!r}",
                           arg="kernel")
-        fixed = [a for a in t.axes[2:] if a.size is not None]
+        fixed = [t.axis(a) for a in over if t.axis(a).size is not None]
         if fixed:  # pooling would change a size the spec fixed
             raise OpError(f"{name} would pool axis {fixed[0].name}, whose size is fixed at "
-                          f"{fixed[0].size}; it pools the axes after the channels of {t}",
-                          code="axis-mismatch")
-        # the spatial axes keep their names; their run-time sizes shrink, and index i now
+                          f"{fixed[0].size}; it pools {' '.join(over)} of {t}",
+                          code="axis-mismatch", hint="name the axes to pool: over = H W")
+        # the pooled axes keep their names; their run-time sizes shrink, and index i now
         # sits at position i·stride of the input
         stride = cfg.get("stride") or cfg["kernel"]
-        return TensorType(t.axes[:2] + tuple(replace(a, step=a.step * stride)
-                                             for a in t.axes[2:]), t.dtype)
+        return TensorType(tuple(replace(a, step=a.step * stride) if a.name in over else a
+                                for a in t.axes), t.dtype)
 
     def emit(em, n, args):
-        dims = len(em.type(n.inputs[0]).axes) - 2
+        t, over = em.type(n.inputs[0]), n.attrs["over"]
+        dims = len(over)
         k, stride = n.attrs["kernel"], n.attrs.get("stride") or n.attrs["kernel"]
         pad = n.attrs.get("padding", 0)
         if k == 1 and not pad:  # a window of one: every stride-th element, a view
-            return em.call(operator.getitem, args[0],
-                           (slice(None), slice(None)) + (slice(None, None, stride),) * dims)
+            return em.call(operator.getitem, args[0], (slice(None),) * (len(t.axes) - dims)
+                           + (slice(None, None, stride),) * dims)
         # an average leaves the padding out of each window's mean
         mean_of_inside = {"count_include_pad": False} if pad and fn == "avg_pool" else {}
         ceil = {"ceil_mode": True} if n.attrs.get("ceil") else {}
-        return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad,
+        if len(t.axes) == dims + 2:  # [B, channels, pooled axes]: torch's own layout
+            return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad,
+                           **mean_of_inside, **ceil)
+        # the axes before the pooled ones, other than the batch, as one channel axis
+        return em.call(_runtime().pool_over, args[0], f"{fn}{dims}d", dims, k, stride, pad,
                        **mean_of_inside, **ceil)
 
     def sizes(ins, t, attrs):
         k, stride = attrs["kernel"], attrs.get("stride") or attrs["kernel"]
         pad, ceil = attrs.get("padding", 0), bool(attrs.get("ceil"))
         return {**ins[0], **{a: _pooled(ins[0][a], k, stride, pad, ceil)
-                             for a in t.names[2:]}}
+                             for a in attrs["over"]}}
 
     OPS[name] = Op(name=name, doc=doc, infer=infer, emit=emit, kind="tensor", sizes=sizes,
                    params=(Param("kernel", "int"), Param("stride", "int", None),
-                           Param("padding", "int", 0), Param("ceil", "bool", False)))
+                           Param("padding", "int", 0), Param("ceil", "bool", False),
+                           Param("over", "axes", None)))
 
 
 _window_pool("maxpool", "max_pool", "max pooling over windows of the axes after the "
-             "channels (stride = kernel unless given)")
+             "channels, or of the trailing axes `over` names (stride = kernel unless given)")
 
 
 _window_pool("avgpool", "avg_pool", "average pooling over windows of the axes after the "
-             "channels (stride = kernel unless given)")
+             "channels, or of the trailing axes `over` names (stride = kernel unless given)")
 
 
 INTERPOLATION = {"nearest": ("nearest",) * 3, "linear": ("linear", "bilinear", "trilinear")}
