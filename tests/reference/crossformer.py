@@ -181,7 +181,20 @@ class _Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
-class CrossFormerBlock(LSDA):
+class _WithMlp:
+    """Mixed in before an LSDA sub-layer class: its forward (the sub-layer with its
+    residual), then x + drop_path(Mlp(LayerNorm(x))), the authors' norm2 and mlp."""
+
+    def add_mlp(self, dim: int, mlp_ratio: float, drop: float) -> None:
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+class CrossFormerBlock(_WithMlp, LSDA):
     """x [B, H, W, dim] -> the same: the LSDA sub-layer, then the MLP, each with a residual."""
 
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
@@ -190,12 +203,7 @@ class CrossFormerBlock(LSDA):
                  drop_path: float = 0.0, input_resolution: int = 0):
         super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
                          attn_drop, drop_path, input_resolution)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + drop_path(self.lsda(self.norm1(x)), self.drop_path, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        self.add_mlp(dim, mlp_ratio, drop)
 
 
 NEG_INF = -1000000.0  # what the backbone adds to a padded key's logits
@@ -254,7 +262,7 @@ class LSDABackbone(LSDA):
         return t.reshape(B, Hp, Wp, C)[:, :H, :W]
 
 
-class CrossFormerBackboneBlock(LSDABackbone):
+class CrossFormerBackboneBlock(_WithMlp, LSDABackbone):
     """x [B, H, W, dim] -> the same: the backbone's LSDA sub-layer, then the MLP, each with a
     residual (the authors' backbone CrossFormerBlock)."""
 
@@ -264,9 +272,4 @@ class CrossFormerBackboneBlock(LSDABackbone):
                  attn_drop: float = 0.0, drop_path: float = 0.0, input_resolution: int = 0):
         super().__init__(dim, num_heads, group_size, interval, lsda_flag, qkv_bias, qk_scale,
                          drop, attn_drop, drop_path, input_resolution)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio), drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + drop_path(self.lsda(self.norm1(x)), self.drop_path, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        self.add_mlp(dim, mlp_ratio, drop)
