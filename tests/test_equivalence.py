@@ -205,6 +205,14 @@ CASES = [
     # axial: rows then columns, and each layer alone, on non-square maps both ways
     *[Case("axial", params, ((2, 5, 7, params["D"]), (3, 6, 4, params["D"])), definition=d)
       for params in (dict(D=16), dict(D=12, M=3)) for d in (None, "Row", "Column")],
+    # masked (causal along the axis): the decoder's column and row layers; the authors'
+    # transformer block around either axis, masked or not, with a wider MLP and dropout
+    *[Case("axial", dict(D=12, M=3, masked=True), ((2, 5, 7, 12), (3, 6, 4, 12)), definition=d)
+      for d in ("Row", "Column")],
+    Case("axial", dict(D=16, M=2), ((2, 5, 7, 16), (3, 6, 4, 16)),
+         definition="AxialTransformerBlock"),
+    Case("axial", dict(D=12, M=3, axis="column", masked=True, hdim_factor=4, dropout=0.1),
+         ((2, 5, 7, 12), (3, 6, 4, 12)), definition="AxialTransformerBlock"),
     # cot (CoT block): the authors' kernel 3; kernel 5; dim = 20, whose two weight channels
     # are each shared by 10 interleaved channels; a 7×7 window wider than the map. In float32
     # train mode the fusion's BatchNorm over B pooled vectors is ill-conditioned: both

@@ -34,6 +34,7 @@ VARIANTS += [
     Case("gcnet", dict(C=16, ratio=0.25, pooling="avg", fusion="both"), ((2, 16, 5, 6),)),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4),
          ((2, 4, 5, 7),)),
+    Case("axial", dict(D=12, M=3, masked=True), ((2, 5, 7, 12),), definition="Column"),
 ]
 
 

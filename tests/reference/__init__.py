@@ -11,7 +11,7 @@ from .acmix import ACmix
 from .aft import AFT, AFTConv
 from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
-from .axial import Axial, Column, Row
+from .axial import Axial, AxialTransformerBlock, Column, Row
 from .bam import BAM
 from .cbam import CBAM
 from .ccnet import CCNet
@@ -110,6 +110,7 @@ REFERENCES = {
     "axial": Axial,
     "axial.Row": Row,
     "axial.Column": Column,
+    "axial.AxialTransformerBlock": AxialTransformerBlock,
     "cot": CoT,
     "mobilevit_attn": MobileViTAttn,
     "vip": WeightedPermuteMLP,
@@ -130,12 +131,12 @@ REFERENCES = {
 }
 
 __all__ = [
-    "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial", "BAM",
-    "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
-    "CrossFormerBackboneBlock", "CrossFormerBlock", "CSRA", "DANet", "DAttention",
-    "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
-    "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized", "GFNetBlock",
-    "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
+    "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial",
+    "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column",
+    "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBackboneBlock", "CrossFormerBlock",
+    "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA",
+    "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
+    "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
     "LinearAttention", "Longformer", "LSDA", "LSDABackbone", "Luong", "MHA", "MHSA",
     "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention", "Outlooker", "Polarized",
     "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
