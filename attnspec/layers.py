@@ -29,13 +29,20 @@ class Affine(nn.Module):
 
 class Learned(nn.Module):
     """A tensor of a fixed shape (`learned(K)` in a spec): `init` everywhere at first, or
-    drawn from N(0, std²) with init = "normal"; a parameter, or with trainable = False a
-    buffer (EMANet's bases, moved by the training loop). Generated code reads `weight`."""
+    drawn from N(0, std²) with init = "normal", and with init = "unit" then scaled to unit
+    length along its first axis (EMANet's bases, vectors of C features); a parameter, or
+    with trainable = False a buffer (EMANet's bases, moved by the training loop). Generated
+    code reads `weight`."""
 
     def __init__(self, shape: tuple[int, ...], init: float | str = 0.0, std: float = 1.0,
                  trainable: bool = True):
         super().__init__()
-        value = torch.randn(shape) * std if init == "normal" else torch.full(shape, float(init))
+        if init in ("normal", "unit"):
+            value = torch.randn(shape) * std
+            if init == "unit":
+                value = value / value.norm(dim=0, keepdim=True)
+        else:
+            value = torch.full(shape, float(init))
         if trainable:
             self.weight = nn.Parameter(value)
         else:

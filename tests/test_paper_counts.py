@@ -119,6 +119,22 @@ def test_criss_cross_recurrence_saves_85_percent_of_the_non_local_flops():
     assert 1 - gflops(recurrent) / gflops(non_local) == pytest.approx(0.85, abs=0.01)
 
 
+def test_emanet_bases_start_as_unit_vectors():
+    # the authors' EMAU draws μ from N(0, 2/K) and L2-normalises it over C once
+    bases = next(b for b in attnspec.load("emanet", C=64, K=16).buffers() if b.shape == (64, 16))
+    assert bases.norm(dim=0) == pytest.approx([1.0] * 16, abs=1e-6)
+
+
+def test_emanet_unit_costs_a_third_of_a_3x3_convolution():
+    # The authors' README (XiaLiPKU/EMANet): "As for the EMA Module itself, its computation
+    # is only 1/3 of a 3x3 conv's": EMAU(512, 64, 3) on 513 × 513 crops at output stride 8
+    # (a 65 × 65 map) against a 3 × 3 convolution of the same width, 512 → 512
+    ir = attnspec.build_ir(spec_path("emanet"), C=512, K=64, T=3)
+    ema = count.flops(ir, count.bindings_for(ir, (1, 512, 65, 65)))
+    conv3x3 = 2 * 9 * 512 * 512 * 65 * 65
+    assert ema / conv3x3 == pytest.approx(1 / 3, abs=0.01)
+
+
 def test_simam_is_parameter_free():
     # SimAM's title: "a simple, parameter-free attention module"
     assert _params("simam") == 0

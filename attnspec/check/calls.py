@@ -23,6 +23,9 @@ from ..values import (
 from .base import NORMALISERS, PUBLIC_OPS, SPECIAL, describe, takes
 from .terms import _is_layer_op, _is_weight, _maybe_logits
 
+# learned(...)'s random initialisations (layers.Learned draws them)
+RANDOM_INITS = ("normal", "unit")
+
 
 class Calls:
     """Calls of operators, scalar functions and definitions; layers applied to tensors."""
@@ -111,7 +114,8 @@ class Calls:
     def call_learned(self, e: Call):
         """`learned(K, init = 1)`: a learned tensor [batch = 1, K], its axes named like int
         parameters or lets (MUSE's mixing weights before their softmax); `init = normal`
-        draws it from N(0, std²); `trainable = false` makes it a buffer."""
+        draws it from N(0, std²), `init = unit` then scales it to unit length along its first
+        axis (EMANet's bases); `trainable = false` makes it a buffer."""
         settings = {"init": 0.0, "std": 1.0, "trainable": True}
         if len(e.args) != 1 or any(kw.name not in settings for kw in e.kwargs):
             return self.error("wrong-arity", "learned takes its axes, then `init`, `std`, "
@@ -123,8 +127,8 @@ class Calls:
             return POISON
         if isinstance(settings["init"], Word):
             settings["init"] = settings["init"].name
-        if settings["init"] not in ("normal",) and not isinstance(settings["init"], (int, float)):
-            return self.error("wrong-type", "`init` is a number or `normal`", e.span)
+        if settings["init"] not in RANDOM_INITS and not isinstance(settings["init"], (int, float)):
+            return self.error("wrong-type", "`init` is a number, `normal` or `unit`", e.span)
         sizes = [self.env.get(n) for n in names]
         if UNKNOWN in sizes or UNKNOWN in settings.values():
             return POISON if self.check_only else UNKNOWN
@@ -135,8 +139,8 @@ class Calls:
                               f"it like an int parameter or let", e.args[0].span)
         batch = self.ir.node(self.ir.inputs[0]).type.axes[0].name if self.ir.inputs else "B"
         t = TensorType((Axis(batch, 1), *(Axis(n, size) for n, size in zip(names, sizes))))
-        attrs = {"shape": tuple(sizes), "init": settings["init"] if settings["init"] == "normal"
-                 else float(settings["init"]), "std": float(settings["std"]),
+        attrs = {"shape": tuple(sizes), "init": settings["init"] if settings["init"] in
+                 RANDOM_INITS else float(settings["init"]), "std": float(settings["std"]),
                  "trainable": bool(settings["trainable"])}
         path = self.declare_module(self.role, "learned", attrs, e.span)
         return Tensor(self.add("learned", (), t, e.span, module=path), t)
