@@ -525,6 +525,12 @@ CASES = [
     Case("gather_excite", dict(), ((2, 16, 5, 6), (3, 8, 7, 7), (2, 4, 1, 1), (3, 5, 1, 9))),
     # local extents 2, 4, 8 (timm's GatherExcite gather); maps not divisible by the extent
     *[Case("gather_excite", dict(extent=e), ((2, 8, 7, 9), (3, 4, 16, 5))) for e in (2, 4, 8)],
+    # GE-θ and GE-θ⁺ (the authors' RN50-GEP and RN50-GEPP): a gather as wide as the map, so
+    # each shape is its own parameter setting (a square and a non-square map); r = 16, 4
+    *[Case("gather_excite", dict(C=C, H=H, W=W), ((2, C, H, W), (3, C, H, W)),
+           definition="GatherExciteTheta") for C, H, W in ((16, 7, 7), (8, 5, 6))],
+    *[Case("gather_excite", dict(C=C, H=H, W=W, r=r), ((2, C, H, W), (3, C, H, W)),
+           definition="GatherExciteThetaPlus") for C, H, W, r in ((32, 7, 7, 16), (8, 5, 6, 4))],
     # triplet: the authors' 7 × 7 gates, a 3 × 3 one, and without the H–W gate
     Case("triplet", dict(), image(8)),
     Case("triplet", dict(kernel=3), ((2, 6, 5, 9), (3, 5, 4, 4))),

@@ -135,6 +135,12 @@ def test_emanet_unit_costs_a_third_of_a_3x3_convolution():
     assert ema / conv3x3 == pytest.approx(1 / 3, abs=0.01)
 
 
+@pytest.mark.parametrize("extent", [0, 2, 8])
+def test_gather_excite_theta_minus_is_parameter_free(extent):
+    # §3: GE-θ⁻, the pairing of a parameter-free gather (an average) and excite
+    assert _params("gather_excite", extent=extent) == 0
+
+
 def test_simam_is_parameter_free():
     # SimAM's title: "a simple, parameter-free attention module"
     assert _params("simam") == 0

@@ -29,7 +29,7 @@ from .emanet import EMANet
 from .emsa import EMSA
 from .epsa import EPSA
 from .external import External, ExternalMultiHead
-from .gather_excite import GatherExcite
+from .gather_excite import GatherExcite, GatherExciteTheta, GatherExciteThetaPlus
 from .gcnet import GCNet
 from .generalized import Generalized
 from .gfnet import GFNetBlock, GFNetBlockLayerScale, GlobalFilter
@@ -78,6 +78,8 @@ REFERENCES = {
     "sanet": SqueezeAttention,
     "bam": BAM,
     "gather_excite": GatherExcite,
+    "gather_excite.GatherExciteTheta": GatherExciteTheta,
+    "gather_excite.GatherExciteThetaPlus": GatherExciteThetaPlus,
     "generalized": Generalized,
     "conv_as_attention": ConvAsAttention,
     "deformable": Deformable,
@@ -135,11 +137,12 @@ __all__ = [
     "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column",
     "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBackboneBlock", "CrossFormerBlock",
     "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA",
-    "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GCNet", "Generalized",
-    "GFNetBlock", "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
-    "LinearAttention", "Longformer", "LSDA", "LSDABackbone", "Luong", "MHA", "MHSA",
-    "MobileViTAttn", "MUSE", "NonLocal", "OutlookAttention", "Outlooker", "Polarized",
-    "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
-    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
-    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",
+    "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
+    "GlobalFilter", "LambdaIntraDepth", "LambdaLayer", "LinearAttention", "Longformer", "LSDA",
+    "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
+    "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention",
+    "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
+    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "REFERENCES"
 ]
