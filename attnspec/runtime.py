@@ -672,7 +672,14 @@ def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
     the window's positions (row-major, F.unfold's order) before the first of them, the
     dims becoming the windows' grid. F.unfold on [B, rest, dims] (its backward is ~5×
     faster on CPUs than that of Tensor.unfold's views); a border other than zeros is
-    padded by F.pad first (`padding_mode` as nn.Conv2d's)."""
+    padded by F.pad first (`padding_mode` as nn.Conv2d's). Along one axis, Tensor.unfold's
+    view instead: F.unfold's im2col of a column of width 1 is ~3× slower forward and ~2×
+    backward (MUSE's 15-tap windows on 16 × 256 × 256)."""
+    if len(dims) == 1 and padding_mode == "zeros":
+        d = dims[0]
+        if padding:  # F.pad lists the last axis first
+            x = F.pad(x, (0, 0) * (x.dim() - 1 - d) + (padding, padding))
+        return x.unfold(d, kernel, stride).movedim(-1, d)
     rest = [d for d in range(1, x.dim()) if d not in dims]
     moved = x.permute(0, *rest, *dims)
     lead, grid = moved.shape[:len(rest) + 1], moved.shape[len(rest) + 1:]

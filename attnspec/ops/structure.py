@@ -392,7 +392,9 @@ def _matrix_times_map(a: TensorType, b: TensorType, over: tuple[str, ...]) -> bo
 
 def _dot_flops(ins, out, a, bindings):
     summed = math.prod(ins[0].axis(x).size or bindings[x] for x in a["over"])
-    return 2 * out.numel(bindings) * summed
+    # a sum over one element is an elementwise product, which (as every pointwise op, and as
+    # torch's flop counter on the einsum it becomes) counts nothing
+    return 2 * out.numel(bindings) * summed if summed > 1 else 0
 
 
 @op(name="dot", inputs=2, params=(Param("over", "axes"),),
