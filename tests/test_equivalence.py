@@ -579,9 +579,19 @@ CASES = [
     Case("a2", dict(C=16), image(16)),
     Case("a2", dict(C=12, cm=5, cn=3), image(12)),
     Case("a2", dict(C=8, cm=2, cn=6), image(8)),
-    # muse: 8 and 2 heads, sequences shorter than the widest kernel too
-    Case("muse", dict(D=16), sequence(16)),
-    Case("muse", dict(D=12, M=2), ((2, 7, 12), (3, 2, 12))),
+    # muse, the authors' form: their kernels 3 and 15 on sequences shorter than the wide
+    # one, 4 and 2 heads, other kernels, padding (hidden from the attention; zeroed before
+    # the convolutions with dynamic_padding), and both dropouts (the weight dropout is the
+    # authors' 0.1 by default)
+    Case("muse", dict(D=16, M=4), sequence(16)),
+    Case("muse", dict(D=12, M=2, kernel_small=1, kernel_wide=5, weight_dropout=0.0),
+         ((2, 7, 12), (3, 2, 12)), pad=True),
+    Case("muse", dict(D=16, M=4, dynamic_padding=True, attention_dropout=0.1),
+         sequence(16), pad=True),
+    # muse's popular re-implementation form: 8 and 2 heads, sequences shorter than the
+    # widest kernel too
+    Case("muse", dict(D=16), sequence(16), definition="MUSESeparable"),
+    Case("muse", dict(D=12, M=2), ((2, 7, 12), (3, 2, 12)), definition="MUSESeparable"),
     # psanet: masks covering the map (2H − 1) and smaller ones (zeros join the softmax, as
     # the authors' PSAMask leaves them); each direction; no softmax; a normalisation factor.
     # With the 3×5 mask, through three train-mode BatchNorms of a few channels, float32 is

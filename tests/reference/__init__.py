@@ -37,7 +37,7 @@ from .lambda_layer import LambdaIntraDepth, LambdaLayer
 from .linear_attention import LinearAttention
 from .mhsa import MHSA
 from .mobilevit_attn import MobileViTAttn
-from .muse import MUSE
+from .muse import MUSE, MUSESeparable
 from .nonlocal_block import NonLocal
 from .ocnet import ASPOC, BaseOC, PyramidOC
 from .outlook import OutlookAttention, Outlooker
@@ -85,6 +85,7 @@ REFERENCES = {
     "deformable": Deformable,
     "a2": A2,
     "muse": MUSE,
+    "muse.MUSESeparable": MUSESeparable,
     "psanet": PSANet,
     "emanet": EMANet,
     "external.ExternalMultiHead": ExternalMultiHead,
@@ -140,9 +141,9 @@ __all__ = [
     "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",
     "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
     "GlobalFilter", "LambdaIntraDepth", "LambdaLayer", "LinearAttention", "Longformer", "LSDA",
-    "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "NonLocal",
-    "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention",
-    "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK",
-    "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "MUSESeparable",
+    "NonLocal", "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row",
+    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
+    "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
     "REFERENCES"
 ]
