@@ -134,8 +134,8 @@ CASES = [
     Case("coord", dict(C=64, reduction=4), image(64)),
     Case("coord", dict(C=48, reduction=4), ((2, 48, 7, 4), (1, 48, 3, 9))),
     # sliding_window (Longformer): windows of 1, 2 and 3 on each side, dilations 2 and 3,
-    # and the default 512 (= all keys here). With pad: these seeds leave every query at
-    # least one unpadded key in its window (a fully padded window gives NaN)
+    # and the default 512 (= all keys here). With pad: _pad_mask keeps key 0, and a query
+    # whose window is all padding gets 0 on both sides
     Case("sliding_window", dict(D=16, M=2, attention_window=2), sequence(16)),
     Case("sliding_window", dict(D=24, M=3, attention_window=4), ((2, 9, 24), (3, 6, 24))),
     Case("sliding_window", dict(D=16, M=4, attention_window=2, attention_dilation=2),

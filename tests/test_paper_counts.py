@@ -90,6 +90,22 @@ def test_se_adds_two_c_squared_over_r_weights_per_block():
         assert _params("se", C=C, bias=False) == 2 * C * C // 16
 
 
+def test_se_resnet50_adds_about_two_and_a_half_million_parameters():
+    # SE-Net §4: SE-ResNet-50 needs "~2.5 million additional parameters beyond the ~25
+    # million" of ResNet-50 (Eq. 5 counts the FC weights, 2/r · Σ N_s C_s², 2.51M)
+    weights = sum(n * _params("se", C=C, bias=False) for C, n in RESNET50_STAGES)
+    assert weights == 2 * sum(n * C * C for C, n in RESNET50_STAGES) // 16
+    total = sum(n * _params("se", C=C) for C, n in RESNET50_STAGES)
+    assert round(weights / 1e6, 1) == round(total / 1e6, 1) == 2.5
+
+
+def test_cbam_resnet50_adds_what_its_imagenet_table_says():
+    # CBAM's ImageNet table: ResNet50 25.56M parameters, ResNet50 + CBAM 28.09M; one CBAM
+    # (r = 16, k = 7, the spatial gate's BatchNorm) per bottleneck, on its C = 4·planes
+    added = sum(n * _params("cbam", C=C) for C, n in RESNET50_STAGES)
+    assert round(added / 1e6, 2) == round(28.09 - 25.56, 2)
+
+
 def test_eca_adds_80_parameters_to_resnet50_with_the_released_kernel_sizes():
     # ECA-Net Table 2: ResNet-50 + ECA has 80 more parameters than ResNet-50; the authors'
     # released model uses k = 3, 5, 5, 7 in the four stages (k parameters a block)

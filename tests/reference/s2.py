@@ -22,7 +22,8 @@ Computation, on a channels-last map x [B, H, W, C]:
 - part 3 unchanged;
 - split attention: a = sum over the parts and over all H·W positions (the paper's 1ᵀX_k,
   and the pseudocode's sum; not a mean), hat_a = Linear(C, 3C)(GELU(Linear(C, C)(a))),
-  reshaped [B, 3, C] (part-major), softmax over the 3 parts, the parts' weighted sum;
+  both without bias (the zoo's SplitAttention), reshaped [B, 3, C] (part-major), softmax
+  over the 3 parts, the parts' weighted sum;
 - mlp2 = Linear(C, C).
 Deviations: the input is channels-last [B, H, W, C] (the zoo takes [B, C, H, W] and
 permutes it in and out); `channels` is required (the zoo defaults it to 512,
@@ -56,9 +57,9 @@ class SplitAttention(nn.Module):
     def __init__(self, channels: int, k: int = 3):
         super().__init__()
         self.k = k
-        self.mlp1 = nn.Linear(channels, channels)
+        self.mlp1 = nn.Linear(channels, channels, bias=False)
         self.gelu = nn.GELU()
-        self.mlp2 = nn.Linear(channels, channels * k)
+        self.mlp2 = nn.Linear(channels, channels * k, bias=False)
 
     def forward(self, x_all: torch.Tensor) -> torch.Tensor:
         """x_all: [B, K, H, W, C] -> [B, H, W, C]."""
