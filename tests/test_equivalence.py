@@ -402,6 +402,9 @@ CASES = [
     # external
     Case("external", dict(D=32), sequence(32)),
     Case("external", dict(D=16, S=8), sequence(16)),
+    # external's segmentation unit (the authors' External_attention): their 64 slots, and 8
+    Case("external", dict(C=16), image(16), definition="ExternalAttention"),
+    Case("external", dict(C=12, S=8), image(12), definition="ExternalAttention"),
     # external's multi-head form: the authors' coef = 4 (S = 64) and a narrower one
     Case("external", dict(D=16, M=2), sequence(16), definition="ExternalMultiHead"),
     Case("external", dict(D=12, M=3, coef=2, S=10), sequence(12),

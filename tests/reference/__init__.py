@@ -28,7 +28,7 @@ from .effective_se import EffectiveSE
 from .emanet import EMANet
 from .emsa import EMSA
 from .epsa import EPSA
-from .external import External, ExternalMultiHead
+from .external import External, ExternalAttention, ExternalMultiHead
 from .gather_excite import GatherExcite, GatherExciteTheta, GatherExciteThetaPlus
 from .gcnet import GCNet
 from .generalized import Generalized
@@ -89,6 +89,7 @@ REFERENCES = {
     "psanet": PSANet,
     "emanet": EMANet,
     "external.ExternalMultiHead": ExternalMultiHead,
+    "external.ExternalAttention": ExternalAttention,
     "attention_pool.Luong": Luong,
     "ocnet.PyramidOC": PyramidOC,
     "ocnet.ASPOC": ASPOC,
@@ -138,12 +139,12 @@ __all__ = [
     "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column",
     "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBackboneBlock", "CrossFormerBlock",
     "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA",
-    "EPSA", "External", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",
-    "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
-    "GlobalFilter", "LambdaIntraDepth", "LambdaLayer", "LinearAttention", "Longformer", "LSDA",
-    "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "MUSESeparable",
-    "NonLocal", "OutlookAttention", "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row",
-    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
-    "SK", "SlidingWindow", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
-    "REFERENCES"
+    "EPSA", "External", "ExternalAttention", "ExternalMultiHead", "GatherExcite",
+    "GatherExciteTheta", "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock",
+    "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
+    "LinearAttention", "Longformer", "LSDA", "LSDABackbone", "Luong", "MHA", "MHSA",
+    "MobileViTAttn", "MUSE", "MUSESeparable", "NonLocal", "OutlookAttention", "Outlooker",
+    "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
+    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
+    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]

@@ -6,10 +6,11 @@ Official code: MenghaoGuo/EANet (model_torch.py, External_attention): memory M_k
 Conv1d(c, 64, 1, bias=False), softmax over the N positions, then each position's weights are
 divided by (1e-9 + their sum over the S slots), memory M_v as Conv1d(64, c, 1, bias=False).
 The official segmentation block wraps this core in a 1x1 conv before, and conv + BN +
-residual + ReLU after; those wrappers are not part of the spec and are left out here.
+residual + ReLU after: `External` is the core, `ExternalAttention` the whole block.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -57,3 +58,27 @@ class ExternalMultiHead(nn.Module):
         attn = attn / (1e-9 + attn.sum(dim=-1, keepdim=True))  # over the slots
         x = self.linear_1(attn).permute(0, 2, 1, 3).reshape(b, n, -1)
         return self.proj(x)
+
+
+class ExternalAttention(nn.Module):
+    """The authors' External_attention(c) (EANet, model_torch.py) on [B, C, H, W]: conv1 (1x1,
+    bias), linear_0 (Conv1d C -> S, no bias), softmax over the positions, L1 over the slots
+    (eps 1e-9), linear_1 (Conv1d S -> C, no bias), conv2 (1x1, no bias) + BatchNorm, the
+    residual, ReLU. Their linear_1 weight is a permuted view of linear_0's (the memories
+    tied); here the two are separate parameters, as the paper's M_k and M_v."""
+
+    def __init__(self, C: int, S: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(C, C, 1)
+        self.linear_0 = nn.Conv1d(C, S, 1, bias=False)
+        self.linear_1 = nn.Conv1d(S, C, 1, bias=False)
+        self.conv2 = nn.Sequential(nn.Conv2d(C, C, 1, bias=False), nn.BatchNorm2d(C))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idn = x
+        x = self.conv1(x)
+        b, c, h, w = x.size()
+        attn = F.softmax(self.linear_0(x.view(b, c, h * w)), dim=-1)  # [B, S, N]
+        attn = attn / (1e-9 + attn.sum(dim=1, keepdim=True))
+        x = self.conv2(self.linear_1(attn).view(b, c, h, w))
+        return F.relu(x + idn)
