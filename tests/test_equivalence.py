@@ -496,12 +496,16 @@ CASES = [
         Case("shuffle", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
         for params in (dict(C=128), dict(C=32, G=4), dict(C=36, G=3))
     ],
-    # sk: the paper's r = 16, L = 32, G = 32, then a small d and groups; the BatchNorms
-    # keep the authors' momentum, so train mode checks the running statistics too
+    # sk: the paper's r = 16, L = 32, G = 32, then a small d and groups, then d = C / r
+    # above the floor L (32 > 8); the BatchNorms keep the authors' momentum, so train mode
+    # checks the running statistics too
     *[
         Case("sk", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
         for params in (dict(C=64), dict(C=32, r=4, L=8, G=8))
     ],
+    # (batches of 4 and 3: at batch 2 the two modules' float32 train-mode gradients through
+    # the squeeze's BatchNorm over two pooled vectors differ by 2e-4)
+    Case("sk", dict(C=64, r=2, L=8, G=16), ((4, 64, 5, 7), (3, 64, 6, 4))),
     # sanet (SA module): the defaults (out = C, 2×2 pooling, nearest), then fewer output
     # channels with bilinear upsampling, then a 3×3 pooling window; odd and even sizes, both
     # ways non-square, so the pooling drops edges and the upsampling cannot be a plain ×2
@@ -609,6 +613,7 @@ CASES = [
     # the authors' shrink_factor 2: the attention on ((H − 1) / 2 + 1)-sized maps, on inputs
     # whose H − 1 and W − 1 are even (as their concatenation with the input requires)
     Case("psanet", dict(C=16, mask_h=9, mask_w=9), ((2, 16, 5, 7), (3, 16, 9, 7))),
+    Case("psanet", dict(C=16, mid=8, mask_h=5, mask_w=7), ((2, 16, 5, 7), (3, 16, 9, 7))),
     Case("psanet", dict(C=16, mask_h=3, mask_w=5, direction="distribute"), ((2, 16, 7, 9),)),
     # the authors' compact mode: one logit per absolute position of the resized map, which
     # must be mask_h × mask_w (fixed: only the batch varies); both directions with their
