@@ -397,6 +397,8 @@ CASES = [
     Case("nonlocal", dict(C=16, variant="gaussian", subsample=True, scale=True, bn=False),
          image(16)),
     Case("nonlocal", dict(C=16, variant="dot_product", subsample=True), image(16)),
+    Case("nonlocal", dict(C=16, subsample=True, scale=True, bias=False), image(16)),
+    Case("nonlocal", dict(C=12, variant="concatenation", bn=False, bias=False), image(12)),
     Case("nonlocal", dict(C=12, variant="concatenation", reduction=3, subsample=True),
          image(12)),
     # external

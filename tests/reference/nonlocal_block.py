@@ -11,8 +11,11 @@ Concatenation (§3.2): f_ij = ReLU(w_f^T [theta(x_i), phi(x_j)]), C(x) = N, w_f 
 official release has no concatenation model). w_f^T [a, b] = w_theta^T a + w_phi^T b, so
 w_f is held as its two halves, each after its own branch (the compiled spec's order).
 This reference follows the paper's equations. The official code's default config also
-scales the affinity by 1/sqrt(inner) before the softmax (`scale`) and max-pools phi and g
-2x2 (`subsample`, which the paper describes in §3.3); both are options here, off by default.
+scales the affinity by 1/sqrt(inner) before the softmax (`scale`) and subsamples the keys and
+values (`subsample`, the paper's §3.3: y_i = sum_j f(x_i, x^_j) g(x^_j) / C(x^), x^ a
+subsampled x): it max-pools x 2x2 (spacetime_nonlocal's MaxPool, kernel [1, 2, 2]) before
+phi and g; both are options here, off by default. `bias` is its NO_BIAS flag inverted
+(biases on theta, phi, g and W; w_f never has one).
 """
 
 import torch
@@ -25,7 +28,8 @@ class NonLocal(nn.Module):
     """z = x + BN(W(y)),  y_i = sum_j f(x_i, x_j) g(x_j) / C(x);  x: [B, C, H, W]."""
 
     def __init__(self, C: int, variant: str = "embedded_gaussian", reduction: int = 2,
-                 bn: bool = True, subsample: bool = False, scale: bool = False):
+                 bn: bool = True, subsample: bool = False, scale: bool = False,
+                 bias: bool = True):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"NonLocal: variant must be one of {VARIANTS}, got {variant!r}")
@@ -37,14 +41,14 @@ class NonLocal(nn.Module):
         self.subsample, self.scale = subsample, scale
         # Registration order = state_dict order: theta, phi, g, W, bn.
         if variant != "gaussian":  # gaussian uses x itself as query and key: no params
-            self.theta = nn.Conv2d(C, inner, kernel_size=1)
+            self.theta = nn.Conv2d(C, inner, kernel_size=1, bias=bias)
             if variant == "concatenation":  # w_f's half for theta, after theta
                 self.w_theta = nn.Conv2d(inner, 1, kernel_size=1, bias=False)
-            self.phi = nn.Conv2d(C, inner, kernel_size=1)
+            self.phi = nn.Conv2d(C, inner, kernel_size=1, bias=bias)
             if variant == "concatenation":
                 self.w_phi = nn.Conv2d(inner, 1, kernel_size=1, bias=False)
-        self.g = nn.Conv2d(C, inner, kernel_size=1)
-        self.W = nn.Conv2d(inner, C, kernel_size=1)
+        self.g = nn.Conv2d(C, inner, kernel_size=1, bias=bias)
+        self.W = nn.Conv2d(inner, C, kernel_size=1, bias=bias)
         self.bn = nn.BatchNorm2d(C) if bn else None
         # §4.1: the block starts as the identity. With BN, its scale is zero (official
         # BN_INIT_GAMMA = 0); without BN, W itself is zero.
@@ -52,24 +56,26 @@ class NonLocal(nn.Module):
             nn.init.zeros_(self.bn.weight)
         else:
             nn.init.zeros_(self.W.weight)
-            nn.init.zeros_(self.W.bias)
+            if bias:
+                nn.init.zeros_(self.W.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        pool = (lambda t: nn.functional.max_pool2d(t, 2)) if self.subsample else (lambda t: t)
+        # x^: the keys' and values' input, max-pooled 2x2 with subsample
+        x_hat = nn.functional.max_pool2d(x, 2) if self.subsample else x
         if self.variant == "concatenation":
             a_q = self.w_theta(self.theta(x)).flatten(1)  # [B, N]
-            b_k = self.w_phi(pool(self.phi(x))).flatten(1)  # [B, N_key]
+            b_k = self.w_phi(self.phi(x_hat)).flatten(1)  # [B, N_key]
             f = torch.relu(a_q[:, :, None] + b_k[:, None, :])
             a = f / b_k.shape[-1]  # C(x) = N
-            g = pool(self.g(x)).flatten(2)
+            g = self.g(x_hat).flatten(2)
             y = (g @ a.transpose(1, 2)).view(B, self.inner, H, W)
             z = self.W(y)
             return x + (self.bn(z) if self.bn is not None else z)
         if self.variant == "gaussian":
-            q, k = x.flatten(2), pool(x).flatten(2)  # [B, C, N], [B, C, N_key]
+            q, k = x.flatten(2), x_hat.flatten(2)  # [B, C, N], [B, C, N_key]
         else:
-            q, k = self.theta(x).flatten(2), pool(self.phi(x)).flatten(2)  # [B, inner, N]
+            q, k = self.theta(x).flatten(2), self.phi(x_hat).flatten(2)  # [B, inner, N]
         f = q.transpose(1, 2) @ k  # [B, N_query, N_key], f_ij = q_i . k_j
         if self.scale and self.variant != "dot_product":
             f = f / q.shape[1] ** 0.5
@@ -77,7 +83,7 @@ class NonLocal(nn.Module):
             a = f / k.shape[-1]  # C(x) = the number of keys (a constant, not a sum of f)
         else:
             a = f.softmax(dim=-1)  # exp(f_ij) / sum_j exp(f_ij)
-        g = pool(self.g(x)).flatten(2)  # [B, inner, N_key]
+        g = self.g(x_hat).flatten(2)  # [B, inner, N_key]
         y = (g @ a.transpose(1, 2)).view(B, self.inner, H, W)  # y_i = sum_j a_ij g_j
         z = self.W(y)
         if self.bn is not None:
