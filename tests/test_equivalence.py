@@ -398,6 +398,12 @@ CASES = [
          image(16)),
     Case("nonlocal", dict(C=16, variant="dot_product", subsample=True), image(16)),
     Case("nonlocal", dict(C=16, subsample=True, scale=True, bias=False), image(16)),
+    # the authors' spacetime block on clips: their defaults (pooled keys, scaled logits),
+    # then dot product without pooling, BatchNorm or biases
+    Case("nonlocal", dict(C=16), ((2, 16, 3, 4, 6), (3, 16, 2, 5, 4)), definition="NonLocal3D"),
+    Case("nonlocal", dict(C=12, variant="dot_product", reduction=3, subsample=False, bn=False,
+                          bias=False), ((2, 12, 3, 4, 5), (1, 12, 2, 3, 3)),
+         definition="NonLocal3D"),
     Case("nonlocal", dict(C=12, variant="concatenation", bn=False, bias=False), image(12)),
     Case("nonlocal", dict(C=12, variant="concatenation", reduction=3, subsample=True),
          image(12)),

@@ -38,7 +38,7 @@ from .linear_attention import LinearAttention
 from .mhsa import MHSA
 from .mobilevit_attn import MobileViTAttn
 from .muse import MUSE, MUSESeparable
-from .nonlocal_block import NonLocal
+from .nonlocal_block import NonLocal, NonLocal3D
 from .ocnet import ASPOC, BaseOC, PyramidOC
 from .outlook import OutlookAttention, Outlooker
 from .parnet import SSE
@@ -64,6 +64,7 @@ REFERENCES = {
     "eca": ECA,
     "mhsa": MHSA,
     "nonlocal": NonLocal,
+    "nonlocal.NonLocal3D": NonLocal3D,
     "cbam": CBAM,
     "external": External,
     "gcnet": GCNet,
@@ -143,8 +144,8 @@ __all__ = [
     "GatherExciteTheta", "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock",
     "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
     "LinearAttention", "Longformer", "LSDA", "LSDABackbone", "Luong", "MHA", "MHSA",
-    "MobileViTAttn", "MUSE", "MUSESeparable", "NonLocal", "OutlookAttention", "Outlooker",
-    "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA", "SGE",
-    "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow", "SqueezeAttention",
-    "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "MobileViTAttn", "MUSE", "MUSESeparable", "NonLocal", "NonLocal3D", "OutlookAttention",
+    "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA",
+    "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
+    "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
 ]

@@ -89,3 +89,46 @@ class NonLocal(nn.Module):
         if self.bn is not None:
             z = self.bn(z)
         return x + z
+
+
+class NonLocal3D(nn.Module):
+    """The authors' spacetime_nonlocal + add_nonlocal on x: [B, C, T, H, W] (Caffe2, their
+    config's defaults): theta, phi, g 1x1x1 convs (biases unless NO_BIAS), phi and g on x
+    max-pooled [1, 2, 2] (USE_MAXPOOL), affinity theta^T phi scaled by inner^-0.5
+    (USE_SCALE), softmax over the keys (USE_SOFTMAX; else divided by the number of keys),
+    y = g p^T, the out conv, SpatialBN with its scale at 0 (USE_BN), the sum with x."""
+
+    def __init__(self, C: int, variant: str = "embedded_gaussian", reduction: int = 2,
+                 bn: bool = True, subsample: bool = True, scale: bool = True,
+                 bias: bool = True):
+        super().__init__()
+        inner = C // reduction
+        self.variant, self.inner, self.subsample, self.scale = variant, inner, subsample, scale
+        self.theta = nn.Conv3d(C, inner, 1, bias=bias)
+        self.phi = nn.Conv3d(C, inner, 1, bias=bias)
+        self.g = nn.Conv3d(C, inner, 1, bias=bias)
+        self.out = nn.Conv3d(inner, C, 1, bias=bias)
+        self.bn = nn.BatchNorm3d(C) if bn else None
+        if bn:
+            nn.init.zeros_(self.bn.weight)
+        else:  # the block starts as the identity (USE_ZERO_INIT_CONV)
+            nn.init.zeros_(self.out.weight)
+            if bias:
+                nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = x.shape
+        pooled = nn.functional.max_pool3d(x, (1, 2, 2), (1, 2, 2)) if self.subsample else x
+        theta = self.theta(x).reshape(B, self.inner, -1)
+        phi = self.phi(pooled).reshape(B, self.inner, -1)
+        g = self.g(pooled).reshape(B, self.inner, -1)
+        theta_phi = theta.transpose(1, 2) @ phi  # [B, N, N_key]
+        if self.variant == "dot_product":
+            p = theta_phi / phi.shape[-1]
+        else:
+            if self.scale:
+                theta_phi = theta_phi * self.inner ** -0.5
+            p = theta_phi.softmax(dim=2)
+        t = (g @ p.transpose(1, 2)).reshape(B, self.inner, T, H, W)
+        out = self.out(t)
+        return x + (self.bn(out) if self.bn is not None else out)
