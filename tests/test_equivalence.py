@@ -590,6 +590,8 @@ CASES = [
     # DCNv2's modulation: each sampled point scaled by a predicted Δm in [0, 1]
     Case("deformable", dict(C=4, modulation=True), ((2, 4, 5, 6), (1, 4, 4, 4))),
     Case("deformable", dict(C=6, out=3, modulation=True), ((2, 6, 5, 6), (3, 6, 3, 7))),
+    Case("deformable", dict(C=4, modulation=True, modulation_scale=2.0),  # the authors' 2·σ
+         ((2, 4, 5, 6), (1, 4, 4, 4))),
     # a2: the default widths (C / 4), c_m ≠ c_n both ways
     Case("a2", dict(C=16), image(16)),
     Case("a2", dict(C=12, cm=5, cn=3), image(12)),

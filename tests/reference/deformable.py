@@ -13,7 +13,9 @@ the spec's per-head value maps. No bias on the deformable convolution itself.
 Better Results", CVPR 2019, arXiv:1811.11168, Eq. 3): y(p0) = Σ_n w(p_n) ·
 x(p0 + p_n + Δp_n) · Δm_n, Δm_n the sigmoid of a zero-initialised convolution of the input,
 as in the authors' ModulatedDeformConv2dPack (mmcv), whose one conv_offset of 3N channels
-(offsets, then masks) is split here into conv_offset and conv_mask.
+(offsets, then masks) is split here into conv_offset and conv_mask. `modulation_scale=2` is
+the authors' own DCNv2 example (msracver/Deformable-ConvNets, DCNv2_op/example_symbol.py:
+conv2_mask = 2 * sigmoid(...), so 1 at first, a plain deformable convolution).
 """
 
 import torch
@@ -24,12 +26,12 @@ class Deformable(nn.Module):
     """x: [B, C, H, W] -> [B, out, H, W]."""
 
     def __init__(self, C: int, out: int | None = None, kernel: int = 3,
-                 modulation: bool = False):
+                 modulation: bool = False, modulation_scale: float = 1.0):
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"Deformable: the kernel must be odd, got {kernel}")
         out = C if out is None else out
-        self.kernel = kernel
+        self.kernel, self.modulation_scale = kernel, modulation_scale
         self.conv_offset = nn.Conv2d(C, 2 * kernel * kernel, kernel, padding=kernel // 2)
         nn.init.zeros_(self.conv_offset.weight)  # start as a plain convolution (§2.1)
         nn.init.zeros_(self.conv_offset.bias)
@@ -46,7 +48,8 @@ class Deformable(nn.Module):
         b, c, h, w = x.shape
         k, r = self.kernel, self.kernel // 2
         offset = self.conv_offset(x)  # [B, 2·k·k, H, W]
-        mask = torch.sigmoid(self.conv_mask(x)) if self.conv_mask is not None else None
+        mask = (self.modulation_scale * torch.sigmoid(self.conv_mask(x))
+                if self.conv_mask is not None else None)
         ys = torch.arange(h, dtype=x.dtype, device=x.device)[:, None]
         xs = torch.arange(w, dtype=x.dtype, device=x.device)[None, :]
         y = 0
