@@ -387,6 +387,15 @@ def _emit_e3(em, n: Node, args):
 
 _register("E3", "key content only: u·(W_k x_k), the same for every query", _emit_e3)
 
+def _emit_every_query(em, n: Node, args):
+    """[B, M, K] → [B, M, Q = K, K'], a view: the keys are the queries' own positions."""
+    keys = em.method(args[0], "size", -1)
+    return em.method(em.method(args[0], "unsqueeze", -2), "expand", -1, -1, keys, -1)
+
+
+_register("every_query", "a key term repeated for every query (a causal or windowed range "
+          "of E3 alone)", _emit_every_query, sizes=lambda ins, t, a: _with_keys(ins[0], ins[0], a))
+
 
 def _emit_e3_memory(em, n: Node, args):
     """A learned score per memory slot, the same for every head: [1, 1, S]."""

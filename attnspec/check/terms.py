@@ -322,14 +322,12 @@ class Terms:
             return self.error("wrong-type", "a term of the query alone is the same for every "
                               "key: add a term of the key", e.args[0].span)
         x, over, rng, heads, pad = self.core
-        source = logits.node
-        if rng == "causal" and not logits.has_query:
-            return self.error("unsupported", "range `causal` needs weights that depend on the "
-                              "query; E3 alone does not", e.span, "use `range all`, or add E1")
         window = isinstance(rng, (WindowRange, PartitionRange))
-        if window and not logits.has_query:
-            return self.error("unsupported", f"range `{rng}` needs weights that depend on the "
-                              "query; E3 alone does not", e.span, "use `range all`, or add E1")
+        if (rng == "causal" or window) and not logits.has_query:
+            logits = self.every_query(logits, e.span)
+            if logits is POISON:
+                return POISON
+        source = logits.node
         if rng in ("causal", "criss_cross") or window or pad is not None:
             if op not in ("softmax_keys", "sigmoid", "unnormalised", "l1_keys"):
                 what = f"range `{rng}`" if rng != "all" else "a mask"
@@ -357,6 +355,22 @@ class Terms:
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
+
+    def every_query(self, logits: Logits, span):
+        """A key term (E3 alone: [B, M, K]) repeated for every query, [B, M, Q, K'], so that
+        a causal or windowed range can leave out each query's own keys (causal AFT)."""
+        over = self.core[1]
+        q_tokens, k_tokens = over[0][1], over[1][1]
+        axes = logits.type.axes
+        if tuple(q_tokens) != tuple(k_tokens) or len(axes) != 3 or over[1][0] != "positions":
+            return self.error("unsupported", f"range `{self.core[2]}` needs weights that "
+                              "depend on the query; E3 alone does not, unless the keys are "
+                              "the queries' own positions", span,
+                              "use `range all`, or add E1")
+        t = TensorType((*axes, Axis(key_axis(q_tokens, k_tokens), axes[2].size)))
+        node = self.add("every_query", (logits.node,), t, span, base="terms",
+                        q_tokens=tuple(q_tokens), k_tokens=tuple(k_tokens))
+        return Logits(node, t, True, keys=logits.keys, has_key=True)
 
     def call_softmax(self, e: Call):
         if e.args and not _maybe_logits(e.args[0]):  # a plain tensor, over a named axis
