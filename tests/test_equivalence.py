@@ -453,6 +453,10 @@ CASES = [
     Case("aft", dict(D=16, variant="full", T=8), sequence(16)),
     Case("aft", dict(D=16, variant="local", T=8, s=2), sequence(16)),
     Case("aft", dict(D=8, variant="local", T=7, s=3, proj=False), sequence(8)),
+    # causal (the paper's autoregressive models): every variant's sums stop at t
+    Case("aft", dict(D=16, causal=True), sequence(16)),
+    Case("aft", dict(D=12, variant="full", T=8, causal=True, bias=False), sequence(12)),
+    Case("aft", dict(D=8, variant="local", T=7, s=2, causal=True), sequence(8)),
     # aft.AFTConv (AFT-conv, Eq. 6): heads of several channels; h = D, s = 11 (window larger
     # than the maps); no output projection; no biases, 7×7; s = 1 (one offset per head)
     Case("aft", dict(D=16, h=4, s=3), ((2, 5, 6, 16), (3, 7, 7, 16)), definition="AFTConv"),

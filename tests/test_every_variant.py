@@ -35,6 +35,7 @@ VARIANTS += [
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4),
          ((2, 4, 5, 7),)),
     Case("axial", dict(D=12, M=3, masked=True), ((2, 5, 7, 12),), definition="Column"),
+    Case("aft", dict(D=8, causal=True), ((2, 5, 8),)),
 ]
 
 

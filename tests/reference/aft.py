@@ -10,6 +10,7 @@ elementwise in the feature dimension, sigma_q a sigmoid, w in R^{T x T} learned 
 position biases (T the largest length). AFT-local (Sec. 3.2): w_t,t' is kept where
 |t - t'| < s and is 0 elsewhere (still inside the sums, exp(K_t') there). AFT-simple drops w,
 so the ratio no longer depends on t: Y_t = sigma(Q_t) * sum_t' softmax_t'(K)_t' * V_t'.
+`causal` restricts both sums to t' <= t (the paper's autoregressive models).
 This reference computes the ratio of sums as the paper writes it (with the maximum over t'
 subtracted, which cancels), not as a softmax. No official code was released; the paper
 writes no output projection, and `proj` adds the W^O of the MHA that AFT replaces, as the
@@ -43,11 +44,11 @@ class AFT(nn.Module):
     """x: [B, T, D] -> [B, T, D]."""
 
     def __init__(self, D: int, variant: str = "simple", T: int = 1024, s: int = 32,
-                 proj: bool = True, bias: bool = True):
+                 proj: bool = True, bias: bool = True, causal: bool = False):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"AFT: variant must be one of {VARIANTS}, got {variant!r}")
-        self.variant, self.T, self.s = variant, T, s
+        self.variant, self.T, self.s, self.causal = variant, T, s, causal
         # Registered in the compiled spec's order: W^K, w, W^V (the formulation's key,
         # position term and value), then W^Q (applied in the spec's `output`), then W^O.
         self.to_k = nn.Linear(D, D, bias=bias)
@@ -62,16 +63,21 @@ class AFT(nn.Module):
         if n > self.T and self.variant != "simple":
             raise ValueError(f"AFT: a sequence of {n} is longer than T={self.T}")
         q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)  # [B, T, D]
-        if self.variant == "simple":  # no w: the ratio does not depend on t
+        if self.variant == "simple" and not self.causal:  # no w: the ratio is t's own
             e = torch.exp(k - k.amax(dim=1, keepdim=True))
             context = (e * v).sum(dim=1, keepdim=True) / e.sum(dim=1, keepdim=True)
             y = torch.sigmoid(q) * context  # the same context gated at every position t
             return self.proj(y) if self.proj is not None else y
+        if self.variant == "simple":
+            w = x.new_zeros(n, n)
         else:
             w = self.position["w"][:n, :n]
             if self.variant == "local":
                 t = torch.arange(n, device=x.device)
                 w = torch.where((t[:, None] - t[None, :]).abs() < self.s, w, 0)
+        if self.causal:  # t' > t leaves both sums
+            w = w.masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1),
+                              float("-inf"))
         logits = k[:, None, :, :] + w[None, :, :, None]  # [B, t, t', D]
         e = torch.exp(logits - logits.amax(dim=2, keepdim=True))
         context = (e * v[:, None]).sum(dim=2) / e.sum(dim=2)  # [B, t, D]
