@@ -202,6 +202,7 @@ CASES = [
     Case("alibi", dict(D=24, M=6), sequence(24), pad=True),
     Case("alibi", dict(D=24, M=12), sequence(24)),
     Case("alibi", dict(D=16, M=4, causal=False), sequence(16), pad=True),
+    Case("alibi", dict(D=16, M=4, attention_dropout=0.1), sequence(16), pad=True),
     # axial: rows then columns, and each layer alone, on non-square maps both ways
     *[Case("axial", params, ((2, 5, 7, params["D"]), (3, 6, 4, params["D"])), definition=d)
       for params in (dict(D=16), dict(D=12, M=3)) for d in (None, "Row", "Column")],

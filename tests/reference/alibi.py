@@ -32,9 +32,11 @@ def get_slopes(n: int) -> list[float]:
 class ALiBi(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = ignore."""
 
-    def __init__(self, D: int, M: int = 8, causal: bool = True):
+    def __init__(self, D: int, M: int = 8, causal: bool = True,
+                 attention_dropout: float = 0.0):
         super().__init__()
         self.D, self.M, self.causal = D, M, causal
+        self.attention_dropout = nn.Dropout(attention_dropout)  # fairseq's dropout_module
         self.q_proj = nn.Linear(D, D)
         self.k_proj = nn.Linear(D, D)
         self.v_proj = nn.Linear(D, D)
@@ -60,5 +62,5 @@ class ALiBi(nn.Module):
         logits = q @ k.transpose(-1, -2) + bias
         if pad is not None:
             logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
-        y = (logits.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, D)
+        y = (self.attention_dropout(logits.softmax(dim=-1)) @ v).transpose(1, 2).reshape(B, N, D)
         return self.out_proj(y)
