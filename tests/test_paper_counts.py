@@ -106,6 +106,16 @@ def test_cbam_resnet50_adds_what_its_imagenet_table_says():
     assert round(added / 1e6, 2) == round(28.09 - 25.56, 2)
 
 
+def test_sknet50_adds_ten_percent_to_resnext50():
+    # SK-Net §3.2: "SKNet-50 only leads to 10% increase in the number of parameters" over
+    # ResNeXt-50 (the authors' table: 25.0M → 27.5M). Each SK unit replaces a ResNeXt
+    # unit's 3×3 grouped convolution and its BatchNorm (widths 128 … 1024, 3, 4, 6, 3 units)
+    units = ((128, 3), (256, 4), (512, 6), (1024, 3))
+    added = sum(n * (_params("sk", C=C) - (9 * C * C // 32 + 2 * C)) for C, n in units)
+    assert round(added / 1e6, 1) == round(27.5 - 25.0, 1)
+    assert added / 25.0e6 == pytest.approx(0.10, abs=0.005)
+
+
 def test_eca_adds_80_parameters_to_resnet50_with_the_released_kernel_sizes():
     # ECA-Net Table 2: ResNet-50 + ECA has 80 more parameters than ResNet-50; the authors'
     # released model uses k = 3, 5, 5, 7 in the four stages (k parameters a block)

@@ -16,14 +16,14 @@ from torch import nn
 class SK(nn.Module):
     """x: [B, C, H, W] → the two branches mixed per channel."""
 
-    def __init__(self, C: int, r: int = 16, L: int = 32, G: int = 32):
+    def __init__(self, C: int, r: int = 16, L: int = 32, G: int = 32, stride: int = 1):
         super().__init__()
         d = max(C // r, L)
         self.C = C
-        self.branch3 = nn.Sequential(nn.Conv2d(C, C, 3, padding=1, groups=G, bias=False),
+        self.branch3 = nn.Sequential(nn.Conv2d(C, C, 3, stride, padding=1, groups=G, bias=False),
                                      nn.BatchNorm2d(C, momentum=0.05), nn.ReLU())
-        self.branch5 = nn.Sequential(nn.Conv2d(C, C, 3, padding=2, dilation=2, groups=G,
-                                               bias=False),
+        self.branch5 = nn.Sequential(nn.Conv2d(C, C, 3, stride, padding=2, dilation=2,
+                                               groups=G, bias=False),
                                      nn.BatchNorm2d(C, momentum=0.05), nn.ReLU())
         self.fc1 = nn.Conv2d(C, d, 1, bias=False)
         self.fc1_bn = nn.BatchNorm2d(d, momentum=0.05)
