@@ -93,6 +93,7 @@ CASES = [
     # epsa: the authors' kernels and groups; a wider output (planes); other kernels and groups
     Case("epsa", dict(C=64), image(64)),
     Case("epsa", dict(C=32, planes=64, reduction=4), image(32)),
+    Case("epsa", dict(C=32, planes=64, stride=2, reduction=4), image(32)),
     Case("epsa", dict(C=48, planes=40, k1=1, k2=3, k3=5, k4=7, g1=2, g2=1, g3=2, g4=2,
                       reduction=2), image(48)),
     # polarized (the authors' PSA_p and PSA_s): PSA_p's W_z (one bias-free conv, no LayerNorm)

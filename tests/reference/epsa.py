@@ -42,14 +42,15 @@ class EPSA(nn.Module):
 
     def __init__(self, C: int, planes: int | None = None, k1: int = 3, k2: int = 5,
                  k3: int = 7, k4: int = 9, g1: int = 1, g2: int = 4, g3: int = 8,
-                 g4: int = 16, reduction: int = 16):
+                 g4: int = 16, stride: int = 1, reduction: int = 16):
         super().__init__()
         planes = C if planes is None else planes
         c = planes // 4
         self.split_channel = c
 
         def branch(k: int, g: int) -> nn.Conv2d:
-            return nn.Conv2d(C, c, kernel_size=k, padding=k // 2, groups=g, bias=False)
+            return nn.Conv2d(C, c, kernel_size=k, stride=stride, padding=k // 2, groups=g,
+                             bias=False)
 
         self.conv_1 = branch(k1, g1)
         self.conv_2 = branch(k2, g2)
