@@ -103,6 +103,9 @@ CASES = [
     Case("polarized", dict(C=33), ((2, 33, 5, 7), (3, 33, 8, 6))),
     Case("polarized", dict(C=32, layout="sequential"), image(32)),
     Case("polarized", dict(C=64, layout="sequential"), ((2, 64, 5, 7), (3, 64, 8, 6))),
+    # ... and each branch alone, both layouts
+    *[Case("polarized", dict(C=16, layout=layout), image(16), definition=d)
+      for d in ("PolarizedChannel", "PolarizedSpatial") for layout in ("parallel", "sequential")],
     # parnet (ParNet's SSE): BN on the skip, gated by sigmoid(bias-free 1×1 conv of its mean)
     *[Case("parnet", dict(C=C), ((2, C, 5, 7), (3, C, 8, 6))) for C in (8, 64, 33)],
     # separable_sa (MobileViTv2): with and without biases; a single token (N = 1)
@@ -428,7 +431,7 @@ CASES = [
         for fusion in ("add", "mul", "both")
     ],
     *[Case("gcnet", dict(C=32, ratio=0.25, pooling="avg", fusion=fusion), image(32))
-      for fusion in ("add", "both")],
+      for fusion in ("add", "mul", "both")],
     # cbam: with and without BN, default and small kernel ...
     *[
         Case("cbam", dict(C=C, r=r, k=k, bn=bn), image(C))
@@ -438,6 +441,11 @@ CASES = [
     # ... one pooled descriptor (the paper's Table 1), and the channel gate alone
     *[Case("cbam", dict(C=16, r=4, k=3, pool=pool, no_spatial=alone), image(16))
       for pool, alone in (("avg", False), ("max", False), ("avg", True), ("both", True))],
+    # ... and each gate as its own definition
+    Case("cbam", dict(C=16, r=4, pool="max"), image(16), definition="ChannelGate"),
+    Case("cbam", dict(C=32), image(32), definition="ChannelGate"),
+    *[Case("cbam", params, image(8), definition="SpatialGate")
+      for params in (dict(), dict(k=3, bn=False))],
     # danet and ccnet: the default and a smaller r (C // r = 4 and 8 or 6), on non-square
     # maps both ways (H < W and H > W), so a swapped H/W axis cannot pass
     *[
@@ -446,6 +454,10 @@ CASES = [
                              ("ccnet", dict(C=32)), ("ccnet", dict(C=24, r=4, R=1)),
                              ("ccnet", dict(C=16, r=2, R=3)))
     ],
+    # ... and danet's two branches alone
+    *[Case("danet", params, ((2, params.get("C", 8), 5, 7), (3, params.get("C", 8), 6, 4)),
+           definition="PositionAttention") for params in (dict(C=32), dict(C=24, r=4))],
+    Case("danet", dict(), ((2, 8, 5, 7), (3, 6, 6, 4)), definition="ChannelAttention"),
     # aft (AFT-simple): with and without the output projection, without biases
     Case("aft", dict(D=32), sequence(32)),
     Case("aft", dict(D=16, proj=False), sequence(16)),

@@ -13,14 +13,14 @@ from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
 from .axial import Axial, AxialTransformerBlock, Column, Row
 from .bam import BAM
-from .cbam import CBAM
+from .cbam import CBAM, ChannelGate, SpatialGate
 from .ccnet import CCNet
 from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .coord import CoordAtt
 from .cot import CoT
 from .crossformer import LSDA, CrossFormerBackboneBlock, CrossFormerBlock, LSDABackbone
-from .danet import DANet
+from .danet import ChannelAttention, DANet, PositionAttention
 from .dat import DAttention
 from .deformable import Deformable
 from .eca import ECA
@@ -42,7 +42,7 @@ from .nonlocal_block import NonLocal, NonLocal3D
 from .ocnet import ASPOC, BaseOC, PyramidOC
 from .outlook import OutlookAttention, Outlooker
 from .parnet import SSE
-from .polarized import Polarized
+from .polarized import Polarized, PolarizedChannel, PolarizedSpatial
 from .psanet import PSANet
 from .residual_attention import CSRA, MHA
 from .s2 import S2Attention
@@ -66,9 +66,13 @@ REFERENCES = {
     "nonlocal": NonLocal,
     "nonlocal.NonLocal3D": NonLocal3D,
     "cbam": CBAM,
+    "cbam.ChannelGate": ChannelGate,
+    "cbam.SpatialGate": SpatialGate,
     "external": External,
     "gcnet": GCNet,
     "danet": DANet,
+    "danet.PositionAttention": PositionAttention,
+    "danet.ChannelAttention": ChannelAttention,
     "ccnet": CCNet,
     "aft": AFT,
     "attention_pool": AttentionPool,
@@ -100,6 +104,8 @@ REFERENCES = {
     "linear_attention": LinearAttention,
     "epsa": EPSA,
     "polarized": Polarized,
+    "polarized.PolarizedChannel": PolarizedChannel,
+    "polarized.PolarizedSpatial": PolarizedSpatial,
     "parnet": SSE,
     "separable_sa": SeparableSA,
     "coatnet": CoAtNet,
@@ -137,15 +143,17 @@ REFERENCES = {
 
 __all__ = [
     "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial",
-    "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "CoAtNet", "Column",
-    "ConvAsAttention", "CoordAtt", "CoT", "CrossFormerBackboneBlock", "CrossFormerBlock",
-    "CSRA", "DANet", "DAttention", "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA",
-    "EPSA", "External", "ExternalAttention", "ExternalMultiHead", "GatherExcite",
-    "GatherExciteTheta", "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock",
-    "GFNetBlockLayerScale", "GlobalFilter", "LambdaIntraDepth", "LambdaLayer",
-    "LinearAttention", "Longformer", "LSDA", "LSDABackbone", "Luong", "MHA", "MHSA",
-    "MobileViTAttn", "MUSE", "MUSESeparable", "NonLocal", "NonLocal3D", "OutlookAttention",
-    "Outlooker", "Polarized", "PSANet", "PyramidOC", "Row", "S2Attention", "SE", "SeparableSA",
-    "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
-    "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP", "REFERENCES"
+    "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "ChannelAttention",
+    "ChannelGate", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
+    "CrossFormerBackboneBlock", "CrossFormerBlock", "CSRA", "DANet", "DAttention",
+    "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
+    "ExternalAttention", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",
+    "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
+    "GlobalFilter", "LambdaIntraDepth", "LambdaLayer", "LinearAttention", "Longformer", "LSDA",
+    "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "MUSESeparable",
+    "NonLocal", "NonLocal3D", "OutlookAttention", "Outlooker", "Polarized", "PolarizedChannel",
+    "PolarizedSpatial", "PositionAttention", "PSANet", "PyramidOC", "Row", "S2Attention", "SE",
+    "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
+    "SpatialGate", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
+    "REFERENCES"
 ]

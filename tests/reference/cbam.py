@@ -61,3 +61,27 @@ class CBAM(nn.Module):
         if self.bn is not None:
             m = self.bn(m)
         return x1 * torch.sigmoid(m)
+
+
+class ChannelGate(CBAM):
+    """The channel gate alone (the spec's ChannelGate): their CBAM with no_spatial."""
+
+    def __init__(self, C: int, r: int = 16, pool: str = "both"):
+        super().__init__(C, r, pool=pool, no_spatial=True)
+
+
+class SpatialGate(nn.Module):
+    """The spatial gate alone (their SpatialGate): [max, mean] over C, k x k conv (no bias),
+    BatchNorm (momentum 0.01, scale 0 at first), sigmoid, x gated."""
+
+    def __init__(self, k: int = 7, bn: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
+        self.bn = nn.BatchNorm2d(1, momentum=CBAM.BN_MOMENTUM) if bn else None
+        if bn:
+            nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        m = self.conv(pooled)
+        return x * torch.sigmoid(self.bn(m) if self.bn is not None else m)

@@ -19,33 +19,38 @@ import torch
 from torch import nn
 
 
-class DANet(nn.Module):
-    """PAM(x) + CAM(x);  x: [B, C, H, W] -> [B, C, H, W]."""
+class PositionAttention(nn.Module):
+    """PAM_Module: gamma * (V A^T) + x, A = softmax(Q^T K) over the keys."""
 
     def __init__(self, C: int, r: int = 8):
         super().__init__()
         inner = C // r  # official: in_dim // 8 (floor)
         if inner < 1:
             raise ValueError(f"DANet: C // r must be >= 1, got C={C}, r={r}")
-        # state_dict order: PAM query, key, value, gamma; CAM gamma. A module's own
-        # parameters come before its children's, so the two gammas live in a ParameterDict
-        # registered after the convs (built from pairs: a plain dict would be key-sorted).
         self.query_conv = nn.Conv2d(C, inner, kernel_size=1)
         self.key_conv = nn.Conv2d(C, inner, kernel_size=1)
         self.value_conv = nn.Conv2d(C, C, kernel_size=1)
-        self.gamma = nn.ParameterDict([("pam", nn.Parameter(torch.zeros(1))),
-                                       ("cam", nn.Parameter(torch.zeros(1)))])
+        # γ in a submodule: a module's own parameters would come before the convolutions
+        self.gamma = nn.ParameterDict({"weight": nn.Parameter(torch.zeros(1))})
 
-    def position_attention(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         q = self.query_conv(x).view(B, -1, H * W).permute(0, 2, 1)  # [B, HW, inner]
         k = self.key_conv(x).view(B, -1, H * W)  # [B, inner, HW]
         a = torch.bmm(q, k).softmax(dim=-1)  # [B, HW_query, HW_key]
         v = self.value_conv(x).view(B, C, H * W)  # [B, C, HW]
         out = torch.bmm(v, a.permute(0, 2, 1)).view(B, C, H, W)  # out_i = sum_j a_ij v_j
-        return self.gamma["pam"] * out + x
+        return self.gamma["weight"] * out + x
 
-    def channel_attention(self, x: torch.Tensor) -> torch.Tensor:
+
+class ChannelAttention(nn.Module):
+    """CAM_Module: gamma * (A X) + x, A = softmax(max_k energy - energy), energy = X X^T."""
+
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         f = x.view(B, C, H * W)
         energy = torch.bmm(f, f.permute(0, 2, 1))  # [B, C, C]
@@ -53,7 +58,17 @@ class DANet(nn.Module):
         energy_new = energy.max(dim=-1, keepdim=True)[0].expand_as(energy) - energy
         a = energy_new.softmax(dim=-1)
         out = torch.bmm(a, f).view(B, C, H, W)
-        return self.gamma["cam"] * out + x
+        return self.gamma * out + x
+
+
+class DANet(nn.Module):
+    """PAM(x) + CAM(x);  x: [B, C, H, W] -> [B, C, H, W]."""
+
+    def __init__(self, C: int, r: int = 8):
+        super().__init__()
+        # state_dict order: PAM query, key, value, gamma; CAM gamma
+        self.pam = PositionAttention(C, r)
+        self.cam = ChannelAttention()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.position_attention(x) + self.channel_attention(x)
+        return self.pam(x) + self.cam(x)
