@@ -505,11 +505,23 @@ CASES = [
     # pyramid-OC: parts of 1, 2, 3, 6 on maps of 7×13 (uneven parts) and 5×4 (fewer rows
     # than parts: the last part takes them all, as the authors' slicing leaves it)
     Case("ocnet", dict(C=8, drop=0.0), ((2, 8, 7, 13), (2, 8, 5, 4)), definition="PyramidOC"),
+    Case("ocnet", dict(C=12, drop=0.0), ((3, 12, 6, 6), (2, 12, 9, 5)), definition="PyramidOC"),
+    # the authors' channel dropout (their 0.05 and 0.1), drawn in the same order by both
+    Case("ocnet", dict(C=16), ((2, 16, 5, 7), (3, 16, 6, 4))),
+    Case("ocnet", dict(C=8), ((2, 8, 7, 13), (2, 8, 5, 4)), definition="PyramidOC"),
+    # the self-attention block alone: whole map, and 2 × 2 parts
+    Case("ocnet", dict(C=16, K=8, V=12, out=16), ((2, 16, 5, 7), (3, 16, 6, 4)),
+         definition="ObjectContext"),
+    Case("ocnet", dict(C=8, K=4, V=4, out=6, parts=2), ((2, 8, 5, 7), (3, 8, 6, 4)),
+         definition="ObjectContext"),
     # ASP-OC: small dilations so that every branch reaches inside the map, then the
     # authors' 12, 24, 36 (mostly zero padding on small maps); odd sizes for the pooling
     Case("ocnet", dict(C=16, d1=1, d2=2, d3=3, drop=0.0), ((2, 16, 7, 9), (3, 16, 6, 5)),
          definition="ASPOC"),
-    Case("ocnet", dict(C=12, out=4, drop=0.0), ((2, 12, 9, 8),), definition="ASPOC"),
+    Case("ocnet", dict(C=12, out=4, drop=0.0), ((2, 12, 9, 8), (3, 12, 5, 6)),
+         definition="ASPOC"),
+    Case("ocnet", dict(C=16, d1=1, d2=2, d3=3), ((2, 16, 7, 9), (3, 16, 6, 5)),
+         definition="ASPOC"),
     # sge: the paper's G = 64 and fewer, larger groups; non-square maps both ways
     *[
         Case("sge", params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))

@@ -39,7 +39,7 @@ from .mhsa import MHSA
 from .mobilevit_attn import MobileViTAttn
 from .muse import MUSE, MUSESeparable
 from .nonlocal_block import NonLocal, NonLocal3D
-from .ocnet import ASPOC, BaseOC, PyramidOC
+from .ocnet import ASPOC, BaseOC, ObjectContext, PyramidOC
 from .outlook import OutlookAttention, Outlooker
 from .parnet import SSE
 from .polarized import Polarized, PolarizedChannel, PolarizedSpatial
@@ -98,6 +98,7 @@ REFERENCES = {
     "attention_pool.Luong": Luong,
     "ocnet.PyramidOC": PyramidOC,
     "ocnet.ASPOC": ASPOC,
+    "ocnet.ObjectContext": ObjectContext,
     "simam": SimAM,
     "triplet": TripletAttention,
     "effective_se": EffectiveSE,
@@ -151,9 +152,9 @@ __all__ = [
     "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
     "GlobalFilter", "LambdaIntraDepth", "LambdaLayer", "LinearAttention", "Longformer", "LSDA",
     "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "MUSESeparable",
-    "NonLocal", "NonLocal3D", "OutlookAttention", "Outlooker", "Polarized", "PolarizedChannel",
-    "PolarizedSpatial", "PositionAttention", "PSANet", "PyramidOC", "Row", "S2Attention", "SE",
-    "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA", "SK", "SlidingWindow",
-    "SpatialGate", "SqueezeAttention", "SSE", "TripletAttention", "WeightedPermuteMLP",
-    "REFERENCES"
+    "NonLocal", "NonLocal3D", "ObjectContext", "OutlookAttention", "Outlooker", "Polarized",
+    "PolarizedChannel", "PolarizedSpatial", "PositionAttention", "PSANet", "PyramidOC", "Row",
+    "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
+    "SK", "SlidingWindow", "SpatialGate", "SqueezeAttention", "SSE", "TripletAttention",
+    "WeightedPermuteMLP", "REFERENCES"
 ]

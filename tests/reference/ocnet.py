@@ -65,7 +65,7 @@ class BaseOC(nn.Module):
         return self.dropout(fused)
 
 
-class _ObjectContext(nn.Module):
+class ObjectContext(nn.Module):
     """The authors' _SelfAttentionBlock / _PyramidSelfAttentionBlock: f (conv + ABN, one
     module for query and key, applied twice), f_value, softmax(K^-1/2 qᵀk) over the keys of
     the query's part (the map cut into `parts` × `parts`, n // parts wide, the last part
@@ -124,7 +124,7 @@ class PyramidOC(nn.Module):
 
     def __init__(self, C: int, drop: float = 0.05):
         super().__init__()
-        self.stages = nn.ModuleList([_ObjectContext(C, C // 2, C, C, s) for s in (1, 2, 3, 6)])
+        self.stages = nn.ModuleList([ObjectContext(C, C // 2, C, C, s) for s in (1, 2, 3, 6)])
         self.up_dr = nn.Sequential(nn.Conv2d(C, 4 * C, kernel_size=1), *_abn(4 * C))
         self.fuse = nn.Sequential(nn.Conv2d(8 * C, C, kernel_size=1), *_abn(C),
                                   nn.Dropout2d(drop))
@@ -147,7 +147,7 @@ class ASPOC(nn.Module):
         super().__init__()
         out = C // 2 if out is None else out
         self.context_conv = nn.Sequential(nn.Conv2d(C, out, 3, padding=1), *_abn(out))
-        self.context = _ObjectContext(out, out // 2, out, out)
+        self.context = ObjectContext(out, out // 2, out, out)
         self.context_out = nn.Sequential(nn.Conv2d(out, out, 1), *_abn(out))
         self.conv2 = nn.Sequential(nn.Conv2d(C, out, 1, bias=False), *_abn(out))
         self.convs = nn.ModuleList([
