@@ -100,10 +100,11 @@ def cmd_compile(args) -> int:
         bindings = count.bindings_for(ir, shape)
     except ValueError as err:
         raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
+    extra = _other_inputs(ir, bindings)  # a second required input (cross-attention's memory)
     module.eval()
     with torch.no_grad():
         try:
-            out = module(torch.randn(*shape))
+            out = module(torch.randn(*shape), *extra)
         except InputShapeError as err:
             raise UsageError(str(err)) from None
     flops = count.flops(fuse(ir), bindings)  # what the generated code computes
@@ -258,6 +259,25 @@ def _input_shape(text: str | None, ir) -> tuple[int, ...]:
     if any(v < 1 for v in shape):
         raise UsageError(f"bad --input-shape `{text}`: sizes must be positive")
     return shape
+
+
+def _other_inputs(ir, bindings: dict) -> list:
+    """Example tensors for the inputs after the first, up to the last required one: their
+    axes take the first input's sizes where they share a name, else their fixed size or 8
+    (recorded in `bindings`, for the FLOP count); optional ones before it are None."""
+    import torch
+
+    nodes = [ir.node(name) for name in ir.inputs[1:]]
+    required = [i for i, n in enumerate(nodes) if not n.attrs.get("optional")]
+    tensors = []
+    for node in nodes[:required[-1] + 1] if required else []:
+        if node.attrs.get("optional"):
+            tensors.append(None)
+            continue
+        shape = tuple(bindings.setdefault(a.name, a.size or 8) for a in node.type.axes)
+        is_bool = getattr(node.type, "dtype", None) == "bool"
+        tensors.append(torch.zeros(shape, dtype=torch.bool) if is_bool else torch.randn(shape))
+    return tensors
 
 
 def _shape_text(shape) -> str:

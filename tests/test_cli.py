@@ -42,6 +42,15 @@ def test_compile_takes_a_shipped_name_an_input_shape_and_prints_code(capsys):
     assert "%e1:" in out  # the IR, one line per node
 
 
+def test_compile_runs_a_definition_with_a_second_input(capsys):
+    # cross-attention's memory is made like the first input: shared axes (B) at its sizes,
+    # the others at 8 or their fixed width
+    code, out, err = run(capsys, "compile", "mhsa", "--name", "CrossAttention", "-p", "D=16",
+                         "-p", "M=2", "-p", "E=12", "--input-shape", "3,5,16")
+    assert code == 0, err
+    assert "key_linear.weight                        16×12" in out and "→ 3×5×16" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["compile", "se", "--param", "Q=64"], "`SE` has no parameter `Q`"),
     (["compile", "se", "--param", "C=abc"], "C is an int"),
