@@ -42,6 +42,7 @@ class Case:
     glob: bool = False  # pass global tokens, none of them padding (Longformer)
     definition: str | None = None  # another definition of the spec's file than the main one
     memory: int = 0  # > 0: a second input `memory` [B, memory, D] (cross-attention's keys)
+    memory_width: int = 0  # the memory's last axis when it is not x's (kdim)
     # False where float32 cannot compare two codes: both drift from the float64 result by
     # more than the tolerance (measured, and said at the case); float64 still checks it
     float32: bool = True
@@ -84,6 +85,13 @@ CASES = [
     Case("mhsa", dict(D=32, M=4), sequence(32), pad=True),
     Case("mhsa", dict(D=16, M=2, causal=True), sequence(16), pad=True),
     Case("mhsa", dict(D=16, M=2, dropout=0.3), sequence(16), pad=True),
+    # mhsa's encoder-decoder attention: memories of 6 and 4 positions, padded, a memory of
+    # another width (kdim = vdim = E), dropout
+    Case("mhsa", dict(D=16, M=2), sequence(16), definition="CrossAttention", memory=6),
+    Case("mhsa", dict(D=24, M=3, E=12, bias=False), sequence(24), definition="CrossAttention",
+         memory=4, memory_width=12, pad=True),
+    Case("mhsa", dict(D=16, M=4, dropout=0.2), sequence(16), definition="CrossAttention",
+         memory=5, pad=True),
     # linear_attention: bidirectional (the reordered sums) and causal (a masked quadratic
     # form against the authors' running sums), with and without a key padding mask
     Case("linear_attention", dict(D=32), sequence(32)),
@@ -750,8 +758,9 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
     x = (INPUT_SCALE * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
     kwargs = {}
     if case.memory:
+        width = case.memory_width or shape[-1]
         kwargs["memory"] = (INPUT_SCALE * torch.randn(
-            (shape[0], case.memory, shape[-1]), generator=gen, dtype=torch.float64)).to(dtype)
+            (shape[0], case.memory, width), generator=gen, dtype=torch.float64)).to(dtype)
     if case.pad:  # over the keys: the memory's positions when there is one
         kwargs["pad"] = _pad_mask(shape[0], case.memory or shape[1], gen)
     if case.glob:

@@ -46,7 +46,8 @@ def _inputs(case, dtype, batch: int | None = None) -> tuple:
     x = 0.5 * torch.randn(shape, generator=gen, dtype=dtype)
     extra = []
     if case.memory:
-        extra.append(torch.randn((shape[0], case.memory, shape[-1]), generator=gen, dtype=dtype))
+        width = case.memory_width or shape[-1]
+        extra.append(torch.randn((shape[0], case.memory, width), generator=gen, dtype=dtype))
     pad = _pad_mask(shape[0], shape[1], gen) if case.pad else None
     if case.pad or case.glob:
         extra.append(pad)

@@ -35,7 +35,7 @@ from .generalized import Generalized
 from .gfnet import GFNetBlock, GFNetBlockLayerScale, GlobalFilter
 from .lambda_layer import LambdaIntraDepth, LambdaLayer
 from .linear_attention import LinearAttention
-from .mhsa import MHSA
+from .mhsa import CrossAttention, MHSA
 from .mobilevit_attn import MobileViTAttn
 from .muse import MUSE, MUSESeparable
 from .nonlocal_block import NonLocal, NonLocal3D
@@ -63,6 +63,7 @@ REFERENCES = {
     "se": SE,
     "eca": ECA,
     "mhsa": MHSA,
+    "mhsa.CrossAttention": CrossAttention,
     "nonlocal": NonLocal,
     "nonlocal.NonLocal3D": NonLocal3D,
     "cbam": CBAM,
@@ -145,7 +146,7 @@ REFERENCES = {
 __all__ = [
     "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial",
     "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "ChannelAttention",
-    "ChannelGate", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT",
+    "ChannelGate", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CrossAttention",
     "CrossFormerBackboneBlock", "CrossFormerBlock", "CSRA", "DANet", "DAttention",
     "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
     "ExternalAttention", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",

@@ -49,3 +49,31 @@ class MHSA(nn.Module):
         attn = nn.functional.dropout(attn, self.dropout, self.training)
         y = (attn @ v).transpose(1, 2).reshape(B, N, D)  # concatenate heads
         return self.output(y)
+
+
+class CrossAttention(nn.Module):
+    """Encoder-decoder attention (§3.2.3): queries from x [B, N, D], keys and values from
+    memory [B, S, E] (nn.MultiheadAttention's kdim = vdim = E); pad [B, S], True = ignore."""
+
+    def __init__(self, D: int, M: int = 8, E: int | None = None, bias: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        E = D if E is None else E
+        self.M, self.dropout = M, dropout
+        self.query = nn.Linear(D, D, bias=bias)
+        self.key = nn.Linear(E, D, bias=bias)
+        self.value = nn.Linear(E, D, bias=bias)
+        self.output = nn.Linear(D, D, bias=bias)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor,
+                pad: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, D = x.shape
+        S, M, d = memory.shape[1], self.M, D // self.M
+        q = self.query(x).view(B, N, M, d).transpose(1, 2)
+        k = self.key(memory).view(B, S, M, d).transpose(1, 2)
+        v = self.value(memory).view(B, S, M, d).transpose(1, 2)
+        logits = q @ k.transpose(-2, -1) / math.sqrt(d)  # [B, M, N, S]
+        if pad is not None:
+            logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
+        attn = nn.functional.dropout(logits.softmax(dim=-1), self.dropout, self.training)
+        return self.output((attn @ v).transpose(1, 2).reshape(B, N, D))
