@@ -35,7 +35,7 @@ from .generalized import Generalized
 from .gfnet import GFNetBlock, GFNetBlockLayerScale, GlobalFilter
 from .lambda_layer import LambdaIntraDepth, LambdaLayer
 from .linear_attention import LinearAttention
-from .mhsa import CrossAttention, MHSA
+from .mhsa import MHSA, CrossAttention
 from .mobilevit_attn import MobileViTAttn
 from .muse import MUSE, MUSESeparable
 from .nonlocal_block import NonLocal, NonLocal3D
