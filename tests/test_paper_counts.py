@@ -90,6 +90,14 @@ def test_se_adds_two_c_squared_over_r_weights_per_block():
         assert _params("se", C=C, bias=False) == 2 * C * C // 16
 
 
+def test_shuffle_in_resnet50_has_708_parameters_not_the_abstracts_300():
+    # SA-Net's abstract: "300 vs. 25.56M" parameters for SA in ResNet-50 (G = 64). Its own
+    # §3 count, 3C / G per module (the authors' sa_layer has the same), gives 708 over the
+    # 16 blocks: the abstract's figure cannot be reproduced (said in specs/shuffle.attn)
+    added = sum(n * _params("shuffle", C=C) for C, n in RESNET50_STAGES)
+    assert added == sum(n * 3 * C // 64 for C, n in RESNET50_STAGES) == 708
+
+
 def test_se_resnet50_adds_about_two_and_a_half_million_parameters():
     # SE-Net §4: SE-ResNet-50 needs "~2.5 million additional parameters beyond the ~25
     # million" of ResNet-50 (Eq. 5 counts the FC weights, 2/r · Σ N_s C_s², 2.51M)

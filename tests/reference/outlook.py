@@ -41,8 +41,7 @@ Deviations:
 - As in the authors' code, dim must be divisible by num_heads, and the unfold grid must be
   ceil(H / s) × ceil(W / s), which holds for k = 2p + 1 (an odd kernel, 'same' padding) at
   any stride; other settings raise an error, where the authors' reshape fails.
-This reference pools with ceil_mode on any map; the spec (specs/outlook.attn) cannot, so
-with stride > 1 it takes maps whose sides are multiples of the stride.
+This reference pools with ceil_mode on any map, as the spec does (avgpool(..., ceil = true)).
 """
 
 import math
