@@ -566,7 +566,9 @@ CASES = [
     # smaller than the dilated convs' reach, so a conv that shrinks the map cannot pass
     *[
         Case("bam", params, ((2, params["C"], 5, 7), (3, params["C"], 9, 6)))
-        for params in (dict(C=64), dict(C=64, fusion="mul"), dict(C=24, r=4, d=2))
+        for params in (dict(C=64), dict(C=64, fusion="mul"), dict(C=24, r=4, d=2),
+                       dict(C=32, r=4, num_layers=3, dilation_conv_num=1),
+                       dict(C=32, r=8, num_layers=2, dilation_conv_num=0))
     ],
     # effective_se: one C -> C 1×1 conv and a hard sigmoid; a small, a mid and an odd
     # width, on odd and even sizes, both ways non-square

@@ -3,10 +3,10 @@
 Paper: Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018,
 arXiv:1807.06514 (§3, Eq. 1-4): F' = F + F ⊗ M(F), M(F) = σ(M_c(F) + M_s(F)), r = 16, d = 4.
 Official code: Jongchan/attention-module (MODELS/bam.py, MODELS/model_resnet.py).
-- Channel gate: global average pool -> Linear(C, C/r) -> BatchNorm1d -> ReLU
-  -> Linear(C/r, C) (num_layers = 1, biases on).
-- Spatial gate: 1x1 conv C -> C/r -> BatchNorm2d -> ReLU, then two (dilation_conv_num = 2)
-  3x3 convs C/r -> C/r with dilation 4 and padding 4 (the map keeps its size), each with
+- Channel gate: global average pool -> num_layers times (Linear -> BatchNorm1d -> ReLU),
+  the first C -> C/r, the others C/r -> C/r -> Linear(C/r, C) (num_layers = 1, biases on).
+- Spatial gate: 1x1 conv C -> C/r -> BatchNorm2d -> ReLU, then dilation_conv_num (2) 3x3
+  convs C/r -> C/r with dilation 4 and padding 4 (the map keeps its size), each with
   BatchNorm2d and ReLU, then a 1x1 conv C/r -> 1 (all convs with biases).
 - The official forward is `1 + sigmoid(channel_att * spatial_att)`: the branches are
   MULTIPLIED, where the paper adds them. fusion="add" (the default) follows the paper,
@@ -23,7 +23,8 @@ from torch import nn
 class BAM(nn.Module):
     """x: [B, C, H, W] -> [B, C, H, W], any H and W."""
 
-    def __init__(self, C: int, r: int = 16, d: int = 4, fusion: str = "add"):
+    def __init__(self, C: int, r: int = 16, d: int = 4, fusion: str = "add",
+                 num_layers: int = 1, dilation_conv_num: int = 2):
         super().__init__()
         hidden = C // r
         if hidden < 1:
@@ -32,10 +33,13 @@ class BAM(nn.Module):
             raise ValueError(f"BAM: fusion must be 'add' or 'mul', got {fusion!r}")
         self.fusion = fusion
         # Registration order = state_dict order: channel branch, then spatial branch.
-        self.channel = nn.Sequential(nn.Linear(C, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                     nn.Linear(hidden, C))
+        widths = [C] + [hidden] * num_layers  # their gate_channels, less the last
+        channel = []
+        for a, b in zip(widths, widths[1:]):
+            channel += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+        self.channel = nn.Sequential(*channel, nn.Linear(hidden, C))
         layers = [nn.Conv2d(C, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU()]
-        for _ in range(2):
+        for _ in range(dilation_conv_num):
             layers += [nn.Conv2d(hidden, hidden, 3, padding=d, dilation=d),
                        nn.BatchNorm2d(hidden), nn.ReLU()]
         layers.append(nn.Conv2d(hidden, 1, 1))
