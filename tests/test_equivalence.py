@@ -430,6 +430,8 @@ CASES = [
     Case("external", dict(D=16, M=2), sequence(16), definition="ExternalMultiHead"),
     Case("external", dict(D=12, M=3, coef=2, S=10), sequence(12),
          definition="ExternalMultiHead"),
+    Case("external", dict(D=16, M=2, attn_drop=0.1, proj_drop=0.2), sequence(16),
+         definition="ExternalMultiHead"),
     # gcnet: every fusion (add, mul, both), two bottleneck widths (P = 4 and P = 8), and
     # average pooling. A LayerNorm over P = 2 values is too ill-conditioned for float32
     # tolerances (it maps them to +-1).

@@ -38,9 +38,10 @@ class ExternalMultiHead(nn.Module):
     multi_head_attention_torch.py: x [B, N, D] widened coef times, split into M·coef heads
     that share linear_0 (keys, with bias) and linear_1 (values, with bias); a softmax over
     the N positions, then an L1 normalisation over the S = 256 // coef slots (+1e-9);
-    projected back to D. No dropout."""
+    projected back to D; attn_drop on the normalised map, proj_drop after the projection."""
 
-    def __init__(self, D: int, M: int = 8, coef: int = 4, S: int | None = None):
+    def __init__(self, D: int, M: int = 8, coef: int = 4, S: int | None = None,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         if D % M:
             raise ValueError(f"ExternalMultiHead: M={M} must divide D={D}")
@@ -50,14 +51,15 @@ class ExternalMultiHead(nn.Module):
         self.linear_0 = nn.Linear(D * coef // self.heads, S)
         self.linear_1 = nn.Linear(S, D * coef // self.heads)
         self.proj = nn.Linear(D * coef, D)
+        self.attn_drop, self.proj_drop = nn.Dropout(attn_drop), nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         x = self.trans_dims(x).view(b, n, self.heads, -1).permute(0, 2, 1, 3)  # [B, H, N, d]
         attn = self.linear_0(x).softmax(dim=-2)  # over the positions
         attn = attn / (1e-9 + attn.sum(dim=-1, keepdim=True))  # over the slots
-        x = self.linear_1(attn).permute(0, 2, 1, 3).reshape(b, n, -1)
-        return self.proj(x)
+        x = self.linear_1(self.attn_drop(attn)).permute(0, 2, 1, 3).reshape(b, n, -1)
+        return self.proj_drop(self.proj(x))
 
 
 class ExternalAttention(nn.Module):
