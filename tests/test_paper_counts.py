@@ -124,6 +124,21 @@ def test_sknet50_adds_ten_percent_to_resnext50():
     assert added / 25.0e6 == pytest.approx(0.10, abs=0.005)
 
 
+def test_coordinate_attention_in_mobilenetv2_has_the_readmes_3_95m_parameters():
+    # The authors' README: MobileNetV2-1.0 3.5M parameters, MobileNetV2 + CA 3.95M. Their
+    # mbv2_ca.py puts one CoordAtt (reduction 32) after the depthwise convolution of every
+    # inverted residual block with expansion 6, at its hidden width 6 · input channels
+    blocks = ((1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3),
+              (6, 320, 1))  # t, c, n
+    widths, channels = [], 32
+    for t, c, n in blocks:
+        widths += [t * channels] + [t * c] * (n - 1) if t == 6 else []
+        channels = c
+    added = sum(_params("coord", C=w) for w in widths)
+    mobilenet_v2 = 3_504_872  # torchvision's mobilenet_v2(), the 3.5M
+    assert round((mobilenet_v2 + added) / 1e6, 2) == 3.95
+
+
 def test_eca_adds_80_parameters_to_resnet50_with_the_released_kernel_sizes():
     # ECA-Net Table 2: ResNet-50 + ECA has 80 more parameters than ResNet-50; the authors'
     # released model uses k = 3, 5, 5, 7 in the four stages (k parameters a block)
