@@ -235,6 +235,11 @@ CASES = [
     Case("cot", dict(dim=16, kernel_size=5), image(16), float32=False),
     Case("cot", dict(dim=20), image(20)),
     Case("cot", dict(dim=24, kernel_size=7), image(24)),
+    # CoXtLayer (the authors' cotnext blocks): dim a multiple of 16, kernels 3 and 5; the
+    # fusion's train-mode BatchNorm over B pooled vectors as above (float32 gradients 3e-4
+    # apart), so float64 only
+    Case("cot", dict(dim=32, variant="coxt"), image(32), float32=False),
+    Case("cot", dict(dim=48, kernel_size=5, variant="coxt"), image(48), float32=False),
     # mobilevit_attn (MobileViT block): 2 heads on 2×2 patches; 3 layers of 3 heads on 2×3
     # patches after a dilated 5×5 conv; 1 head, 1 layer, 4×2 patches, no fusion; every
     # dropout (train mode draws the same masks); 1×1 patches (N = HW) and one patch (N = 1);

@@ -32,6 +32,12 @@ Notes:
   - swish = x · sigmoid(x) (timm's 'swish').
   - No deviation in the computation. Plain torch, so it runs on CPU and in float64 (the
     official op needs CUDA).
+
+variant="coxt" is the same file's CoXtLayer(dim, kernel_size) (their cotnext models): the
+static context's conv in 8 groups; [x, k] interleaved channel by channel
+(cat([x.unsqueeze(2), k.unsqueeze(2)], 2).view(B, 2·dim, H, W)); the embedding's two 1x1
+convs and the value's in 2 groups (dw_group); the local convolution on the batch viewed
+[2B, dim / 2, H, W] with the weights viewed [2B, 1, G / 2, k², H, W].
 """
 
 import torch
@@ -52,8 +58,9 @@ def local_conv(v: torch.Tensor, w: torch.Tensor, kernel_size: int) -> torch.Tens
 class CoT(nn.Module):
     """x: [B, dim, H, W] -> [B, dim, H, W]."""
 
-    def __init__(self, dim: int, kernel_size: int = 3):
+    def __init__(self, dim: int, kernel_size: int = 3, variant: str = "cot"):
         super().__init__()
+        self.dw_group = 1 if variant == "cot" else 2  # CoXtLayer's grouped embeddings
         if kernel_size % 2 == 0:
             raise ValueError(f"CoT: kernel_size must be odd, got {kernel_size}")
         share_planes, factor, self.radix = 8, 2, 2
@@ -64,18 +71,21 @@ class CoT(nn.Module):
         kk = kernel_size * kernel_size
         # Attribute order = the official registration order = state_dict order.
         self.key_embed = nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=4, bias=False),
+            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2,
+                      groups=4 if variant == "cot" else 8, bias=False),
             nn.BatchNorm2d(dim),
             nn.ReLU(),
         )
+        dw = self.dw_group
         self.embed = nn.Sequential(
-            nn.Conv2d(2 * dim, dim // factor, 1, bias=False),
+            nn.Conv2d(2 * dim, dim // factor, 1, groups=dw, bias=False),
             nn.BatchNorm2d(dim // factor),
             nn.ReLU(),
-            nn.Conv2d(dim // factor, kk * self.groups, 1),
+            nn.Conv2d(dim // factor, kk * self.groups, 1, groups=dw),
             nn.GroupNorm(self.groups, kk * self.groups),
         )
-        self.conv1x1 = nn.Sequential(nn.Conv2d(dim, dim, 1, bias=False), nn.BatchNorm2d(dim))
+        self.conv1x1 = nn.Sequential(nn.Conv2d(dim, dim, 1, groups=dw, bias=False),
+                                     nn.BatchNorm2d(dim))
         self.bn = nn.BatchNorm2d(dim)
         attn_chs = max(dim * self.radix // 4, 32)
         self.se = nn.Sequential(
@@ -88,9 +98,14 @@ class CoT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, wd = x.shape
         k = self.key_embed(x)  # static context
-        w = self.embed(torch.cat([x, k], dim=1))
-        w = w.view(b, self.groups, self.kernel_size ** 2, h, wd)
-        d = self.bn(local_conv(self.conv1x1(x), w, self.kernel_size))
+        dw = self.dw_group
+        if dw == 1:
+            w = self.embed(torch.cat([x, k], dim=1))
+        else:  # CoXtLayer: x and k interleaved channel by channel
+            w = self.embed(torch.cat([x.unsqueeze(2), k.unsqueeze(2)], dim=2).view(b, -1, h, wd))
+        w = w.view(b * dw, self.groups // dw, self.kernel_size ** 2, h, wd)
+        v = self.conv1x1(x).view(b * dw, c // dw, h, wd)
+        d = self.bn(local_conv(v, w, self.kernel_size).view(b, c, h, wd))
         d = d * torch.sigmoid(d)  # swish: the dynamic context
         u = torch.stack([d, k], dim=2)  # [B, C, radix, H, W]
         s = u.sum(dim=2).mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
