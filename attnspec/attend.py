@@ -225,6 +225,8 @@ def _emit_e4(em, n: Node, args):
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
     table = _per_head_columns(em, n, _scaled(em, args[0], a), a["heads"])
+    if a.get("flip"):  # offsets(R, of = query): row i is q − k's; over symmetric radii the
+        table = em.method(table, "flip", 0)  # k − q order is that order reversed
     if a.get("pairs") is not None:
         return em.call(runtime.pair_bias, table, q_sizes, k_sizes, *a["pairs"])
     if a.get("radii") is not None or a.get("sized"):  # sized: radii n − 1 at run time

@@ -119,6 +119,7 @@ class Encoding:
     radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
     kind: str = "sinusoid"  # sinusoid | offsets | displacement | bilinear | pairs | distance
     within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0
+    of_query: bool = False  # offsets(R, of = query): rows by q − k (Swin's table), not k − q
 
 
 @dataclass(frozen=True)

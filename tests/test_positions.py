@@ -97,8 +97,7 @@ attention A(C: int) {
     assert first_error(text, C=4) == "unsupported"
 
 
-def test_a_window_needs_a_term_that_depends_on_the_query():
-    text = """
+KEY_SCORES_IN_A_WINDOW = """
 attention A(C: int) {
     input  x: [B, C, N]
     over   positions(N)
@@ -107,6 +106,26 @@ attention A(C: int) {
     value  identity
     output identity
 }"""
+
+
+def test_a_window_over_key_scores_alone_keeps_each_query_s_keys():
+    """E3 alone (one score per key) under a window: each query's softmax runs over the
+    scores of its own window's keys."""
+    m = attnspec.compile_text(KEY_SCORES_IN_A_WINDOW, C=4).double()
+    w, b = m.parameters()
+    x = torch.randn(2, 4, 6, dtype=torch.float64)
+    score = torch.einsum("c,bcn->bn", w.flatten(), x) + b
+    expected = torch.zeros_like(x)
+    for i in range(6):
+        near = slice(max(i - 1, 0), i + 2)
+        expected[:, :, i] = torch.einsum("bk,bck->bc", score[:, near].softmax(-1), x[:, :, near])
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+def test_key_scores_alone_under_causal_need_the_queries_own_positions():
+    text = KEY_SCORES_IN_A_WINDOW.replace(
+        "input  x: [B, C, N]", "input  x: [B, C, N]\n    input  m: [B, C, S]").replace(
+        "positions(N)", "positions(N), positions(S)").replace("window(1)", "causal")
     assert first_error(text, C=4) == "unsupported"
 
 
@@ -269,6 +288,50 @@ def test_an_mlp_on_the_displacement_is_a_bias_per_pair(H, W):
                 logits[:, :, i, j] += w2 @ h.relu() + b2
     expected = torch.einsum("bmqk,bmdk->bmdq", logits.softmax(-1), v).reshape(2, 8, H, W)
     torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+SWIN_TABLE = """
+attention SwinBias(C: int, M: int = 2, R: int = 2) {
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    heads  M
+    weight softmax(E4(position = offsets(R, of = query) >> linear(M, bias = false)))
+    value  identity
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("H, W", [(3, 3), (2, 4)])
+def test_an_offset_table_of_the_query_is_indexed_as_swin(H, W):
+    """offsets(R, of = query) >> linear(M): row (Δh + R)(2R + 1) + Δw + R for Δ = q − k,
+    Swin's relative_position_index, read per head; 0 beyond R."""
+    m = attnspec.compile_text(SWIN_TABLE, C=4, R=2).double()
+    (weight,) = m.parameters()  # the linear's weight [M, rows]: the table, transposed
+    assert weight.shape == (2, 25)
+    with torch.no_grad():
+        weight.copy_(torch.randn(2, 25, dtype=torch.float64))
+    table = weight.detach().t()
+    x = torch.randn(2, 4, H, W, dtype=torch.float64)
+    logits = torch.zeros(2, H * W, H * W, dtype=torch.float64)
+    for i in range(H * W):
+        for j in range(H * W):
+            dh, dw = i // W - j // W, i % W - j % W  # the query's offset from the key
+            if abs(dh) <= 2 and abs(dw) <= 2:
+                logits[:, i, j] = table[(dh + 2) * 5 + dw + 2]
+    v = x.view(2, 2, 2, H * W)
+    expected = torch.einsum("mqk,bmdk->bmdq", logits.softmax(-1), v).reshape(2, 4, H, W)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+def test_an_offset_table_of_the_query_is_for_e4():
+    text = SWIN_TABLE.replace("E4(position = offsets(R, of = query) >> linear(M, bias = false))",
+                              "E2(query = conv1x1(C), position = offsets(R, of = query))")
+    with pytest.raises(attnspec.SpecError, match="unsupported"):
+        attnspec.compile_text(text, C=4)
+    with pytest.raises(attnspec.SpecError, match="`of` is `key`"):
+        attnspec.compile_text(SWIN_TABLE.replace("of = query", "of = value"), C=4)
 
 
 GROUPED = """

@@ -43,6 +43,10 @@ class Positions:
         if self.divide(d, heads, args[side].span) is POISON:
             return POISON
         enc = self.peek_encoding(args["position"])
+        if isinstance(enc, Encoding) and enc.of_query:
+            return self.error("unsupported", "offsets(R, of = query) orders an E4 table (a "
+                              "score per offset and head); E2 reads k − q", enc.span,
+                              "use offsets(R)")
         if isinstance(enc, Encoding) and enc.kind == "bilinear" and side == "query":
             return self.bilinear(e, q, qf, d, keys, args["position"])
         if isinstance(enc, Encoding) and enc.kind == "offsets" and not enc.layers:
@@ -167,7 +171,8 @@ class Positions:
         node = self.add("E4", (r.node, x.node, keys.node), t, e.span, base="e4", heads=heads,
                         q_tokens=q_tokens, k_tokens=over[1][1], radii=radii, pairs=pairs,
                         sized=enc.kind == "displacement" and radii is None,
-                        steps=tuple(keys.type.axis(a).step for a in over[1][1]))
+                        steps=tuple(keys.type.axis(a).step for a in over[1][1]),
+                        flip=enc.of_query)
         return Logits(node, t, True, keys=keys.node)
 
     def keys_of(self, args, x: Tensor, over):
@@ -277,13 +282,22 @@ class Positions:
         `displacement()`: every offset the queries' grid holds."""
         if e.func.id == "displacement" and not e.args and not e.kwargs:
             return Encoding(0, 0.0, 0, e.span, radius=(), kind="displacement")
-        if not e.args or e.kwargs:
+        of = e.func.id == "offsets" and [kw for kw in e.kwargs if kw.name == "of"]
+        if not e.args or len(e.kwargs) > len(of or ()):
             return self.error("wrong-arity", f"{e.func.id} takes its radius: {e.func.id}(R), "
-                              f"or one per axis", e.span)
+                              f"or one per axis" + (", and `of`" if e.func.id == "offsets"
+                                                    else ""), e.span)
+        side = self.value(of[0].value, "word") if of else None
+        if side is POISON:
+            return POISON
+        if side is not None and getattr(side, "name", None) not in ("key", "query"):
+            return self.error("wrong-type", "`of` is `key` (the key's offset from the query, "
+                              "k − q: the default) or `query` (q − k)", of[0].value.span)
         radii = self.integers(e.args, 0, "an offset radius is a non-negative integer")
         if radii in (POISON, UNKNOWN):
             return POISON if self.check_only else radii
-        return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id)
+        return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id,
+                        of_query=side is not None and side.name == "query")
 
     call_bilinear = call_offsets
     call_displacement = call_offsets
