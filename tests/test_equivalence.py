@@ -377,6 +377,15 @@ CASES = [
     Case("acmix", dict(in_planes=16, out_planes=16, kernel_att=3, head=2, stride=2),
          ((2, 16, 6, 8), (3, 16, 10, 4))),
     Case("acmix", dict(in_planes=8, out_planes=16, stride=2), ((2, 8, 8, 6), (3, 8, 4, 10))),
+    # acmix's Swin variant (WindowAttention_acmix, W-MSA): windows of 4 and 3 on maps of
+    # one, several and non-square windows, 2 and 3 heads, the authors' qkv bias off, a given
+    # qk_scale, both dropouts
+    Case("acmix", dict(dim=16, window_size=4, num_heads=2), ((2, 4, 4, 16), (3, 8, 12, 16)),
+         definition="WindowAttentionACmix"),
+    Case("acmix", dict(dim=24, window_size=3, num_heads=3, qkv_bias=False, qk_scale=0.3),
+         ((2, 6, 3, 24), (1, 9, 6, 24)), definition="WindowAttentionACmix"),
+    Case("acmix", dict(dim=16, window_size=2, num_heads=2, attn_drop=0.1, proj_drop=0.2),
+         ((2, 4, 6, 16), (3, 2, 2, 16)), definition="WindowAttentionACmix"),
     # dat (DAT's deformable attention, the CVPR 2022 release): the position table at
     # stride 1, 2, 3; offsets bounded (s > 0), unbounded (s = 0), points squashed (s < 0);
     # every offset kernel (stage_idx); dwc_pe, fixed_pe, no_off, no position term; one

@@ -7,7 +7,7 @@ tests/test_equivalence.py checks every compiled spec against its reference.
 """
 
 from .a2 import A2
-from .acmix import ACmix
+from .acmix import ACmix, WindowAttentionACmix
 from .aft import AFT, AFTConv
 from .alibi import ALiBi
 from .attention_pool import AttentionPool, Luong
@@ -140,6 +140,7 @@ REFERENCES = {
     "gfnet.GFNetBlockLayerScale": GFNetBlockLayerScale,
     "aft.AFTConv": AFTConv,
     "acmix": ACmix,
+    "acmix.WindowAttentionACmix": WindowAttentionACmix,
     "dat": DAttention,
 }
 
@@ -157,5 +158,5 @@ __all__ = [
     "PolarizedChannel", "PolarizedSpatial", "PositionAttention", "PSANet", "PyramidOC", "Row",
     "S2Attention", "SE", "SeparableSA", "SGE", "ShuffleAttention", "SimAM", "SimplifiedSA",
     "SK", "SlidingWindow", "SpatialGate", "SqueezeAttention", "SSE", "TripletAttention",
-    "WeightedPermuteMLP", "REFERENCES"
+    "WeightedPermuteMLP", "WindowAttentionACmix", "REFERENCES"
 ]

@@ -154,3 +154,73 @@ class ACmix(nn.Module):
         out_conv = self.dep_conv(f)                            # [b, out_planes, h/s, w/s]
 
         return self.rate1 * out_att + self.rate2 * out_conv
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """Swin's window_partition: [B, H, W, C] -> [nW·B, ws, ws, C]."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // ws, ws, W // ws, ws, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, C)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, H: int, W: int) -> torch.Tensor:
+    """Swin's window_reverse: [nW·B, ws, ws, C] -> [B, H, W, C]."""
+    B = windows.shape[0] // (H * W // ws // ws)
+    x = windows.view(B, H // ws, W // ws, ws, ws, -1)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, -1)
+
+
+class WindowAttentionACmix(nn.Module):
+    """The authors' WindowAttention_acmix (Swin-Transformer/models/swin_transformer_acmix.py)
+    with mask None (the W-MSA blocks), x [B, H, W, dim] -> [B, H, W, dim]: qkv =
+    Linear(dim, 3·dim); the convolution path fc (Conv2d(3·heads, 9, 1), with bias) on the
+    head maps [B, 3·heads, H·W, head_dim], then dep_conv (9·head_dim -> dim, 3x3, groups
+    head_dim, shift-initialised, no bias: their reset_parameters leaves it None); the
+    attention in windows with the relative position bias table read at Swin's
+    relative_position_index (q − k); rate1 · attention + rate2 · convolution, proj_drop.
+    Parameters in the compiled spec's order; the table is held [heads, (2ws − 1)²], the
+    transpose of theirs (the spec's bias-free linear weight)."""
+
+    def __init__(self, dim: int, window_size: int = 7, num_heads: int | None = None,
+                 qkv_bias: bool = True, qk_scale: float | None = None,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        num_heads = dim // 32 if num_heads is None else num_heads
+        self.dim, self.ws, self.num_heads = dim, window_size, num_heads
+        head_dim = dim // num_heads
+        self.scale = qk_scale if qk_scale is not None else head_dim ** -0.5
+        self.rates = nn.ParameterList([nn.Parameter(torch.full((1,), 0.5)) for _ in range(2)])
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.fc = nn.Conv2d(3 * num_heads, 9, kernel_size=1, bias=True)
+        self.dep_conv = nn.Conv2d(9 * head_dim, dim, kernel_size=3, bias=False,
+                                  groups=head_dim, padding=1)
+        with torch.no_grad():
+            self.dep_conv.weight.copy_(shift_kernel(dim, 3))
+        n = (2 * window_size - 1) ** 2
+        self.table = nn.ParameterDict({"weight": nn.Parameter(torch.zeros(num_heads, n))})
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop, self.proj_drop = nn.Dropout(attn_drop), nn.Dropout(proj_drop)
+        coords = torch.stack(torch.meshgrid(torch.arange(window_size),
+                                            torch.arange(window_size), indexing="ij"))
+        coords = coords.flatten(1)  # [2, ws²]
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window_size - 1
+        self.register_buffer("index", rel[..., 0] * (2 * window_size - 1) + rel[..., 1],
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        M, ws = self.num_heads, self.ws
+        qkv = self.qkv(x)
+        f_all = qkv.reshape(B, H * W, 3 * M, -1).permute(0, 2, 1, 3)  # [B, 3M, HW, d]
+        f_conv = self.fc(f_all).permute(0, 3, 1, 2).reshape(B, 9 * C // M, H, W)
+        out_conv = self.dep_conv(f_conv).permute(0, 2, 3, 1)  # [B, H, W, C]
+        windows = window_partition(qkv, ws).view(-1, ws * ws, 3 * C)  # [nW·B, N, 3C]
+        N = ws * ws
+        qkv = windows.reshape(-1, N, 3, M, C // M).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+        attn = q @ k.transpose(-2, -1)
+        bias = self.table["weight"].t()[self.index.view(-1)].view(N, N, -1)  # [N, N, M]
+        attn = self.attn_drop((attn + bias.permute(2, 0, 1)).softmax(dim=-1))
+        y = self.proj((attn @ v).transpose(1, 2).reshape(-1, N, C))
+        y = window_reverse(y.view(-1, ws, ws, C), ws, H, W)
+        return self.proj_drop(self.rates[0] * y + self.rates[1] * out_conv)
