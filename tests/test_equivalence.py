@@ -98,6 +98,9 @@ CASES = [
     Case("linear_attention", dict(D=24, M=3, eps=1e-3), sequence(24), pad=True),
     Case("linear_attention", dict(D=32, M=4, causal=True), sequence(32)),
     Case("linear_attention", dict(D=16, M=2, causal=True), sequence(16), pad=True),
+    Case("linear_attention", dict(D=16, M=2, d_keys=4, d_values=12), sequence(16), pad=True),
+    Case("linear_attention", dict(D=12, M=3, causal=True, d_keys=6, d_values=2),
+         sequence(12)),
     # epsa: the authors' kernels and groups; a wider output (planes); other kernels and groups
     Case("epsa", dict(C=64), image(64)),
     Case("epsa", dict(C=32, planes=64, reduction=4), image(32)),

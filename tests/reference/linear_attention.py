@@ -17,20 +17,22 @@ from torch import nn
 class LinearAttention(nn.Module):
     """x: [B, N, D] -> [B, N, D]; pad: [B, N] bool, True marks a key to ignore."""
 
-    def __init__(self, D: int, M: int = 8, causal: bool = False, eps: float = 1e-6):
+    def __init__(self, D: int, M: int = 8, causal: bool = False, eps: float = 1e-6,
+                 d_keys: int | None = None, d_values: int | None = None):
         super().__init__()
         self.M, self.causal, self.eps = M, causal, eps
-        self.query_projection = nn.Linear(D, D)
-        self.key_projection = nn.Linear(D, D)
-        self.value_projection = nn.Linear(D, D)
-        self.out_projection = nn.Linear(D, D)
+        d_keys, d_values = d_keys or D // M, d_values or D // M  # AttentionLayer's defaults
+        self.query_projection = nn.Linear(D, d_keys * M)
+        self.key_projection = nn.Linear(D, d_keys * M)
+        self.value_projection = nn.Linear(D, d_values * M)
+        self.out_projection = nn.Linear(d_values * M, D)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         B, N, D = x.shape
-        heads = (B, N, self.M, D // self.M)
-        q = F.elu(self.query_projection(x).view(heads)) + 1  # [B, N, M, d]
+        heads = (B, N, self.M, -1)
+        q = F.elu(self.query_projection(x).view(heads)) + 1  # [B, N, M, d_keys]
         k = F.elu(self.key_projection(x).view(heads)) + 1
-        v = self.value_projection(x).view(heads)
+        v = self.value_projection(x).view(heads)  # [B, N, M, d_values]
         if pad is not None:
             k = k * (~pad)[:, :, None, None].to(k.dtype)
         if self.causal:  # running sums over s <= i
@@ -41,4 +43,4 @@ class LinearAttention(nn.Module):
             kv = torch.einsum("nshd,nshm->nhdm", k, v)
             z = 1 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + self.eps)
             y = torch.einsum("nlhd,nhdm,nlh->nlhm", q, kv, z)
-        return self.out_projection(y.reshape(B, N, D))
+        return self.out_projection(y.reshape(B, N, -1))
