@@ -85,6 +85,9 @@ CASES = [
     Case("mhsa", dict(D=32, M=4), sequence(32), pad=True),
     Case("mhsa", dict(D=16, M=2, causal=True), sequence(16), pad=True),
     Case("mhsa", dict(D=16, M=2, dropout=0.3), sequence(16), pad=True),
+    # the paper's d_k and d_v apart from D / M (its Table 3, rows A and B)
+    Case("mhsa", dict(D=16, M=4, d_k=2, d_v=8), sequence(16), pad=True),
+    Case("mhsa", dict(D=24, M=2, causal=True, d_k=16, d_v=4), sequence(24)),
     # mhsa's encoder-decoder attention: memories of 6 and 4 positions, padded, a memory of
     # another width (kdim = vdim = E), dropout
     Case("mhsa", dict(D=16, M=2), sequence(16), definition="CrossAttention", memory=6),

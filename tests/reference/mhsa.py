@@ -19,26 +19,27 @@ class MHSA(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = ignore."""
 
     def __init__(self, D: int, M: int = 8, causal: bool = False, bias: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, d_k: int | None = None, d_v: int | None = None):
         super().__init__()
         if M < 1 or D % M != 0:
             raise ValueError(f"MHSA: D must be divisible by M, got D={D}, M={M}")
         self.D, self.M, self.causal, self.dropout = D, M, causal, dropout
+        self.d_k, self.d_v = d_k or D // M, d_v or D // M  # §3.2.2: D / M each
         # Registration order = state_dict order: query, key, value, output (weight, bias).
-        self.query = nn.Linear(D, D, bias=bias)
-        self.key = nn.Linear(D, D, bias=bias)
-        self.value = nn.Linear(D, D, bias=bias)
-        self.output = nn.Linear(D, D, bias=bias)
+        self.query = nn.Linear(D, M * self.d_k, bias=bias)
+        self.key = nn.Linear(D, M * self.d_k, bias=bias)
+        self.value = nn.Linear(D, M * self.d_v, bias=bias)
+        self.output = nn.Linear(M * self.d_v, D, bias=bias)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         B, N, D = x.shape
-        M, d = self.M, D // self.M
+        M = self.M
 
-        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, M, N, d]
-            return t.view(B, N, M, d).transpose(1, 2)
+        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, N, M·w] -> [B, M, N, w]
+            return t.view(B, N, M, -1).transpose(1, 2)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        logits = q @ k.transpose(-2, -1) / math.sqrt(d)  # [B, M, Nq, Nk]
+        logits = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # [B, M, Nq, Nk]
         if self.causal:
             # query i may look at keys j <= i only
             future = torch.ones(N, N, dtype=torch.bool, device=x.device).triu(1)
@@ -47,7 +48,7 @@ class MHSA(nn.Module):
             logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
         attn = logits.softmax(dim=-1)  # normalise over keys
         attn = nn.functional.dropout(attn, self.dropout, self.training)
-        y = (attn @ v).transpose(1, 2).reshape(B, N, D)  # concatenate heads
+        y = (attn @ v).transpose(1, 2).reshape(B, N, -1)  # concatenate heads
         return self.output(y)
 
 
