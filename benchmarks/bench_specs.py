@@ -133,7 +133,7 @@ CASES = [
     Case("residual_attention", dict(input_dim=2048, num_classes=80), (16, 2048, 14, 14),
          (2, 64, 7, 7)),
     Case("coatnet", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
-    Case("separable_sa", dict(d=256), (16, 256, 1024), (2, 64, 16)),
+    Case("separable_sa", dict(d=256), (16, 256, 4, 256), (2, 64, 4, 16)),
     Case("alibi", dict(D=256, M=8), (8, 512, 256), (2, 16, 64)),
     Case("simplified_sa", dict(D=256, M=8, dropout=0.0), (8, 512, 256), (2, 16, 64)),
     Case("sliding_window", dict(D=256, M=8, attention_window=64), (8, 512, 256),

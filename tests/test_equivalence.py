@@ -122,9 +122,10 @@ CASES = [
       for d in ("PolarizedChannel", "PolarizedSpatial") for layout in ("parallel", "sequential")],
     # parnet (ParNet's SSE): BN on the skip, gated by sigmoid(bias-free 1×1 conv of its mean)
     *[Case("parnet", dict(C=C), ((2, C, 5, 7), (3, C, 8, 6))) for C in (8, 64, 33)],
-    # separable_sa (MobileViTv2): with and without biases; a single token (N = 1)
-    Case("separable_sa", dict(d=16), ((2, 16, 7), (3, 16, 5))),
-    Case("separable_sa", dict(d=8, bias=False), ((2, 8, 9), (3, 8, 1))),
+    # separable_sa (MobileViTv2) on their [B, d, P, N]: with and without biases; one pixel
+    # per patch (P = 1), a single patch (N = 1)
+    Case("separable_sa", dict(d=16), ((2, 16, 4, 7), (3, 16, 1, 5))),
+    Case("separable_sa", dict(d=8, bias=False), ((2, 8, 4, 9), (3, 8, 2, 1))),
     # coatnet: a table larger than the maps; exactly the map's size (maxvit's) and smaller,
     # one table for every head, inner and out widths != C; maps larger than the table (0
     # beyond); the defaults (head_size 32, 14 × 14 table)

@@ -13,11 +13,7 @@ and value (d); softmax of the score over N (the last axis); attention dropout
 context vector; out_proj, a 1x1 conv d -> d. Every pixel position p attends over the N
 patches on its own.
 
-Deviations, both forced by the spec (tests copy weights by position):
-- Input [B, d, N], i.e. the official layout with P = 1: the spec's language has no axis that
-  is carried through an attention without being attended over or being a feature. This
-  module inserts the P axis and runs the official computation on [B, d, 1, N]. An official
-  input [B, d, P, N] is x.permute(0, 2, 1, 3).reshape(B * P, d, N) here.
+Deviation, forced by the spec (tests copy weights by position):
 - qkv_proj is held as three 1x1 convs, `score` (d -> 1), `key` (d -> d), `value` (d -> d),
   registered in that order: the official weight [1 + 2d, d, 1, 1] and bias are their rows
   stacked (rows 0, 1 .. d, d + 1 .. 2d). Same parameter count, (1 + 2d)(d + 1).
@@ -31,7 +27,7 @@ from torch import nn
 
 
 class SeparableSA(nn.Module):
-    """x: [B, d, N] -> [B, d, N]."""
+    """x: [B, d, P, N] -> [B, d, P, N]."""
 
     def __init__(self, d: int, attn_dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -46,11 +42,10 @@ class SeparableSA(nn.Module):
         self.out_proj = nn.Conv2d(d, d, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(2)  # [B, d, P = 1, N]: the official layout
         query = self.score(x)  # [B, 1, P, N]
         key = self.key(x)  # [B, d, P, N]
         value = self.value(x)  # [B, d, P, N]
         context_scores = self.attn_dropout(F.softmax(query, dim=-1))  # over the N patches
         context_vector = (key * context_scores).sum(dim=-1, keepdim=True)  # [B, d, P, 1]
         out = F.relu(value) * context_vector.expand_as(value)
-        return self.out_proj(out).squeeze(2)
+        return self.out_proj(out)
