@@ -614,6 +614,7 @@ CASES = [
     Case("triplet", dict(), image(8)),
     Case("triplet", dict(kernel=3), ((2, 6, 5, 9), (3, 5, 4, 4))),
     Case("triplet", dict(spatial=False), image(8)),
+    Case("triplet", dict(kernel=5, spatial=False), ((2, 6, 5, 9), (3, 5, 4, 4))),
     # simam: the authors' λ and a large one; maps of 1 × 2 (one degree of freedom) too
     Case("simam", dict(), ((2, 8, 5, 6), (3, 4, 7, 7), (2, 3, 1, 2))),
     Case("simam", dict(lam=0.5), image(8)),
@@ -688,7 +689,8 @@ CASES = [
     # whose H − 1 and W − 1 are even (as their concatenation with the input requires)
     Case("psanet", dict(C=16, mask_h=9, mask_w=9), ((2, 16, 5, 7), (3, 16, 9, 7))),
     Case("psanet", dict(C=16, mid=8, mask_h=5, mask_w=7), ((2, 16, 5, 7), (3, 16, 9, 7))),
-    Case("psanet", dict(C=16, mask_h=3, mask_w=5, direction="distribute"), ((2, 16, 7, 9),)),
+    Case("psanet", dict(C=16, mask_h=3, mask_w=5, direction="distribute"),
+         ((2, 16, 7, 9), (3, 16, 5, 5))),
     # the authors' compact mode: one logit per absolute position of the resized map, which
     # must be mask_h × mask_w (fixed: only the batch varies); both directions with their
     # shrink_factor, each alone, no softmax with a normalisation factor
