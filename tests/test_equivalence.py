@@ -537,6 +537,9 @@ CASES = [
     # than parts: the last part takes them all, as the authors' slicing leaves it)
     Case("ocnet", dict(C=8, drop=0.0), ((2, 8, 7, 13), (2, 8, 5, 4)), definition="PyramidOC"),
     Case("ocnet", dict(C=12, drop=0.0), ((3, 12, 6, 6), (2, 12, 9, 5)), definition="PyramidOC"),
+    # base-OC on the 2 × 2 and 3 × 3 max-pooled map, resized back (their scale)
+    Case("ocnet", dict(C=16, scale=2, drop=0.0), ((2, 16, 6, 8), (3, 16, 7, 5))),
+    Case("ocnet", dict(C=12, K=8, V=4, scale=3, drop=0.0), ((2, 12, 9, 7), (3, 12, 6, 6))),
     # the authors' channel dropout (their 0.05 and 0.1), drawn in the same order by both
     Case("ocnet", dict(C=16), ((2, 16, 5, 7), (3, 16, 6, 4))),
     Case("ocnet", dict(C=8), ((2, 8, 7, 13), (2, 8, 5, 4)), definition="PyramidOC"),

@@ -29,13 +29,13 @@ class BaseOC(nn.Module):
     """Base-OC module;  x: [B, C, H, W] -> [B, C, H, W]."""
 
     def __init__(self, C: int, K: int | None = None, V: int | None = None,
-                 drop: float = 0.05):
+                 drop: float = 0.05, scale: int = 1):
         super().__init__()
         K = C // 2 if K is None else K  # official ResNet-101 setting: 512 -> 256
         V = C // 2 if V is None else V
         if K < 1 or V < 1:
             raise ValueError(f"BaseOC: K and V must be >= 1, got K={K}, V={V}")
-        self.K, self.V = K, V
+        self.K, self.V, self.scale = K, V, scale
         # Registration order = state_dict order: f (conv, BN), value, W, fuse (conv, BN).
         self.f_conv = nn.Conv2d(C, K, kernel_size=1)  # f_key = f_query
         self.f_bn = nn.BatchNorm2d(K)
@@ -51,13 +51,18 @@ class BaseOC(nn.Module):
         return F.leaky_relu(self.f_bn(self.f_conv(x)), 0.01)  # InPlaceABNSync(K)
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:]
+        if self.scale > 1:  # _SelfAttentionBlock: MaxPool2d(kernel_size=(scale, scale))
+            x = F.max_pool2d(x, self.scale)
         B, _, H, W = x.shape
         value = self.f_value(x).view(B, self.V, H * W).permute(0, 2, 1)  # [B, HW, V]
         query = self.f(x).view(B, self.K, H * W).permute(0, 2, 1)  # [B, HW, K]
         key = self.f(x).view(B, self.K, H * W)  # [B, K, HW]: f applied a second time
         sim = (self.K ** -0.5 * torch.matmul(query, key)).softmax(dim=-1)  # [B, HWq, HWk]
-        ctx = torch.matmul(sim, value).permute(0, 2, 1).reshape(B, self.V, H, W)
-        return self.W(ctx)
+        ctx = self.W(torch.matmul(sim, value).permute(0, 2, 1).reshape(B, self.V, H, W))
+        if self.scale > 1:
+            ctx = F.interpolate(ctx, size=(h, w), mode="bilinear", align_corners=True)
+        return ctx
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fused = torch.cat([self.context(x), x], dim=1)  # [context, feats]
