@@ -389,6 +389,7 @@ def _emit_e3(em, n: Node, args):
 
 _register("E3", "key content only: u·(W_k x_k), the same for every query", _emit_e3)
 
+
 def _emit_every_query(em, n: Node, args):
     """[B, M, K] → [B, M, Q = K, K'], a view: the keys are the queries' own positions."""
     keys = em.method(args[0], "size", -1)

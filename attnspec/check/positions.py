@@ -282,8 +282,8 @@ class Positions:
         `displacement()`: every offset the queries' grid holds."""
         if e.func.id == "displacement" and not e.args and not e.kwargs:
             return Encoding(0, 0.0, 0, e.span, radius=(), kind="displacement")
-        of = e.func.id == "offsets" and [kw for kw in e.kwargs if kw.name == "of"]
-        if not e.args or len(e.kwargs) > len(of or ()):
+        of = [kw for kw in e.kwargs if kw.name == "of"] if e.func.id == "offsets" else []
+        if not e.args or len(e.kwargs) > len(of):
             return self.error("wrong-arity", f"{e.func.id} takes its radius: {e.func.id}(R), "
                               f"or one per axis" + (", and `of`" if e.func.id == "offsets"
                                                     else ""), e.span)
