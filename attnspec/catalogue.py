@@ -235,11 +235,32 @@ what each would need (docs/language.md §12 walks every mechanism).
 
 # (spec, the variant left out, what it needs)
 NOT_YET = (
+    ("acmix", "the Swin variant's shifted-window (SW-MSA) blocks", "a cyclic roll of the "
+     "map and Swin's region mask, a pair term of absolute region labels (the W-MSA blocks "
+     "ship as WindowAttentionACmix)"),
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),
+    ("attention_pool", "Luong's local attention (local-m, local-p)", "a window of the "
+     "source positions centred at a position the decoder state predicts (a window range "
+     "needs the queries' own axes)"),
+    ("ccnet", "the 3-D criss-cross (the authors' functions3d.py)", "a criss-cross range "
+     "over three axes; theirs is borrowed from a third party and counts the query itself "
+     "twice (only its H line masks it)"),
+    ("cbam", "the channel gate's lp and lse pool types", "nothing (a square root of a sum of "
+     "squares, a log-sum-exp): not written"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
+    ("deformable", "deformable groups, dilation and stride", "`bilinear` with one "
+     "displacement per group of channels, a dilated and strided kernel grid"),
+    ("emanet", "the last bases μ as a second output (their training loop's moving "
+     "average reads them)", "several outputs per definition"),
+    ("muse", "the decoder's form (causal, the convolutions' taps before the position)",
+     "nothing: `range causal` and `patches(..., padding = J - 1)` cropped; not written"),
+    ("separable_sa", "MobileViTv2's cross-attention (scores and keys from x_prev)", "an "
+     "optional second input that stands for the first when left out"),
+    ("sliding_window", "a dilation per head", "a window range whose dilation varies with "
+     "the head"),
 )
 
 TIER2_INTRO = """\
