@@ -255,8 +255,6 @@ NOT_YET = (
      "displacement per group of channels, a dilated and strided kernel grid"),
     ("emanet", "the last bases μ as a second output (their training loop's moving "
      "average reads them)", "several outputs per definition"),
-    ("muse", "the decoder's form (causal, the convolutions' taps before the position)",
-     "nothing: `range causal` and `patches(..., padding = J - 1)` cropped; not written"),
     ("separable_sa", "MobileViTv2's cross-attention (scores and keys from x_prev)", "an "
      "optional second input that stands for the first when left out"),
     ("sliding_window", "a dilation per head", "a window range whose dilation varies with "

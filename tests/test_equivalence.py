@@ -672,6 +672,10 @@ CASES = [
     Case("muse", dict(D=12, M=2, kernel_small=1, kernel_wide=5, weight_dropout=0.0),
          ((2, 7, 12), (3, 2, 12)), pad=True),
     Case("muse", dict(D=8, M=2, kernel_small=2, kernel_wide=4), ((2, 7, 8), (3, 3, 8))),
+    # the decoder's form: causal attention, the convolutions' taps ending at the position
+    Case("muse", dict(D=16, M=4, causal=True), sequence(16), pad=True),
+    Case("muse", dict(D=8, M=2, kernel_small=2, kernel_wide=5, causal=True,
+                      weight_dropout=0.0), ((2, 7, 8), (3, 3, 8))),
     Case("muse", dict(D=16, M=4, dynamic_padding=True, attention_dropout=0.1),
          sequence(16), pad=True),
     # muse's popular re-implementation form: 8 and 2 heads, sequences shorter than the

@@ -36,6 +36,7 @@ VARIANTS += [
          ((2, 4, 5, 7),)),
     Case("axial", dict(D=12, M=3, masked=True), ((2, 5, 7, 12),), definition="Column"),
     Case("aft", dict(D=8, causal=True), ((2, 5, 8),)),
+    Case("muse", dict(D=8, M=2, causal=True, weight_dropout=0.0), ((2, 5, 8),)),
 ]
 
 

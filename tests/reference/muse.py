@@ -13,7 +13,8 @@ three Linears here, in the compiled spec's order), q scaled by head_dim^-0.5 aft
 a softmax over the keys with padded keys at -inf, dropout; the dynamic convolutions read
 the projected values (zeroed at padding only with dynamic_padding), each position's kernel
 softmax(weight_linear(v)) over the taps, dropped; their outputs mixed by
-softmax(dynamic_gate_para); out_proj(cat([attention, convolution])).
+softmax(dynamic_gate_para); out_proj(cat([attention, convolution])). `causal` is their
+decoder's self-attention: future keys at -inf, the convolutions' padding_l = kernel - 1.
 
 `MUSESeparable` is the popular re-implementation's form (MUSEAttention of
 External-Attention-pytorch): depthwise-separable convolutions with kernels 1, 3, 5 (kernel 1
@@ -76,15 +77,17 @@ class DynamicConv(nn.Module):
     """DynamicConv1dTBC (no bias, no in_proj) on [B, N, D]: out[t, h·R + r] =
     Σ_j w[t, h, j] · v[t + j − P, h·R + r], w = dropout(softmax_j(weight_linear(v)))."""
 
-    def __init__(self, D: int, M: int, kernel: int, weight_dropout: float = 0.0):
+    def __init__(self, D: int, M: int, kernel: int, weight_dropout: float = 0.0,
+                 causal: bool = False):
         super().__init__()
         self.M, self.kernel = M, kernel
+        self.padding_l = kernel - 1 if causal else kernel // 2  # the decoder's, the encoder's
         self.weight_linear = nn.Linear(D, M * kernel, bias=False)
         self.weight_dropout = nn.Dropout(weight_dropout)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         B, N, D = v.shape
-        K, P = self.kernel, self.kernel // 2
+        K, P = self.kernel, self.padding_l
         w = self.weight_linear(v).view(B, N, self.M, K).softmax(dim=-1)
         w = self.weight_dropout(w)
         # unfold1d: the K values around each position, zero beyond the sequence
@@ -98,14 +101,14 @@ class MUSE(nn.Module):
 
     def __init__(self, D: int, M: int = 16, kernel_small: int = 3, kernel_wide: int = 15,
                  attention_dropout: float = 0.0, weight_dropout: float = 0.1,
-                 dynamic_padding: bool = False):
+                 dynamic_padding: bool = False, causal: bool = False):
         super().__init__()
-        self.M, self.dynamic_padding = M, dynamic_padding
+        self.M, self.dynamic_padding, self.causal = M, dynamic_padding, causal
         # registration order = the compiled spec's: V, the two convolutions, the gates,
         # then Q, K and out_proj
         self.v_proj = nn.Linear(D, D)
-        self.dynamics = nn.ModuleList([DynamicConv(D, M, kernel_small, weight_dropout),
-                                       DynamicConv(D, M, kernel_wide, weight_dropout)])
+        self.dynamics = nn.ModuleList([DynamicConv(D, M, kernel_small, weight_dropout, causal),
+                                       DynamicConv(D, M, kernel_wide, weight_dropout, causal)])
         # (in a submodule: a module's own parameters would come before its submodules')
         self.gate = nn.ParameterDict({"dynamic_gate_para": nn.Parameter(torch.full((2,), 0.5))})
         self.q_proj = nn.Linear(D, D)
@@ -123,6 +126,9 @@ class MUSE(nn.Module):
         convolved = gate[0] * self.dynamics[0](u) + gate[1] * self.dynamics[1](u)
         q = heads(self.q_proj(x)) * d ** -0.5
         logits = q @ heads(self.k_proj(x)).transpose(-1, -2)
+        if self.causal:  # the decoder's future mask
+            future = torch.ones(N, N, dtype=torch.bool, device=x.device).triu(1)
+            logits = logits.masked_fill(future, float("-inf"))
         if pad is not None:
             logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
         a = self.attention_dropout(logits.softmax(dim=-1))
