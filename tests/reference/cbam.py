@@ -17,32 +17,43 @@ Official code: Jongchan/attention-module (MODELS/cbam.py, MODELS/model_resnet.py
 import torch
 from torch import nn
 
+BN_MOMENTUM = 0.01  # official BasicConv: nn.BatchNorm2d(..., momentum=0.01)
+
+
+class SpatialGate(nn.Module):
+    """Their SpatialGate: [max, mean] over C (max first), k x k conv (no bias), BatchNorm
+    (momentum 0.01, scale 0 at first: ResidualNet's init), no ReLU, sigmoid, x gated."""
+
+    def __init__(self, k: int = 7, bn: bool = True):
+        super().__init__()
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"CBAM: the spatial kernel k must be a positive odd integer, "
+                             f"got {k}")
+        self.conv = nn.Conv2d(2, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
+        self.bn = nn.BatchNorm2d(1, momentum=BN_MOMENTUM) if bn else None
+        if bn:
+            nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        m = self.conv(pooled)  # [B, 1, H, W]
+        return x * torch.sigmoid(self.bn(m) if self.bn is not None else m)
+
 
 class CBAM(nn.Module):
     """x: [B, C, H, W] -> [B, C, H, W]."""
-
-    BN_MOMENTUM = 0.01  # official BasicConv: nn.BatchNorm2d(..., momentum=0.01)
 
     def __init__(self, C: int, r: int = 16, k: int = 7, bn: bool = True, pool: str = "both",
                  no_spatial: bool = False):
         super().__init__()
         self.pool_types = {"both": ("avg", "max"), "avg": ("avg",), "max": ("max",)}[pool]
-        self.no_spatial = no_spatial
         hidden = C // r
         if hidden < 1:
             raise ValueError(f"CBAM: C // r must be >= 1, got C={C}, r={r}")
-        if k < 1 or k % 2 == 0:
-            raise ValueError(f"CBAM: the spatial kernel k must be a positive odd integer, "
-                             f"got {k}")
-        # Registration order = state_dict order: fc1, fc2, conv, bn.
+        # Registration order = state_dict order: fc1, fc2, the spatial gate's conv and bn.
         self.fc1 = nn.Linear(C, hidden)
         self.fc2 = nn.Linear(hidden, C)
-        if no_spatial:
-            return
-        self.conv = nn.Conv2d(2, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
-        self.bn = nn.BatchNorm2d(1, momentum=self.BN_MOMENTUM) if bn else None
-        if bn:
-            nn.init.zeros_(self.bn.weight)  # official ResidualNet init ("SpatialGate" bn)
+        self.spatial = None if no_spatial else SpatialGate(k, bn)
 
     def shared_mlp(self, v: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(v)))
@@ -52,15 +63,8 @@ class CBAM(nn.Module):
         pooled = {"avg": x.mean(dim=(2, 3)), "max": x.amax(dim=(2, 3))}  # [B, C] each
         gate_c = torch.sigmoid(sum(self.shared_mlp(pooled[p]) for p in self.pool_types))
         x1 = x * gate_c[:, :, None, None]
-        if self.no_spatial:
-            return x1
-        # Spatial gate on the channel-gated map: [max over C, mean over C], max first.
-        pooled = torch.cat([x1.amax(dim=1, keepdim=True), x1.mean(dim=1, keepdim=True)],
-                           dim=1)  # [B, 2, H, W]
-        m = self.conv(pooled)
-        if self.bn is not None:
-            m = self.bn(m)
-        return x1 * torch.sigmoid(m)
+        # then the spatial gate on the channel-gated map
+        return x1 if self.spatial is None else self.spatial(x1)
 
 
 class ChannelGate(CBAM):
@@ -68,20 +72,3 @@ class ChannelGate(CBAM):
 
     def __init__(self, C: int, r: int = 16, pool: str = "both"):
         super().__init__(C, r, pool=pool, no_spatial=True)
-
-
-class SpatialGate(nn.Module):
-    """The spatial gate alone (their SpatialGate): [max, mean] over C, k x k conv (no bias),
-    BatchNorm (momentum 0.01, scale 0 at first), sigmoid, x gated."""
-
-    def __init__(self, k: int = 7, bn: bool = True):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
-        self.bn = nn.BatchNorm2d(1, momentum=CBAM.BN_MOMENTUM) if bn else None
-        if bn:
-            nn.init.zeros_(self.bn.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
-        m = self.conv(pooled)
-        return x * torch.sigmoid(self.bn(m) if self.bn is not None else m)

@@ -15,6 +15,26 @@ import torch
 from torch import nn
 
 
+def heads(t: torch.Tensor, M: int) -> torch.Tensor:
+    """[B, N, M·w] -> [B, M, N, w]."""
+    return t.unflatten(-1, (M, -1)).transpose(1, 2)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pad: torch.Tensor | None,
+           causal: bool, dropout: float, training: bool) -> torch.Tensor:
+    """Scaled dot-product attention per head, q [B, M, Nq, d_k], k [B, M, Nk, d_k], v
+    [B, M, Nk, d_v]; the heads concatenated: [B, Nq, M·d_v]."""
+    logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [B, M, Nq, Nk]
+    if causal:  # query i may look at keys j <= i only
+        n = logits.shape[-1]
+        future = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+        logits = logits.masked_fill(future, float("-inf"))
+    if pad is not None:
+        logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
+    attn = nn.functional.dropout(logits.softmax(dim=-1), dropout, training)  # over the keys
+    return (attn @ v).transpose(1, 2).flatten(2)
+
+
 class MHSA(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = ignore."""
 
@@ -32,24 +52,8 @@ class MHSA(nn.Module):
         self.output = nn.Linear(M * self.d_v, D, bias=bias)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        B, N, D = x.shape
-        M = self.M
-
-        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, N, M·w] -> [B, M, N, w]
-            return t.view(B, N, M, -1).transpose(1, 2)
-
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        logits = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # [B, M, Nq, Nk]
-        if self.causal:
-            # query i may look at keys j <= i only
-            future = torch.ones(N, N, dtype=torch.bool, device=x.device).triu(1)
-            logits = logits.masked_fill(future, float("-inf"))
-        if pad is not None:
-            logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
-        attn = logits.softmax(dim=-1)  # normalise over keys
-        attn = nn.functional.dropout(attn, self.dropout, self.training)
-        y = (attn @ v).transpose(1, 2).reshape(B, N, -1)  # concatenate heads
-        return self.output(y)
+        q, k, v = (heads(f(x), self.M) for f in (self.query, self.key, self.value))
+        return self.output(attend(q, k, v, pad, self.causal, self.dropout, self.training))
 
 
 class CrossAttention(nn.Module):
@@ -68,13 +72,6 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor,
                 pad: torch.Tensor | None = None) -> torch.Tensor:
-        B, N, D = x.shape
-        S, M, d = memory.shape[1], self.M, D // self.M
-        q = self.query(x).view(B, N, M, d).transpose(1, 2)
-        k = self.key(memory).view(B, S, M, d).transpose(1, 2)
-        v = self.value(memory).view(B, S, M, d).transpose(1, 2)
-        logits = q @ k.transpose(-2, -1) / math.sqrt(d)  # [B, M, N, S]
-        if pad is not None:
-            logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
-        attn = nn.functional.dropout(logits.softmax(dim=-1), self.dropout, self.training)
-        return self.output((attn @ v).transpose(1, 2).reshape(B, N, D))
+        q = heads(self.query(x), self.M)
+        k, v = heads(self.key(memory), self.M), heads(self.value(memory), self.M)
+        return self.output(attend(q, k, v, pad, False, self.dropout, self.training))
