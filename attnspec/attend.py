@@ -240,7 +240,8 @@ def _emit_e2_bilinear(em, n: Node, args):
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     return em.call(runtime.bilinear_weights, q, em.sizes(n.inputs[1], a["q_tokens"]),
-                   em.sizes(n.inputs[2], a["k_tokens"]), a["steps"], a["radii"])
+                   em.sizes(n.inputs[2], a["k_tokens"]), a["steps"], a["radii"],
+                   a.get("dilation", 1), a.get("q_steps"))
 
 
 _register("E2_bilinear", "deformable sampling: the bilinear kernel at each head's kernel "
@@ -417,6 +418,18 @@ _register("rename", "the same tensor under the axis names of the attention it en
           "sizes checked where the attention fixes them)", _emit_rename,
           sizes=lambda ins, t, a: {**ins[0], **{new: ins[0][old] for old, new in a["renamed"]
                                                 if old in ins[0]}})
+
+
+def _emit_stand_in(em, n: Node, args):
+    from . import runtime
+
+    return em.call(runtime.given_or, args[0], args[1])
+
+
+_register("stand_in", "an optional input, or the input that stands in for it when it is left "
+          "out (`input m: [...] optional = x`)", _emit_stand_in,
+          sizes=lambda ins, t, a: {**ins[0], **{new: ins[1][old] for old, new in a["renamed"]
+                                                if old in ins[1]}})
 
 
 def _emit_every_nth(em, n: Node, args):
@@ -849,6 +862,10 @@ _register("linear_attention", "q (Kᵀ V) / (q · Σ k + eps): E1 weights withou
 def _emit_fold(em, n: Node, args):
     k, dims = len(n.attrs["dims"]), n.attrs["dims"]
     x = args[0]
+    if em.ir.node(n.inputs[0]).attrs.get("optional"):  # None when it is left out
+        from . import runtime
+
+        return em.call(runtime.fold_samples, x, dims)
     if dims != tuple(range(1, 1 + k)):  # already next to the batch: a view, no copy
         x = em.method(x, "movedim", dims, tuple(range(1, 1 + k)))
     return em.method(x, "flatten", 0, k)

@@ -247,16 +247,10 @@ NOT_YET = (
     ("ccnet", "the 3-D criss-cross (the authors' functions3d.py)", "a criss-cross range "
      "over three axes; theirs is borrowed from a third party and counts the query itself "
      "twice (only its H line masks it)"),
-    ("cbam", "the channel gate's lp and lse pool types", "nothing (a square root of a sum of "
-     "squares, a log-sum-exp): not written"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
-    ("deformable", "deformable groups, dilation and stride", "`bilinear` with one "
-     "displacement per group of channels, a dilated and strided kernel grid"),
     ("emanet", "the last bases μ as a second output (their training loop's moving "
      "average reads them)", "several outputs per definition"),
-    ("separable_sa", "MobileViTv2's cross-attention (scores and keys from x_prev)", "an "
-     "optional second input that stands for the first when left out"),
     ("sliding_window", "a dilation per head", "a window range whose dilation varies with "
      "the head"),
 )

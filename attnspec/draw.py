@@ -133,6 +133,10 @@ def _add_part(box: graphviz.Digraph, name: str, part: str, nodes: list[Node],
 
 def _add_node(graph: graphviz.Digraph, node: Node, scope: str | None) -> None:
     colour = ROLE_STYLE[node.role][1]
+    if node.op == "stand_in":  # `optional = x`
+        graph.node(node.name, f"{node.attrs['given']}, else {node.attrs['default']}",
+                   fillcolor=colour)
+        return
     if node.role == "input":
         optional = node.attrs.get("optional", False)
         graph.node(node.name, _strip(node.name, scope) + (" (optional)" if optional else ""),

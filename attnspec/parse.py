@@ -150,12 +150,14 @@ class _ToData(Transformer):
                 "choices": [str(t) for t in c if t is not None]}
 
     def input(self, meta, c):
-        name, *axes, dtype, optional = c
+        name, *axes, dtype, optional, default = c
         axes = [a for a in axes if a is not None]
         return {"kind": "input", "span": self._span(meta), "name": str(name),
                 "axes": [str(a) for a in axes],
                 "axis_spans": [self._tok(a) for a in axes],
-                "dtype": str(dtype) if dtype else "float", "optional": optional is not None}
+                "dtype": str(dtype) if dtype else "float", "optional": optional is not None,
+                "default": None if default is None else str(default),
+                "default_span": None if default is None else self._tok(default)}
 
     def let(self, meta, c):
         return {"kind": "let", "span": self._span(meta), "name": str(c[0]), "value": c[1]}

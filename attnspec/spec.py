@@ -170,6 +170,8 @@ class Input(Node):
     axis_spans: tuple[Span, ...]
     dtype: Literal["float", "bool"] = "float"
     optional: bool = False
+    default: str | None = None  # `optional = x`: the input x stands for it when left out
+    default_span: Span | None = None
 
     @model_validator(mode="after")
     def _axes_unique(self):
@@ -178,6 +180,28 @@ class Input(Node):
                 fail("duplicate-axis", f"axis `{a}` appears twice in input `{self.name}`",
                      self.axis_spans[i])
         return self
+
+    def default_problems(self, earlier: list[Input]) -> list:
+        """`optional = x` names a float input declared before this one, laid out alike:
+        as many axes, the axes both name in the same places (x's others renamed)."""
+        if self.default is None:
+            return []
+        other = next((i for i in earlier if i.name == self.default), None)
+        where = self.default_span
+        if other is None:
+            return [("unknown-name", f"`{self.default}` is to stand in for `{self.name}` when "
+                     f"it is left out, but no input `{self.default}` is declared before it", where,
+                     "name an earlier input, e.g. `input memory: [B, S, D] optional = x`")]
+        if "bool" in (self.dtype, other.dtype) or other.default is not None:
+            return [("wrong-type", f"`{self.name}` can stand in for a float input given "
+                     f"itself, not `{other.name}`", where, None)]
+        misplaced = [a for a in self.axes if a in other.axes and
+                     other.axes.index(a) != self.axes.index(a)]
+        if len(self.axes) != len(other.axes) or misplaced:
+            return [("axis-mismatch", f"`{other.name}` [{', '.join(other.axes)}] cannot stand "
+                     f"in for `{self.name}` [{', '.join(self.axes)}]: it needs as many axes, "
+                     "the axes both name in the same places", where, None)]
+        return []
 
 
 class Let(Node):
@@ -254,6 +278,8 @@ class Attention(Node):
         names = [s.name for s in inputs]
         problems += [("duplicate-name", f"input `{s.name}` is declared twice", s.span, None)
                      for i, s in enumerate(inputs) if s.name in names[:i]]
+        for i, s in enumerate(inputs):
+            problems += s.default_problems(inputs[:i])
         if not inputs:
             problems.append(("missing-part", f"attention `{self.name}` has no `input`",
                              self.name_span, "declare the input tensor with named axes, "

@@ -120,6 +120,8 @@ class Encoding:
     kind: str = "sinusoid"  # sinusoid | offsets | displacement | bilinear | pairs | distance
     within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0
     of_query: bool = False  # offsets(R, of = query): rows by q − k (Swin's table), not k − q
+    dilation: int = 1  # bilinear(R, dilation = d): the kernel's positions d apart
+    groups: int = 1  # bilinear(R, groups = G): G displacements per kernel position
 
 
 @dataclass(frozen=True)

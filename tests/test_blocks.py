@@ -197,3 +197,52 @@ def test_a_result_whose_axes_would_clash_under_the_caller_s_names_keeps_its_own(
     t = torch.randn(2, 4, 3, 5)
     expected = t.view(2, 2, 2, 3, 5).mean((1, 2))
     torch.testing.assert_close(attnspec.compile_text(RENAMED, D=4, name="Clash")(t), expected)
+
+
+CROSS = """
+attention Cross(D: int) {
+    input  x: [B, N, D]
+    input  memory: [B, S, D] optional = x
+    over   positions(N), positions(S)
+    range  all
+    weight softmax(E1(query = linear(D), key = linear(D)))
+    value  linear(memory, D)
+    output identity
+}
+"""
+
+
+def _cross(module, x, memory):
+    """The reference: queries from x, keys and values from memory."""
+    q, k, v = (layer(t) for layer, t in zip(
+        (module.query_linear, module.key_linear, module.value_linear), (x, memory, memory)))
+    return torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
+
+
+def test_an_input_left_out_is_the_input_that_stands_in_for_it():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(CROSS, D=4)
+    x, memory = torch.randn(2, 5, 4), torch.randn(2, 3, 4)
+    torch.testing.assert_close(m(x, memory), _cross(m, x, memory))  # S = 3, not N
+    torch.testing.assert_close(m(x), _cross(m, x, x))
+    compiled = torch.compile(m, fullgraph=True)
+    torch.testing.assert_close(compiled(x), _cross(m, x, x))
+    torch.testing.assert_close(compiled(x, memory), _cross(m, x, memory))
+
+
+def test_an_attention_applied_inside_another_or_a_block_gets_its_stand_in():
+    spec = CROSS + """
+attention Twice(D: int) {
+    input  x: [B, N, D]
+    output Cross(D)(x) + Cross(D)(x, 2 * x)
+}
+block Chain(D: int) = Cross(D) >> Cross(D)
+"""
+    torch.manual_seed(0)
+    twice = attnspec.compile_text(spec, D=4, name="Twice")
+    x = torch.randn(2, 5, 4)
+    first, second = twice.cross, twice.cross_2
+    torch.testing.assert_close(twice(x), _cross(first, x, x) + _cross(second, x, 2 * x))
+    chain = attnspec.compile_text(spec, D=4, name="Chain")
+    y = _cross(chain.cross, x, x)
+    torch.testing.assert_close(chain(x), _cross(chain.cross_2, y, y))

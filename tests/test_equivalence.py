@@ -43,6 +43,8 @@ class Case:
     definition: str | None = None  # another definition of the spec's file than the main one
     memory: int = 0  # > 0: a second input `memory` [B, memory, D] (cross-attention's keys)
     memory_width: int = 0  # the memory's last axis when it is not x's (kdim)
+    memory_name: str = "memory"  # the second input's keyword ...
+    memory_axis: int = 1  # ... and the axis of x's shape whose size `memory` replaces
     # False where float32 cannot compare two codes: both drift from the float64 result by
     # more than the tolerance (measured, and said at the case); float64 still checks it
     float32: bool = True
@@ -54,7 +56,8 @@ class Case:
     def id(self) -> str:
         args = ",".join(f"{k}={v}" for k, v in self.params.items())
         name = f"{self.spec}.{self.definition}" if self.definition else self.spec
-        return f"{name}({args}){'+pad' if self.pad else ''}{'+glob' if self.glob else ''}"
+        other = f"+{self.memory_name}={self.memory}" if self.memory else ""
+        return f"{name}({args}){'+pad' if self.pad else ''}{'+glob' if self.glob else ''}{other}"
 
 
 def image(C: int) -> tuple:
@@ -126,6 +129,11 @@ CASES = [
     # per patch (P = 1), a single patch (N = 1)
     Case("separable_sa", dict(d=16), ((2, 16, 4, 7), (3, 16, 1, 5))),
     Case("separable_sa", dict(d=8, bias=False), ((2, 8, 4, 9), (3, 8, 2, 1))),
+    # ... and their cross-attention: scores and keys from x_prev of 6 or 1 patches
+    Case("separable_sa", dict(d=16, attn_dropout=0.2), ((2, 16, 4, 7), (3, 16, 1, 5)),
+         memory=6, memory_name="x_prev", memory_axis=-1),
+    Case("separable_sa", dict(d=8, bias=False), ((2, 8, 4, 9), (3, 8, 2, 3)), memory=1,
+         memory_name="x_prev", memory_axis=-1),
     # coatnet: a table larger than the maps; exactly the map's size (maxvit's) and smaller,
     # one table for every head, inner and out widths != C; maps larger than the table (0
     # beyond); the defaults (head_size 32, 14 × 14 table)
@@ -472,8 +480,16 @@ CASES = [
     # ... one pooled descriptor (the paper's Table 1), and the channel gate alone
     *[Case("cbam", dict(C=16, r=4, k=3, pool=pool, no_spatial=alone), image(16))
       for pool, alone in (("avg", False), ("max", False), ("avg", True), ("both", True))],
+    # ... their lp and lse pool types, with the two others, with one, alone, and all four
+    *[Case("cbam", dict(C=16, r=4, k=3, pool=pool, lp=lp, lse=lse), image(16))
+      for pool, lp, lse in (("both", True, False), ("avg", False, True),
+                            ("none", True, False), ("none", False, True),
+                            ("both", True, True))],
+    Case("cbam", dict(C=32, pool="max", lse=True, no_spatial=True), image(32)),
     # ... and each gate as its own definition
     Case("cbam", dict(C=16, r=4, pool="max"), image(16), definition="ChannelGate"),
+    Case("cbam", dict(C=16, r=4, pool="none", lp=True, lse=True), image(16),
+         definition="ChannelGate"),
     Case("cbam", dict(C=32), image(32), definition="ChannelGate"),
     *[Case("cbam", params, image(8), definition="SpatialGate")
       for params in (dict(), dict(k=3, bn=False))],
@@ -660,6 +676,14 @@ CASES = [
     Case("deformable", dict(C=6, out=3, modulation=True), ((2, 6, 5, 6), (3, 6, 3, 7))),
     Case("deformable", dict(C=4, modulation=True, modulation_scale=2.0),  # the authors' 2·σ
          ((2, 4, 5, 6), (1, 4, 4, 4))),
+    # the authors' stride (odd and even sides), dilation (their res5's 2) and deformable
+    # groups (their 4), alone and together, with modulation
+    Case("deformable", dict(C=4, stride=2), ((2, 4, 5, 6), (1, 4, 4, 7))),
+    Case("deformable", dict(C=4, out=3, dilation=2), ((2, 4, 5, 6), (1, 4, 4, 4))),
+    Case("deformable", dict(C=8, deformable_groups=4), ((2, 8, 5, 6), (1, 8, 3, 4))),
+    Case("deformable", dict(C=6, out=4, stride=2, dilation=2, deformable_groups=2,
+                            modulation=True), ((2, 6, 5, 6), (1, 6, 7, 4))),
+    Case("deformable", dict(C=4, kernel=5, stride=3, deformable_groups=2), ((2, 4, 7, 8),)),
     # a2: the default widths (C / 4), c_m ≠ c_n both ways
     Case("a2", dict(C=16), image(16)),
     Case("a2", dict(C=12, cm=5, cn=3), image(12)),
@@ -793,9 +817,11 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
     x = (INPUT_SCALE * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
     kwargs = {}
     if case.memory:
-        width = case.memory_width or shape[-1]
-        kwargs["memory"] = (INPUT_SCALE * torch.randn(
-            (shape[0], case.memory, width), generator=gen, dtype=torch.float64)).to(dtype)
+        other = list(shape)
+        other[case.memory_axis] = case.memory
+        other[-1] = case.memory_width or other[-1]
+        kwargs[case.memory_name] = (INPUT_SCALE * torch.randn(
+            other, generator=gen, dtype=torch.float64)).to(dtype)
     if case.pad:  # over the keys: the memory's positions when there is one
         kwargs["pad"] = _pad_mask(shape[0], case.memory or shape[1], gen)
     if case.glob:

@@ -110,6 +110,9 @@ CASES = [
     Case("layer_as_setting", (("wrong-type", 7, 22, "conv1x1(8)"),)),
     Case("heads_kv_not_dividing", (("heads", 6, 20, "3"),)),
     Case("block_required_input", (("wrong-arity", 11, 31, "Gate(C)"),)),
+    Case("stand_in_unknown", (("unknown-name", 4, 41, "q"),)),
+    Case("stand_in_layout", (("axis-mismatch", 4, 41, "x"),)),
+    Case("stand_in_sizes", (("axis-mismatch", 4, 41, "x"),), params={"D": 8, "E": 4}),
 ]
 
 

@@ -521,3 +521,33 @@ def test_queries_every_s_th_position_are_checked(text, code):
         "over") else STRIDED.replace(STRIDED[STRIDED.index("    weight"):
                                              STRIDED.index("    value")], "    " + text + "\n")
     assert first_error(spec, C=4) == code
+
+
+SAMPLED = """
+attention Sampled(C: int, heads: int, groups: int = 1, dilation: int = 1) {
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    heads  heads
+    weight identity(E2(query = conv(2 * heads, init = zero),
+                       position = bilinear(1, dilation = dilation, groups = groups)))
+    value  identity
+    output identity
+}
+"""
+
+
+def test_bilinear_takes_a_head_per_group_and_kernel_position():
+    with pytest.raises(attnspec.SpecError, match="times 2 groups: heads must be 18, not 9") as info:
+        attnspec.compile_text(SAMPLED, C=18, heads=9, groups=2)
+    assert info.value.diagnostics[0].code == "heads"
+
+
+def test_bilinear_at_zero_displacements_reads_the_dilated_kernel_positions():
+    """Zero offsets: head m (of group g) reads x at q + d·p_m, zeros beyond the map."""
+    m = attnspec.compile_text(SAMPLED, C=18, heads=18, groups=2, dilation=2)
+    x = torch.randn(1, 18, 6, 7)  # one channel per head: head g·9 + n reads channel g·9 + n
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    expected = torch.stack([padded[0, h, 2 * (h % 9 // 3):][:6, 2 * (h % 3):][:, :7]
+                            for h in range(18)])
+    torch.testing.assert_close(m(x)[0], expected)

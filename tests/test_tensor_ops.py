@@ -724,3 +724,34 @@ def test_pooling_runs_over_the_trailing_axes_it_names(text, expected):
 ])
 def test_pooling_checks_the_axes_it_runs_over(text, code):
     assert output_error(text, "input  x: [B, C, H, W]") == code
+
+
+LEFT_OUT = """
+attention A(C: int, extra: bool = false) {{
+    input  x: [B, C, N]
+    let    t = sum(x, N) if extra else 0
+    output {output}
+}}
+"""
+
+
+@pytest.mark.parametrize("output", ["x + t", "t + x", "x - t", "x * 1", "1 * x", "x / 1"])
+def test_a_number_that_leaves_a_tensor_alone_adds_no_node(output):
+    ir = attnspec.build_ir(LEFT_OUT.format(output=output), C=3)
+    assert ir.node(ir.output).op == "input"
+
+
+def test_a_term_left_out_is_added_when_the_option_is_on():
+    module = attnspec.compile_text(LEFT_OUT.format(output="x - t"), C=3, extra=True)
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(module(x), x - x.sum(2, keepdim=True))
+
+
+def test_logsumexp_reduces_the_named_axes_as_torch_does():
+    module = attnspec.compile_text("""
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    output logsumexp(x, H W)
+}""", C=3)
+    x = torch.randn(2, 3, 4, 5) * 30  # large values: stable, as the maximum is taken out
+    torch.testing.assert_close(module(x), torch.logsumexp(x, dim=(2, 3)))

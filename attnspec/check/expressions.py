@@ -219,9 +219,11 @@ class Expressions:
                 return self.error(err.code, err.message, span, err.hint)
             inputs, attrs = (left.node, right.node), {"left": lp, "right": rp}
         else:
+            scalar = right if isinstance(left, Tensor) else left
+            if _leaves_alone(op, scalar, scalar_first=scalar is left):
+                return tensors[0]  # a term left out (`t if c else 0`) adds no node
             out, inputs = tensors[0].type, (tensors[0].node,)
-            attrs = {"scalar": right if isinstance(left, Tensor) else left,
-                     "scalar_first": not isinstance(left, Tensor)}
+            attrs = {"scalar": scalar, "scalar_first": scalar is left}
         if any(t.type.dtype == "complex" for t in tensors):  # a spectrum times a filter
             if op not in ("+", "-", "*"):
                 return self.error("wrong-type", f"`{op}` of a complex tensor: only +, - and * "
@@ -295,6 +297,14 @@ class Expressions:
             return Instance(chained, e.span)
         return self.error("wrong-type", f"`>>` chains layers or blocks; got {describe(left)} "
                           f"and {describe(right)}", e.span)
+
+def _leaves_alone(op: str, scalar, scalar_first: bool) -> bool:
+    """Whether a tensor combined with this number is the tensor itself: t + 0, 0 + t,
+    t − 0, t · 1, 1 · t, t / 1."""
+    if op in ("+", "-") and scalar == 0:
+        return op == "+" or not scalar_first
+    return op == "*" and scalar == 1 or op == "/" and scalar == 1 and not scalar_first
+
 
 _ARITH_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 

@@ -49,13 +49,17 @@ class Formulation:
                                     f"given {len(given)} tensors", self.call_span or d.span)
         self.inputs_here = []
         carried, unfolded = self.carried(d), None
+        declared = self.declared_inputs = {}  # as given, before `per` folds them
         for s in d.body:
             if isinstance(s, Input):
                 i = len(self.inputs_here)
                 t = self.input(s, given[i] if i < len(given) else None, first=x is None)
+                declared[s.name] = t
                 if carried and isinstance(t, Tensor):  # `per H`: H joins the batch
                     unfolded = unfolded or t
                     t = self.fold(t, unfolded, carried, s.span)
+                if s.default is not None:  # `optional = x`: x when it is left out
+                    t = self.stand_in(s, t, carried)
                 self.env[s.name] = t
                 self.inputs_here.append(t)
                 x = t if x is None else x
@@ -194,6 +198,40 @@ class Formulation:
                         optional=s.optional, axes=tuple((a.name, a.size) for a in axes))
         self.ir.inputs.append(node)
         return Tensor(node, t)
+
+    def stand_in(self, s: Input, given: Tensor | None, carried: tuple[str, ...]):
+        """`input m: [...] optional = x`: m when given, else x under m's axis names (its
+        axes in x's places; the two must have the same fixed sizes in each place). Both as
+        the attention sees them, carried axes in the batch: x is not moved twice."""
+        declared, other = self.declared_inputs.get(s.default), self.env.get(s.default)
+        if not isinstance(declared, Tensor) or not isinstance(other, Tensor) or \
+                given is POISON:
+            return POISON
+        sizes = [self.env.get(a) for a in s.axes]
+        sizes = [n if isinstance(n, int) and not isinstance(n, bool) else None for n in sizes]
+        for name, size, theirs in zip(s.axes, sizes, declared.type.axes):
+            if size != theirs.size:
+                problem = (f"its axis {theirs.name} is {theirs.size or 'free'} where "
+                           f"`{s.name}` has {name} {size or 'free'}")
+            elif (theirs.name in carried) != (name in carried):
+                problem = f"`per` carries {theirs.name if name not in carried else name}"
+            else:
+                continue
+            self.error("axis-mismatch", f"`{s.default}` cannot stand in for `{s.name}`: "
+                       f"{problem}", s.default_span, "the two inputs need the same fixed "
+                       "sizes in each place, and the axes `per` carries in the same places")
+            return given  # declared as it is: no errors that follow from this one
+        names = [a for a in s.axes if a not in carried]
+        t = TensorType(tuple(Axis(n, a.size, a.step) for n, a in zip(names, other.type.axes)),
+                       s.dtype)
+        renamed = tuple(zip(other.type.names, t.names))
+        if given is None:  # inside a block or a call that leaves it out
+            return Tensor(self.add("rename", (other.node,), t, s.span, base=s.name,
+                                   role="input", renamed=renamed, check=None,
+                                   declared=s.name), t)
+        return Tensor(self.add("stand_in", (given.node, other.node), t, s.span, base=s.name,
+                               role="input", renamed=renamed, given=s.name,
+                               default=s.default), t)
 
     def formulation(self, d: Attention, parts: dict, x: Tensor):
         over = self.over(parts["over"], x)

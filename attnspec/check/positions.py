@@ -123,21 +123,24 @@ class Positions:
         if enc is POISON:
             return POISON
         n, q_tokens = len(over[0][1]), over[0][1]
-        radii = self.radii(enc, n)
+        radii = self.radii(enc, n, by_index=False)  # it reads each query's position
         if radii is POISON:
             return POISON
         points = math.prod(2 * r + 1 for r in radii)
-        if heads != points:
-            return self.error("heads", f"bilinear samples one point per kernel position: heads "
-                              f"must be {points}, not {heads}", arg.span)
+        if heads != points * enc.groups:
+            groups = f" times {enc.groups} groups" if enc.groups > 1 else ""
+            return self.error("heads", f"bilinear samples one point per kernel position"
+                              f"{groups}: heads must be {points * enc.groups}, not {heads}",
+                              arg.span)
         if d is not None and d != n * heads:
             return self.error("axis-mismatch", f"the query must give a displacement of {n} per "
                               f"head: a width of {n * heads}, not {d}", e.span)
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         node = self.add("E2_bilinear", (q.node, x.node, keys.node), t, e.span, base="e2",
                         heads=heads, q_tokens=q_tokens, q_feature=qf, k_tokens=over[1][1],
-                        radii=radii,
-                        steps=tuple(keys.type.axis(a).step for a in over[1][1]))
+                        radii=radii, dilation=enc.dilation,
+                        steps=tuple(keys.type.axis(a).step for a in over[1][1]),
+                        q_steps=tuple(x.type.axis(a).step for a in q_tokens))
         return Logits(node, t, True, keys=keys.node)
 
     def call_E4(self, e: Call):
@@ -299,7 +302,21 @@ class Positions:
         return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind=e.func.id,
                         of_query=side is not None and side.name == "query")
 
-    call_bilinear = call_offsets
+    def call_bilinear(self, e: Call):
+        """`bilinear(R)`, one radius per axis or one for all; `dilation = d` spreads the
+        kernel's positions d apart, `groups = G` gives each kernel position G heads of
+        their own displacements (deformable convolution's offset groups)."""
+        settings = [kw for kw in e.kwargs if kw.name in ("dilation", "groups")]
+        if not e.args or len(settings) != len(e.kwargs):
+            return self.error("wrong-arity", "bilinear takes its radius: bilinear(R), or one "
+                              "per axis, and `dilation` and `groups`", e.span)
+        radii = self.integers(e.args, 0, "a kernel radius is a non-negative integer")
+        given = self.integers([kw.value for kw in settings], 1,
+                              "a dilation or a number of groups is a positive integer")
+        if POISON in (radii, given) or UNKNOWN in (radii, given):
+            return POISON if self.check_only or POISON in (radii, given) else UNKNOWN
+        options = {kw.name: v for kw, v in zip(settings, given)}
+        return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind="bilinear", **options)
     call_displacement = call_offsets
 
     def call_pairs(self, e: Call):
@@ -316,10 +333,10 @@ class Positions:
         within = values[1] if len(values) > 1 else None
         return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
 
-    def radii(self, enc: Encoding, n: int):
+    def radii(self, enc: Encoding, n: int, by_index: bool = True):
         """One radius per indexed axis: `offsets(R)` repeats R. Offset tables are indexed by
         the query's and key's indices: the queries must be every position."""
-        if self.strided_queries():
+        if by_index and self.strided_queries():
             return self.error("unsupported", f"{enc.kind}(...) looks a table up by the query's "
                               f"index: not on queries every s-th position", enc.span,
                               "use sinusoid(...) or distance(), which read the positions")

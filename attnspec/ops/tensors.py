@@ -236,7 +236,9 @@ def _reduce(name, doc):
         dims = tuple(t.index(a) for a in n.attrs["axes"])
         torch = _torch()
         if name == "max":
-            return em.call(torch.amax, args[0], dim=dims)
+            from .. import runtime
+
+            return em.call(runtime.max_over, args[0], dims)
         if name == "norm":
             return em.call(torch.linalg.vector_norm, args[0], dim=dims)
         if name == "var":  # unbiased: the squared deviations' sum over n − 1
@@ -260,6 +262,9 @@ _reduce("norm", "the Euclidean (L2) norm over the named axes, which disappear")
 
 
 _reduce("var", "the unbiased variance over the named axes, which disappear")
+
+
+_reduce("logsumexp", "log Σ exp over the named axes, which disappear")
 
 
 def _emit_index(em, n, args):

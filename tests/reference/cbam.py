@@ -10,11 +10,15 @@ Official code: Jongchan/attention-module (MODELS/cbam.py, MODELS/model_resnet.py
   conv (k = 7, padding 3, no bias), BatchNorm2d(1, eps=1e-5, momentum=0.01), no ReLU,
   sigmoid. ResidualNet initialises this BN's weight to 0.
 - The module returns the gated map; any residual belongs to the host block.
-- pool: the channel gate's pool_types, ['avg', 'max'] ("both", their default), ['avg'] or
-  ['max'] (the paper's Table 1); no_spatial: their CBAM's channel gate alone.
+- pool, lp, lse: the channel gate's pool_types, ['avg', 'max'] ("both", their default),
+  ['avg'] or ['max'] (the paper's Table 1) or none of the two, then 'lp' (their
+  F.lp_pool2d(x, 2, (H, W)): the square root of the sum of squares) and 'lse' (their
+  logsumexp_2d: the maximum taken out, log of the sum of exponentials, added back) if
+  asked; no_spatial: their CBAM's channel gate alone.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BN_MOMENTUM = 0.01  # official BasicConv: nn.BatchNorm2d(..., momentum=0.01)
@@ -40,13 +44,29 @@ class SpatialGate(nn.Module):
         return x * torch.sigmoid(self.bn(m) if self.bn is not None else m)
 
 
+def logsumexp_2d(x: torch.Tensor) -> torch.Tensor:
+    """Their logsumexp_2d: [B, C, H, W] -> [B, C], the maximum taken out first."""
+    flat = x.flatten(2)
+    s = flat.amax(dim=2, keepdim=True)
+    return (s + (flat - s).exp().sum(dim=2, keepdim=True).log()).squeeze(2)
+
+
+POOLS = {  # their pool types, each [B, C, H, W] -> [B, C]
+    "avg": lambda x: F.avg_pool2d(x, x.shape[2:]).flatten(1),
+    "max": lambda x: F.max_pool2d(x, x.shape[2:]).flatten(1),
+    "lp": lambda x: F.lp_pool2d(x, 2, x.shape[2:]).flatten(1),
+    "lse": logsumexp_2d,
+}
+
+
 class CBAM(nn.Module):
     """x: [B, C, H, W] -> [B, C, H, W]."""
 
     def __init__(self, C: int, r: int = 16, k: int = 7, bn: bool = True, pool: str = "both",
-                 no_spatial: bool = False):
+                 lp: bool = False, lse: bool = False, no_spatial: bool = False):
         super().__init__()
-        self.pool_types = {"both": ("avg", "max"), "avg": ("avg",), "max": ("max",)}[pool]
+        self.pool_types = {"both": ["avg", "max"], "avg": ["avg"], "max": ["max"],
+                           "none": []}[pool] + ["lp"] * lp + ["lse"] * lse
         hidden = C // r
         if hidden < 1:
             raise ValueError(f"CBAM: C // r must be >= 1, got C={C}, r={r}")
@@ -60,8 +80,11 @@ class CBAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Channel gate: each pooled descriptor through the SAME MLP, the outputs summed.
-        pooled = {"avg": x.mean(dim=(2, 3)), "max": x.amax(dim=(2, 3))}  # [B, C] each
-        gate_c = torch.sigmoid(sum(self.shared_mlp(pooled[p]) for p in self.pool_types))
+        gate_c = None
+        for pool_type in self.pool_types:  # in their order, summed as they go
+            raw = self.shared_mlp(POOLS[pool_type](x))
+            gate_c = raw if gate_c is None else gate_c + raw
+        gate_c = torch.sigmoid(gate_c)
         x1 = x * gate_c[:, :, None, None]
         # then the spatial gate on the channel-gated map
         return x1 if self.spatial is None else self.spatial(x1)
@@ -70,5 +93,6 @@ class CBAM(nn.Module):
 class ChannelGate(CBAM):
     """The channel gate alone (the spec's ChannelGate): their CBAM with no_spatial."""
 
-    def __init__(self, C: int, r: int = 16, pool: str = "both"):
-        super().__init__(C, r, pool=pool, no_spatial=True)
+    def __init__(self, C: int, r: int = 16, pool: str = "both", lp: bool = False,
+                 lse: bool = False):
+        super().__init__(C, r, pool=pool, lp=lp, lse=lse, no_spatial=True)

@@ -16,6 +16,13 @@ as in the authors' ModulatedDeformConv2dPack (mmcv), whose one conv_offset of 3N
 (offsets, then masks) is split here into conv_offset and conv_mask. `modulation_scale=2` is
 the authors' own DCNv2 example (msracver/Deformable-ConvNets, DCNv2_op/example_symbol.py:
 conv2_mask = 2 * sigmoid(...), so 1 at first, a plain deformable convolution).
+`stride`, `dilation` and `deformable_groups` as the authors' DeformableConvolution
+(msracver/Deformable-ConvNets: stride, dilate, num_deformable_group; mmcv's DeformConv2d):
+output position p0 reads the input at s·p0 + d·p_n + Δp_n (padding d·(k − 1)/2, so
+⌈n / s⌉ outputs per axis), the offset (and mask) convolutions strided and dilated alike;
+with G deformable groups the channels split into G groups, group g sampled at its own
+offsets, channels [2·(g·k² + n), +1] of the offset map (and channel g·k² + n of the mask):
+torchvision's deform_conv2d layout. The kernel is stored [G, k, k, out, C / G].
 """
 
 import torch
@@ -25,48 +32,56 @@ from torch import nn
 class Deformable(nn.Module):
     """x: [B, C, H, W] -> [B, out, H, W]."""
 
-    def __init__(self, C: int, out: int | None = None, kernel: int = 3,
-                 modulation: bool = False, modulation_scale: float = 1.0):
+    def __init__(self, C: int, out: int | None = None, kernel: int = 3, stride: int = 1,
+                 dilation: int = 1, deformable_groups: int = 1, modulation: bool = False,
+                 modulation_scale: float = 1.0):
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"Deformable: the kernel must be odd, got {kernel}")
+        if C % deformable_groups:
+            raise ValueError(f"Deformable: {deformable_groups} groups do not divide C={C}")
         out = C if out is None else out
         self.kernel, self.modulation_scale = kernel, modulation_scale
-        self.conv_offset = nn.Conv2d(C, 2 * kernel * kernel, kernel, padding=kernel // 2)
+        self.stride, self.dilation, self.groups = stride, dilation, deformable_groups
+        points = deformable_groups * kernel * kernel
+        same = dict(stride=stride, padding=dilation * (kernel // 2), dilation=dilation)
+        self.conv_offset = nn.Conv2d(C, 2 * points, kernel, **same)
         nn.init.zeros_(self.conv_offset.weight)  # start as a plain convolution (§2.1)
         nn.init.zeros_(self.conv_offset.bias)
         self.conv_mask = None
         if modulation:  # DCNv2: a scalar in [0, 1] per kernel position, 0.5 at first
-            self.conv_mask = nn.Conv2d(C, kernel * kernel, kernel, padding=kernel // 2)
+            self.conv_mask = nn.Conv2d(C, points, kernel, **same)
             nn.init.zeros_(self.conv_mask.weight)
             nn.init.zeros_(self.conv_mask.bias)
         # a submodule, so that the kernel follows the offset convolution in state_dict()
-        self.kernel_maps = nn.ParameterDict(
-            {"weight": nn.Parameter(torch.randn(kernel, kernel, out, C) * C ** -0.5)})
+        self.kernel_maps = nn.ParameterDict({"weight": nn.Parameter(
+            torch.randn(deformable_groups, kernel, kernel, out, C // deformable_groups)
+            * C ** -0.5)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        k, r = self.kernel, self.kernel // 2
-        offset = self.conv_offset(x)  # [B, 2·k·k, H, W]
+        k, r, s, d = self.kernel, self.kernel // 2, self.stride, self.dilation
+        offset = self.conv_offset(x)  # [B, 2·G·k·k, H', W']
         mask = (self.modulation_scale * torch.sigmoid(self.conv_mask(x))
                 if self.conv_mask is not None else None)
-        ys = torch.arange(h, dtype=x.dtype, device=x.device)[:, None]
-        xs = torch.arange(w, dtype=x.dtype, device=x.device)[None, :]
+        h, w = offset.shape[2:]
+        ys = s * torch.arange(h, dtype=x.dtype, device=x.device)[:, None]  # input rows
+        xs = s * torch.arange(w, dtype=x.dtype, device=x.device)[None, :]
         y = 0
-        for n in range(k * k):
-            i, j = divmod(n, k)
-            py = ys + (i - r) + offset[:, 2 * n]  # [B, H, W]
-            px = xs + (j - r) + offset[:, 2 * n + 1]
-            kernel = self.kernel_maps["weight"][i, j]  # [out, C] at kernel position (i, j)
-            sampled = _bilinear(x, py, px)
-            if mask is not None:
-                sampled = sampled * mask[:, n, None]
-            y = y + torch.einsum("oc,bchw->bohw", kernel, sampled)
+        for g, channels in enumerate(x.chunk(self.groups, dim=1)):
+            for i, j in ((i, j) for i in range(k) for j in range(k)):
+                n = g * k * k + i * k + j  # this group's kernel position (i, j)
+                py = ys + d * (i - r) + offset[:, 2 * n]  # [B, H', W']
+                px = xs + d * (j - r) + offset[:, 2 * n + 1]
+                sampled = _bilinear(channels, py, px)
+                if mask is not None:
+                    sampled = sampled * mask[:, n, None]
+                kernel = self.kernel_maps["weight"][g, i, j]  # [out, C / G]
+                y = y + torch.einsum("oc,bchw->bohw", kernel, sampled)
         return y
 
 
 def _bilinear(x: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
-    """x [B, C, H, W] read at fractional (py, px) [B, H, W]: Σ over the four integer
+    """x [B, C, H, W] read at fractional (py, px) [B, H', W']: Σ over the four integer
     neighbours q of G(q, p) · x(q), neighbours outside the map contributing 0."""
     b, c, h, w = x.shape
     y0, x0 = py.floor(), px.floor()
@@ -77,6 +92,6 @@ def _bilinear(x: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> torch.Tens
             g = (1 - (py - qy).abs()).clamp(min=0) * (1 - (px - qx).abs()).clamp(min=0)
             inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
             index = (qy.clamp(0, h - 1) * w + qx.clamp(0, w - 1)).long().flatten(1)
-            values = flat.gather(2, index[:, None, :].expand(b, c, -1)).view(b, c, h, w)
+            values = flat.gather(2, index[:, None, :].expand(b, c, -1)).view(b, c, *py.shape[1:])
             total = total + values * (g * inside)[:, None]
     return total

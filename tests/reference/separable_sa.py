@@ -11,7 +11,9 @@ qkv_proj d -> 1 + 2d (bias = `bias`) split along the channels into the score (1)
 and value (d); softmax of the score over N (the last axis); attention dropout
 (`attn_dropout`) on the softmaxed scores; sum over N of key * scores; ReLU(value) times the
 context vector; out_proj, a 1x1 conv d -> d. Every pixel position p attends over the N
-patches on its own.
+patches on its own. _forward_cross_attn (forward(x, x_prev) with x_prev [B, d, P, M]):
+the score and key rows of qkv_proj applied to x_prev, the value rows to x, the softmax and
+the sum over x_prev's M patches.
 
 Deviation, forced by the spec (tests copy weights by position):
 - qkv_proj is held as three 1x1 convs, `score` (d -> 1), `key` (d -> d), `value` (d -> d),
@@ -41,11 +43,12 @@ class SeparableSA(nn.Module):
         self.attn_dropout = nn.Dropout(p=attn_dropout)
         self.out_proj = nn.Conv2d(d, d, kernel_size=1, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        query = self.score(x)  # [B, 1, P, N]
-        key = self.key(x)  # [B, d, P, N]
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+        source = x if x_prev is None else x_prev  # their self- or cross-attention
+        query = self.score(source)  # [B, 1, P, M]
+        key = self.key(source)  # [B, d, P, M]
         value = self.value(x)  # [B, d, P, N]
-        context_scores = self.attn_dropout(F.softmax(query, dim=-1))  # over the N patches
+        context_scores = self.attn_dropout(F.softmax(query, dim=-1))  # over the M patches
         context_vector = (key * context_scores).sum(dim=-1, keepdim=True)  # [B, d, P, 1]
         out = F.relu(value) * context_vector.expand_as(value)
         return self.out_proj(out)
