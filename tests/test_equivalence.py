@@ -538,6 +538,11 @@ CASES = [
          memory=6),
     Case("attention_pool", dict(D=12, score="concat"), sequence(12), definition="Luong",
          memory=4, pad=True),
+    # ... their local-m alignment: windows of 2 and 1 around t (queries past the source's
+    # end by more than that see nothing), padded, every score
+    *[Case("attention_pool", dict(D=12, score=score, align="local_m", half_width=w),
+           sequence(12), definition="Luong", memory=4, pad=pad)
+      for score, w, pad in (("general", 2, False), ("dot", 1, True), ("concat", 2, True))],
     Case("attention_pool", dict(D=32), sequence(32)),
     Case("attention_pool", dict(D=32, A=16), sequence(32)),
     Case("attention_pool", dict(D=16, A=24, bias=False), sequence(16)),

@@ -551,3 +551,23 @@ def test_bilinear_at_zero_displacements_reads_the_dilated_kernel_positions():
     expected = torch.stack([padded[0, h, 2 * (h % 9 // 3):][:6, 2 * (h % 3):][:, :7]
                             for h in range(18)])
     torch.testing.assert_close(m(x)[0], expected)
+
+
+def test_a_window_between_two_sequences_reads_the_keys_index_against_the_querys():
+    text = """
+attention Local(D: int) {
+    input  h: [B, T, D]
+    input  memory: [B, S, D]
+    over   positions(T), positions(S)
+    range  window(1)
+    weight softmax(E1(query = identity, key = identity))
+    value  identity
+    output identity
+}"""
+    m = attnspec.compile_text(text, D=4)
+    h, memory = torch.randn(2, 6, 4), torch.randn(2, 3, 4)
+    near = (torch.arange(6)[:, None] - torch.arange(3)[None, :]).abs() <= 1
+    scores = (h @ memory.transpose(1, 2)).masked_fill(~near, float("-inf"))
+    expected = torch.softmax(scores, -1).nan_to_num(0) @ memory  # t = 4, 5 see no key
+    torch.testing.assert_close(m(h, memory), expected)
+    assert m(h, memory)[:, 4:].abs().max() == 0

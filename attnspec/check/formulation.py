@@ -238,10 +238,16 @@ class Formulation:
         if over is not POISON and self.q_stride > 1:  # every s-th position asks; keys: all
             x = self.every_nth(x, over[0][1], self.q_stride, parts["over"].span)
         rng = self.range(parts["range"])
+        # a window between two sequences reads the key's index against the query's
+        # (Luong's local-m attention); on images, and with global tokens, the same axes
+        sequences = isinstance(rng, WindowRange) and rng.marked is None and \
+            over is not POISON and all(isinstance(o[1], tuple) and len(o[1]) == 1
+                                       for o in over)
         if isinstance(rng, (WindowRange, PartitionRange)) and over is not POISON and \
-                over[1] != over[0]:
+                over[1] != over[0] and not sequences:
             rng = self.error("unsupported", f"range `{rng}` needs queries and keys on the same "
-                             "axes, e.g. `over positions(H W)`", parts["range"].values[0].span)
+                             "axes, e.g. `over positions(H W)` (or one axis each, without "
+                             "global tokens)", parts["range"].values[0].span)
         if rng == "criss_cross" and over is not POISON and (
                 over[1] != over[0] or len(over[0][1]) != 2):
             rng = self.error("unsupported", "range `criss_cross` needs queries and keys on the "

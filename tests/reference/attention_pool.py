@@ -50,13 +50,21 @@ class Luong(nn.Module):
     paper writes none). The concat score's W_a (D × 2D: the paper does not size its rows)
     is kept as its two halves of columns, W_a,h for h_t and W_a,s for h̄_s (W_a [h_t; h̄_s] =
     W_a,h h_t + W_a,s h̄_s), computed here on the concatenation. `pad` [B, S] marks padded
-    source positions, which get no weight."""
+    source positions, which get no weight.
+    align="local_m" is their local attention with monotonic alignment (§3.2, p_t = t): a_t
+    the softmax of the scores over the source positions in [t − D, t + D] (D = half_width,
+    the paper's 10) that the sequence has; a window that holds none (a target longer than
+    the source by more than D, or all of it padding) gives no context, c_t = 0 (the paper
+    does not say)."""
 
-    def __init__(self, D: int, score: str = "general"):
+    def __init__(self, D: int, score: str = "general", align: str = "global",
+                 half_width: int = 10):
         super().__init__()
         if score not in ("dot", "general", "concat"):
             raise ValueError(f"Luong: score must be dot, general or concat, got {score!r}")
-        self.score = score
+        if align not in ("global", "local_m"):
+            raise ValueError(f"Luong: align must be global or local_m, got {align!r}")
+        self.score, self.align, self.half_width = score, align, half_width
         self.W_a = nn.Linear(D, D, bias=False) if score == "general" else None
         if score == "concat":
             self.W_a_h = nn.Linear(D, D, bias=False)
@@ -81,5 +89,11 @@ class Luong(nn.Module):
             scores = h @ keys.transpose(1, 2)  # [B, T, S]: h_tᵀ W_a h̄_s
         if pad is not None:
             scores = scores.masked_fill(pad[:, None, :], float("-inf"))
-        context = torch.softmax(scores, dim=-1) @ memory  # c_t
+        if self.align == "local_m":  # the window [t − D, t + D] around p_t = t
+            t = torch.arange(h.shape[1], device=h.device)[:, None]
+            s = torch.arange(memory.shape[1], device=h.device)[None, :]
+            scores = scores.masked_fill((s - t).abs() > self.half_width, float("-inf"))
+        seen = (scores > float("-inf")).any(dim=-1, keepdim=True)  # an empty window: c_t = 0
+        weights = torch.softmax(scores.masked_fill(~seen, 0), dim=-1) * seen
+        context = weights @ memory  # c_t
         return torch.tanh(self.W_c(torch.cat([context, h], dim=-1)))
