@@ -298,6 +298,7 @@ class Expressions:
         return self.error("wrong-type", f"`>>` chains layers or blocks; got {describe(left)} "
                           f"and {describe(right)}", e.span)
 
+
 def _leaves_alone(op: str, scalar, scalar_first: bool) -> bool:
     """Whether a tensor combined with this number is the tensor itself: t + 0, 0 + t,
     t − 0, t · 1, 1 · t, t / 1."""

@@ -317,6 +317,7 @@ class Positions:
             return POISON if self.check_only or POISON in (radii, given) else UNKNOWN
         options = {kw.name: v for kw, v in zip(settings, given)}
         return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind="bilinear", **options)
+
     call_displacement = call_offsets
 
     def call_pairs(self, e: Call):
