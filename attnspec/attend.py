@@ -860,15 +860,9 @@ _register("linear_attention", "q (Kᵀ V) / (q · Σ k + eps): E1 weights withou
 
 
 def _emit_fold(em, n: Node, args):
-    k, dims = len(n.attrs["dims"]), n.attrs["dims"]
-    x = args[0]
-    if em.ir.node(n.inputs[0]).attrs.get("optional"):  # None when it is left out
-        from . import runtime
+    from . import runtime
 
-        return em.call(runtime.fold_samples, x, dims)
-    if dims != tuple(range(1, 1 + k)):  # already next to the batch: a view, no copy
-        x = em.method(x, "movedim", dims, tuple(range(1, 1 + k)))
-    return em.method(x, "flatten", 0, k)
+    return em.call(runtime.fold_samples, args[0], n.attrs["dims"])
 
 
 def _fold_sizes(ins, t, a):

@@ -381,8 +381,8 @@ def repeat_samples(t: torch.Tensor | None, sizes) -> torch.Tensor | None:
 
 
 def fold_samples(t: torch.Tensor | None, dims: tuple[int, ...]) -> torch.Tensor | None:
-    """An optional input with an attention's carried axes moved into its batch (as the
-    inline movedim and flatten do for a required one); None stays None."""
+    """The carried axes `dims` moved into the batch, [B, C, H, W] per H → [B·H, C, W] (a
+    view when they are next to it already); None (an optional input left out) stays None."""
     if t is None:
         return None
     return t.movedim(dims, tuple(range(1, 1 + len(dims)))).flatten(0, len(dims))

@@ -244,19 +244,16 @@ class Expressions:
                 right = Logits(self.add("scale", (right.node,), right.type, e.span,
                                         factor=-1.0), right.type, right.has_query, right.keys)
             return self.sum_terms(e, left, right)
-        if other == 0 and not isinstance(other, bool) and (
-                e.op == "+" or e.op == "-" and other is right):
-            return logits
+        number = isinstance(other, (int, float)) and not isinstance(other, bool)
+        if number and _leaves_alone(e.op, other, scalar_first=other is left):
+            return logits  # `+ 0`, `/ s` with s = 1 (an option off): nothing to compute
         if isinstance(other, Tensor) and e.op in ("*", "/") and not (
                 e.op == "/" and logits is right):
             return self.per_head(e, logits, other)
-        number = isinstance(other, (int, float)) and not isinstance(other, bool)
         if not number or e.op not in ("*", "/") or e.op == "/" and logits is right:
             return self.error("wrong-type", f"a weight term can be multiplied or divided by a "
                               f"number; not `{e.op}` with {describe(other)}", e.span)
         factor = 1 / other if e.op == "/" else other
-        if factor == 1:
-            return logits  # `/ s` with s = 1 when an option is off: nothing to compute
         node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
         return replace(logits, node=node)
 
