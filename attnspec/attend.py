@@ -224,6 +224,8 @@ def _emit_e4(em, n: Node, args):
 
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
+    if a.get("block"):  # one block's pairs (passes.fuse_blocked): q − k is all it reads
+        q_sizes = k_sizes = (a["block"],) * len(a["q_tokens"])
     table = _per_head_columns(em, n, _scaled(em, args[0], a), a["heads"])
     if a.get("flip"):  # offsets(R, of = query): row i is q − k's; over symmetric radii the
         table = em.method(table, "flip", 0)  # k − q order is that order reversed
@@ -520,6 +522,8 @@ def _emit_range(em, n, args):
     optional = {} if a.get("fill") is None else {"fill": a["fill"]}
     if a.get("partition") is not None:
         optional["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))
+    if a.get("blocks") is not None:
+        optional["blocks"] = (*a["blocks"], em.sizes(a["sizes_of"], a["q_tokens"]))
     if marked is not None:
         optional["marked"] = marked
     return em.call(runtime.restrict, args[0], pad, causal=a["causal"], grid=grid,
@@ -712,6 +716,34 @@ def _banded_flops(ins, out, a, b):
     blocks, block, span = runtime.band_shape(-(-n // a["dilation"]), a["radius"])[:3]
     batch = q.numel(b) // d // n  # B; each of the `dilation` residues is a band of its own
     return batch * a["dilation"] * blocks * block * span * (2 * d + 2 * dv)
+
+
+def _emit_blocked(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
+    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    bias = args[3] if a["bias"] else None
+    drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
+    y = em.call(runtime.blocked_sdpa, q, k, v, em.sizes(a["sizes_of"], a["q_tokens"]),
+                *a["blocks"], bias, a["scale"], drop)
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _blocked_flops(ins, out, a, b):
+    q, v = ins[0], ins[2]
+    d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
+    size = a["blocks"][0]
+    sizes = [axis_size(q.axis(t), b) for t in a["q_tokens"]]
+    batch = q.numel(b) // d // math.prod(sizes)
+    queries = batch * math.prod(-(-n // size) * size for n in sizes)  # whole blocks
+    return queries * size ** len(sizes) * (2 * d + 2 * dv)
+
+
+_register("blocked", "softmax(q·kᵀ·s + T)·v within blocks: Swin's (shifted) windows, cut "
+          "out by one gather, the bias one block's table", _emit_blocked, _blocked_flops)
 
 
 def _emit_criss_cross(em, n: Node, args):

@@ -235,9 +235,6 @@ what each would need (docs/language.md §12 walks every mechanism).
 
 # (spec, the variant left out, what it needs)
 NOT_YET = (
-    ("acmix", "the Swin variant's shifted-window (SW-MSA) blocks", "a cyclic roll of the "
-     "map and Swin's region mask, a pair term of absolute region labels (the W-MSA blocks "
-     "ship as WindowAttentionACmix)"),
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),

@@ -151,6 +151,9 @@ def _label(node: Node, scope: str | None) -> str:
     op, attrs = OP_LABEL.get(node.op, node.op), node.attrs
     if node.op == "arith":
         op = ARITH_SYMBOL.get(attrs.get("op"), attrs.get("op", op))
+    elif node.op == "shift":  # S²-MLP's shifts, Swin's cyclic roll
+        edge = "" if attrs["edge"] == "keep" else f" ({attrs['edge']})"
+        op = f"shift {' '.join(attrs['axes'])} by {attrs['by']}{edge}"
     elif "axes" in attrs:
         op = f"{op} over {' '.join(attrs['axes'])}"
     elif node.op == "scale":

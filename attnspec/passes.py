@@ -11,7 +11,7 @@ def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
     fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
     fused = fuse_local(fuse_factorised(fold_position_scales(fused)))
-    fused = fuse_linear(fuse_sdpa(fuse_banded(fuse_criss_cross(fused))))
+    fused = fuse_linear(fuse_sdpa(fuse_blocked(fuse_banded(fuse_criss_cross(fused)))))
     return fold_content_scales(fused)
 
 
@@ -290,6 +290,48 @@ def fuse_banded(ir: IR) -> IR:
     return ir
 
 
+def fuse_blocked(ir: IR) -> IR:
+    """softmax(E1(q, k) · s [+ T]) · v over range blocks(b, shift), T a term of q − k alone
+    (E4 on offsets: Swin's relative position bias), dropout on the weights allowed → one
+    `blocked` node (runtime.blocked_sdpa): SDPA within each block's window, T evaluated on
+    one block's b^n × b^n pairs (the same for every block), instead of [Q, K] logits over
+    the whole map with a mask. No padding mask, no shared heads (the dense form takes
+    those)."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
+        weights, drop = ir.node(agg.inputs[0]), []
+        if weights.op == "dropout" and not weights.attrs["channels"] and \
+                len(ir.users(weights.name)) == 1:  # the weights' dropout: SDPA's dropout_p
+            drop, weights = [weights.name], ir.node(weights.inputs[0])
+        chain, bias = _softmax_chain(ir, weights.name), None
+        if chain is None:
+            found = _biased_chain(ir, weights.name)
+            if found is None or not _block_term(ir, found[1]):
+                continue
+            chain, bias = found
+        e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
+        if len(ranges) != 1 or ranges[0].attrs.get("blocks") is None or \
+                len(ranges[0].inputs) > 1 or e1.attrs.get("kv") not in (None, e1.attrs["heads"]):
+            continue
+        blocks = ranges[0].attrs["blocks"]
+        if bias is not None:
+            ir.node(bias).attrs["block"] = blocks[0]
+        attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "blocks": blocks,
+                 "bias": bias is not None, "dropout": ir.node(drop[0]).module if drop else None}
+        fused = Node(agg.name, "blocked", (*e1.inputs, agg.inputs[1],
+                                           *([bias] if bias else [])), agg.type,
+                     "context", agg.span, attrs)
+        ir.replace(chain + drop + [agg.name], fused)
+    return ir
+
+
+def _block_term(ir: IR, name: str) -> bool:
+    """An E4 term read at q − k alone (offsets, displacement, sinusoid): one block's table
+    is every block's. Not `pairs` (absolute positions) nor pooled keys."""
+    a = ir.node(name).attrs
+    return ir.node(name).op == "E4" and a.get("pairs") is None and \
+        len(ir.users(name)) == 1 and set(a.get("steps", (1,))) == {1}
+
+
 def _band_range(node: Node) -> bool:
     """A window on the queries' own axis, keys not pooled."""
     a = node.attrs
@@ -364,9 +406,9 @@ def _e1_chain(ir: IR, name: str) -> list[str] | None:
 
 
 def _structured(node: Node) -> bool:
-    """A range node with a criss-cross, window or partition mask."""
+    """A range node with a criss-cross, window, partition or blocks mask."""
     return node.op == "range" and any(node.attrs.get(k) is not None
-                                      for k in ("grid", "window", "partition"))
+                                      for k in ("grid", "window", "partition", "blocks"))
 
 
 def _softmax_chain(ir: IR, name: str, last: tuple[str, ...] = ("softmax_keys",)

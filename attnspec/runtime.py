@@ -144,9 +144,18 @@ def resize(x: torch.Tensor, size, mode: str, **corners) -> torch.Tensor:
     return F.interpolate(x, size=size, mode=mode, **corners)
 
 
-def shift(x: torch.Tensor, dim: int, by: int, zero: bool) -> torch.Tensor:
-    """x moved `by` places along `dim`: out[i] = x[i − by]; the `by` places left at the
-    edge keep x's own values (S²-MLP's in-place copy), or 0 with `zero`."""
+def shift(x: torch.Tensor, dims: tuple[int, ...], by: int, edge: str) -> torch.Tensor:
+    """x moved `by` places along each of `dims`: out[i] = x[i − by]; the `by` places left
+    at the edge keep x's own values (`keep`, S²-MLP's in-place copy), are 0 (`zero`), or
+    take what moved out at the other end (`wrap`: torch.roll, in one copy)."""
+    if edge == "wrap":
+        return torch.roll(x, (by,) * len(dims), dims) if by else x
+    for dim in dims:
+        x = _shift_one(x, dim, by, edge == "zero")
+    return x
+
+
+def _shift_one(x: torch.Tensor, dim: int, by: int, zero: bool) -> torch.Tensor:
     n = x.shape[dim]
     if by == 0 or n == 0:
         return x
@@ -185,7 +194,7 @@ def softmax_seen(logits: torch.Tensor) -> torch.Tensor:
 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
-             fill: float = float("-inf"), partition=None,
+             fill: float = float("-inf"), partition=None, blocks=None,
              marked: torch.Tensor | None = None) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
     for weights with no normaliser or an L1 one: such a key weighs nothing). `grid`
@@ -197,6 +206,10 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
     if partition is not None:  # (s, sizes): same part on every axis
         parts, sizes = partition
         same = [_part(n, parts, logits.device) for n in sizes]
+        logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
+    if blocks is not None:  # (b, shift, sizes): same block on every axis
+        size, shift, sizes = blocks
+        same = [_block(n, size, shift, logits.device) for n in sizes]
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
     if window is not None:  # near on every axis, a multiple of the dilation away
         radius, q_sizes, k_sizes, steps, dilation, *q_steps = window
@@ -340,6 +353,91 @@ def _band(q, k, v, radius: int, causal: bool, hidden, scale, padding=None,
     return y.unflatten(0, lead).flatten(-3, -2)[..., :n, :]
 
 
+def blocked_sdpa(q, k, v, sizes, size: int, shift: int, bias: torch.Tensor | None,
+                 scale: float | None, dropout: torch.nn.Module | None = None) -> torch.Tensor:
+    """softmax(q·kᵀ·scale + bias)·v within blocks `size` wide on every axis, the first cut
+    `shift` positions in (`range blocks`): q, k, v [B, M, N, d], N the axes of `sizes`
+    flattened; bias [1, M, L, L] over a block's L = size^n positions (one table for every
+    block: a term of q − k), or None. Computed as Swin computes its shifted windows: the
+    map, padded to whole blocks at the end, rolled by −shift, so that every block lies
+    within one window; one gather cuts it into the windows, a mask keeps apart what a
+    window joins (the roll's wrap, the padding), one gather puts the result back."""
+    order, back, apart = block_layout(tuple(sizes), size, shift, q.device)
+    windows, length = order.numel() // size ** len(sizes), size ** len(sizes)
+    heads = q.shape[1]
+
+    def cut(t):  # [B, M, N, d] → [B, M·windows, L, d], a zero row standing for the padding
+        t = F.pad(t, (0, 0, 0, 1)) if back.numel() < order.numel() else t
+        return t.index_select(2, order).view(t.shape[0], heads * windows, length, -1)
+
+    mask = _block_mask(bias, apart, heads, windows, length)
+    p = dropout.p if dropout is not None and dropout.training else 0.0
+    q, k, v = cut(q), cut(k), cut(v)
+    if bias is not None and bias.requires_grad and torch.is_grad_enabled():
+        # as biased_sdpa: for a learned mask SDPA runs its math kernel, slower than these
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
+        weights = (torch.matmul(q * scale, k.transpose(-1, -2)) + mask).softmax(-1)
+        y = torch.matmul(F.dropout(weights, p) if p else weights, v)
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=p)
+    return y.view(y.shape[0], heads, windows * length, -1).index_select(2, back)
+
+
+def _block_mask(bias, apart, heads: int, windows: int, length: int):
+    """blocked_sdpa's mask, [1, M·windows, L, L] (a 4-D mask: with a 3-D one CPU SDPA
+    leaves its fast kernel, ~3× slower): the bias, −inf where `apart`; or True where not
+    apart; None when neither is given."""
+    shape = (1, heads, windows, length, length)
+    if bias is not None:
+        mask = bias.view(1, heads, 1, length, length).expand(shape)
+        if apart is not None:
+            mask = mask.masked_fill(apart, float("-inf"))
+    elif apart is not None:
+        mask = (~apart).expand(shape)
+    else:
+        return None
+    return mask.reshape(1, heads * windows, length, length)
+
+
+def block_layout(sizes: tuple[int, ...], size: int, shift: int, device):
+    """Where blocked_sdpa reads its windows: (order [windows·L], each window position's
+    index among the N positions, N for padding; back [N], each position's window
+    position; apart [windows, L, L], the pairs of a window in different blocks, or None
+    when every window is one block)."""
+    n = len(sizes)
+    index, labels, total = 0, [], math.prod(sizes)
+    real = torch.ones((), dtype=torch.bool, device=device)
+    stride = total
+    for a, length in enumerate(sizes):
+        stride //= length
+        padded = -(-length // size) * size
+        source = (torch.arange(padded, device=device) + shift) % padded  # rolled → original
+        shape = [1] * (2 * n)
+        shape[2 * a: 2 * a + 2] = (padded // size, size)  # [windows_a, size]
+        inside = (source < length).view(shape)
+        index = index + source.view(shape) * stride
+        real = real & inside
+        labels.append(torch.where(inside, torch.div(source.view(shape) - shift, size,
+                                                    rounding_mode="floor"), -2))
+    windows_first = [*range(0, 2 * n, 2), *range(1, 2 * n, 2)]
+
+    def laid_out(t):  # [w1, b, w2, b, ...] → [windows, L]
+        shape = [s for a in range(n) for s in ((-(-sizes[a] // size)), size)]
+        t = t.expand(shape).permute(windows_first)
+        return t.reshape(-1, size ** n)
+
+    order = laid_out(torch.where(real, index, total)).flatten()
+    back = torch.zeros(total + 1, dtype=torch.long, device=device).index_copy_(
+        0, order, torch.arange(order.numel(), device=device))[:total]
+    if shift == 0 and order.numel() == total:
+        return order, back, None
+    apart = torch.zeros((), dtype=torch.bool, device=device)
+    for label in labels:
+        label = laid_out(label)
+        apart = apart | (label[:, :, None] != label[:, None, :])
+    return order, back, apart
+
+
 def biased_sdpa(q, k, v, bias: torch.Tensor, pad: torch.Tensor | None, causal: bool,
                 scale: float | None, enable_gqa: bool = False):
     """scaled_dot_product_attention with a term added to its logits (ALiBi's linear bias,
@@ -414,6 +512,12 @@ def _part(n: int, parts: int, device) -> torch.Tensor:
     if step == 0:
         return torch.full_like(i, parts - 1)
     return torch.clamp(i // step, max=parts - 1)
+
+
+def _block(n: int, size: int, shift: int, device) -> torch.Tensor:
+    """The block of each of n indices: blocks `size` wide, the first cut `shift` in (the
+    indices before it in block −1)."""
+    return torch.div(torch.arange(n, device=device) - shift, size, rounding_mode="floor")
 
 
 def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float,

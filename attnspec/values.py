@@ -104,6 +104,20 @@ class PartitionRange(str):
         return obj
 
 
+class BlocksRange(str):
+    """`range blocks(b, shift = s)`: every indexed axis cut into blocks b wide, the first
+    cut s positions in (position i in block ⌊(i − s) / b⌋: Swin's windows, shifted by s
+    for its SW-MSA blocks, cut at the map's edges); a query sees the keys of its block."""
+
+    size: int
+    shift: int
+
+    def __new__(cls, size: int, shift: int = 0):
+        obj = super().__new__(cls, f"blocks({size}" + (f", shift = {shift})" if shift else ")"))
+        obj.size, obj.shift = size, shift
+        return obj
+
+
 @dataclass(frozen=True)
 class Encoding:
     """`sinusoid(dim, ...)`, `offsets(R)`, `displacement(R)`, `bilinear(R)`, `pairs(T)` or

@@ -173,6 +173,12 @@ CASES = [
     # ACmix-Swin-T's third stage (W-MSA): 384 channels, 12 heads, 7 × 7 windows on 14 × 14
     Case("acmix", dict(dim=384, window_size=7, num_heads=12), (16, 14, 14, 384), (2, 8, 8, 64),
          "swin", definition="WindowAttentionACmix"),
+    # its SW-MSA blocks (the cyclic shift by 3): in that stage, and in the first (96
+    # channels, 3 heads, 64 windows on 56 × 56)
+    Case("acmix", dict(dim=384, window_size=7, num_heads=12, shift_size=3), (16, 14, 14, 384),
+         (2, 8, 8, 64), "swin_shifted", definition="WindowAttentionACmix"),
+    Case("acmix", dict(dim=96, window_size=7, num_heads=3, shift_size=3), (8, 56, 56, 96),
+         (2, 8, 8, 64), "swin_shifted_stage1", definition="WindowAttentionACmix"),
     # DAT-T's third stage (14 × 14 tokens, 12 heads of 32 channels in 3 groups, a 5 × 5
     # offset kernel, the sampled relative position bias)
     Case("dat", dict(q_h=14, q_w=14, n_heads=12), (16, 384, 14, 14), (2, 64, 6, 6)),
@@ -231,6 +237,9 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "acmix": dict(in_planes=32, out_planes=32),
                 "acmix/stride2": dict(in_planes=32, out_planes=32, stride=2),
                 "acmix/swin": dict(dim=64, window_size=4, num_heads=2),
+                "acmix/swin_shifted": dict(dim=64, window_size=4, num_heads=2, shift_size=2),
+                "acmix/swin_shifted_stage1": dict(dim=64, window_size=4, num_heads=2,
+                                                  shift_size=2),
                 "dat": dict(q_h=6, q_w=6, n_heads=2, n_groups=1)}
 
 INPUT_SCALE = 0.5  # as tests/test_equivalence.py: keeps softmaxes unsaturated

@@ -399,8 +399,22 @@ CASES = [
          definition="WindowAttentionACmix"),
     Case("acmix", dict(dim=24, window_size=3, num_heads=3, qkv_bias=False, qk_scale=0.3),
          ((2, 6, 3, 24), (1, 9, 6, 24)), definition="WindowAttentionACmix"),
-    Case("acmix", dict(dim=16, window_size=2, num_heads=2, attn_drop=0.1, proj_drop=0.2),
+    Case("acmix", dict(dim=16, window_size=2, num_heads=2, proj_drop=0.2),
          ((2, 4, 6, 16), (3, 2, 2, 16)), definition="WindowAttentionACmix"),
+    # attn_drop goes to SDPA's dropout inside the windows (its own draws): compared in eval
+    Case("acmix", dict(dim=16, window_size=2, num_heads=2, attn_drop=0.1, proj_drop=0.2),
+         ((2, 4, 6, 16), (3, 2, 2, 16)), definition="WindowAttentionACmix", train=False),
+    # its SW-MSA blocks (their block's cyclic shift and region mask): the shift
+    # window_size / 2 as theirs, and others; one window (the mask alone), several,
+    # non-square maps. proj_drop is drawn on the unrolled map here, on the rolled one
+    # there: compared in eval
+    Case("acmix", dict(dim=16, window_size=4, num_heads=2, shift_size=2),
+         ((2, 8, 8, 16), (3, 12, 4, 16)), definition="WindowAttentionACmix"),
+    Case("acmix", dict(dim=24, window_size=3, num_heads=3, shift_size=1, qk_scale=0.3),
+         ((2, 6, 9, 24), (1, 3, 3, 24)), definition="WindowAttentionACmix"),
+    Case("acmix", dict(dim=16, window_size=4, num_heads=2, shift_size=3, attn_drop=0.1,
+                       proj_drop=0.2),
+         ((2, 8, 4, 16), (3, 4, 12, 16)), definition="WindowAttentionACmix", train=False),
     # dat (DAT's deformable attention, the CVPR 2022 release): the position table at
     # stride 1, 2, 3; offsets bounded (s > 0), unbounded (s = 0), points squashed (s < 0);
     # every offset kernel (stage_idx); dwc_pe, fixed_pe, no_off, no position term; one

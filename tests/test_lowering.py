@@ -510,3 +510,81 @@ def test_a_band_reads_a_channels_first_sequence():
     pad[1, 40::3] = True
     for inputs in ((x,), (x, pad)):
         torch.testing.assert_close(fused.double()(*inputs), dense.double()(*inputs))
+
+
+BLOCKS = """
+attention Blocks(D: int, M: int = 2, b: int = 3, s: int = 0, bias: bool = true) {{
+    let    R = b - 1
+    input  x: [B, {layout}, D]
+    over   positions({axes})
+    range  blocks(b, shift = s)
+    heads  M
+    weight softmax(E1(query = linear(D), key = linear(D)) * 0.5
+                   + (E4(position = offsets(R, of = query) >> linear(M, bias = false))
+                      if bias else 0))
+    value  linear(D)
+    output linear(D)
+}}
+"""
+
+
+def _block_labels(sizes, b, s):
+    """Each position's block on every axis, by the definition: ⌊(i − s) / b⌋."""
+    grids = torch.meshgrid(*[torch.arange(n) for n in sizes], indexing="ij")
+    return torch.stack([torch.div(g.flatten() - s, b, rounding_mode="floor") for g in grids])
+
+
+@pytest.mark.parametrize("axes, shape, b, s", [
+    ("H W", (2, 6, 6), 3, 1), ("H W", (2, 6, 6), 3, 0), ("H W", (2, 7, 5), 3, 2),
+    ("N", (2, 10), 4, 3), ("T H W", (1, 4, 5, 3), 2, 1), ("H W", (2, 2, 2), 3, 2)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_blocks_lower_to_windows_equal_to_the_dense_mask_and_to_the_definition(
+        axes, shape, b, s, bias):
+    text = BLOCKS.format(axes=axes, layout=axes.replace(" ", ", "))
+    ir = attnspec.build_ir(attnspec.parse(text), D=8, b=b, s=s, bias=bias)
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    assert runtime.blocked_sdpa in targets(fused) and runtime.blocked_sdpa not in targets(dense)
+    for p in fused.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(*shape, 8, dtype=torch.float64, requires_grad=True)
+    y = fused(x)
+    torch.testing.assert_close(y, dense(x))
+    grads = [torch.autograd.grad((m(x) * y.detach()).sum(), x)[0] for m in (fused, dense)]
+    torch.testing.assert_close(*grads)
+    # by the definition: a query's output moves with its own block's keys only
+    labels = _block_labels(shape[1:], b, s)
+    same = (labels[:, :, None] == labels[:, None, :]).all(0)  # [N, N]
+    flat = x.detach().flatten(1, -2)
+    for key in range(same.shape[0]):
+        moved = flat.clone()
+        moved[:, key] += 1.0
+        changed = (fused(moved.view_as(x)) - y).detach().flatten(1, -2).abs().amax((0, 2)) > 0
+        assert torch.equal(changed, same[:, key]), key
+
+
+@pytest.mark.parametrize("edit", [("heads  M", "heads  M, kv = 1"),
+                                  ("    over", "    input  pad: [B, N] bool optional\n"
+                                             "    mask   pad\n    over")])
+def test_blocks_with_shared_heads_or_a_padding_mask_keep_the_dense_form(edit):
+    text = BLOCKS.format(axes="N", layout="N").replace(*edit)
+    if "kv" in text:  # one key head: keys as wide as a query head
+        text = text.replace("key = linear(D)", "key = linear(D / M)")
+    ir = attnspec.build_ir(attnspec.parse(text), D=8, b=3, s=1)
+    module = lower(ir).double()
+    assert runtime.blocked_sdpa not in targets(module)
+    assert module(torch.randn(2, 7, 8, dtype=torch.float64)).shape == (2, 7, 8)
+
+
+def test_the_blocks_drop_attention_weights_while_training_and_keep_their_mean():
+    torch.manual_seed(0)
+    m = attnspec.load("acmix", "WindowAttentionACmix", dim=8, window_size=2,
+                      num_heads=2, shift_size=1, attn_drop=0.3).double()
+    assert runtime.blocked_sdpa in targets(m)
+    x = torch.randn(1, 4, 6, 8, dtype=torch.float64)
+    with torch.no_grad():
+        expected = m.eval()(x)
+        m.train()
+        draws = torch.stack([m(x) for _ in range(4000)])
+    assert not torch.equal(draws[0], draws[1])
+    torch.testing.assert_close(draws.mean(0), expected, atol=0.03, rtol=0)

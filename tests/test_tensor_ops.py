@@ -175,6 +175,30 @@ attention A(C: int) {{
     torch.testing.assert_close(module(x), expected)
 
 
+@pytest.mark.parametrize("by", [2, -3, 0])
+def test_a_wrapping_shift_rolls_every_named_axis(by):
+    module = attnspec.compile_text(f"""
+attention A(C: int) {{
+    input  x: [B, H, W, C]
+    output shift(x, H W, by = {by}, edge = wrap)
+}}""", C=2)
+    x = torch.randn(2, 4, 5, 2)
+    expected = torch.roll(torch.roll(x, by, 1), by, 2)
+    torch.testing.assert_close(module(x), expected)
+
+
+def test_a_shift_along_two_axes_moves_along_each():
+    module = attnspec.compile_text("""
+attention A(C: int) {
+    input  x: [B, H, W, C]
+    output shift(x, H W, 1, edge = zero)
+}""", C=2)
+    x = torch.randn(2, 4, 5, 2)
+    expected = torch.zeros_like(x)
+    expected[:, 1:, 1:] = x[:, :-1, :-1]
+    torch.testing.assert_close(module(x), expected)
+
+
 WINDOWS = """
 attention Windows(C: int, k: int = 3, s: int = 1, p: int = 1) {
     input  x: [B, H, W, C]

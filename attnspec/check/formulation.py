@@ -12,6 +12,7 @@ from ..spec import Attention, Call, Input, Let, Name
 from ..values import (
     POISON,
     UNKNOWN,
+    BlocksRange,
     Layer,
     Logits,
     Memory,
@@ -243,8 +244,8 @@ class Formulation:
         sequences = isinstance(rng, WindowRange) and rng.marked is None and \
             over is not POISON and all(isinstance(o[1], tuple) and len(o[1]) == 1
                                        for o in over)
-        if isinstance(rng, (WindowRange, PartitionRange)) and over is not POISON and \
-                over[1] != over[0] and not sequences:
+        if isinstance(rng, (WindowRange, PartitionRange, BlocksRange)) and \
+                over is not POISON and over[1] != over[0] and not sequences:
             rng = self.error("unsupported", f"range `{rng}` needs queries and keys on the same "
                              "axes, e.g. `over positions(H W)` (or one axis each, without "
                              "global tokens)", parts["range"].values[0].span)
@@ -354,12 +355,12 @@ class Formulation:
 
     def range(self, part):
         value = self.scalar(part.values[0], "range")
-        if value is POISON:
+        if value is POISON or value is UNKNOWN:  # UNKNOWN: a size waiting for a parameter
             return POISON
         if not isinstance(value, (Word, str)):
             return self.error("unknown-range", f"`range` takes a range, not {describe(value)}",
                               part.values[0].span, f"ranges are {', '.join(RANGES)}")
-        if isinstance(value, (WindowRange, PartitionRange)):
+        if isinstance(value, (WindowRange, PartitionRange, BlocksRange)):
             return value
         name = value.name if isinstance(value, Word) else value
         if name not in RANGES:

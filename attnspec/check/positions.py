@@ -1,6 +1,6 @@
 """The weight's terms of relative position: E2 and E4, the encodings of the offset between a
 query and a key (sinusoid, offsets, bilinear, pairs), and the ranges defined by positions
-(window, partition)."""
+(window, partition, blocks)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..spec import Call, Name
 from ..values import (
     POISON,
     UNKNOWN,
+    BlocksRange,
     Encoding,
     Logits,
     PartitionRange,
@@ -24,7 +25,7 @@ from .terms import _bias_free_linear, _logits_type
 
 
 class Positions:
-    """E2, E4 and their encodings; `range window(R)` and `range partition(s)`."""
+    """E2, E4 and their encodings; `range window(R)`, `partition(s)` and `blocks(b)`."""
 
     def call_E2(self, e: Call):
         """Query content × relative position: (U z_q) · (V^R R_{q−k}), per head; or, with
@@ -387,6 +388,21 @@ class Positions:
                               "partition(s)", e.span)
         s = self.integers(e.args, 1, "partition needs a positive number of parts")
         return s if s in (POISON, UNKNOWN) else PartitionRange(s[0])
+
+    def call_blocks(self, e: Call):
+        if len(e.args) != 1 or any(kw.name != "shift" for kw in e.kwargs):
+            return self.error("wrong-arity", "blocks takes a block size and a shift: "
+                              "blocks(b, shift = s)", e.span)
+        b = self.integers(e.args, 1, "a block's size is a positive integer")
+        s = self.integers([kw.value for kw in e.kwargs], 0, "a shift is a non-negative integer")
+        if POISON in (b, s) or UNKNOWN in (b, s):
+            return POISON if POISON in (b, s) else UNKNOWN
+        if s and s[0] >= b[0]:
+            return self.error("wrong-type", f"a shift is less than the block size ({b[0]}), "
+                              f"not {s[0]}", e.kwargs[0].value.span,
+                              "a shift of s + b cuts where s does: give one below b (Swin "
+                              "shifts by b / 2)")
+        return BlocksRange(b[0], s[0] if s else 0)
 
     def call_window(self, e: Call):
         if len(e.args) != 1 or any(kw.name not in ("dilation", "causal", "global")

@@ -15,6 +15,7 @@ from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
     UNKNOWN,
+    BlocksRange,
     Layer,
     Logits,
     Memory,
@@ -322,7 +323,7 @@ class Terms:
             return self.error("wrong-type", "a term of the query alone is the same for every "
                               "key: add a term of the key", e.args[0].span)
         x, over, rng, heads, pad = self.core
-        window = isinstance(rng, (WindowRange, PartitionRange))
+        window = isinstance(rng, (WindowRange, PartitionRange, BlocksRange))
         if (rng == "causal" or window) and not logits.has_query:
             logits = self.every_query(logits, e.span)
             if logits is POISON:
@@ -339,6 +340,10 @@ class Terms:
             extra = {}
             if isinstance(rng, PartitionRange):
                 extra = dict(partition=rng.parts, q_tokens=over[0][1])
+            elif isinstance(rng, BlocksRange):
+                if self.blocks_pooled(logits, over, e.span) is POISON:
+                    return POISON
+                extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1])
             elif window:
                 keys = self.ir.node(logits.keys).type
                 extra = dict(window=rng.radius, dilation=rng.dilation, keys_of=logits.keys,
@@ -355,6 +360,15 @@ class Terms:
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
+
+    def blocks_pooled(self, logits: Logits, over, span):
+        """Blocks cut the queries' and keys' positions alike: both every position."""
+        x, keys = self.core[0].type, self.ir.node(logits.keys).type
+        if any(t.axis(a).step != 1 for t in (x, keys) for a in over[0][1]):
+            return self.error("unsupported", f"range `{self.core[2]}` cuts queries and keys "
+                              "into the same blocks: not on pooled or strided positions",
+                              span, "give the keys every position")
+        return None
 
     def every_query(self, logits: Logits, span):
         """A key term (E3 alone: [B, M, K]) repeated for every query, [B, M, Q, K'], so that

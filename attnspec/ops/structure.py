@@ -421,17 +421,25 @@ def _dot(types, cfg):
     return TensorType(tuple(axes))
 
 
-@op(name="shift", params=(Param("axis", "word"), Param("by", "int"),
+@op(name="shift", params=(Param("axes", "axes"), Param("by", "int"),
                           Param("edge", "word", "keep")),
-    doc="the tensor moved `by` places along the named axis, out[i] = t[i − by]; the places "
-        "left at the edge keep their own values (edge = keep, S²-MLP's) or are 0 (edge = zero)",
-    emit=lambda em, n, args: em.call(_runtime().shift, args[0], em.type(n.inputs[0]).index(
-        n.attrs["axis"]), n.attrs["by"], n.attrs["edge"] == "zero"))
+    doc="the tensor moved `by` places along each named axis, out[i] = t[i − by]; the places "
+        "left at the edge keep their own values (edge = keep, S²-MLP's), are 0 (edge = "
+        "zero), or are the ones moved out at the other end (edge = wrap, torch.roll: Swin's "
+        "cyclic shift)",
+    emit=lambda em, n, args: args[0] if n.attrs["by"] == 0 else em.call(
+        _runtime().shift, args[0], tuple(em.type(n.inputs[0]).index(a)
+                                         for a in n.attrs["axes"]), n.attrs["by"],
+        n.attrs["edge"]))
 def _shift(types, cfg):
-    t = types[0]
-    _named_axis(t, cfg["axis"], "shift")
-    if cfg["edge"] not in ("keep", "zero"):
-        raise OpError(f"shift's edge is keep or zero, not {cfg['edge']}", arg="edge")
+    t, axes = types[0], tuple(cfg["axes"])
+    if not axes or len(set(axes)) != len(axes):
+        raise OpError(f"shift names each axis it moves once, not {' '.join(axes) or 'none'}",
+                      arg="axes")
+    for a in axes:
+        _named_axis(t, a, "shift", "axes")
+    if cfg["edge"] not in ("keep", "zero", "wrap"):
+        raise OpError(f"shift's edge is keep, zero or wrap, not {cfg['edge']}", arg="edge")
     return t
 
 

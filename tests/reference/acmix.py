@@ -170,23 +170,39 @@ def window_reverse(windows: torch.Tensor, ws: int, H: int, W: int) -> torch.Tens
     return x.permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, -1)
 
 
+def region_mask(H: int, W: int, ws: int, shift: int) -> torch.Tensor:
+    """Their SwinTransformerBlock's attn_mask for SW-MSA: the rolled map labelled by the
+    nine regions the roll joins (slices 0:−ws, −ws:−shift, −shift: on each axis), cut into
+    windows; pairs of a window in different regions get −100, the rest 0: [nW, N, N]."""
+    img = torch.zeros(1, H, W, 1)
+    cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    for label, (h, w) in enumerate((h, w) for h in cuts for w in cuts):
+        img[:, h, w, :] = label
+    windows = window_partition(img, ws).reshape(-1, ws * ws)
+    apart = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return apart.masked_fill(apart != 0, -100.0).masked_fill(apart == 0, 0.0)
+
+
 class WindowAttentionACmix(nn.Module):
     """The authors' WindowAttention_acmix (Swin-Transformer/models/swin_transformer_acmix.py)
-    with mask None (the W-MSA blocks), x [B, H, W, dim] -> [B, H, W, dim]: qkv =
-    Linear(dim, 3·dim); the convolution path fc (Conv2d(3·heads, 9, 1), with bias) on the
-    head maps [B, 3·heads, H·W, head_dim], then dep_conv (9·head_dim -> dim, 3x3, groups
-    head_dim, shift-initialised, no bias: their reset_parameters leaves it None); the
-    attention in windows with the relative position bias table read at Swin's
-    relative_position_index (q − k); rate1 · attention + rate2 · convolution, proj_drop.
-    Parameters in the compiled spec's order; the table is held [heads, (2ws − 1)²], the
-    transpose of theirs (the spec's bias-free linear weight)."""
+    inside their SwinTransformerBlock's cyclic shift, x [B, H, W, dim] -> [B, H, W, dim]:
+    with shift_size s > 0 (their SW-MSA blocks) x is rolled by (−s, −s) first, the module
+    gets the block's attn_mask (region_mask), and its output is rolled back by (s, s); with
+    s = 0 (W-MSA) the mask is None. The module: qkv = Linear(dim, 3·dim); the convolution
+    path fc (Conv2d(3·heads, 9, 1), with bias) on the head maps [B, 3·heads, H·W,
+    head_dim], then dep_conv (9·head_dim -> dim, 3x3, groups head_dim, shift-initialised,
+    no bias: their reset_parameters leaves it None); the attention in windows with the
+    relative position bias table read at Swin's relative_position_index (q − k), plus the
+    mask; rate1 · attention + rate2 · convolution, proj_drop. Parameters in the compiled
+    spec's order; the table is held [heads, (2ws − 1)²], the transpose of theirs (the
+    spec's bias-free linear weight)."""
 
     def __init__(self, dim: int, window_size: int = 7, num_heads: int | None = None,
                  qkv_bias: bool = True, qk_scale: float | None = None,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0):
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, shift_size: int = 0):
         super().__init__()
         num_heads = dim // 32 if num_heads is None else num_heads
-        self.dim, self.ws, self.num_heads = dim, window_size, num_heads
+        self.dim, self.ws, self.num_heads, self.shift = dim, window_size, num_heads, shift_size
         head_dim = dim // num_heads
         self.scale = qk_scale if qk_scale is not None else head_dim ** -0.5
         self.rates = nn.ParameterList([nn.Parameter(torch.full((1,), 0.5)) for _ in range(2)])
@@ -208,6 +224,15 @@ class WindowAttentionACmix(nn.Module):
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.shift
+        if s == 0:
+            return self.attention(x, None)
+        mask = region_mask(x.shape[1], x.shape[2], self.ws, s).to(x)
+        y = self.attention(torch.roll(x, shifts=(-s, -s), dims=(1, 2)), mask)
+        return torch.roll(y, shifts=(s, s), dims=(1, 2))
+
+    def attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Their WindowAttention_acmix.forward(x, H, W, mask)."""
         B, H, W, C = x.shape
         M, ws = self.num_heads, self.ws
         qkv = self.qkv(x)
@@ -220,7 +245,12 @@ class WindowAttentionACmix(nn.Module):
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
         attn = q @ k.transpose(-2, -1)
         bias = self.table["weight"].t()[self.index.view(-1)].view(N, N, -1)  # [N, N, M]
-        attn = self.attn_drop((attn + bias.permute(2, 0, 1)).softmax(dim=-1))
+        attn = attn + bias.permute(2, 0, 1)
+        if mask is not None:
+            nW = mask.shape[0]
+            attn = attn.view(-1, nW, M, N, N) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, M, N, N)
+        attn = self.attn_drop(attn.softmax(dim=-1))
         y = self.proj((attn @ v).transpose(1, 2).reshape(-1, N, C))
         y = window_reverse(y.view(-1, ws, ws, C), ws, H, W)
         return self.proj_drop(self.rates[0] * y + self.rates[1] * out_conv)
