@@ -380,7 +380,7 @@ def _emit_e3(em, n: Node, args):
     k = args[0]
     if t.names != (t.names[0], feature, *tokens):  # make it channels first
         k = em.method(k, "permute", 0, t.index(feature), *(t.index(x) for x in tokens))
-        if any(em.ir.node(u).op == "add_terms" for u in em.ir.users(n.name)):
+        if any(em.ir.node(u).op == "add_terms" for u in em.ir.readers(n.name)):
             # laid out so: a sum with [B, M, Q, K] logits would keep the permuted layout and
             # the softmax after it copy the big result (AFT-full: 2× slower)
             k = em.method(k, "contiguous")

@@ -248,8 +248,6 @@ NOT_YET = (
      "twice (only its H line masks it)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
-    ("emanet", "the last bases μ as a second output (their training loop's moving "
-     "average reads them)", "several outputs per definition"),
     ("sliding_window", "a dilation per head", "a window range whose dilation varies with "
      "the head"),
 )

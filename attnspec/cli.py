@@ -108,7 +108,8 @@ def cmd_compile(args) -> int:
         except InputShapeError as err:
             raise UsageError(str(err)) from None
     flops = count.flops(fuse(ir), bindings)  # what the generated code computes
-    _summary(ir, module, shape, tuple(out.shape), flops, args)
+    outs = out if isinstance(out, tuple) else (out,)  # `output y, mu` returns each
+    _summary(ir, module, shape, [tuple(o.shape) for o in outs], flops, args)
     return EXIT_OK
 
 
@@ -284,7 +285,7 @@ def _shape_text(shape) -> str:
     return "×".join(map(str, shape))
 
 
-def _summary(ir, module, shape, out_shape, flops, args) -> None:
+def _summary(ir, module, shape, out_shapes, flops, args) -> None:
     from . import count
 
     params = count.parameters(ir)
@@ -294,7 +295,8 @@ def _summary(ir, module, shape, out_shape, flops, args) -> None:
         scope = a.scope.rstrip(".") or ir.name
         print(f"  {scope}: {a.name}, over {a.over}, Ω_q = {a.range}, M = {a.heads_text()}")
     print(f"input   {ir.node(ir.inputs[0]).type}  ← {_shape_text(shape)}")
-    print(f"output  {ir.node(ir.output).type}  → {_shape_text(out_shape)}")
+    for name, out_shape in zip(ir.outputs(), out_shapes):
+        print(f"output  {ir.node(name).type}  → {_shape_text(out_shape)}")
     print(f"parameters  {sum(params.values()):,}")
     for name, p in module.named_parameters():
         print(f"  {name:<40} {_shape_text(tuple(p.shape)):<14}")

@@ -83,9 +83,13 @@ def to_dot(ir: IR) -> graphviz.Digraph:
     for node in nodes:
         for source in node.inputs:
             dot.edge(drawn(source), node.name, label=str(ir.node(source).type))
-    if ir.output is not None:
-        dot.node(RETURN, "y", shape="oval", style="filled", fillcolor=ROLE_STYLE["input"][1])
-        dot.edge(drawn(ir.output), RETURN, label=str(ir.node(ir.output).type))
+    if ir.output is None:
+        return dot
+    for i, name in enumerate(ir.outputs()):  # `output y, mu`: y, then y2, ...
+        sink = RETURN if i == 0 else f"{RETURN[:-1]}{i + 1})"
+        dot.node(sink, "y" if i == 0 else f"y{i + 1}", shape="oval", style="filled",
+                 fillcolor=ROLE_STYLE["input"][1])
+        dot.edge(drawn(name), sink, label=str(ir.node(name).type))
     return dot
 
 

@@ -126,6 +126,9 @@ class Attention:
         return str(self.heads) if self.kv is None else f"{self.heads}, kv = {self.kv}"
 
 
+RETURNED = "<returned>"  # a user that is not a node: the module's return
+
+
 class IR:
     """The graph, its inputs and output, and the layers in declaration order."""
 
@@ -134,6 +137,7 @@ class IR:
         self.graph = nx.DiGraph()
         self.inputs: list[str] = []
         self.output: str | None = None
+        self.extra_outputs: list[str] = []  # `output y, mu`: returned after the output
         self.modules: dict[str, ModuleDecl] = {}
         self.attentions: list[Attention] = []
 
@@ -160,12 +164,18 @@ class IR:
         matches = [a for a in self.attentions if name.startswith(a.scope)]
         return max(matches, key=lambda a: len(a.scope), default=None)
 
-    def users(self, name: str) -> list[str]:
+    def readers(self, name: str) -> list[str]:
+        """The nodes reading `name`."""
         return list(self.graph.successors(name))
+
+    def users(self, name: str) -> list[str]:
+        """The nodes reading `name`, and RETURNED if the module returns it besides its
+        output (`output y, w`: a pass may not fuse it away)."""
+        return self.readers(name) + ([RETURNED] if name in self.extra_outputs else [])
 
     def replace(self, old: list[str], new: Node) -> None:
         """Replace a chain of nodes ending in old[-1] by `new` (a pass's rewrite)."""
-        users = self.users(old[-1])
+        users = self.readers(old[-1])
         edges = [(u, self.graph.edges[old[-1], u]["position"]) for u in users]
         for name in old:
             self.graph.remove_node(name)
@@ -177,11 +187,17 @@ class IR:
             self.graph.nodes[user]["node"] = replace(node, inputs=inputs)
         if self.output == old[-1]:
             self.output = new.name
+        self.extra_outputs = [new.name if o == old[-1] else o for o in self.extra_outputs]
+
+    def outputs(self) -> list[str]:
+        """What the module returns: the output, then any others (`output y, mu`)."""
+        return [self.output, *self.extra_outputs]
 
     def prune(self) -> IR:
         """Drop the nodes the output does not depend on (a `let` read only by the branch
         of an `if` that was not taken), and the layers only they applied."""
-        live = nx.ancestors(self.graph, self.output) | {self.output, *self.inputs}
+        live = {*self.outputs(), *self.inputs}
+        live |= set().union(*(nx.ancestors(self.graph, o) for o in self.outputs()))
         self.graph.remove_nodes_from([n for n in list(self.graph.nodes) if n not in live])
         used = {self.node(n).module for n in self.graph.nodes}
         self.modules = {k: v for k, v in self.modules.items() if k in used}
@@ -192,5 +208,5 @@ class IR:
         lines += [f"  module {k}: {v.op}({', '.join(f'{a}={b}' for a, b in v.attrs.items())})"
                   for k, v in self.modules.items()]
         lines += ["  " + n.line() for n in self.nodes()]
-        lines.append(f"  return %{self.output}")
+        lines.append("  return " + ", ".join(f"%{o}" for o in self.outputs()))
         return "\n".join(lines)

@@ -81,7 +81,8 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
         args = [em.env[i] for i in node.inputs]
         em.ir = fused
         em.env[node.name] = _emit(em, node, args)
-    graph.output(em.env[fused.output])
+    outputs = [em.env[o] for o in fused.outputs()]
+    graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
     gm = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     _order_like(gm, root)
     return gm

@@ -227,12 +227,15 @@ class Part(Node):
                      "heads, each shared by M / G query heads)")
         if len({kw.name for kw in self.kwargs}) < len(self.kwargs):
             fail("duplicate-argument", "`kv` is given twice", self.kwargs[-1].span)
+        if self.keyword == "output":  # `output y, mu`: the module returns each
+            return self
         limit = 2 if self.keyword == "over" else 1
         if len(self.values) > limit:
             most = "at most two values" if limit == 2 else "one value"
             fail("wrong-arity", f"`{self.keyword}` takes {most}",
                  self.values[limit].span,
-                 "`over` alone takes two: what q indexes, then what k indexes")
+                 "`over` takes two (what q indexes, then what k indexes) and `output` "
+                 "several (the module returns them in order)")
         return self
 
 

@@ -282,7 +282,7 @@ def build(case: Case, quick: bool) -> Pair:
         extra["glob"] = torch.zeros(shape[:2], dtype=torch.bool)
         extra["glob"][:, :case.glob] = True
     with torch.no_grad():  # eval: a train-mode call would update only one BN's stats
-        g = torch.randn(reference.eval()(x, **extra).shape, generator=gen)
+        g = torch.randn(_main(reference.eval()(x, **extra)).shape, generator=gen)
     return Pair(compiled, reference, x, g, extra)
 
 
@@ -297,6 +297,12 @@ def steady_malloc() -> str:
     return "glibc malloc without mmap or trim" if ok else "system malloc"
 
 
+def _main(out):
+    """A module's output: the first, when it returns several (EMANet's y, then its μ,
+    which has no gradient; tests/test_equivalence.py compares every one)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def _inputs(module: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return [x, *(p for p in module.parameters() if p.requires_grad)]
 
@@ -307,9 +313,9 @@ def mismatch(pair: Pair) -> str | None:
     for module in (pair.compiled, pair.reference):
         module.eval()
         with torch.no_grad():
-            out_eval = module(pair.x, **pair.extra)
+            out_eval = _main(module(pair.x, **pair.extra))
         module.train()
-        out = module(pair.x, **pair.extra)
+        out = _main(module(pair.x, **pair.extra))
         grads = torch.autograd.grad(out, _inputs(module, pair.x), pair.g, allow_unused=True)
         results.append([out_eval, out, *grads])
     names = ["eval output", "train output", "grad x"] + [
@@ -338,7 +344,7 @@ def statements(module: torch.nn.Module, x: torch.Tensor, g: torch.Tensor,
             module(x, **extra)
 
     def fwd_bwd():
-        torch.autograd.grad(module(x, **extra), inputs, g, allow_unused=True)
+        torch.autograd.grad(_main(module(x, **extra)), inputs, g, allow_unused=True)
 
     return {"fwd": (module.eval, fwd), "fwd+bwd": (module.train, fwd_bwd)}
 

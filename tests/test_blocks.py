@@ -246,3 +246,48 @@ block Chain(D: int) = Cross(D) >> Cross(D)
     chain = attnspec.compile_text(spec, D=4, name="Chain")
     y = _cross(chain.cross, x, x)
     torch.testing.assert_close(chain(x), _cross(chain.cross_2, y, y))
+
+
+TWO_OUTPUTS = """
+attention Pool(D: int) {
+    input  x: [B, N, D]
+    let    q = linear(x, D)
+    over   positions(N)
+    range  all
+    weight softmax(E1(query = q, key = linear(D)))
+    value  identity
+    output linear(D), q, relu
+}
+
+attention Twice(D: int) {
+    input  x: [B, N, D]
+    output Pool(D)(x) + x, mean(x, N)
+}
+"""
+
+
+def test_an_attention_returns_every_output_in_order():
+    module = attnspec.compile_text(TWO_OUTPUTS, "Pool", D=8).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    out, q, relu_y = module(x)
+    query, key, proj = module.weight_linear, module.key_linear, module.output_linear
+    torch.testing.assert_close(q, query(x))  # a tensor the weight reads, returned as well
+    y = torch.softmax(query(x) @ key(x).transpose(1, 2), -1) @ x
+    torch.testing.assert_close(out, proj(y))
+    torch.testing.assert_close(relu_y, torch.relu(y))  # a layer: applied to y
+
+
+def test_a_call_gives_the_first_output_and_a_composition_returns_several():
+    twice = attnspec.compile_text(TWO_OUTPUTS, D=8).double()
+    single = attnspec.compile_text(TWO_OUTPUTS, "Pool", D=8).double()
+    single.load_state_dict({k.removeprefix("pool."): v for k, v in twice.state_dict().items()})
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    total, mean = twice(x)
+    torch.testing.assert_close(total, single(x)[0] + x)
+    torch.testing.assert_close(mean, x.mean(1))
+
+
+def test_a_composition_output_must_be_a_tensor():
+    text = TWO_OUTPUTS.replace("Pool(D)(x) + x, mean(x, N)", "Pool(D)(x), relu")
+    with pytest.raises(attnspec.SpecError, match="`output` must give a tensor, not"):
+        attnspec.compile_text(text, D=8)

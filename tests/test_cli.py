@@ -51,6 +51,15 @@ def test_compile_runs_a_definition_with_a_second_input(capsys):
     assert "key_linear.weight                        16×12" in out and "→ 3×5×16" in out
 
 
+def test_compile_prints_every_output(capsys):
+    code, out, err = run(capsys, "compile", "emanet", "-p", "C=16", "-p", "K=4",
+                         "--input-shape", "2,16,5,6", "--ir")
+    assert code == 0, err
+    assert "output  [B, C=16, H, W]  → 2×16×5×6" in out
+    assert "output  [B, C=16, K=4]  → 2×16×4" in out
+    assert "  return %relu_2, %permute_2" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["compile", "se", "--param", "Q=64"], "`SE` has no parameter `Q`"),
     (["compile", "se", "--param", "C=abc"], "C is an int"),

@@ -819,6 +819,11 @@ def _build(case: Case, dtype: torch.dtype, seed: int):
     return compiled.to(dtype), reference.to(dtype)
 
 
+def _outputs(out) -> tuple:
+    """A module's outputs as a tuple (`output y, mu` returns several)."""
+    return out if isinstance(out, tuple) else (out,)
+
+
 def _grads(module: torch.nn.Module):
     return [(name, p.grad) for name, p in module.named_parameters()]
 
@@ -851,11 +856,13 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
     # forward, each from the same random state: dropout on tensors of the same shape draws
     # the same mask in both
     torch.manual_seed(seed)
-    out_c = compiled(x_c, **kwargs)
+    outs_c = _outputs(compiled(x_c, **kwargs))
     torch.manual_seed(seed)
-    out_r = reference(x_r, **kwargs)
-    assert out_c.dtype == dtype, f"compiled output is {out_c.dtype}, expected {dtype}"
-    torch.testing.assert_close(out_c, out_r, **tol, msg=lambda m: f"output: {m}")
+    outs_r = _outputs(reference(x_r, **kwargs))
+    assert len(outs_c) == len(outs_r), f"{len(outs_c)} outputs, the reference {len(outs_r)}"
+    for i, (out_c, out_r) in enumerate(zip(outs_c, outs_r)):
+        assert out_c.dtype == dtype, f"compiled output is {out_c.dtype}, expected {dtype}"
+        torch.testing.assert_close(out_c, out_r, **tol, msg=lambda m: f"output {i}: {m}")
 
     # state after the forward: BatchNorm running stats in train mode, unchanged in eval
     state_c, state_r = compiled.state_dict(), reference.state_dict()
@@ -864,9 +871,9 @@ def test_compiled_matches_reference(case: Case, shape: tuple, dtype: torch.dtype
                                    msg=lambda m: f"state {kc!r} vs {kr!r}: {m}")
 
     # backward through a fixed random projection of the output
-    w = torch.randn(out_r.shape, generator=gen, dtype=torch.float64).to(dtype)
-    (out_c * w).sum().backward()
-    (out_r * w).sum().backward()
+    ws = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(dtype) for o in outs_r]
+    sum((o * w).sum() for o, w in zip(outs_c, ws)).backward()
+    sum((o * w).sum() for o, w in zip(outs_r, ws)).backward()
     # Through a train-mode BatchNorm the input gradient is a difference of terms as large
     # as its largest entry (here up to ~5), so atol follows that size (at least 1), as
     # for the parameter gradients below.

@@ -104,18 +104,20 @@ def test_a_sample_alone_equals_it_inside_a_batch(spec):
     m.eval()
     x = sample(ir, batch=4, free=5)
     with torch.no_grad():
-        batched = m(x)
+        batched = _outputs(m(x))
         for i in range(4):
-            torch.testing.assert_close(m(x[i:i + 1]), batched[i:i + 1], atol=1e-5, rtol=1e-5)
+            alone = _outputs(m(x[i:i + 1]))
+            for one, all_ in zip(alone, batched):
+                torch.testing.assert_close(one, all_[i:i + 1], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("free", [3, 6, 11])
 def test_forward_works_at_several_sizes(spec, free):
     _, ir, m = spec
     x = sample(ir, batch=2, free=free)
-    y = m(x)
-    assert torch.isfinite(y).all()
-    assert y.shape[0] == 2
+    for y in _outputs(m(x)):
+        assert torch.isfinite(y).all()
+        assert y.shape[0] == 2
 
 
 def test_forward_creates_and_replaces_no_parameter(spec):
@@ -123,8 +125,13 @@ def test_forward_creates_and_replaces_no_parameter(spec):
     before = {k: (id(p), p.data_ptr()) for k, p in m.named_parameters()}
     m.train()
     # the input needs a gradient too: a parameter-free spec (gather_excite) has nothing else
-    m(sample(ir, batch=2, free=5).requires_grad_()).sum().backward()
+    sum(y.sum() for y in _outputs(m(sample(ir, batch=2, free=5).requires_grad_()))).backward()
     assert {k: (id(p), p.data_ptr()) for k, p in m.named_parameters()} == before
+
+
+def _outputs(out) -> tuple:
+    """A module's outputs as a tuple (`output y, mu` returns several)."""
+    return out if isinstance(out, tuple) else (out,)
 
 
 def test_every_reduction_names_its_axis(spec):

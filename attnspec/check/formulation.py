@@ -141,11 +141,26 @@ class Formulation:
         output is an expression of its inputs and lets, e.g. attentions applied inside it
         and concatenated (OCNet's pyramid)."""
         self.role = "output"
-        out = self.value(part.values[0])
-        if out is not POISON and not isinstance(out, Tensor):
-            return self.error("wrong-type", f"`output` must give a tensor, not "
-                              f"{describe(out)}", part.values[0].span)
-        return out
+        return self.outputs(part, None)
+
+    def outputs(self, part, y: Tensor | None):
+        """`output` may give several tensors (EMANet's unit returns y and its bases): each
+        a tensor, or a layer applied to y. The first is the attention's output, what a
+        call of it gives; the module the definition compiles to returns them all
+        (`IR.extra_outputs`: the rest, recorded for the definition being compiled)."""
+        outs = []
+        for e in part.values:
+            out = self.value(e)
+            if isinstance(out, Layer) and y is not None:
+                out = self.apply(out, y, part.span, "output")
+            if out is not POISON and not isinstance(out, Tensor):
+                what = "a tensor or a layer" if y is not None else "a tensor"
+                out = self.error("wrong-type", f"`output` must give {what}, not "
+                                 f"{describe(out)}", e.span)
+            outs.append(out)
+        if len(self.stack) == 1:  # the definition being compiled, not one it calls
+            self.ir.extra_outputs = [o.node for o in outs[1:] if isinstance(o, Tensor)]
+        return POISON if POISON in outs else outs[0]
 
     def input(self, s: Input, incoming: Tensor | None, first: bool):
         if not first and incoming is None and self.ir.inputs and self.scope:
@@ -292,13 +307,8 @@ class Formulation:
             return POISON
         self.role = "output"
         self.env["y"] = y
-        out = self.value(parts["output"].values[0])
+        out = self.outputs(parts["output"], y)
         del self.env["y"]
-        if isinstance(out, Layer):
-            out = self.apply(out, y, parts["output"].span, "output")
-        if out is not POISON and not isinstance(out, Tensor):
-            return self.error("wrong-type", f"`output` must give a tensor or a layer, not "
-                              f"{describe(out)}", parts["output"].values[0].span)
         return out
 
     def over(self, part, x: Tensor):

@@ -314,7 +314,7 @@ def _named_axis(t: TensorType, axis: str, what: str, arg: str = "axis") -> int:
 
 def _emit_take(em, n, args):
     dim = em.type(n.inputs[0]).index(n.attrs["axis"])
-    takes = [u for u in em.ir.users(n.inputs[0])
+    takes = [u for u in em.ir.readers(n.inputs[0])
              if em.ir.node(u).op == "take" and em.ir.node(u).attrs["axis"] == n.attrs["axis"]]
     if len(takes) < 2:
         return em.method(args[0], "select", dim, n.attrs["index"])

@@ -7,8 +7,9 @@ before the EM steps; bases μ a buffer [1, C, K]; T steps under torch.no_grad of
 z = softmax over K of xᵀμ, z normalised over the positions (+1e-6), μ = x z, μ divided by
 (1e-6 + its L2 norm over C); the reconstruction μ zᵀ uses the last step's z (computed from
 the μ before the last update) and the last μ; ReLU, 1×1 conv without bias and BatchNorm,
-the input added, ReLU. The running-average update of the buffer lives in the authors'
-training loop, not in the unit, and is not here either. BatchNorm with torch's defaults.
+the input added, ReLU. Returns (y, the last μ [B, C, K]) as their EMAU.forward does;
+the running-average update of the buffer from that μ lives in the authors' training loop,
+not in the unit, and is not here either. BatchNorm with torch's defaults.
 """
 
 import math
@@ -26,7 +27,7 @@ class _Bases(nn.Module):
 
 
 class EMANet(nn.Module):
-    """x: [B, C, H, W] -> [B, C, H, W]."""
+    """x: [B, C, H, W] -> ([B, C, H, W], μ [B, C, K])."""
 
     def __init__(self, C: int, K: int = 64, T: int = 3):
         super().__init__()
@@ -37,7 +38,7 @@ class EMANet(nn.Module):
         self.bases = _Bases(C, K)  # after conv1: the compiled spec's order
         self.conv2 = nn.Sequential(nn.Conv2d(C, C, 1, bias=False), nn.BatchNorm2d(C))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         identity = x
         x = self.conv1(x)
         b, c, h, w = x.shape
@@ -51,4 +52,4 @@ class EMANet(nn.Module):
                 mu = mu / (1e-6 + mu.norm(dim=1, keepdim=True))
         x = mu.matmul(z.transpose(1, 2)).view(b, c, h, w)
         x = self.conv2(F.relu(x))
-        return F.relu(x + identity)
+        return F.relu(x + identity), mu
