@@ -501,18 +501,19 @@ _register("scale_heads", "a factor per head on the logits (ALiBi's slopes)",
 
 
 def _masks(args, a) -> tuple:
-    """(padding mask, global tokens) from a range's inputs after its logits: each there
-    only if the spec gave it (`mask`, `window(..., global = g)`)."""
+    """(padding mask, global tokens, centres) from a range's inputs after its logits: each
+    there only if the spec gave it (`mask`, `window(..., global = g, centre = p)`)."""
     extra = list(args)
+    centre = extra.pop() if a.get("centred") else None
     marked = extra.pop() if a.get("marked") else None
-    return (extra[0] if extra else None), marked
+    return (extra[0] if extra else None), marked, centre
 
 
 def _emit_range(em, n, args):
     from . import runtime
 
     a = n.attrs
-    pad, marked = _masks(args[1:], a)
+    pad, marked, centre = _masks(args[1:], a)
     grid = em.sizes(a["sizes_of"], a["grid"]) if a.get("grid") else None
     window = None
     if a.get("window") is not None:
@@ -526,6 +527,8 @@ def _emit_range(em, n, args):
         optional["blocks"] = (*a["blocks"], em.sizes(a["sizes_of"], a["q_tokens"]))
     if marked is not None:
         optional["marked"] = marked
+    if centre is not None:
+        optional["centre"] = centre
     return em.call(runtime.restrict, args[0], pad, causal=a["causal"], grid=grid,
                    window=window, **optional)
 
@@ -570,6 +573,28 @@ _register("l1_keys", "divide by the sum over the keys, plus eps (linear attentio
           _emit_l1, kind="normaliser")
 _register("double_norm", "softmax over one axis, then L1 over the other (External attention)",
           _emit_double, kind="normaliser")
+
+
+def _emit_pair_factor(em, n, args):
+    """weights [B, M, Q, K] times a factor laid out by the names in `layout` (batch, query
+    axes, key axes; some maybe missing): moved into that order, the missing ones added as
+    size 1, the query and key axes flattened, a heads axis of 1 added."""
+    a, names = n.attrs, em.type(n.inputs[1]).names
+    order = [x for x in a["layout"] if x in names]
+    t = args[1]
+    if order != list(names):
+        t = em.method(t, "permute", *(names.index(x) for x in order))
+    for i, x in enumerate(a["layout"]):
+        if x not in names:
+            t = em.method(t, "unsqueeze", i)
+    q = a["q_count"]
+    t = em.method(em.method(t, "flatten", q + 1, -1), "flatten", 1, q)  # [B', Q', K']
+    return em.call(operator.mul, args[0], em.method(t, "unsqueeze", 1))
+
+
+_register("pair_factor", "weights times one number per (query, key) pair, after the "
+          "normaliser (Luong's Gaussian)", _emit_pair_factor,
+          lambda ins, out, a, b: out.numel(b), kind="normaliser")
 
 
 def _softmax_over(types, cfg):
@@ -700,7 +725,7 @@ def _emit_banded(em, n: Node, args):
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
     v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
-    pad, marked = _masks(args[3:], a)
+    pad, marked, _ = _masks(args[3:], a)
     drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
     y = em.call(runtime.banded_sdpa, q, k, v, a["radius"], a["dilation"], a["causal"], pad,
                 a["scale"], marked, drop)

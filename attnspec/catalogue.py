@@ -238,11 +238,6 @@ NOT_YET = (
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),
-    ("attention_pool", "Luong's local-p attention (local-m ships: `align = local_m`)", "a "
-     "window of the source positions centred at p_t = S · σ(v_pᵀ tanh(W_p h_t)), which the "
-     "decoder state predicts, and the Gaussian exp(−(s − p_t)² / 2σ²) scaling the "
-     "normalised weights: a window around a predicted point, a factor per pair after the "
-     "normaliser"),
     ("ccnet", "the 3-D criss-cross (the authors' functions3d.py)", "a criss-cross range "
      "over three axes; theirs is borrowed from a third party and counts the query itself "
      "twice (only its H line masks it)"),

@@ -54,7 +54,8 @@ RETURN = "(return)"
 OP_LABEL = {"E1": "E1: query · key", "E1_memory": "E1: query · memory",
             "E2": "E2: query · position", "E3": "E3: key", "E4": "E4: position",
             "softmax_keys": "softmax over k", "aggregate": "Σ_k A ⊙ value",
-            "add_terms": "+", "sinusoid": "R(q − k): sinusoid"}
+            "add_terms": "+", "sinusoid": "R(q − k): sinusoid",
+            "pair_factor": "× a factor per (q, k)"}
 ARITH_SYMBOL = {"*": "⊙", "+": "+", "-": "−", "/": "÷"}
 
 

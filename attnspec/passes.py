@@ -337,7 +337,7 @@ def _band_range(node: Node) -> bool:
     a = node.attrs
     return a.get("window") is not None and a.get("grid") is None and \
         a.get("partition") is None and set(a["steps"]) == {1} and \
-        set(a.get("q_steps") or (1,)) == {1} and \
+        set(a.get("q_steps") or (1,)) == {1} and not a.get("centred") and \
         tuple(a["q_tokens"]) == tuple(a["k_tokens"]) and a.get("fill") is None
 
 

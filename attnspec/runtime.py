@@ -184,6 +184,14 @@ def choose(cond: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor, plan) ->
     return torch.where(cond, a, b)
 
 
+def length(t: torch.Tensor, dim: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """Each sample's number of positions along `dim`: [B], those a padding mask [B, N]
+    (true = padding) leaves; [1], the axis's size, without one."""
+    if mask is None:
+        return torch.full((1,), t.shape[dim], dtype=t.dtype, device=t.device)
+    return (~mask).sum(-1).to(t.dtype)
+
+
 def softmax_seen(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over the keys (the last axis); a query that sees no key (every logit −inf:
     padding hides them all) gets weights 0 and passes no gradient back, as SDPA treats it,
@@ -195,7 +203,8 @@ def softmax_seen(logits: torch.Tensor) -> torch.Tensor:
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
              fill: float = float("-inf"), partition=None, blocks=None,
-             marked: torch.Tensor | None = None) -> torch.Tensor:
+             marked: torch.Tensor | None = None,
+             centre: torch.Tensor | None = None) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
     for weights with no normaliser or an L1 one: such a key weighs nothing). `grid`
     (H, W): criss-cross, the keys in the query's row or column (the query itself once).
@@ -211,7 +220,12 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         size, shift, sizes = blocks
         same = [_block(n, size, shift, logits.device) for n in sizes]
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
-    if window is not None:  # near on every axis, a multiple of the dilation away
+    if window is not None and centre is not None:  # within radius of each query's point
+        radius, _, (nk,), (step,), *_ = window
+        keys = torch.arange(nk, device=logits.device, dtype=centre.dtype) * step
+        far = (centre.flatten(1)[:, :, None] - keys).abs() > radius  # [B, Q, K]
+        logits = logits.masked_fill(far.unsqueeze(1), fill)
+    elif window is not None:  # near on every axis, a multiple of the dilation away
         radius, q_sizes, k_sizes, steps, dilation, *q_steps = window
         q_steps = q_steps[0] if q_steps else (1,) * len(q_sizes)
         offsets = [_q_minus_k(nq, nk, step, logits.device, q_step=q_step)

@@ -74,21 +74,26 @@ class WindowRange(str):
     (a (2R+1)-wide square around it on an image); `window(R, dilation = d)`: the keys
     i·d away, |i| ≤ R (Longformer's dilated window); `causal = true`: of those, the keys
     not after the query; `global = g`: the tokens a bool input g marks see every key and
-    are seen by every query (Longformer's global tokens). Compares unequal to every range
-    word."""
+    are seen by every query (Longformer's global tokens); `centre = p`: the keys within R
+    of a point p each query gives, not of the query (Luong's local-p). Compares unequal
+    to every range word."""
 
     radius: int
     dilation: int
     causal: bool
     marked: Any  # the `global` input's Tensor, or None
+    centre: Any  # `centre = p`: a Tensor of each query's centre, or None
 
     def __new__(cls, radius: int, dilation: int = 1, causal: bool = False,
-                marked: Any = None, marked_name: str = ""):
+                marked: Any = None, marked_name: str = "", centre: Any = None,
+                centre_name: str = ""):
         options = (f", dilation = {dilation}" if dilation != 1 else "") + \
             (", causal = true" if causal else "") + \
-            (f", global = {marked_name}" if marked is not None else "")
+            (f", global = {marked_name}" if marked is not None else "") + \
+            (f", centre = {centre_name}" if centre is not None else "")
         obj = super().__new__(cls, f"window({radius}{options})")
         obj.radius, obj.dilation, obj.causal, obj.marked = radius, dilation, causal, marked
+        obj.centre = centre
         return obj
 
 

@@ -557,6 +557,12 @@ CASES = [
     *[Case("attention_pool", dict(D=12, score=score, align="local_m", half_width=w),
            sequence(12), definition="Luong", memory=4, pad=pad)
       for score, w, pad in (("general", 2, False), ("dot", 1, True), ("concat", 2, True))],
+    # ... and their local-p: windows of 1 to 3 around the predicted p_t and the Gaussian,
+    # padded sources (S the unpadded length), every score
+    *[Case("attention_pool", dict(D=12, score=score, align="local_p", half_width=w),
+           sequence(12), definition="Luong", memory=m, pad=pad)
+      for score, w, m, pad in (("general", 2, 6, False), ("dot", 1, 4, True),
+                               ("concat", 3, 9, True), ("general", 2, 7, True))],
     Case("attention_pool", dict(D=32), sequence(32)),
     Case("attention_pool", dict(D=32, A=16), sequence(32)),
     Case("attention_pool", dict(D=16, A=24, bias=False), sequence(16)),

@@ -571,3 +571,55 @@ attention Local(D: int) {
     expected = torch.softmax(scores, -1).nan_to_num(0) @ memory  # t = 4, 5 see no key
     torch.testing.assert_close(m(h, memory), expected)
     assert m(h, memory)[:, 4:].abs().max() == 0
+
+
+CENTRED = """
+attention Centred(D: int) {
+    input  h: [B, T, D]
+    input  memory: [B, S, D]
+    input  pad: [B, S] bool optional
+    let    p = length(memory, pad, over = S) * sigmoid(take(linear(h, 1), D, 0))
+    let    g = exp(-1.0 * outer(p, index(memory, S), op = sub) ** 2)
+    over   positions(T), positions(S)
+    range  window(1, centre = p)
+    mask   pad
+    weight softmax(E1(query = identity, key = identity)) * g
+    value  identity
+    output identity
+}"""
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_centred_window_sees_the_keys_near_each_querys_point_and_scales_their_weights(
+        padded):
+    m = attnspec.compile_text(CENTRED, D=4).double()
+    h, memory = torch.randn(2, 5, 4, dtype=torch.float64), torch.randn(2, 7, 4, dtype=torch.float64)
+    pad = torch.zeros(2, 7, dtype=torch.bool)
+    if padded:
+        pad[1, 4:] = True
+    lengths = torch.tensor([7.0, 4.0 if padded else 7.0], dtype=torch.float64)
+    lin = m.weight_linear
+    p = lengths[:, None] * torch.sigmoid(lin(h))[..., 0]  # [B, T]
+    apart = p[:, :, None] - torch.arange(7, dtype=torch.float64)  # p_t − s
+    scores = (h @ memory.transpose(1, 2)).masked_fill((apart.abs() > 1) | pad[:, None], -torch.inf)
+    weights = torch.softmax(scores, -1).nan_to_num(0) * torch.exp(-apart ** 2)
+    torch.testing.assert_close(m(h, memory, pad if padded else None), weights @ memory)
+
+
+@pytest.mark.parametrize("edit, code", [
+    (("centre = p", "centre = h"), "axis-mismatch"),  # a position per query, not features
+    (("centre = p", "centre = pad"), "wrong-type"),  # a bool
+    (("centre = p", "centre = p, dilation = 2"), "unsupported"),
+    (("* g", "+ g"), "wrong-type"),  # weights take `*` by a pair factor alone
+    (("* g", "* h"), "axis-mismatch"),  # D is neither the query's nor the key's axis
+])
+def test_a_centred_window_and_a_pair_factor_are_checked(edit, code):
+    assert first_error(CENTRED.replace(*edit), D=4) == code
+
+
+def test_a_pair_factor_needs_distinct_query_and_key_axes():
+    # self-attention over T: a tensor cannot name T for the queries and again for the keys
+    text = CENTRED.replace("positions(T), positions(S)", "positions(T)").replace(
+        "window(1, centre = p)", "all").replace("    mask   pad\n", "").replace(
+        "* g", "* mean(h, D)")
+    assert first_error(text, D=4) == "unsupported"

@@ -779,3 +779,27 @@ attention A(C: int) {
 }""", C=3)
     x = torch.randn(2, 3, 4, 5) * 30  # large values: stable, as the maximum is taken out
     torch.testing.assert_close(module(x), torch.logsumexp(x, dim=(2, 3)))
+
+
+LENGTHS = """
+attention Lengths(D: int) {
+    input  x: [B, S, D]
+    input  pad: [B, S] bool optional
+    output length(x, pad, over = S) + index(x, S) + exp(x * 0)
+}"""
+
+
+def test_length_counts_the_unpadded_positions_and_index_reads_a_run_time_axis():
+    module = attnspec.compile_text(LENGTHS.replace(" + exp(x * 0)", ""), D=2)
+    x, pad = torch.randn(3, 5, 2), torch.zeros(3, 5, dtype=torch.bool)
+    pad[1, 3:] = True
+    expected = torch.tensor([5.0, 3.0, 5.0])[:, None] + torch.arange(5.0)  # [B, S]
+    torch.testing.assert_close(module(x, pad), expected)
+    torch.testing.assert_close(module(x), 5.0 + torch.arange(5.0)[None])  # [1, S]: no mask
+
+
+@pytest.mark.parametrize("edit", [("over = S", "over = D2"), ("x, pad, over", "x, x, over"),
+                                  ("index(x, S)", "index(x, K)")])
+def test_length_and_index_along_an_axis_are_checked(edit):
+    with pytest.raises(attnspec.SpecError):
+        attnspec.compile_text(LENGTHS.replace(*edit), D=2)

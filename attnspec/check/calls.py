@@ -148,21 +148,41 @@ class Calls:
     def call_index(self, e: Call):
         """`index(K)`: the numbers 0 … K − 1 along a new axis K, [batch = 1, K], no
         parameters (ALiBi's per-head slopes are a formula of it); its size is an int
-        parameter's or let's."""
+        parameter's or let's. `index(t, S)`: 0 … n − 1 along t's axis S, n its size at
+        run time (Luong's source positions)."""
+        if len(e.args) == 2 and not e.kwargs and isinstance(e.args[1], Name):
+            return self.index_along(e)
         if len(e.args) != 1 or e.kwargs or not isinstance(e.args[0], Name):
             return self.error("wrong-arity", "index takes one axis, named like an int "
-                              "parameter or let: index(M)", e.span)
+                              "parameter or let, index(M), or a tensor and one of its axes, "
+                              "index(t, S)", e.span)
         name = e.args[0].id
         size = self.env.get(name)
         if size is UNKNOWN:
             return POISON if self.check_only else UNKNOWN
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             return self.error("unknown-size", f"index's axis `{name}` needs a size: name it "
-                              f"like an int parameter or let", e.args[0].span)
+                              f"like an int parameter or let", e.args[0].span,
+                              "or give a tensor that has it: index(t, S)")
         like = self.ir.inputs[0]  # the index takes its dtype and device
         batch = self.ir.node(like).type.axes[0].name
         t = TensorType((Axis(batch, 1), Axis(name, size)))
         return Tensor(self.add("index", (like,), t, e.span, size=size), t)
+
+    def index_along(self, e: Call):
+        t, name = self.value(e.args[0]), e.args[1].id
+        if t is POISON:
+            return POISON
+        if not isinstance(t, Tensor) or t.type.dtype == "bool":
+            return self.error("wrong-type", f"index(t, S) reads the axis S of a tensor of "
+                              f"numbers, not {describe(t)}", e.args[0].span)
+        if name not in t.type.names[1:]:
+            return self.error("axis-mismatch", f"index: {t.type} has no axis `{name}` (after "
+                              f"the batch)", e.args[1].span)
+        axis = t.type.axis(name)
+        out = TensorType((Axis(t.type.names[0], 1), axis), t.type.dtype)
+        return Tensor(self.add("index", (t.node,), out, e.span, size=axis.size, axis=name),
+                      out)
 
     def scalar_call(self, e: Call):
         arity, fn = SCALAR_FUNCTIONS[e.func.id]

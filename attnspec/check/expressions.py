@@ -21,6 +21,7 @@ from ..values import (
     Layer,
     Logits,
     Tensor,
+    Weights,
     Word,
 )
 from .base import PUBLIC_OPS, RANGES, SPECIAL, describe
@@ -145,6 +146,8 @@ class Expressions:
             return (left and right) if e.op == "and" else (left or right)
         if isinstance(left, Logits) or isinstance(right, Logits):
             return self.logits_arith(e, left, right)
+        if isinstance(left, Weights) or isinstance(right, Weights):
+            return self.weights_arith(e, left, right)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             if e.op not in ARITHMETIC:
                 return self.error("wrong-type", f"`{e.op}` does not apply to tensors", e.span)

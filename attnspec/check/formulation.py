@@ -279,6 +279,9 @@ class Formulation:
                 self.marks_keys(rng.marked, "the window's `global`", parts["range"].span, x,
                                 over) is POISON:
             rng = POISON
+        if isinstance(rng, WindowRange) and rng.centre is not None and \
+                self.centred(rng, x, over, parts["range"].values[0].span) is POISON:
+            rng = POISON
         identity = tuple(k for k in ("value", "output")
                          if _is_identity(parts[k].values[0]))
         shared = kv if isinstance(kv, int) and kv != heads else None
@@ -430,6 +433,23 @@ class Formulation:
         node = self.add("every_nth", (x.node,), t, span, role="query", stride=stride,
                         dims=tuple(x.type.index(a) for a in axes))
         return Tensor(node, t)
+
+    def centred(self, rng: WindowRange, x: Tensor, over, span: Span):
+        """`window(R, centre = p)`: one axis each (two sequences, or one), an undilated
+        window, no global tokens; p gives each query one position, laid out [B, the
+        query's axis]."""
+        if over is POISON:
+            return POISON
+        if any(len(o[1]) != 1 or o[0] == "memory" for o in over) or rng.dilation != 1 or \
+                rng.causal or rng.marked is not None:
+            return self.error("unsupported", f"range `{rng}` centres an undilated window on "
+                              "one axis of keys: one axis each, e.g. `over positions(T), "
+                              "positions(S)`, no dilation, causal or global tokens", span)
+        expected = (x.type.names[0], *over[0][1])
+        if rng.centre.type.names != expected:
+            return self.error("axis-mismatch", f"the window's `centre` is {rng.centre.type}; "
+                              f"it gives each query a position: [{', '.join(expected)}]", span)
+        return rng
 
     def marks_keys(self, m: Tensor, what: str, span: Span, x: Tensor, over):
         """A bool input that marks keys (a padding mask, a window's global tokens) is laid

@@ -405,11 +405,11 @@ class Positions:
         return BlocksRange(b[0], s[0] if s else 0)
 
     def call_window(self, e: Call):
-        if len(e.args) != 1 or any(kw.name not in ("dilation", "causal", "global")
+        if len(e.args) != 1 or any(kw.name not in ("dilation", "causal", "global", "centre")
                                    for kw in e.kwargs):
             return self.error("wrong-arity", "window takes one radius, a dilation, whether "
-                              "it is causal and its global tokens: window(R, dilation = d, "
-                              "causal = true, global = g)", e.span)
+                              "it is causal, its global tokens and a centre: window(R, "
+                              "dilation = d, causal = true, global = g, centre = p)", e.span)
         r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
         d = self.integers([kw.value for kw in e.kwargs if kw.name == "dilation"], 1,
                           "a window's dilation is a positive integer")
@@ -417,13 +417,30 @@ class Positions:
         causal = [] if flag is None else [self.value(flag, "scalar")]
         given = next((kw.value for kw in e.kwargs if kw.name == "global"), None)
         marked = self.global_tokens(given)
-        if POISON in (r, d, *causal, marked) or UNKNOWN in (r, d, *causal):
-            return POISON if POISON in (r, d, *causal, marked) else UNKNOWN
+        at = next((kw.value for kw in e.kwargs if kw.name == "centre"), None)
+        centre = self.window_centre(at)
+        if POISON in (r, d, *causal, marked, centre) or UNKNOWN in (r, d, *causal):
+            return POISON if POISON in (r, d, *causal, marked, centre) else UNKNOWN
         if causal and not isinstance(causal[0], bool):
             return self.error("wrong-type", f"a window's `causal` is true or false, not "
                               f"{describe(causal[0])}", flag.span)
         name = given.id if isinstance(given, Name) else "…"
-        return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]), marked, name)
+        return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]), marked, name,
+                           centre, at.id if isinstance(at, Name) else "…")
+
+    def window_centre(self, e):
+        """`window(R, centre = p)`: p, a tensor of numbers (its layout, one per query, is
+        checked in Formulation.formulation)."""
+        if e is None:
+            return None
+        p = self.value(e)
+        if p is POISON:
+            return POISON
+        if not isinstance(p, Tensor) or p.type.dtype == "bool":
+            return self.error("wrong-type", f"a window's `centre` takes a tensor of positions, "
+                              f"one per query, not {describe(p)}", e.span,
+                              "e.g. `let p = length(memory, pad, over = S) * sigmoid(...)`")
+        return p
 
     def global_tokens(self, e):
         """`window(..., global = g)`: g, a bool input marking tokens (its layout is checked

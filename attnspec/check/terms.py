@@ -336,7 +336,8 @@ class Terms:
                                   f"{what} use softmax or sigmoid", e.span)
             grid = over[0][1] if rng == "criss_cross" else None
             marked = rng.marked if isinstance(rng, WindowRange) else None
-            inputs = (source, *(t.node for t in (pad, marked) if t is not None))
+            centre = rng.centre if isinstance(rng, WindowRange) else None
+            inputs = (source, *(t.node for t in (pad, marked, centre) if t is not None))
             extra = {}
             if isinstance(rng, PartitionRange):
                 extra = dict(partition=rng.parts, q_tokens=over[0][1])
@@ -351,7 +352,7 @@ class Terms:
                              k_tokens=over[1][1],
                              steps=tuple(keys.axis(a).step for a in over[1][1]),
                              q_steps=tuple(x.type.axis(a).step for a in over[0][1]),
-                             marked=marked is not None)
+                             marked=marked is not None, centred=centre is not None)
             causal = rng == "causal" or isinstance(rng, WindowRange) and rng.causal
             source = self.add("range", inputs, logits.type, e.span, role="range",
                               causal=causal, grid=grid, sizes_of=x.node,
@@ -402,6 +403,34 @@ class Terms:
         if not (e.args and _is_weight(e.args[0])):
             return self.op_call("dropout", e)
         return self.layer_on_weights("dropout", e)
+
+    def weights_arith(self, e, left, right):
+        """Weights times a tensor of one number per (query, key) pair, after the normaliser
+        (Luong's local-p: the Gaussian exp(−(s − p_t)² / 2σ²) scaling the window's
+        softmax). The tensor's axes are the batch's, the queries' and the keys' (distinct
+        names; any missing, or of size 1, stretches)."""
+        w, t = (left, right) if isinstance(left, Weights) else (right, left)
+        if e.op == "*" and t == 1 and not isinstance(t, bool):  # a factor left out
+            return w
+        if e.op != "*" or not isinstance(t, Tensor) or t.type.dtype == "bool":
+            return self.error("wrong-type", f"attention weights take `*` by a tensor of one "
+                              f"number per (query, key) pair, not `{e.op}` with "
+                              f"{describe(t)}", e.span)
+        x, over = self.core[0], self.core[1]
+        q_tokens, k_tokens = tuple(over[0][1]), tuple(over[1][1])
+        if over[1][0] == "memory" or set(q_tokens) & set(k_tokens):
+            return self.error("unsupported", "a factor per (query, key) pair names the query's "
+                              "and the key's axes: they must differ (cross-attention, "
+                              "`over positions(T), positions(S)`)", e.span)
+        batch = x.type.names[0]
+        extra = [a for a in t.type.names if a not in (batch, *q_tokens, *k_tokens)]
+        if extra:
+            return self.error("axis-mismatch", f"a factor of the weights has one number per "
+                              f"(query, key) pair, [{', '.join((batch, *q_tokens, *k_tokens))}]"
+                              f"; {t.type} has `{extra[0]}` too", e.span)
+        node = self.add("pair_factor", (w.node, t.node), w.type, e.span, role="normaliser",
+                        layout=(batch, *q_tokens, *k_tokens), q_count=len(q_tokens))
+        return Weights(node, w.type, w.has_query)
 
     def layer_on_weights(self, name: str, e: Call):
         """A layer applied to logits or weights, [B, M, Q, K] with the heads as channels

@@ -179,6 +179,9 @@ _pointwise("relu", "relu", "max(0, x)")
 _pointwise("tanh", "tanh", "hyperbolic tangent")
 
 
+_pointwise("exp", "exp", "e to the x (Luong's Gaussian window, exp(−d² / 2σ²))")
+
+
 _pointwise("gelu", "gelu", "Gaussian error linear unit", functional=True)
 
 
@@ -269,14 +272,43 @@ _reduce("logsumexp", "log Σ exp over the named axes, which disappear")
 
 def _emit_index(em, n, args):
     like = args[0]
-    values = em.call(_torch().arange, n.attrs["size"], dtype=em.call(getattr, like, "dtype"),
+    size = n.attrs["size"]
+    if size is None:  # index(t, S): the run-time size of t's axis S
+        size = em.sizes(n.inputs[0], (n.attrs["axis"],))[0]
+    values = em.call(_torch().arange, size, dtype=em.call(getattr, like, "dtype"),
                      device=em.call(getattr, like, "device"))
     return em.method(values, "unsqueeze", 0)
 
 
-# `index(K)` (no `infer`: the checker's call_index types it): 0 … K − 1 on a new axis
+# `index(K)`, `index(t, S)` (no `infer`: the checker's call_index types them): 0 … K − 1 on
+# a new axis
 OPS["index"] = Op(name="index", doc="the numbers 0 … K − 1 along a new axis K",
                   emit=_emit_index, kind="core")
+
+
+def _emit_length(em, n, args):
+    dim = em.type(n.inputs[0]).index(n.attrs["over"])
+    mask = args[1] if len(args) > 1 else None
+    return em.call(_runtime().length, args[0], dim, mask)
+
+
+@op(name="length", inputs=-1, params=(Param("over", "word"),),
+    doc="each sample's number of positions along the named axis: the axis's size, or the "
+        "positions a padding mask leaves",
+    emit=_emit_length, sizes=lambda ins, t, a: {})
+def _length(types, cfg):
+    t, axis = types[0], cfg["over"]
+    if axis not in t.names[1:]:
+        raise OpError(f"length over `{axis}`: {t} has no such axis (after the batch)",
+                      arg="over", code="axis-mismatch")
+    if len(types) > 2:
+        raise OpError(f"length takes a tensor and its padding mask, not {len(types)} tensors",
+                      code="wrong-arity", hint="length(memory, pad, over = S)")
+    if len(types) == 2 and (types[1].dtype != "bool" or
+                            types[1].names != (t.names[0], axis)):
+        raise OpError(f"length's mask marks padding along `{axis}`: a bool [{t.names[0]}, "
+                      f"{axis}], not {types[1]}", code="wrong-type")
+    return TensorType((Axis(t.names[0], None),), t.dtype)
 
 
 # ---------------------------------------------------------------------------- sampling

@@ -55,16 +55,25 @@ class Luong(nn.Module):
     the softmax of the scores over the source positions in [t − D, t + D] (D = half_width,
     the paper's 10) that the sequence has; a window that holds none (a target longer than
     the source by more than D, or all of it padding) gives no context, c_t = 0 (the paper
-    does not say)."""
+    does not say).
+    align="local_p" is their predictive alignment (§3.2, Eq. 9-10): p_t = S ·
+    sigmoid(v_pᵀ tanh(W_p h_t)) (W_p D × D, v_p 1 × D, without biases as written), S the
+    source length (per sample: its positions that are not padding); a_t the softmax of the
+    scores over the source positions s (0-based) with |s − p_t| ≤ D, times
+    exp(−(s − p_t)² / (2σ²)), σ = D / 2; no gradient through the window's edges, p_t
+    learning through the Gaussian."""
 
     def __init__(self, D: int, score: str = "general", align: str = "global",
                  half_width: int = 10):
         super().__init__()
         if score not in ("dot", "general", "concat"):
             raise ValueError(f"Luong: score must be dot, general or concat, got {score!r}")
-        if align not in ("global", "local_m"):
-            raise ValueError(f"Luong: align must be global or local_m, got {align!r}")
+        if align not in ("global", "local_m", "local_p"):
+            raise ValueError(f"Luong: align must be global, local_m or local_p, got {align!r}")
         self.score, self.align, self.half_width = score, align, half_width
+        if align == "local_p":  # first: the compiled spec's order
+            self.W_p = nn.Linear(D, D, bias=False)
+            self.v_p = nn.Linear(D, 1, bias=False)
         self.W_a = nn.Linear(D, D, bias=False) if score == "general" else None
         if score == "concat":
             self.W_a_h = nn.Linear(D, D, bias=False)
@@ -93,7 +102,16 @@ class Luong(nn.Module):
             t = torch.arange(h.shape[1], device=h.device)[:, None]
             s = torch.arange(memory.shape[1], device=h.device)[None, :]
             scores = scores.masked_fill((s - t).abs() > self.half_width, float("-inf"))
+        if self.align == "local_p":  # the window [p_t − D, p_t + D] around a predicted p_t
+            S = memory.shape[1]
+            length = torch.full((1,), float(S)) if pad is None else (~pad).sum(-1).to(h)
+            p = length[:, None] * torch.sigmoid(self.v_p(torch.tanh(self.W_p(h))))[..., 0]
+            apart = torch.arange(S, dtype=h.dtype)[None, None, :] - p[:, :, None]  # s − p_t
+            scores = scores.masked_fill(apart.abs() > self.half_width, float("-inf"))
         seen = (scores > float("-inf")).any(dim=-1, keepdim=True)  # an empty window: c_t = 0
         weights = torch.softmax(scores.masked_fill(~seen, 0), dim=-1) * seen
+        if self.align == "local_p":
+            sigma = self.half_width / 2
+            weights = weights * torch.exp(-apart ** 2 / (2 * sigma ** 2))
         context = weights @ memory  # c_t
         return torch.tanh(self.W_c(torch.cat([context, h], dim=-1)))
