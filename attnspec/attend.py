@@ -780,11 +780,12 @@ def _emit_criss_cross(em, n: Node, args):
 def _criss_cross_flops(ins, out, a, b):
     q, v = ins[0], ins[2]
     positions = q.numel(b) // q.axes[1].size  # B·H·W
-    h, w = (axis_size(x, b) for x in q.axes[2:])
-    return 2 * positions * (h + w) * (q.axes[1].size + v.axes[1].size)
+    lines = sum(axis_size(x, b) for x in q.axes[2:])  # H + W (+ D): each position's lines
+    return 2 * positions * lines * (q.axes[1].size + v.axes[1].size)
 
 
-_register("criss_cross", "criss-cross attention on the row and column alone (CCNet)",
+_register("criss_cross", "criss-cross attention on the lines through each position alone "
+          "(CCNet)",
           _emit_criss_cross, _criss_cross_flops)
 
 

@@ -238,9 +238,6 @@ NOT_YET = (
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),
-    ("ccnet", "the 3-D criss-cross (the authors' functions3d.py)", "a criss-cross range "
-     "over three axes; theirs is borrowed from a third party and counts the query itself "
-     "twice (only its H line masks it)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
     ("sliding_window", "a dilation per head", "a window range whose dilation varies with "

@@ -43,8 +43,9 @@ def _fold_scales(ir: IR, terms: tuple[str, ...]) -> IR:
 
 def fuse_criss_cross(ir: IR) -> IR:
     """softmax(E1(q, k) · s) · v over range criss_cross, one head, on [B, C, H, W] maps →
-    one `criss_cross` node: the row and column energies alone, HW·(H + W) of them, as the
-    CCNet authors compute them, instead of a dense HW × HW map with a mask."""
+    one `criss_cross` node: the energies along the lines through each position alone,
+    HW·(H + W) of them (and of a [B, C, H, W, D] map's three lines), as the CCNet authors
+    compute them, instead of a dense HW × HW map with a mask."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
         chain = _softmax_chain(ir, agg.inputs[0])
         if chain is None:
@@ -55,7 +56,8 @@ def fuse_criss_cross(ir: IR) -> IR:
         grid = ranges[0].attrs["grid"]
         maps = (e1.inputs[0], e1.inputs[1], agg.inputs[1])
         if e1.attrs["heads"] != 1 or any(ir.node(m).type.names[2:] != grid or
-                                         len(ir.node(m).type.names) != 4 for m in maps):
+                                         len(ir.node(m).type.names) != 2 + len(grid)
+                                         for m in maps):
             continue
         scale = _scale(ir, chain)
         fused = Node(agg.name, "criss_cross", maps, agg.type, "context", agg.span,

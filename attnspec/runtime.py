@@ -232,12 +232,11 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
                    for nq, nk, step, q_step in zip(q_sizes, k_sizes, steps, q_steps)]
         near = [(d.abs() <= radius * dilation) & (d % dilation == 0) for d in offsets]
         logits = _keep(logits, near, q_sizes, k_sizes, fill, marked)
-    if grid is not None:
-        h, w = grid
-        where = torch.arange(h * w, device=logits.device)
-        row, col = where // w, where % w
-        cross = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
-        logits = logits.masked_fill(~cross, fill)
+    if grid is not None:  # keys on a line through the query: apart on one axis at most
+        coords = torch.stack(torch.meshgrid(*[torch.arange(n, device=logits.device)
+                                              for n in grid], indexing="ij")).flatten(1)
+        apart = (coords[:, :, None] != coords[:, None, :]).sum(0)  # [Q, K]
+        logits = logits.masked_fill(apart > 1, fill)
     if causal:
         nq, nk = logits.shape[-2], logits.shape[-1]
         future = torch.ones(nq, nk, dtype=torch.bool, device=logits.device).triu(1)
@@ -255,17 +254,27 @@ def standardise(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Ten
 
 
 def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):
-    """Criss-cross attention on [B, C, H, W] maps (CCNet): each position attends to its
-    column and its row, itself once. Only those HW·(H + W) energies are computed."""
-    h = q.shape[2]
-    column = torch.einsum("bchw,bcgw->bhwg", q, k) * scale  # keys (g, w)
-    row = torch.einsum("bchw,bchg->bhwg", q, k) * scale  # keys (h, g)
-    itself = torch.eye(h, dtype=torch.bool, device=q.device)[:, None, :]  # [H, 1, H]
-    column = column.masked_fill(itself, float("-inf"))  # counted in the row already
-    weights = torch.softmax(torch.cat([column, row], dim=-1), dim=-1)
-    a_column, a_row = weights[..., :h], weights[..., h:]
-    return (torch.einsum("bhwg,bcgw->bchw", a_column, v)
-            + torch.einsum("bhwg,bchg->bchw", a_row, v))
+    """Criss-cross attention on [B, C, *grid] maps (CCNet; its 3-D form on [B, C, H, W,
+    D]): each position attends to the line through it along every grid axis, itself once
+    (left out of every line but the last). Only those N·(H + W + ...) energies are
+    computed, one einsum per line."""
+    grid = "hwdt"[:q.dim() - 2]
+    lines = []
+    for a, size in enumerate(q.shape[2:]):
+        keys = grid[:a] + "g" + grid[a + 1:]  # the key varies along axis a alone
+        e = torch.einsum(f"bc{grid},bc{keys}->b{grid}g", q, k)
+        e = e if scale == 1.0 else e * scale
+        if a < len(grid) - 1:  # the query itself: counted on the last line only
+            itself = torch.eye(size, dtype=torch.bool, device=q.device)
+            e = e.masked_fill(itself.view(*[size if i == a else 1 for i in range(len(grid))],
+                                          size), float("-inf"))
+        lines.append(e)
+    weights = torch.softmax(torch.cat(lines, dim=-1), dim=-1).split(q.shape[2:], dim=-1)
+    out = None
+    for a, w in enumerate(weights):  # each line comes out in einsum's own layout:
+        line = torch.einsum(f"b{grid}g,bc{grid[:a] + 'g' + grid[a + 1:]}->bc{grid}", w, v)
+        out = line.contiguous() if out is None else out.add_(line)  # summed into v's
+    return out
 
 
 def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | None,

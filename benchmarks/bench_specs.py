@@ -89,6 +89,9 @@ CASES = [
     Case("external", dict(D=256, S=64), (16, 1024, 256), (2, 16, 64)),
     Case("danet", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
     Case("ccnet", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
+    # its 3-D form (the authors' CrissCrossAttention3D) on 8 frames of 28 × 28
+    Case("ccnet", dict(C=256), (2, 256, 28, 28, 8), (2, 64, 4, 5, 3), "3d",
+         definition="CrissCross3D"),
     Case("ocnet", dict(C=256, drop=0.0), (8, 256, 28, 28), (2, 64, 6, 6)),
     Case("sge", dict(C=256), (16, 256, 56, 56), (2, 64, 8, 8)),
     Case("aft", dict(D=256), (16, 256, 256), (2, 16, 64)),
@@ -203,7 +206,8 @@ CASES = [
 ]
 # Quick shapes use narrower modules where the channel width is part of the shape.
 QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16),
-                "danet": dict(C=64), "ccnet": dict(C=64), "ocnet": dict(C=64, drop=0.0),
+                "danet": dict(C=64), "ccnet": dict(C=64), "ccnet/3d": dict(C=64),
+                "ocnet": dict(C=64, drop=0.0),
                 "sge": dict(C=64, G=8), "aft": dict(D=64), "attention_pool": dict(D=64),
                 "sk": dict(C=64), "shuffle": dict(C=128), "sanet": dict(C=16),
                 "bam": dict(C=64), "generalized": dict(C=64),

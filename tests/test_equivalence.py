@@ -515,6 +515,12 @@ CASES = [
                              ("ccnet", dict(C=32)), ("ccnet", dict(C=24, r=4, R=1)),
                              ("ccnet", dict(C=16, r=2, R=3)))
     ],
+    # ccnet's 3-D criss-cross (the authors' CrissCrossAttention3D, the query once): three
+    # different sides both ways, the default r and a smaller one
+    Case("ccnet", dict(C=16), ((2, 16, 3, 4, 5), (1, 16, 5, 3, 4)),
+         definition="CrissCross3D"),
+    Case("ccnet", dict(C=12, r=4), ((2, 12, 4, 2, 3), (3, 12, 2, 5, 1)),
+         definition="CrissCross3D"),
     # ... and danet's two branches alone
     *[Case("danet", params, ((2, params.get("C", 8), 5, 7), (3, params.get("C", 8), 6, 4)),
            definition="PositionAttention") for params in (dict(C=32), dict(C=24, r=4))],

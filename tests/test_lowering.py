@@ -92,15 +92,17 @@ def test_inductor_compiles_with_fullgraph(name, params, shape):
         torch.testing.assert_close(compiled(x), module(x))
 
 
-def test_criss_cross_lowers_to_row_and_column_energies_equal_to_the_dense_mask():
-    ir = attnspec.build_ir("specs/ccnet.attn", C=16, r=4)
+@pytest.mark.parametrize("definition, shape", [(None, (2, 16, 5, 7)),
+                                               ("CrissCross3D", (2, 16, 3, 4, 5))])
+def test_criss_cross_lowers_to_the_lines_energies_equal_to_the_dense_mask(definition, shape):
+    ir = attnspec.build_ir("specs/ccnet.attn", definition, C=16, r=4)
     fused, dense = lower(ir), lower(ir, fused_kernels=False)
     assert runtime.criss_cross in targets(fused) and runtime.criss_cross not in targets(dense)
     dense.load_state_dict(fused.state_dict())
     for p in fused.parameters():
         torch.nn.init.normal_(p)
     dense.load_state_dict(fused.state_dict())
-    x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
+    x = torch.randn(*shape, dtype=torch.float64)
     torch.testing.assert_close(fused.double()(x), dense.double()(x))
 
 

@@ -265,9 +265,9 @@ class Formulation:
                              "axes, e.g. `over positions(H W)` (or one axis each, without "
                              "global tokens)", parts["range"].values[0].span)
         if rng == "criss_cross" and over is not POISON and (
-                over[1] != over[0] or len(over[0][1]) != 2):
+                over[1] != over[0] or len(over[0][1]) < 2):
             rng = self.error("unsupported", "range `criss_cross` needs queries and keys on the "
-                             "same two axes, e.g. `over positions(H W)`",
+                             "same two or more axes, e.g. `over positions(H W)`",
                              parts["range"].values[0].span)
         heads = self.heads(parts.get("heads"))
         kv = self.kv_heads(parts.get("heads"), heads)

@@ -410,8 +410,8 @@ class Terms:
         softmax). The tensor's axes are the batch's, the queries' and the keys' (distinct
         names; any missing, or of size 1, stretches)."""
         w, t = (left, right) if isinstance(left, Weights) else (right, left)
-        if e.op == "*" and t == 1 and not isinstance(t, bool):  # a factor left out
-            return w
+        if e.op == "*" and (t is UNKNOWN or t == 1 and not isinstance(t, bool)):
+            return w  # a factor left out, or one waiting for a parameter
         if e.op != "*" or not isinstance(t, Tensor) or t.type.dtype == "bool":
             return self.error("wrong-type", f"attention weights take `*` by a tensor of one "
                               f"number per (query, key) pair, not `{e.op}` with "

@@ -14,7 +14,7 @@ from .attention_pool import AttentionPool, Luong
 from .axial import Axial, AxialTransformerBlock, Column, Row
 from .bam import BAM
 from .cbam import CBAM, ChannelGate, SpatialGate
-from .ccnet import CCNet
+from .ccnet import CCNet, CrissCross3D
 from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .coord import CoordAtt
@@ -75,6 +75,7 @@ REFERENCES = {
     "danet.PositionAttention": PositionAttention,
     "danet.ChannelAttention": ChannelAttention,
     "ccnet": CCNet,
+    "ccnet.CrissCross3D": CrissCross3D,
     "aft": AFT,
     "attention_pool": AttentionPool,
     "ocnet": BaseOC,
@@ -147,6 +148,7 @@ REFERENCES = {
 __all__ = [
     "A2", "ACmix", "AFT", "AFTConv", "ALiBi", "ASPOC", "AttentionPool", "Axial",
     "AxialTransformerBlock", "BAM", "BaseOC", "CBAM", "CCNet", "ChannelAttention",
+    "CrissCross3D",
     "ChannelGate", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CrossAttention",
     "CrossFormerBackboneBlock", "CrossFormerBlock", "CSRA", "DANet", "DAttention",
     "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",

@@ -77,3 +77,51 @@ class CCNet(nn.Module):
         for _ in range(self.R):  # RCCA: the same weights every time
             x = self.criss_cross(x)
         return x
+
+
+class CrissCross3D(nn.Module):
+    """The authors' 3-D criss-cross attention (CCNet repository,
+    cc_attention/functions3d.py, CrissCrossAttention3D, which they note is borrowed from
+    Serge-weihao/CCNet-Pure-Pytorch), x [B, C, H, W, D] -> [B, C, H, W, D]: 1×1×1
+    convolutions give q, k (C // r channels, their in_dim // 8) and v (C); each position's
+    energies with the positions on its H, W and D lines, one softmax over the H + W + D of
+    them, the values summed over the three lines, γ (from 0) times that plus x. Their
+    code masks the query itself on the H line only, so it is counted on the W and the D
+    lines (twice); the paper's criss-cross path holds it once, as their 2-D module does:
+    here it is masked on the W line too. Parameters in the compiled spec's order."""
+
+    def __init__(self, C: int, r: int = 8):
+        super().__init__()
+        inner = C // r
+        self.query_conv = nn.Conv3d(C, inner, kernel_size=1)
+        self.key_conv = nn.Conv3d(C, inner, kernel_size=1)
+        self.value_conv = nn.Conv3d(C, C, kernel_size=1)
+        self.residual = nn.ParameterDict({"gamma": nn.Parameter(torch.zeros(1))})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W, D = x.shape
+        q, k, v = self.query_conv(x), self.key_conv(x), self.value_conv(x)
+
+        def line(t, axis):  # [B, c, H, W, D] -> [B·(the other two), c, n along `axis`]
+            order = {2: (0, 3, 4, 1, 2), 3: (0, 2, 4, 1, 3), 4: (0, 2, 3, 1, 4)}[axis]
+            t = t.permute(*order).contiguous()
+            return t.view(-1, t.shape[-2], t.shape[-1])
+
+        inf = float("-inf")
+        e_h = torch.bmm(line(q, 2).transpose(1, 2), line(k, 2))  # [B·W·D, H, H]
+        e_h = e_h.masked_fill(torch.eye(H, dtype=torch.bool), inf)
+        e_h = e_h.view(B, W, D, H, H).permute(0, 3, 1, 2, 4)      # [B, H, W, D, H]
+        e_w = torch.bmm(line(q, 3).transpose(1, 2), line(k, 3))  # [B·H·D, W, W]
+        e_w = e_w.masked_fill(torch.eye(W, dtype=torch.bool), inf)  # (theirs keeps it)
+        e_w = e_w.view(B, H, D, W, W).permute(0, 1, 3, 2, 4)      # [B, H, W, D, W]
+        e_d = torch.bmm(line(q, 4).transpose(1, 2), line(k, 4)).view(B, H, W, D, D)
+        a = torch.softmax(torch.cat([e_h, e_w, e_d], dim=4), dim=4)
+        a_h = a[..., :H].permute(0, 2, 3, 1, 4).reshape(B * W * D, H, H)
+        a_w = a[..., H:H + W].permute(0, 1, 3, 2, 4).reshape(B * H * D, W, W)
+        a_d = a[..., H + W:].reshape(B * H * W, D, D)
+        out_h = torch.bmm(line(v, 2), a_h.transpose(1, 2)).view(B, W, D, -1, H)
+        out_w = torch.bmm(line(v, 3), a_w.transpose(1, 2)).view(B, H, D, -1, W)
+        out_d = torch.bmm(line(v, 4), a_d.transpose(1, 2)).view(B, H, W, -1, D)
+        out = (out_h.permute(0, 3, 4, 1, 2) + out_w.permute(0, 3, 1, 4, 2)
+               + out_d.permute(0, 3, 1, 2, 4))
+        return self.residual["gamma"] * out + x
