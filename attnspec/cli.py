@@ -109,7 +109,8 @@ def cmd_compile(args) -> int:
             raise UsageError(str(err)) from None
     flops = count.flops(fuse(ir), bindings)  # what the generated code computes
     outs = out if isinstance(out, tuple) else (out,)  # `output y, mu` returns each
-    _summary(ir, module, shape, [tuple(o.shape) for o in outs], flops, args)
+    given = [shape] + [None if t is None else tuple(t.shape) for t in extra]
+    _summary(ir, module, given, [tuple(o.shape) for o in outs], flops, args)
     return EXIT_OK
 
 
@@ -285,7 +286,7 @@ def _shape_text(shape) -> str:
     return "×".join(map(str, shape))
 
 
-def _summary(ir, module, shape, out_shapes, flops, args) -> None:
+def _summary(ir, module, in_shapes, out_shapes, flops, args) -> None:
     from . import count
 
     params = count.parameters(ir)
@@ -294,13 +295,15 @@ def _summary(ir, module, shape, out_shapes, flops, args) -> None:
     for a in info:
         scope = a.scope.rstrip(".") or ir.name
         print(f"  {scope}: {a.name}, over {a.over}, Ω_q = {a.range}, M = {a.heads_text()}")
-    print(f"input   {ir.node(ir.inputs[0]).type}  ← {_shape_text(shape)}")
+    for name, in_shape in zip(ir.inputs, in_shapes):  # the inputs the example run gave
+        if in_shape is not None:
+            print(f"input   {ir.node(name).type}  ← {_shape_text(in_shape)}")
     for name, out_shape in zip(ir.outputs(), out_shapes):
         print(f"output  {ir.node(name).type}  → {_shape_text(out_shape)}")
     print(f"parameters  {sum(params.values()):,}")
     for name, p in module.named_parameters():
         print(f"  {name:<40} {_shape_text(tuple(p.shape)):<14}")
-    print(f"FLOPs   {flops:,}  (for input {_shape_text(shape)}; 2 per multiply-add)")
+    print(f"FLOPs   {flops:,}  (for input {_shape_text(in_shapes[0])}; 2 per multiply-add)")
     if args.ir:
         print("\n" + ir.text())
     if args.code:

@@ -49,6 +49,7 @@ def test_compile_runs_a_definition_with_a_second_input(capsys):
                          "-p", "M=2", "-p", "E=12", "--input-shape", "3,5,16")
     assert code == 0, err
     assert "key_linear.weight                        16×12" in out and "→ 3×5×16" in out
+    assert "input   [B, S, E=12]  ← 3×8×12" in out  # the summary names every input it made
 
 
 def test_compile_prints_every_output(capsys):
