@@ -699,13 +699,21 @@ _register("aggregate", "Σ_k A(q, k) · W'x_k: weights times values, summed over
           _emit_aggregate, _aggregate_flops)
 
 
-def _emit_sdpa(em, n: Node, args):
-    from . import runtime
-
+def _heads_of(em, n: Node, args):
+    """A fused attention's q, k and v (its first three inputs) in the heads layout
+    [B, M, N, d]; keys and values with their G heads (`kv = G`; M when not shared)."""
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], kv_heads(a))
     v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], kv_heads(a))
+    return q, k, v
+
+
+def _emit_sdpa(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q, k, v = _heads_of(em, n, args)
     # G key and value heads: torch's kernel reads each for its M / G query heads
     gqa = {"enable_gqa": True} if kv_heads(a) != a["heads"] else {}
     if a.get("bias"):  # a term added to the logits: SDPA's float mask
@@ -733,9 +741,7 @@ def _emit_banded(em, n: Node, args):
     from . import runtime
 
     a = n.attrs
-    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
-    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
-    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    q, k, v = _heads_of(em, n, args)
     pad, marked, _ = _masks(args[3:], a)
     drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
     y = em.call(runtime.banded_sdpa, q, k, v, a["radius"], a["dilation"], a["causal"], pad,
@@ -758,9 +764,7 @@ def _emit_blocked(em, n: Node, args):
     from . import runtime
 
     a = n.attrs
-    q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
-    k = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["k_feature"], a["heads"])
-    v = to_heads(em, args[2], em.type(n.inputs[2]), a["k_tokens"], a["v_feature"], a["heads"])
+    q, k, v = _heads_of(em, n, args)
     bias = args[3] if a["bias"] else None
     drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
     y = em.call(runtime.blocked_sdpa, q, k, v, em.sizes(a["sizes_of"], a["q_tokens"]),

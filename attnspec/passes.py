@@ -270,10 +270,7 @@ def fuse_banded(ir: IR) -> IR:
     not the same draws as the unfused module). Global tokens, when given, make it one dense
     mask at run time (FLOPs count the band); not for pooled keys or shared heads."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
-        weights, drop = ir.node(agg.inputs[0]), []
-        if weights.op == "dropout" and not weights.attrs["channels"] and \
-                len(ir.users(weights.name)) == 1:  # the weights' dropout: SDPA's dropout_p
-            drop, weights = [weights.name], ir.node(weights.inputs[0])
+        weights, drop = _without_dropout(ir, agg)
         chain = _softmax_chain(ir, weights.name)
         if chain is None:
             continue
@@ -300,10 +297,7 @@ def fuse_blocked(ir: IR) -> IR:
     the whole map with a mask. No padding mask, no shared heads (the dense form takes
     those)."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
-        weights, drop = ir.node(agg.inputs[0]), []
-        if weights.op == "dropout" and not weights.attrs["channels"] and \
-                len(ir.users(weights.name)) == 1:  # the weights' dropout: SDPA's dropout_p
-            drop, weights = [weights.name], ir.node(weights.inputs[0])
+        weights, drop = _without_dropout(ir, agg)
         chain, bias = _softmax_chain(ir, weights.name), None
         if chain is None:
             found = _biased_chain(ir, weights.name)
@@ -332,6 +326,16 @@ def _block_term(ir: IR, name: str) -> bool:
     a = ir.node(name).attrs
     return ir.node(name).op == "E4" and a.get("pairs") is None and \
         len(ir.users(name)) == 1 and set(a.get("steps", (1,))) == {1}
+
+
+def _without_dropout(ir: IR, agg: Node) -> tuple[Node, list[str]]:
+    """agg's weights, under the weights' dropout if there is one (used once, not whole
+    channels: it becomes SDPA's dropout_p), and that dropout node's name in a list."""
+    weights = ir.node(agg.inputs[0])
+    if weights.op == "dropout" and not weights.attrs["channels"] and \
+            len(ir.users(weights.name)) == 1:
+        return ir.node(weights.inputs[0]), [weights.name]
+    return weights, []
 
 
 def _band_range(node: Node) -> bool:

@@ -218,7 +218,7 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
     if blocks is not None:  # (b, shift, sizes): same block on every axis
         size, shift, sizes = blocks
-        same = [_block(n, size, shift, logits.device) for n in sizes]
+        same = [_block(torch.arange(n, device=logits.device), size, shift) for n in sizes]
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
     if window is not None and centre is not None:  # within radius of each query's point
         radius, _, (nk,), (step,), *_ = window
@@ -259,10 +259,10 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float)
     (left out of every line but the last). Only those N·(H + W + ...) energies are
     computed, one einsum per line."""
     grid = "hwdt"[:q.dim() - 2]
+    keys = [grid[:a] + "g" + grid[a + 1:] for a in range(len(grid))]  # along axis a alone
     lines = []
     for a, size in enumerate(q.shape[2:]):
-        keys = grid[:a] + "g" + grid[a + 1:]  # the key varies along axis a alone
-        e = torch.einsum(f"bc{grid},bc{keys}->b{grid}g", q, k)
+        e = torch.einsum(f"bc{grid},bc{keys[a]}->b{grid}g", q, k)
         e = e if scale == 1.0 else e * scale
         if a < len(grid) - 1:  # the query itself: counted on the last line only
             itself = torch.eye(size, dtype=torch.bool, device=q.device)
@@ -272,7 +272,7 @@ def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float)
     weights = torch.softmax(torch.cat(lines, dim=-1), dim=-1).split(q.shape[2:], dim=-1)
     out = None
     for a, w in enumerate(weights):  # each line comes out in einsum's own layout:
-        line = torch.einsum(f"b{grid}g,bc{grid[:a] + 'g' + grid[a + 1:]}->bc{grid}", w, v)
+        line = torch.einsum(f"b{grid}g,bc{keys[a]}->bc{grid}", w, v)
         out = line.contiguous() if out is None else out.add_(line)  # summed into v's
     return out
 
@@ -386,14 +386,15 @@ def blocked_sdpa(q, k, v, sizes, size: int, shift: int, bias: torch.Tensor | Non
     within one window; one gather cuts it into the windows, a mask keeps apart what a
     window joins (the roll's wrap, the padding), one gather puts the result back."""
     order, back, apart = block_layout(tuple(sizes), size, shift, q.device)
-    windows, length = order.numel() // size ** len(sizes), size ** len(sizes)
+    cells = size ** len(sizes)  # a window's L positions
+    windows = order.numel() // cells
     heads = q.shape[1]
 
     def cut(t):  # [B, M, N, d] → [B, M·windows, L, d], a zero row standing for the padding
         t = F.pad(t, (0, 0, 0, 1)) if back.numel() < order.numel() else t
-        return t.index_select(2, order).view(t.shape[0], heads * windows, length, -1)
+        return t.index_select(2, order).view(t.shape[0], heads * windows, cells, -1)
 
-    mask = _block_mask(bias, apart, heads, windows, length)
+    mask = _block_mask(bias, apart, heads, windows, cells)
     p = dropout.p if dropout is not None and dropout.training else 0.0
     q, k, v = cut(q), cut(k), cut(v)
     if bias is not None and bias.requires_grad and torch.is_grad_enabled():
@@ -403,23 +404,23 @@ def blocked_sdpa(q, k, v, sizes, size: int, shift: int, bias: torch.Tensor | Non
         y = torch.matmul(F.dropout(weights, p) if p else weights, v)
     else:
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=p)
-    return y.view(y.shape[0], heads, windows * length, -1).index_select(2, back)
+    return y.view(y.shape[0], heads, windows * cells, -1).index_select(2, back)
 
 
-def _block_mask(bias, apart, heads: int, windows: int, length: int):
+def _block_mask(bias, apart, heads: int, windows: int, cells: int):
     """blocked_sdpa's mask, [1, M·windows, L, L] (a 4-D mask: with a 3-D one CPU SDPA
     leaves its fast kernel, ~3× slower): the bias, −inf where `apart`; or True where not
     apart; None when neither is given."""
-    shape = (1, heads, windows, length, length)
+    shape = (1, heads, windows, cells, cells)
     if bias is not None:
-        mask = bias.view(1, heads, 1, length, length).expand(shape)
+        mask = bias.view(1, heads, 1, cells, cells).expand(shape)
         if apart is not None:
             mask = mask.masked_fill(apart, float("-inf"))
     elif apart is not None:
         mask = (~apart).expand(shape)
     else:
         return None
-    return mask.reshape(1, heads * windows, length, length)
+    return mask.reshape(1, heads * windows, cells, cells)
 
 
 def block_layout(sizes: tuple[int, ...], size: int, shift: int, device):
@@ -440,8 +441,7 @@ def block_layout(sizes: tuple[int, ...], size: int, shift: int, device):
         inside = (source < length).view(shape)
         index = index + source.view(shape) * stride
         real = real & inside
-        labels.append(torch.where(inside, torch.div(source.view(shape) - shift, size,
-                                                    rounding_mode="floor"), -2))
+        labels.append(torch.where(inside, _block(source.view(shape), size, shift), -2))
     windows_first = [*range(0, 2 * n, 2), *range(1, 2 * n, 2)]
 
     def laid_out(t):  # [w1, b, w2, b, ...] → [windows, L]
@@ -537,10 +537,10 @@ def _part(n: int, parts: int, device) -> torch.Tensor:
     return torch.clamp(i // step, max=parts - 1)
 
 
-def _block(n: int, size: int, shift: int, device) -> torch.Tensor:
-    """The block of each of n indices: blocks `size` wide, the first cut `shift` in (the
+def _block(i: torch.Tensor, size: int, shift: int) -> torch.Tensor:
+    """The block of each index in i: blocks `size` wide, the first cut `shift` in (the
     indices before it in block −1)."""
-    return torch.div(torch.arange(n, device=device) - shift, size, rounding_mode="floor")
+    return torch.div(i - shift, size, rounding_mode="floor")
 
 
 def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float,

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from counting import flops_both_ways  # tests/counting.py
+from test_equivalence import _outputs  # a module's outputs as a tuple
 
 import attnspec
 from attnspec import count
@@ -127,11 +128,6 @@ def test_forward_creates_and_replaces_no_parameter(spec):
     # the input needs a gradient too: a parameter-free spec (gather_excite) has nothing else
     sum(y.sum() for y in _outputs(m(sample(ir, batch=2, free=5).requires_grad_()))).backward()
     assert {k: (id(p), p.data_ptr()) for k, p in m.named_parameters()} == before
-
-
-def _outputs(out) -> tuple:
-    """A module's outputs as a tuple (`output y, mu` returns several)."""
-    return out if isinstance(out, tuple) else (out,)
 
 
 def test_every_reduction_names_its_axis(spec):
