@@ -755,9 +755,14 @@ def _banded_flops(ins, out, a, b):
     q, v = ins[0], ins[2]
     d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
     n = axis_size(q.axis(a["q_tokens"][0]), b)
-    blocks, block, span = runtime.band_shape(-(-n // a["dilation"]), a["radius"])[:3]
-    batch = q.numel(b) // d // n  # B; each of the `dilation` residues is a band of its own
-    return batch * a["dilation"] * blocks * block * span * (2 * d + 2 * dv)
+
+    def pairs(dilation):  # each of the `dilation` residues is a band of its own
+        blocks, block, span = runtime.band_shape(-(-n // dilation), a["radius"])[:3]
+        return dilation * blocks * block * span
+
+    batch = q.numel(b) // d // n  # B
+    per_head = a["dilation"] if isinstance(a["dilation"], tuple) else (a["dilation"],)
+    return batch * sum(map(pairs, per_head)) * (2 * d + 2 * dv) // len(per_head)
 
 
 def _emit_blocked(em, n: Node, args):

@@ -240,11 +240,6 @@ NOT_YET = (
      "shipped AFTConv learns w directly, equal at initialisation)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
-    ("sliding_window", "a dilation per head", "a window range whose dilation varies with "
-     "the head; and the facts: their kernel takes one dilation per head, but their released "
-     "model sets one per layer and the paper does not say which heads dilate (two "
-     "attentions over two groups of heads, concatenated, write it today, each group with "
-     "its own projections)"),
 )
 
 TIER2_INTRO = """\

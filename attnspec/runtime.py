@@ -230,8 +230,12 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         q_steps = q_steps[0] if q_steps else (1,) * len(q_sizes)
         offsets = [_q_minus_k(nq, nk, step, logits.device, q_step=q_step)
                    for nq, nk, step, q_step in zip(q_sizes, k_sizes, steps, q_steps)]
-        near = [(d.abs() <= radius * dilation) & (d % dilation == 0) for d in offsets]
-        logits = _keep(logits, near, q_sizes, k_sizes, fill, marked)
+
+        def within(part, d):
+            near = [(o.abs() <= radius * d) & (o % d == 0) for o in offsets]
+            return _keep(part, near, q_sizes, k_sizes, fill, marked)
+
+        logits = per_head_groups(within, dilation, logits)
     if grid is not None:  # keys on a line through the query: apart on one axis at most
         coords = torch.stack(torch.meshgrid(*[torch.arange(n, device=logits.device)
                                               for n in grid], indexing="ij")).flatten(1)
@@ -290,7 +294,22 @@ def masked_sdpa(q, k, v, pad: torch.Tensor | None, causal: bool, scale: float | 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale, **gqa)
 
 
-def banded_sdpa(q, k, v, radius: int, dilation: int, causal: bool, pad: torch.Tensor | None,
+def per_head_groups(f, dilation, *tensors: torch.Tensor) -> torch.Tensor:
+    """f(*tensors, dilation) when the dilation is one int; given one per head (axis 1 of
+    every tensor), f on each run of heads that share one, concatenated back."""
+    if isinstance(dilation, int):
+        return f(*tensors, dilation)
+    runs: list[list[int]] = []  # [dilation, heads]; a plain loop, which dynamo traces
+    for d in dilation:
+        if runs and runs[-1][0] == d:
+            runs[-1][1] += 1
+        else:
+            runs.append([d, 1])
+    parts = zip(*(t.split([n for _, n in runs], dim=1) for t in tensors))
+    return torch.cat([f(*part, d) for part, (d, _) in zip(parts, runs)], dim=1)
+
+
+def banded_sdpa(q, k, v, radius: int, dilation, causal: bool, pad: torch.Tensor | None,
                 scale: float | None, marked: torch.Tensor | None = None,
                 dropout: torch.nn.Module | None = None) -> torch.Tensor:
     """softmax(q·kᵀ·scale)·v over each query's window, the keys i·dilation positions away,
@@ -298,7 +317,12 @@ def banded_sdpa(q, k, v, radius: int, dilation: int, causal: bool, pad: torch.Te
     gives, in time and memory that grow with N·radius, not N². q, k, v [B, M, N, d]. A
     dilation d splits the sequence into its d residues mod d, each an undilated band.
     Global tokens (`marked` [B, N], seen by and seeing every token) make it dense. A
-    `dropout` module (nn.Dropout) drops weights at its p while it is training."""
+    `dropout` module (nn.Dropout) drops weights at its p while it is training. A dilation
+    per head (a tuple): each run of heads with one dilation on its own."""
+    if not isinstance(dilation, int):
+        return per_head_groups(
+            lambda q, k, v, d: banded_sdpa(q, k, v, radius, d, causal, pad, scale, marked,
+                                           dropout), dilation, q, k, v)
     n = q.shape[-2]
     p = dropout.p if dropout is not None and dropout.training else 0.0
     if marked is not None:

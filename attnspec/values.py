@@ -72,7 +72,8 @@ class Weights:
 class WindowRange(str):
     """`range window(R)`: the keys within R positions of the query on every indexed axis
     (a (2R+1)-wide square around it on an image); `window(R, dilation = d)`: the keys
-    i·d away, |i| ≤ R (Longformer's dilated window); `causal = true`: of those, the keys
+    i·d away, |i| ≤ R (Longformer's dilated window), in the last k of the M heads alone
+    with `dilated_heads = k` (the others undilated); `causal = true`: of those, the keys
     not after the query; `global = g`: the tokens a bool input g marks see every key and
     are seen by every query (Longformer's global tokens); `centre = p`: the keys within R
     of a point p each query gives, not of the query (Luong's local-p). Compares unequal
@@ -83,18 +84,27 @@ class WindowRange(str):
     causal: bool
     marked: Any  # the `global` input's Tensor, or None
     centre: Any  # `centre = p`: a Tensor of each query's centre, or None
+    dilated_heads: int | None  # None: every head
 
     def __new__(cls, radius: int, dilation: int = 1, causal: bool = False,
                 marked: Any = None, marked_name: str = "", centre: Any = None,
-                centre_name: str = ""):
+                centre_name: str = "", dilated_heads: int | None = None):
         options = (f", dilation = {dilation}" if dilation != 1 else "") + \
+            (f", dilated_heads = {dilated_heads}" if dilated_heads is not None else "") + \
             (", causal = true" if causal else "") + \
             (f", global = {marked_name}" if marked is not None else "") + \
             (f", centre = {centre_name}" if centre is not None else "")
         obj = super().__new__(cls, f"window({radius}{options})")
         obj.radius, obj.dilation, obj.causal, obj.marked = radius, dilation, causal, marked
-        obj.centre = centre
+        obj.centre, obj.dilated_heads = centre, dilated_heads
         return obj
+
+    def head_dilations(self, heads: int) -> int | tuple[int, ...]:
+        """The dilation, or one per head when only the last `dilated_heads` are dilated."""
+        k = self.dilated_heads
+        if k is None or k == heads or self.dilation == 1:
+            return self.dilation
+        return (1,) * (heads - k) + (self.dilation,) * k
 
 
 class PartitionRange(str):

@@ -178,6 +178,18 @@ CASES = [
                                 autoregressive=True), ((2, 11, 12), (1, 4, 12))),
     Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2),
          sequence(16), pad=True),
+    # a dilation in the last heads alone (the paper's "dilation on 2 heads"): plain, causal
+    # with padding, none dilated, and with global tokens in Longformer
+    Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2,
+                                dilated_heads=2), ((2, 9, 16), (3, 13, 16))),
+    Case("sliding_window", dict(D=12, M=3, attention_window=2, attention_dilation=3,
+                                dilated_heads=1, autoregressive=True),
+         ((2, 11, 12), (1, 5, 12)), pad=True),
+    Case("sliding_window", dict(D=16, M=4, attention_window=2, attention_dilation=3,
+                                dilated_heads=0), sequence(16)),
+    Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2,
+                                dilated_heads=3), ((2, 11, 16), (3, 8, 16)), pad=True,
+         glob=True, definition="Longformer"),
     # global tokens (the authors' attention_mask > 0): in SlidingWindow through the same
     # projections (causal too: the global rows still see every key); in Longformer through
     # query_global, key_global, value_global; with padding, a dilation, a window wider than

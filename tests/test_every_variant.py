@@ -2,7 +2,7 @@
 definitions the shipped files offer as variants (Longformer, LambdaIntraDepth, LSDA,
 AFTConv, ...), each with the parameters and first input shape of its equivalence case,
 and on variants a parameter or an extra input chooses (q_stride, input_resolution, global
-tokens),
+tokens, a dilation per head),
 the extra inputs (memory, padding, global tokens) included: torch.compile(fullgraph=True)
 and torch.export agree with eager, float64 gradcheck passes, and it draws."""
 
@@ -31,6 +31,8 @@ VARIANTS += [
                              input_resolution=3), ((2, 3, 6, 32),)),
     Case("sliding_window", dict(D=16, M=2, attention_window=4, autoregressive=True),
          ((2, 9, 16),), pad=True, glob=True),
+    Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2,
+                                dilated_heads=2), ((2, 9, 16),), pad=True),
     Case("gcnet", dict(C=16, ratio=0.25, pooling="avg", fusion="both"), ((2, 16, 5, 6),)),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4),
          ((2, 4, 5, 7),)),

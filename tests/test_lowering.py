@@ -447,7 +447,9 @@ def test_a_band_of_query_blocks_equals_the_dense_window(n, radius, dilation, cau
 
 @pytest.mark.parametrize("params", [dict(attention_window=8), dict(attention_window=6,
                                                                     attention_dilation=3),
-                                    dict(attention_window=10, autoregressive=True)])
+                                    dict(attention_window=10, autoregressive=True),
+                                    dict(attention_window=6, attention_dilation=2,
+                                         dilated_heads=1)])
 def test_sliding_window_on_a_long_sequence_lowers_to_the_band(params):
     ir = attnspec.build_ir("specs/sliding_window.attn", D=16, M=2, **params)
     fused, dense = lower(ir), lower(ir, fused_kernels=False)

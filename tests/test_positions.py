@@ -23,7 +23,7 @@ attention Relative(C: int, M: int = 2, R: int = 2, stride: int = 1, dilation: in
 """
 
 
-def loops(m, x, R: int, stride: int, dilation: int = 1, wave: float = 100.0,
+def loops(m, x, R: int, stride: int, dilation: int | tuple = 1, wave: float = 100.0,
           magnitude: float = 2.0):
     p = dict(m.named_parameters())
     b, c, n = x.shape
@@ -34,14 +34,15 @@ def loops(m, x, R: int, stride: int, dilation: int = 1, wave: float = 100.0,
     kv = x[:, :, ::stride]
     period = wave ** (torch.arange(c // 2, dtype=x.dtype) * 2 / c)
     logits = torch.full((b, M, n, kv.shape[-1]), float("-inf"), dtype=x.dtype)
+    per_head = dilation if isinstance(dilation, tuple) else (dilation,) * M
     for i in range(n):
         for j in range(kv.shape[-1]):
             offset = i - stride * j
-            if abs(offset) > R * dilation or offset % dilation:
-                continue
             angle = (i - stride * j) * magnitude / period
             r = p["rel_linear.weight"] @ torch.cat([angle.sin(), angle.cos()])
             for h in range(M):
+                if abs(offset) > R * per_head[h] or offset % per_head[h]:
+                    continue
                 part = slice(h * d, (h + 1) * d)
                 logits[:, h, i, j] = (q[:, part, i] * r[part]).sum(-1) \
                     + p["position_linear.weight"][h] @ r[part]
@@ -369,8 +370,26 @@ def test_a_position_score_per_group_of_heads_is_shared_by_the_group(G):
         attnspec.compile_text(GROUPED, D=4, G=3)
 
 
+@pytest.mark.parametrize("R, stride, heads, dilated", [(2, 1, 2, 1), (1, 2, 4, 3),
+                                                      (2, 1, 4, 0)])
+def test_a_dilation_in_the_last_heads_alone_matches_loops(R, stride, heads, dilated):
+    torch.manual_seed(0)
+    text = SEQUENCE.replace("window(R, dilation = dilation)",
+                            "window(R, dilation = dilation, dilated_heads = k)")
+    text = text.replace("dilation: int = 1)", "dilation: int = 1, k: int = M)")
+    m = attnspec.compile_text(text, C=8, M=heads, R=R, stride=stride, dilation=3,
+                              k=dilated).double()
+    for p in m.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(2, 8, 9, dtype=torch.float64)
+    per_head = (1,) * (heads - dilated) + (3,) * dilated
+    torch.testing.assert_close(m(x), loops(m, x, R, stride, per_head), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("rng, code", [("window(1, causal = 2)", "wrong-type"),
-                                       ("window(1, causl = true)", "wrong-arity")])
+                                       ("window(1, causl = true)", "wrong-arity"),
+                                       ("window(1, dilation = 2, dilated_heads = 3)", "heads"),
+                                       ("window(1, dilated_heads = -1)", "wrong-type")])
 def test_a_causal_window_is_checked(rng, code):
     assert first_error(SEQUENCE.replace("window(R, dilation = dilation)", rng), C=8) == code
 

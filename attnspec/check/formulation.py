@@ -282,6 +282,11 @@ class Formulation:
         if isinstance(rng, WindowRange) and rng.centre is not None and \
                 self.centred(rng, x, over, parts["range"].values[0].span) is POISON:
             rng = POISON
+        if isinstance(rng, WindowRange) and isinstance(heads, int) and \
+                (rng.dilated_heads or 0) > heads:
+            rng = self.error("heads", f"range `{rng}` dilates {rng.dilated_heads} heads, but "
+                             f"there are {heads}", parts["range"].values[0].span,
+                             f"give at most {heads} (`heads {heads}`)")
         identity = tuple(k for k in ("value", "output")
                          if _is_identity(parts[k].values[0]))
         shared = kv if isinstance(kv, int) and kv != heads else None

@@ -405,28 +405,32 @@ class Positions:
         return BlocksRange(b[0], s[0] if s else 0)
 
     def call_window(self, e: Call):
-        if len(e.args) != 1 or any(kw.name not in ("dilation", "causal", "global", "centre")
-                                   for kw in e.kwargs):
-            return self.error("wrong-arity", "window takes one radius, a dilation, whether "
-                              "it is causal, its global tokens and a centre: window(R, "
-                              "dilation = d, causal = true, global = g, centre = p)", e.span)
+        if len(e.args) != 1 or any(kw.name not in ("dilation", "dilated_heads", "causal",
+                                                   "global", "centre") for kw in e.kwargs):
+            return self.error("wrong-arity", "window takes one radius, a dilation (and the "
+                              "heads it applies to), whether it is causal, its global tokens "
+                              "and a centre: window(R, dilation = d, dilated_heads = k, "
+                              "causal = true, global = g, centre = p)", e.span)
         r = self.integers(e.args, 0, "a window's radius is a non-negative integer")
         d = self.integers([kw.value for kw in e.kwargs if kw.name == "dilation"], 1,
                           "a window's dilation is a positive integer")
+        k = self.integers([kw.value for kw in e.kwargs if kw.name == "dilated_heads"], 0,
+                          "the number of dilated heads is a non-negative integer")
         flag = next((kw.value for kw in e.kwargs if kw.name == "causal"), None)
         causal = [] if flag is None else [self.value(flag, "scalar")]
         given = next((kw.value for kw in e.kwargs if kw.name == "global"), None)
         marked = self.global_tokens(given)
         at = next((kw.value for kw in e.kwargs if kw.name == "centre"), None)
         centre = self.window_centre(at)
-        if POISON in (r, d, *causal, marked, centre) or UNKNOWN in (r, d, *causal):
-            return POISON if POISON in (r, d, *causal, marked, centre) else UNKNOWN
+        if POISON in (r, d, k, *causal, marked, centre) or UNKNOWN in (r, d, k, *causal):
+            return POISON if POISON in (r, d, k, *causal, marked, centre) else UNKNOWN
         if causal and not isinstance(causal[0], bool):
             return self.error("wrong-type", f"a window's `causal` is true or false, not "
                               f"{describe(causal[0])}", flag.span)
         name = given.id if isinstance(given, Name) else "…"
         return WindowRange(r[0], d[0] if d else 1, bool(causal and causal[0]), marked, name,
-                           centre, at.id if isinstance(at, Name) else "…")
+                           centre, at.id if isinstance(at, Name) else "…",
+                           k[0] if k else None)
 
     def window_centre(self, e):
         """`window(R, centre = p)`: p, a tensor of numbers (its layout, one per query, is

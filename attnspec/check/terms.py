@@ -347,7 +347,8 @@ class Terms:
                 extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1])
             elif window:
                 keys = self.ir.node(logits.keys).type
-                extra = dict(window=rng.radius, dilation=rng.dilation, keys_of=logits.keys,
+                extra = dict(window=rng.radius, dilation=rng.head_dilations(heads),
+                             keys_of=logits.keys,
                              q_tokens=over[0][1],
                              k_tokens=over[1][1],
                              steps=tuple(keys.axis(a).step for a in over[1][1]),

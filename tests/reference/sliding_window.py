@@ -6,15 +6,17 @@ Code followed: allenai/longformer, longformer/longformer.py, LongformerSelfAtten
 its TVM kernel longformer/diagonaled_mm_tvm.py for the dilation), and HuggingFace's
 LongformerSelfAttention (transformers, models/longformer), which the authors contributed:
 query / key / value nn.Linear(D, D) with bias, the queries divided by sqrt(D / M) after
-their bias, each query scored against the 2·(w/2) + 1 keys at offsets i·d,
-|i| ≤ w/2 (w = attention_window, d = attention_dilation), locations outside the sequence
+their bias, each query scored against the 2·(w/2) + 1 keys at offsets i·d_m,
+|i| ≤ w/2 (w = attention_window; d_m head m's dilation, as the TVM kernel's per-head
+`dilation` tensor: attention_dilation in the last dilated_heads heads, 1 in the others),
+locations outside the sequence
 set to -inf, padding keys given -10000 (the authors' additive mask), a softmax over the
 window and the window's values summed. As the authors' kernels, the scores are computed in
 the "diagonal" layout [B, N, M, 2·(w/2) + 1] (each query's window gathered), not as a
 dense N × N map, so this is an independent check of the spec's dense window mask.
 
 Deviations, each because the spec cannot express the authors' behaviour:
-- per-head dilations are left out; `autoregressive` keeps the window's keys up to the
+- `autoregressive` keeps the window's keys up to the
   query (allenai/longformer's autoregressive mode of its TVM kernel); with global tokens
   as well, no query sees a key after it, global or not (the range language's rule:
   causality holds over the whole range, global tokens included);
@@ -43,16 +45,20 @@ class SlidingWindow(nn.Module):
     """x: [B, N, D] -> [B, N, D]; forward(x, pad=None), pad: [B, N] bool, True = padding."""
 
     def __init__(self, D: int, M: int = 16, attention_window: int = 512,
-                 attention_dilation: int = 1, autoregressive: bool = False,
-                 attention_probs_dropout_prob: float = 0.0):
+                 attention_dilation: int = 1, dilated_heads: int | None = None,
+                 autoregressive: bool = False, attention_probs_dropout_prob: float = 0.0):
         super().__init__()
         if M < 1 or D % M != 0:
             raise ValueError(f"SlidingWindow: D must be divisible by M, got D={D}, M={M}")
         if attention_window < 0 or attention_dilation < 1:
             raise ValueError("SlidingWindow: attention_window >= 0 and attention_dilation >= 1")
+        dilated = M if dilated_heads is None else dilated_heads
         self.D, self.M = D, M
         self.one_sided = attention_window // 2
-        self.dilation = attention_dilation
+        # one dilation per head, as the authors' TVM kernel takes it
+        self.register_buffer("dilation", torch.tensor([1] * (M - dilated)
+                                                      + [attention_dilation] * dilated),
+                             persistent=False)
         self.autoregressive = autoregressive  # only the window's keys up to the query
         self.dropout = attention_probs_dropout_prob
         # Registration order = state_dict order: query, key, value (weight, bias).
@@ -78,30 +84,31 @@ class SlidingWindow(nn.Module):
         k = self.key(x).view(B, N, M, d)
         v = self.value(x).view(B, N, M, d)
 
-        # key index of diagonal j for query n: n + dilation·(j − w), j = 0 … 2w
+        # key index of diagonal j for query n in head m: n + dilation_m·(j − w), j = 0 … 2w
         w = self.one_sided
-        steps = torch.arange(-w, w + 1, device=x.device) * self.dilation
-        where = torch.arange(N, device=x.device)[:, None] + steps[None, :]  # [N, 2w+1]
+        steps = torch.arange(-w, w + 1, device=x.device) * self.dilation[:, None]  # [M, 2w+1]
+        where = torch.arange(N, device=x.device)[:, None, None] + steps  # [N, M, 2w+1]
         inside = (where >= 0) & (where < N)
         if self.autoregressive:  # the authors' TVM kernel's one-sided, causal window
-            inside = inside & (steps[None, :] <= 0)
+            inside = inside & (steps <= 0)
         where = where.clamp(0, N - 1)
 
-        k_win = k[:, where]  # [B, N, 2w+1, M, d]
-        v_win = v[:, where]
-        scores = torch.einsum("bnmc,bnjmc->bnmj", q, k_win)  # [B, N, M, 2w+1]
-        scores = scores.masked_fill(~inside[None, :, None, :], float("-inf"))
+        head = torch.arange(M, device=x.device)[:, None]
+        k_win = k[:, where, head]  # [B, N, M, 2w+1, d]
+        v_win = v[:, where, head]
+        scores = torch.einsum("bnmc,bnmjc->bnmj", q, k_win)  # [B, N, M, 2w+1]
+        scores = scores.masked_fill(~inside[None], float("-inf"))
         if pad is not None:  # the authors' additive -10000 on padding keys
-            padded = pad[:, where]  # [B, N, 2w+1]
-            scores = scores + padded[:, :, None, :].to(scores.dtype) * -10000.0
+            padded = pad[:, where]  # [B, N, M, 2w+1]
+            scores = scores + padded.to(scores.dtype) * -10000.0
         if glob is None or not glob.any():
             probs = self.drop(self.zero_padded(scores.softmax(dim=-1), pad))  # the window
-            return torch.einsum("bnmj,bnjmc->bnmc", probs, v_win).reshape(B, N, D)
+            return torch.einsum("bnmj,bnmjc->bnmc", probs, v_win).reshape(B, N, D)
 
         # HuggingFace's layout: a global key leaves the window (remove_from_windowed_
         # attention_mask) and joins every row in one of G slots per sample (G = the most
         # global tokens of a sample; a sample's unused slots hidden)
-        scores = scores.masked_fill(glob[:, where][:, :, None, :], float("-inf"))
+        scores = scores.masked_fill(glob[:, where], float("-inf"))
         slots, used, tokens = _global_slots(glob)
         position = torch.zeros(B, slots, dtype=torch.long, device=x.device).index_put(
             used, tokens[1])  # the token in each slot
@@ -120,7 +127,7 @@ class SlidingWindow(nn.Module):
         probs = self.drop(self.zero_padded(torch.cat([to_global, scores], dim=-1)
                                            .softmax(dim=-1), pad))
         y = (torch.einsum("bnmg,bgmc->bnmc", probs[..., :slots], v_glob)
-             + torch.einsum("bnmj,bnjmc->bnmc", probs[..., slots:], v_win)).reshape(B, N, D)
+             + torch.einsum("bnmj,bnmjc->bnmc", probs[..., slots:], v_win)).reshape(B, N, D)
 
         # the global rows: each global token against every key (padding hidden)
         query, key, value = global_projections
@@ -156,8 +163,9 @@ class Longformer(SlidingWindow):
     (query_global, key_global, value_global), as the authors' LongformerSelfAttention."""
 
     def __init__(self, D: int, M: int = 16, attention_window: int = 512,
-                 attention_dilation: int = 1, attention_probs_dropout_prob: float = 0.0):
-        super().__init__(D, M, attention_window, attention_dilation, False,
+                 attention_dilation: int = 1, dilated_heads: int | None = None,
+                 attention_probs_dropout_prob: float = 0.0):
+        super().__init__(D, M, attention_window, attention_dilation, dilated_heads, False,
                          attention_probs_dropout_prob)
         self.query_global = nn.Linear(D, D)
         self.key_global = nn.Linear(D, D)
