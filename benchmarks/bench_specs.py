@@ -144,6 +144,9 @@ CASES = [
     # a longer sequence (2048 tokens, windows of 256): the band of query blocks
     Case("sliding_window", dict(D=256, M=8, attention_window=256), (1, 2048, 256),
          (1, 64, 64), "long"),
+    # the dilation on 2 of the 8 heads (the paper's character models): two bands
+    Case("sliding_window", dict(D=256, M=8, attention_window=64, attention_dilation=2,
+                                dilated_heads=2), (8, 512, 256), (2, 16, 64), "dilated_heads"),
     # Longformer with 16 global tokens (a question's, as in its QA fine-tuning): both
     # branches run for every row, where the authors gather the global rows
     Case("sliding_window", dict(D=256, M=8, attention_window=64), (8, 512, 256),
@@ -224,6 +227,8 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "simplified_sa": dict(D=64, M=8, dropout=0.0),
                 "sliding_window": dict(D=64, M=8, attention_window=4),
                 "sliding_window/global": dict(D=64, M=8, attention_window=4),
+                "sliding_window/dilated_heads": dict(D=64, M=8, attention_window=4,
+                                                     attention_dilation=2, dilated_heads=2),
                 "sliding_window/long": dict(D=64, M=8, attention_window=8),
                 "emsa": dict(C=64, M=8, sr_ratio=2), "axial": dict(D=64, M=8),
                 "mobilevit_attn": dict(in_channels=32, transformer_dim=64, ffn_dim=128,
