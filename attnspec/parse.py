@@ -160,7 +160,9 @@ class _ToData(Transformer):
                 "default_span": None if default is None else self._tok(default)}
 
     def let(self, meta, c):
-        return {"kind": "let", "span": self._span(meta), "name": str(c[0]), "value": c[1]}
+        *names, value = c
+        return {"kind": "let", "span": self._span(meta), "name": str(names[0]),
+                "more": [str(n) for n in names[1:]], "value": value}
 
     def part(self, meta, c):
         values = [v for v in c[1:] if v.get("kind") != "part_kwarg"]

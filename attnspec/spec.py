@@ -205,9 +205,20 @@ class Input(Node):
 
 
 class Let(Node):
+    """`let t = expr`; `let y, mu = Def(...)(x)` names each output of an attention."""
+
     kind: Literal["let"] = "let"
     name: str
+    more: list[str] = []  # the names after the first: the call's further outputs
     value: Expr
+
+    @model_validator(mode="after")
+    def _names_differ(self):
+        names = [self.name, *self.more]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            fail("duplicate-name", f"`{twice}` is named twice in one `let`", self.span)
+        return self
 
 
 class Part(Node):

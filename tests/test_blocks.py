@@ -3,6 +3,9 @@ brings in other files. Each block must equal the same composition of single modu
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -277,14 +280,69 @@ def test_an_attention_returns_every_output_in_order():
     torch.testing.assert_close(relu_y, torch.relu(y))  # a layer: applied to y
 
 
-def test_a_call_gives_the_first_output_and_a_composition_returns_several():
-    twice = attnspec.compile_text(TWO_OUTPUTS, D=8).double()
+def _and_pool_alone(text: str):
+    """The file's main definition, which calls Pool, and Pool alone with the same weights."""
+    outer = attnspec.compile_text(text, D=8).double()
     single = attnspec.compile_text(TWO_OUTPUTS, "Pool", D=8).double()
-    single.load_state_dict({k.removeprefix("pool."): v for k, v in twice.state_dict().items()})
+    single.load_state_dict({k.removeprefix("pool."): v for k, v in outer.state_dict().items()})
+    return outer, single
+
+
+def test_a_call_gives_the_first_output_and_a_composition_returns_several():
+    twice, single = _and_pool_alone(TWO_OUTPUTS)
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     total, mean = twice(x)
     torch.testing.assert_close(total, single(x)[0] + x)
     torch.testing.assert_close(mean, x.mean(1))
+
+
+UNPACKED = TWO_OUTPUTS + """
+attention Unpacked(D: int) {
+    input  x: [B, N, D]
+    let    out, q, r = Pool(D)(x)
+    output out + r, q
+}
+"""
+
+
+def test_let_names_every_output_of_a_call():
+    both, single = _and_pool_alone(UNPACKED)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    total, q = both(x)
+    out, q_single, relu_y = single(x)
+    torch.testing.assert_close(total, out + relu_y)
+    torch.testing.assert_close(q, q_single)
+
+
+def test_emanet_inside_another_spec_gives_its_bases_by_name():
+    text = (Path("specs/emanet.attn").read_text() + """
+attention Bases(C: int, K: int = 4) {
+    input  x: [B, C, H, W]
+    let    out, mu = EMANet(C, K)(x)
+    output mu, out
+}
+""")
+    wrapped = attnspec.compile_text(text, C=8).eval()
+    alone = attnspec.load("emanet", C=8, K=4).eval()
+    alone.load_state_dict({k.removeprefix("emanet."): v
+                           for k, v in wrapped.state_dict().items()})
+    x = torch.randn(2, 8, 5, 6)
+    (y, mu), (mu_wrapped, y_wrapped) = alone(x), wrapped(x)
+    assert mu.shape == (2, 8, 4)  # [B, C, K], the authors' layout
+    torch.testing.assert_close(mu_wrapped, mu)
+    torch.testing.assert_close(y_wrapped, y)
+
+
+@pytest.mark.parametrize("let, message", [
+    ("let out, q = Pool(D)(x)", "`Pool` gives 3 outputs, not 2"),
+    ("let out, q, r, s = Pool(D)(x)", "`Pool` gives 3 outputs, not 4"),
+    ("let out, q, r = relu(x)", "`let` with 3 names takes the outputs of an attention"),
+    ("let out, q, out = Pool(D)(x)", "`out` is named twice in one `let`"),
+    ("let x, q, r = Pool(D)(x)", "`x` is already defined"),
+])
+def test_let_with_several_names_is_checked(let, message):
+    with pytest.raises(attnspec.SpecError, match=re.escape(message)):
+        attnspec.compile_text(UNPACKED.replace("let    out, q, r = Pool(D)(x)", let), D=8)
 
 
 def test_a_composition_output_must_be_a_tensor():

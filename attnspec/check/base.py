@@ -59,6 +59,7 @@ class CheckerBase:
         # (`Def(...)(t)`: its result goes back under the caller's names)
         self.bound: list[dict[str, str]] = []
         self.last_bound: dict[str, str] = {}
+        self.last_outputs: list = []  # every output of the attention built last
         # repeat(..., share = true): the layers its first application made, to reuse
         self.recording: list[str] | None = None
         self.replaying: list[str] | None = None

@@ -91,7 +91,7 @@ class Calls:
                      getattr(self, "kv", 1))
             result = f.apply(xs[0] if len(xs) == 1 else tuple(xs))[1]
             self.core, self.role, self.kx, self.kv = saved
-            if isinstance(self.program.definitions.get(_called(e)), Attention):
+            if isinstance(self.program.definitions.get(called_definition(e)), Attention):
                 return self.caller_names(result, self.last_bound, e.span)
             return result
         return self.error("wrong-type", f"{describe(f)} cannot be called", e.func.span)
@@ -428,7 +428,7 @@ def _is_scalar_expr(e, env) -> bool:
     return False
 
 
-def _called(e: Call) -> str | None:
+def called_definition(e: Call) -> str | None:
     """The definition `Def(...)(t)` applies: the name of the inner call's function."""
     inner = e.func
     if isinstance(inner, Call) and isinstance(inner.func, Name):

@@ -23,6 +23,7 @@ from ..values import (
     Word,
 )
 from .base import RANGES, describe
+from .calls import called_definition
 from .terms import _over_name
 
 
@@ -65,16 +66,7 @@ class Formulation:
                 self.inputs_here.append(t)
                 x = t if x is None else x
             elif isinstance(s, Let):
-                if s.name in self.env or s.name == "y":
-                    self.error("duplicate-name", f"`{s.name}` is already defined", s.span,
-                               "a `let` may not shadow a parameter, input or earlier `let`")
-                    continue
-                words = [p for p, choices in self.choices.items() if s.name in choices]
-                if words:  # `mode == value` would compare with the let, never true
-                    self.error("duplicate-name", f"`{s.name}` is a word of the choice "
-                               f"parameter `{words[0]}`", s.span, "name the `let` otherwise")
-                self.role = "weight"
-                self.env[s.name] = self.value(s.value, shared_as=s.name)
+                self.let(s)
             else:
                 parts[s.keyword] = s
         if not isinstance(x, Tensor):
@@ -86,6 +78,49 @@ class Formulation:
         if unfolded is not None and isinstance(y, Tensor):
             y = self.unfold(y, unfolded, carried, parts["over"].span)
         return x, y
+
+    def let(self, s: Let):
+        names = (s.name, *s.more)
+        if POISON in [self.fresh_name(name, s.span) for name in names]:
+            for name in names:  # the rest stay names, so no error follows from them
+                self.env.setdefault(name, POISON)
+            return
+        self.role = "weight"
+        value = self.value(s.value, shared_as=s.name)
+        values = [value] if not s.more else self.unpacked(s, value)
+        for name, v in zip(names, values):
+            self.env[name] = v
+
+    def fresh_name(self, name: str, span: Span):
+        """A `let`'s name: not taken already, nor a word of a choice parameter."""
+        if name in self.env or name == "y":
+            return self.error("duplicate-name", f"`{name}` is already defined", span,
+                              "a `let` may not shadow a parameter, input or earlier `let`")
+        words = [p for p, choices in self.choices.items() if name in choices]
+        if words:  # `mode == value` would compare with the let, never true
+            return self.error("duplicate-name", f"`{name}` is a word of the choice "
+                              f"parameter `{words[0]}`", span, "name the `let` otherwise")
+        return name
+
+    def unpacked(self, s: Let, value) -> list:
+        """`let y, mu = Def(...)(x)`: each output of the attention Def, in order (POISON
+        for every name after an error)."""
+        names = 1 + len(s.more)
+        called = called_definition(s.value) if isinstance(s.value, Call) else None
+        if value is not POISON and not isinstance(self.program.definitions.get(called),
+                                                  Attention):
+            value = self.error("wrong-type", f"`let` with {names} names takes the outputs "
+                               f"of an attention applied to tensors, not {describe(value)}",
+                               s.value.span, "e.g. `let y, mu = EMANet(C)(x)`")
+        if value is POISON:
+            return [POISON] * names
+        outs = [value, *(self.caller_names(o, self.last_bound, s.value.span)
+                         for o in self.last_outputs[1:])]
+        if len(outs) != names:
+            return [self.error("wrong-arity", f"`{called}` gives {len(outs)} output"
+                               f"{'s' if len(outs) > 1 else ''}, not {names}", s.span,
+                               f"name {len(outs)}: its `output` line lists them")] * names
+        return outs
 
     # ------------------------------------------------------------------ carried axes
 
@@ -160,6 +195,7 @@ class Formulation:
             outs.append(out)
         if len(self.stack) == 1:  # the definition being compiled, not one it calls
             self.ir.extra_outputs = [o.node for o in outs[1:] if isinstance(o, Tensor)]
+        self.last_outputs = outs  # for a caller's `let y, mu = Def(...)(x)`
         return POISON if POISON in outs else outs[0]
 
     def input(self, s: Input, incoming: Tensor | None, first: bool):
