@@ -305,6 +305,26 @@ attention Unpacked(D: int) {
 """
 
 
+def test_every_output_under_per_comes_back_in_the_inputs_layout():
+    text = """
+attention Rows(D: int) {
+    input  x: [B, H, W, D]
+    let    q = linear(x, D)
+    over   positions(W, per = H)
+    range  all
+    weight softmax(E1(query = q, key = linear(D)))
+    value  identity
+    output y, q
+}
+"""
+    m = attnspec.compile_text(text, D=4).double()
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    y, q = m(x)
+    torch.testing.assert_close(q, m.weight_linear(x))  # [B, H, W, D], not [B·H, W, D]
+    k = m.key_linear(x)
+    torch.testing.assert_close(y, torch.softmax(q @ k.transpose(-1, -2), -1) @ x)
+
+
 def test_let_names_every_output_of_a_call():
     both, single = _and_pool_alone(UNPACKED)
     x = torch.randn(2, 5, 8, dtype=torch.float64)

@@ -77,6 +77,7 @@ class Formulation:
         y = self.formulation(d, parts, x)
         if unfolded is not None and isinstance(y, Tensor):
             y = self.unfold(y, unfolded, carried, parts["over"].span)
+            self.unfold_more_outputs(y, unfolded, carried, parts["output"].span)
         return x, y
 
     def let(self, s: Let):
@@ -136,6 +137,15 @@ class Formulation:
                 axes = self.axes(per[0].value)
                 return () if axes is POISON else tuple(axes)
         return ()
+
+    def unfold_more_outputs(self, y: Tensor, x: Tensor, carried, span):
+        """`output y, q` under `per H`: q was computed on [B·H, ...] as well, and goes back
+        to the input's layout as y does."""
+        more = [self.unfold(o, x, carried, span) if isinstance(o, Tensor) else o
+                for o in self.last_outputs[1:]]
+        self.last_outputs = [y, *more]
+        if len(self.stack) == 1:
+            self.ir.extra_outputs = [o.node for o in more if isinstance(o, Tensor)]
 
     def fold(self, t: Tensor, x: Tensor, carried, span, role: str = "input") -> Tensor:
         """An input seen with the carried axes moved into its batch: [B, C, H, W] per H is
