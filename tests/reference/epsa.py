@@ -1,4 +1,4 @@
-"""Pyramid squeeze attention: the PSA module of EPSANet (stride 1).
+"""Pyramid squeeze attention: the PSA module of EPSANet.
 
 Paper: Zhang, Zu, Lu, Zou, Meng, "EPSANet: An Efficient Pyramid Squeeze Attention Block on
 Convolutional Neural Network", ACCV 2022, arXiv:2105.14447 (§3, the SPC module, SEWeight,
@@ -6,7 +6,8 @@ the softmax across scales, the weighted concatenation).
 Official code: murufeng/EPSANet, models/epsanet.py (`PSAModule`) and
 models/SE_weight_module.py (`SEWeightModule`):
 - four bias-free Conv2d(inplans, planes // 4) on the whole input, kernels conv_kernels
-  (3, 5, 7, 9) with padding k // 2, groups conv_groups (1, 4, 8, 16);
+  (3, 5, 7, 9) with padding k // 2, groups conv_groups (1, 4, 8, 16), each with the
+  module's stride (2 in the first block of a stage);
 - ONE SEWeightModule(planes // 4), reduction 16, stored as `self.se` and applied to each of
   the four branches (the branches share its weights; there are not four SE modules):
   AdaptiveAvgPool2d(1) -> Conv2d 1x1 (with bias) to c // reduction -> ReLU -> Conv2d 1x1
@@ -15,9 +16,9 @@ models/SE_weight_module.py (`SEWeightModule`):
   softmax acts on sigmoid outputs, as in the code);
 - each branch times its weights, and the weighted branches concatenated by a loop that
   prepends each new one: the output's channels are branch 4, 3, 2, 1 in that order.
-Deviations: stride is fixed to 1 (the spec's convolutions are 'same'); kernels must be odd
-(with an even kernel the authors' padding k // 2 makes the branch one pixel larger than the
-input). Written without in-place operations and with every layer registered.
+Deviations: kernels must be odd (with an even kernel the authors' padding k // 2 makes the
+branch one pixel larger than the input). Written without in-place operations and with every
+layer registered.
 """
 
 import torch

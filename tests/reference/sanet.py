@@ -1,6 +1,6 @@
 """Squeeze-and-attention (SA) module of SANet.
 
-Paper: Zhong, Lin, Bidart, Hu, Ben Daya, Li, Wong, "Squeeze-and-Attention Networks for
+Paper: Zhong, Lin, Bidart, Hu, Ben Daya, Li, Zheng, Li, Wong, "Squeeze-and-Attention Networks for
 Semantic Segmentation", CVPR 2020, arXiv:1909.03402 (§3.3, Fig. 2d): a main convolution
 branch X_res = F(X_in); an attention branch X_attn = Up(σ(F_attn(APool(X_in)))); and
 X_out = X_attn · X_res + X_attn. No official code was released; the layer choices follow

@@ -1,6 +1,6 @@
 """Weighted Permute-MLP of Vision Permutator (ViP).
 
-Paper: Hou, Jiang, Yan, Cheng, Feng, "Vision Permutator: A Permutable MLP-Like Architecture
+Paper: Hou, Jiang, Yuan, Cheng, Yan, Feng, "Vision Permutator: A Permutable MLP-Like Architecture
 for Visual Recognition", TPAMI 2022, arXiv:2106.12368 (§3.2, Permute-MLP and the weighted
 Permute-MLP with split attention).
 Official code: houqb/VisionPermutator, models/vip.py, class `WeightedPermuteMLP`:
