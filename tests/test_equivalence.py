@@ -524,6 +524,7 @@ CASES = [
     *[
         Case(spec, params, ((2, params["C"], 5, 7), (3, params["C"], 6, 4)))
         for spec, params in (("danet", dict(C=32)), ("danet", dict(C=24, r=4)),
+                             ("danet", dict(C=16, cam="paper")),
                              ("ccnet", dict(C=32)), ("ccnet", dict(C=24, r=4, R=1)),
                              ("ccnet", dict(C=16, r=2, R=3)))
     ],
@@ -536,7 +537,8 @@ CASES = [
     # ... and danet's two branches alone
     *[Case("danet", params, ((2, params.get("C", 8), 5, 7), (3, params.get("C", 8), 6, 4)),
            definition="PositionAttention") for params in (dict(C=32), dict(C=24, r=4))],
-    Case("danet", dict(), ((2, 8, 5, 7), (3, 6, 6, 4)), definition="ChannelAttention"),
+    *[Case("danet", params, ((2, 8, 5, 7), (3, 6, 6, 4)), definition="ChannelAttention")
+      for params in (dict(), dict(cam="paper"))],
     # aft (AFT-simple): with and without the output projection, without biases
     Case("aft", dict(D=32), sequence(32)),
     Case("aft", dict(D=16, proj=False), sequence(16)),

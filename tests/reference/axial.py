@@ -48,12 +48,12 @@ class _AlongAxis(nn.Module):
 
 
 class Row(_AlongAxis):
-    def __init__(self, D: int, M: int = 8, masked: bool = False):
+    def __init__(self, D: int, M: int = 16, masked: bool = False):
         super().__init__(D, M, axis=2, masked=masked)
 
 
 class Column(_AlongAxis):
-    def __init__(self, D: int, M: int = 8, masked: bool = False):
+    def __init__(self, D: int, M: int = 16, masked: bool = False):
         super().__init__(D, M, axis=1, masked=masked)
 
 
@@ -65,7 +65,7 @@ class AxialTransformerBlock(nn.Module):
     MLP); the authors' order differs, and copy_weights goes by position.
     """
 
-    def __init__(self, D: int, M: int = 8, axis: str = "row", masked: bool = False,
+    def __init__(self, D: int, M: int = 16, axis: str = "row", masked: bool = False,
                  hdim_factor: int = 1, dropout: float = 0.0):
         super().__init__()
         self.layernorm_attn = nn.LayerNorm(D, eps=1e-5)
@@ -84,7 +84,7 @@ class AxialTransformerBlock(nn.Module):
 class Axial(nn.Module):
     """The row layer, then the column layer: every position sees the whole map."""
 
-    def __init__(self, D: int, M: int = 8):
+    def __init__(self, D: int, M: int = 16):
         super().__init__()
         self.row = Row(D, M)
         self.column = Column(D, M)

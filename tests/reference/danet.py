@@ -8,7 +8,8 @@ Official code: junfu1115/DANet (encoding/nn/da_att.py, PAM_Module and CAM_Module
   out = V Aᵀ, then gamma * out + x with gamma = Parameter(zeros(1)).
 - CAM: no convolutions; X is the input viewed [B, C, H*W], energy = X Xᵀ [B, C, C],
   attention = softmax(max_k energy - energy) over the last axis, out = A X, then
-  gamma * out + x with its own zero-initialised gamma.
+  gamma * out + x with its own zero-initialised gamma. The paper's §3.3 writes
+  softmax(+energy) instead (x_ji = exp(A_i·A_j) / Σ_i exp(A_i·A_j)): cam="paper".
 - The head (DANetHead) sums the two branches' outputs; its 3x3 conv/BN/ReLU layers around
   the branches are not part of the attention module.
 Unlike several copies, nothing here is tied to 512 channels or a 7x7 map, and the C // r
@@ -46,17 +47,22 @@ class PositionAttention(nn.Module):
 class ChannelAttention(nn.Module):
     """CAM_Module: gamma * (A X) + x, A = softmax(max_k energy - energy), energy = X X^T."""
 
-    def __init__(self):
+    def __init__(self, cam: str = "code"):
         super().__init__()
+        if cam not in ("code", "paper"):
+            raise ValueError(f"ChannelAttention: cam must be 'code' or 'paper', got {cam!r}")
+        self.cam = cam
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         f = x.view(B, C, H * W)
         energy = torch.bmm(f, f.permute(0, 2, 1))  # [B, C, C]
-        # As the authors' code: subtract each energy from its row maximum, then softmax.
-        energy_new = energy.max(dim=-1, keepdim=True)[0].expand_as(energy) - energy
-        a = energy_new.softmax(dim=-1)
+        if self.cam == "paper":  # §3.3: exp(A_i · A_j) normalised over i
+            a = energy.softmax(dim=-1)
+        else:  # the authors' code: each energy subtracted from its row maximum, softmax
+            energy_new = energy.max(dim=-1, keepdim=True)[0].expand_as(energy) - energy
+            a = energy_new.softmax(dim=-1)
         out = torch.bmm(a, f).view(B, C, H, W)
         return self.gamma * out + x
 
@@ -64,11 +70,11 @@ class ChannelAttention(nn.Module):
 class DANet(nn.Module):
     """PAM(x) + CAM(x);  x: [B, C, H, W] -> [B, C, H, W]."""
 
-    def __init__(self, C: int, r: int = 8):
+    def __init__(self, C: int, r: int = 8, cam: str = "code"):
         super().__init__()
         # state_dict order: PAM query, key, value, gamma; CAM gamma
         self.pam = PositionAttention(C, r)
-        self.cam = ChannelAttention()
+        self.cam = ChannelAttention(cam)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pam(x) + self.cam(x)

@@ -9,7 +9,8 @@ z = softmax over K of xᵀμ, z normalised over the positions (+1e-6), μ = x z,
 the μ before the last update) and the last μ; ReLU, 1×1 conv without bias and BatchNorm,
 the input added, ReLU. Returns (y, the last μ [B, C, K]) as their EMAU.forward does;
 the running-average update of the buffer from that μ lives in the authors' training loop,
-not in the unit, and is not here either. BatchNorm with torch's defaults.
+not in the unit, and is not here either. BatchNorm's momentum is 3e-4, their
+settings.BN_MOM (torch's convention: running = (1 − m)·running + m·batch).
 """
 
 import math
@@ -36,7 +37,8 @@ class EMANet(nn.Module):
         self.T = T
         self.conv1 = nn.Conv2d(C, C, 1)
         self.bases = _Bases(C, K)  # after conv1: the compiled spec's order
-        self.conv2 = nn.Sequential(nn.Conv2d(C, C, 1, bias=False), nn.BatchNorm2d(C))
+        self.conv2 = nn.Sequential(nn.Conv2d(C, C, 1, bias=False),
+                                   nn.BatchNorm2d(C, momentum=3e-4))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         identity = x
