@@ -80,6 +80,10 @@ CASES = [
     Case("eca", dict(C=128), image(128)),
     Case("eca", dict(C=64, gamma=1, b=0), image(64)),
     Case("eca", dict(C=16, adaptive=False, kernel=7), image(16)),
+    # ECA-NS, a kernel per channel: the adaptive k (3 at C = 32, 5 at 256) and a fixed 7
+    Case("eca", dict(C=32, shared=False), image(32)),
+    Case("eca", dict(C=256, shared=False), ((2, 256, 3, 5), (1, 256, 4, 2))),
+    Case("eca", dict(C=16, adaptive=False, kernel=7, shared=False), image(16)),
     # mhsa
     Case("mhsa", dict(D=32), sequence(32)),
     Case("mhsa", dict(D=32, M=4), sequence(32)),

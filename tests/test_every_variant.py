@@ -34,6 +34,8 @@ VARIANTS += [
     Case("sliding_window", dict(D=16, M=4, attention_window=4, attention_dilation=2,
                                 dilated_heads=2), ((2, 9, 16),), pad=True),
     Case("gcnet", dict(C=16, ratio=0.25, pooling="avg", fusion="both"), ((2, 16, 5, 6),)),
+    Case("eca", dict(C=16, adaptive=False, kernel=5, shared=False), ((2, 16, 5, 6),)),
+    Case("danet", dict(C=16, cam="paper"), ((2, 16, 5, 6),)),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4),
          ((2, 4, 5, 7),)),
     Case("axial", dict(D=12, M=3, masked=True), ((2, 5, 7, 12),), definition="Column"),
