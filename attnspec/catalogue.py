@@ -238,8 +238,22 @@ NOT_YET = (
     ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
      "a position table standardised over its offsets (a table has no batch axis; the "
      "shipped AFTConv learns w directly, equal at initialisation)"),
+    ("aft", "AFT-full's and AFT-local's factorised w: w_{t,t'} = u_tᵀ v_{t'}, u and v "
+     "T × d' tables (d' = 128), the parameterisation the paper trains them with (as "
+     "recalled: its text could not be read here)", "a term from two learned tables of "
+     "absolute positions, cut to the run's length, their dot product shared by every head "
+     "(the shipped spec learns the T × T table w itself)"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
+    ("gather_excite", "GE-θ with a local extent (learned strided depthwise gathers, the "
+     "paper's GE-θ at extents below global)", "the facts: the authors' prototxts are the "
+     "global GE-θ, GE-θ⁻ and GE-θ⁺; their extent-8 GE-θ is a figure in their README "
+     "(figures/GEP8.jpg), and neither it nor the paper's text on the local learned gather "
+     "could be read here"),
+    ("sk", "three branches, SK[3, G, r] (3×3, 5×5 and 7×7 as 3×3 convolutions dilated 1, "
+     "2 and 3: the paper's kernel ablation)", "a number of branches a parameter sets: the "
+     "spec stacks a fixed list, and the language has neither a list sized by a parameter "
+     "nor a check that refuses a value (M = 1 would broadcast, not fail)"),
 )
 
 TIER2_INTRO = """\

@@ -90,7 +90,8 @@ class WindowRange(str):
                 marked: Any = None, marked_name: str = "", centre: Any = None,
                 centre_name: str = "", dilated_heads: int | None = None):
         options = (f", dilation = {dilation}" if dilation != 1 else "") + \
-            (f", dilated_heads = {dilated_heads}" if dilated_heads is not None else "") + \
+            (f", dilated_heads = {dilated_heads}"  # which heads a dilation applies to
+             if dilated_heads is not None and dilation != 1 else "") + \
             (", causal = true" if causal else "") + \
             (f", global = {marked_name}" if marked is not None else "") + \
             (f", centre = {centre_name}" if centre is not None else "")
