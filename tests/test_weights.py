@@ -109,3 +109,45 @@ def test_an_additive_score_must_give_one_number_per_pair(combine, code):
     with pytest.raises(attnspec.SpecError) as info:
         attnspec.compile_text(ADDITIVE.format(combine=combine), D=8)
     assert info.value.diagnostics[0].code == code
+
+
+DRAWN = """
+attention Drawn(C: int) {
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    weight softmax(E1(query = conv1x1(C, init = normal, std = 0.01),
+                      key = conv(C, kernel = 3, groups = 2, init = kaiming, mode = fan_out)))
+    value  conv1x1(C, init = uniform, bound = 0.5)
+    output linear(permute(y, B H W C), C, init = kaiming)
+}
+"""
+
+
+def test_layers_draw_their_weights_as_init_says_and_zero_their_biases():
+    torch.manual_seed(0)
+    m = attnspec.compile_text(DRAWN, C=64)
+    p = dict(m.named_parameters())
+    q, k = p["query_conv1x1.weight"], p["key_conv.weight"]
+    v, o = p["value_conv1x1.weight"], p["output_linear.weight"]
+    assert abs(q.std().item() - 0.01) < 0.001
+    assert abs(k.std().item() - math.sqrt(2 / (64 * 9))) < 0.003  # fan_out: out × 3 × 3
+    assert abs(o.std().item() - math.sqrt(2 / 64)) < 0.01  # fan_in of a linear: its inputs
+    assert v.abs().max().item() <= 0.5 and abs(v.std().item() - 0.5 / math.sqrt(3)) < 0.02
+    for name in ("query_conv1x1", "key_conv", "value_conv1x1", "output_linear"):
+        assert torch.count_nonzero(p[f"{name}.bias"]) == 0
+
+
+@pytest.mark.parametrize("layer, code", [
+    ("conv1x1(C, std = 0.1)", "wrong-arity"),  # a setting without its init
+    ("conv1x1(C, init = kaiming, std = 0.1)", "wrong-arity"),
+    ("conv1x1(C, init = normal)", "wrong-type"),  # normal without its std
+    ("conv1x1(C, init = uniform, bound = 0)", "wrong-type"),
+    ("conv1x1(C, init = kaiming, mode = fan_up)", "wrong-type"),
+])
+def test_a_drawn_initialisation_is_checked(layer, code):
+    text = DRAWN.replace("conv1x1(C, init = normal, std = 0.01)", layer)
+    with pytest.raises(attnspec.SpecError) as err:
+        attnspec.compile_text(text, C=8)
+    assert err.value.diagnostics[0].code == code
+

@@ -193,5 +193,5 @@ def describe(v) -> str:
 
 
 def takes(op) -> str:
-    names = ", ".join(p.name for p in op.params)
+    names = ", ".join(p.name for p in op.params if not p.keyword)
     return f"`{op.name}` takes {names}" if names else f"`{op.name}` takes no settings"

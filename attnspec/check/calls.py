@@ -249,7 +249,7 @@ class Calls:
 
     def config(self, op, args, e: Call):
         cfg, exprs = {}, {}
-        params = list(op.params)
+        params = [p for p in op.params if not p.keyword]  # the ones given by position
         if len(args) > len(params):
             extra = args[len(params)]
             hint = takes(op)
@@ -259,7 +259,7 @@ class Calls:
                               f"{'s' if len(params) != 1 else ''} after its input, got "
                               f"{len(args)}", extra.span, hint), exprs
         given = list(zip(params, args))
-        names = {p.name: p for p in params}
+        names = {p.name: p for p in op.params}
         for kw in e.kwargs:
             if kw.name == "per" and op.kind == "layer":  # any layer, per index of axes
                 cfg["per"] = self.axes(kw.value)

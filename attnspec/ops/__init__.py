@@ -35,6 +35,7 @@ class Param:
     kind: str  # int | float | bool | word | axes
     default: Any = REQUIRED
     words: tuple[str, ...] = ()
+    keyword: bool = False  # given by name only (`std = 0.01`), never by position
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "silu", "identity")
 
 
 INITS = ("default", "zero")
+# a weight layer's initialisations: the norms' two, and the weight drawn from N(0, std²),
+# kaiming's N(0, 2 / fan) or U(−bound, bound), the bias (if any) zero, as authors write them
+WEIGHT_INITS = (*INITS, "normal", "kaiming", "uniform")
 
 
 def _call_module(em, n, args):

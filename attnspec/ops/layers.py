@@ -9,6 +9,7 @@ from ..ir import Axis, TensorType
 from . import (
     ACTIVATIONS,
     INITS,
+    WEIGHT_INITS,
     OpError,
     Param,
     _call_module,
@@ -23,11 +24,43 @@ from . import (
 )
 from .structure import _named_axis
 
+# the settings of a drawn weight: `std` for normal, `mode` for kaiming, `bound` for uniform
+INIT_SETTINGS = (Param("std", "float", None, keyword=True),
+                 Param("mode", "word", None, ("fan_in", "fan_out"), keyword=True),
+                 Param("bound", "float", None, keyword=True))
+_SETTING_OF = {"normal": "std", "kaiming": "mode", "uniform": "bound"}
+
+
+def _init_attrs(cfg) -> dict:
+    """`init` and the one setting it takes (recorded only then): `init = normal, std = s`,
+    `init = kaiming, mode = fan_out` (fan_in when left out), `init = uniform, bound = b`."""
+    init = cfg["init"]
+    wanted = _SETTING_OF.get(init)
+    for name in ("std", "mode", "bound"):
+        if cfg.get(name) is not None and name != wanted:
+            raise OpError(f"`{name}` sets how init = {_init_of(name)} draws the weight, not "
+                          f"init = {init}", arg=name, code="wrong-arity",
+                          hint=f"write init = {_init_of(name)}, {name} = ...")
+    if init == "kaiming":
+        return {"init": init, "mode": cfg.get("mode") or "fan_in"}
+    if wanted is not None:
+        value = cfg.get(wanted)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            given = "" if value is None else f", not {value!r}"
+            raise OpError(f"init = {init} needs a positive `{wanted}`{given}", arg=wanted,
+                          code="wrong-type", hint=f"e.g. init = {init}, {wanted} = 0.01")
+        return {"init": init, wanted: float(value)}
+    return {"init": init}
+
+
+def _init_of(setting: str) -> str:
+    return next(i for i, s in _SETTING_OF.items() if s == setting)
+
 
 def _linear_attrs(types, cfg):
     a = last(types[0])
     cin, out = known(a, "linear"), width(cfg["out"], "linear's width", "out")
-    attrs = {"in": cin, "out": out, "bias": cfg["bias"], "init": cfg["init"]}
+    attrs = {"in": cin, "out": out, "bias": cfg["bias"], **_init_attrs(cfg)}
     groups = cfg["groups"]
     if groups != 1:  # recorded only when used: a plain linear keeps its attributes
         if not isinstance(groups, int) or groups < 1 or cin % groups or out % groups:
@@ -54,7 +87,8 @@ def _build_linear(a):
 
 @op(name="linear", kind="layer", doc="a fully connected layer on the last axis",
     params=(Param("out", "int"), Param("bias", "bool", True),
-            Param("init", "word", "default", INITS), Param("groups", "int", 1)),
+            Param("init", "word", "default", WEIGHT_INITS), Param("groups", "int", 1),
+            *INIT_SETTINGS),
     module_attrs=_linear_attrs,
     count=lambda a: a["in"] * a["out"] // a.get("groups", 1) + a["bias"] * a["out"],
     build=_build_linear,
@@ -66,9 +100,21 @@ def _linear(types, cfg):
 
 
 def _init(module, attrs):
-    if attrs.get("init") == "zero":
+    """The initialisation `init` names: all zero, or the weight drawn (bias zero)."""
+    nn, init = _nn(), attrs.get("init")
+    if init == "zero":
         for p in module.parameters():
-            _nn().init.zeros_(p)
+            nn.init.zeros_(p)
+    elif init in _SETTING_OF:
+        w = module.weight
+        if init == "normal":
+            nn.init.normal_(w, 0.0, attrs["std"])
+        elif init == "kaiming":  # N(0, 2 / fan): He et al.'s, for a ReLU after
+            nn.init.kaiming_normal_(w, mode=attrs["mode"], nonlinearity="relu")
+        else:
+            nn.init.uniform_(w, -attrs["bound"], attrs["bound"])
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
     return module
 
 
@@ -98,7 +144,7 @@ def _conv_attrs(types, cfg):
                       f"{cin // groups}", arg="init")
     attrs = {"dims": len(over), "in": cin, "out": out, "kernel": k,
              "dilation": cfg["dilation"], "groups": groups, "bias": cfg["bias"],
-             "init": cfg["init"], "channels": has_channels}
+             **_init_attrs(cfg), "channels": has_channels}
     if cfg["padding"] is not None:  # recorded only when given: 'same' by default
         attrs["padding"] = cfg["padding"]
     if cfg["stride"] != 1:  # recorded only when used: a plain conv keeps its attributes
@@ -185,8 +231,9 @@ def _conv_flops(ins, out, a, b):
         "the axis after the batch is the channels unless `over` covers it",
     params=(Param("out", "int", 1), Param("kernel", "int", 3), Param("over", "axes", None),
             Param("dilation", "int", 1), Param("groups", "int", 1),
-            Param("bias", "bool", True), Param("init", "word", "default", (*INITS, "shift")),
-            Param("stride", "int", 1), Param("padding", "int", None)),
+            Param("bias", "bool", True),
+            Param("init", "word", "default", (*WEIGHT_INITS, "shift")),
+            Param("stride", "int", 1), Param("padding", "int", None), *INIT_SETTINGS),
     module_attrs=_conv_attrs, build=_build_conv, emit=_emit_conv, flops=_conv_flops,
     count=lambda a: _conv_count(a), sizes=_conv_sizes)
 def _conv(types, cfg):
@@ -217,7 +264,7 @@ def _conv1x1_attrs(types, cfg):
     c = channel(t)
     return {"dims": len(t.axes) - 2, "in": known(c, "conv1x1"),
             "out": width(cfg["out"], "conv1x1's width", "out"), "kernel": 1, "dilation": 1,
-            "groups": 1, "bias": cfg["bias"], "init": cfg["init"], "channels": True}
+            "groups": 1, "bias": cfg["bias"], **_init_attrs(cfg), "channels": True}
 
 
 def _build_conv1x1(a):
@@ -228,7 +275,7 @@ def _build_conv1x1(a):
 
 @op(name="conv1x1", kind="layer", doc="a 1×1 convolution on the channel axis (axis 1)",
     params=(Param("out", "int"), Param("bias", "bool", True),
-            Param("init", "word", "default", INITS)),
+            Param("init", "word", "default", WEIGHT_INITS), *INIT_SETTINGS),
     module_attrs=_conv1x1_attrs, build=_build_conv1x1, count=lambda a: _conv_count(a),
     emit=_call_module, flops=_conv_flops)
 def _conv1x1(types, cfg):
