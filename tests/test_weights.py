@@ -151,3 +151,25 @@ def test_a_drawn_initialisation_is_checked(layer, code):
         attnspec.compile_text(text, C=8)
     assert err.value.diagnostics[0].code == code
 
+
+# (spec, definition, parameters, parameter, the std the authors' code draws it with)
+AUTHORS_INITS = [
+    ("nonlocal", None, dict(C=256), "query_conv1x1", 0.01),  # CONV_INIT_STD
+    ("nonlocal", None, dict(C=256), "output_conv1x1", 0.01),
+    ("gcnet", None, dict(C=2048), "context_pool.key_conv1x1", math.sqrt(2 / 2048)),  # fan_in
+    ("sk", None, dict(C=256), "branch3_conv", math.sqrt(2 / (8 * 9))),  # msra: C / G · 3²
+    ("sk", None, dict(C=256), "squeeze_conv1x1", 0.01),  # gaussian 0.01
+    ("sk", None, dict(C=256), "weight_linear", 0.01),
+    ("emanet", None, dict(C=256), "weight_conv1x1", math.sqrt(2 / 256)),  # fan_out
+    ("external", "ExternalAttention", dict(C=256), "output_conv1x1", math.sqrt(2 / 256)),
+]
+
+
+@pytest.mark.parametrize("spec, definition, params, name, std", AUTHORS_INITS,
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_specs_draw_weights_as_their_authors_do(spec, definition, params, name, std):
+    torch.manual_seed(0)
+    m = attnspec.compile_file(f"specs/{spec}.attn", definition, **params)
+    layer = dict(m.named_modules())[name]
+    assert abs(layer.weight.std().item() - std) < 0.1 * std
+    assert layer.bias is None or torch.count_nonzero(layer.bias) == 0
