@@ -162,6 +162,9 @@ AUTHORS_INITS = [
     ("sk", None, dict(C=256), "weight_linear", 0.01),
     ("emanet", None, dict(C=256), "weight_conv1x1", math.sqrt(2 / 256)),  # fan_out
     ("external", "ExternalAttention", dict(C=256), "output_conv1x1", math.sqrt(2 / 256)),
+    # mmcv's kaiming_init(fan_in, leaky_relu, a = 1, uniform): U(±√(3 / fan_in)), std 1/√fan
+    ("generalized", None, dict(C=576), "query_conv1x1", 1 / math.sqrt(576)),
+    ("generalized", None, dict(C=576), "key_conv", 1 / math.sqrt(2 * 64) / math.sqrt(3)),  # u
 ]
 
 
