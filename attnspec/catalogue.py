@@ -250,10 +250,6 @@ NOT_YET = (
      "global GE-θ, GE-θ⁻ and GE-θ⁺; their extent-8 GE-θ is a figure in their README "
      "(figures/GEP8.jpg), and neither it nor the paper's text on the local learned gather "
      "could be read here"),
-    ("sk", "three branches, SK[3, G, r] (3×3, 5×5 and 7×7 as 3×3 convolutions dilated 1, "
-     "2 and 3: the paper's kernel ablation)", "a number of branches a parameter sets: the "
-     "spec stacks a fixed list, and the language has neither a list sized by a parameter "
-     "nor a check that refuses a value (M = 1 would broadcast, not fail)"),
 )
 
 TIER2_INTRO = """\

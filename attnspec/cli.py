@@ -244,10 +244,11 @@ def _convert(item: str, param, text: str):
         if text.lower() not in ("true", "false"):
             raise UsageError(f"bad --param `{item}`: {param.name} is a bool (true or false)")
         return text.lower() == "true"
-    if text not in param.type.choices:
+    value = int(text) if param.type.numeric and text.lstrip("-").isdigit() else text
+    if value not in param.type.choices:
         raise UsageError(f"bad --param `{item}`: {param.name} is one of "
-                         f"{', '.join(param.type.choices)}")
-    return text
+                         f"{param.type.listed()}")
+    return value
 
 
 def _input_shape(text: str | None, ir) -> tuple[int, ...]:

@@ -147,7 +147,7 @@ class _ToData(Transformer):
 
     def choice_type(self, meta, c):
         return {"span": self._span(meta), "name": "choice",
-                "choices": [str(t) for t in c if t is not None]}
+                "choices": [_choice(t) for t in c if t is not None]}
 
     def input(self, meta, c):
         name, *axes, dtype, optional, default = c
@@ -295,3 +295,11 @@ def _deepest_span(data: Any, loc: tuple) -> Span:
             span = data["span"]
     return span
 
+
+def _choice(token) -> str | int | float:
+    """A choice's item: a word, or a number (`choice(2, 3)`; ParamType rejects fractions)."""
+    if token.type != "NUMBER":
+        return str(token)
+    value = float(token)
+    return int(value) if value.is_integer() and "." not in token and "e" not in token.lower() \
+        else value

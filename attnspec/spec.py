@@ -125,7 +125,7 @@ def article(word: str) -> str:
 
 class ParamType(Node):
     name: str
-    choices: tuple[str, ...] = ()
+    choices: tuple[str | int | float, ...] = ()  # words, or whole numbers: choice(2, 3)
 
     @model_validator(mode="after")
     def _known(self):
@@ -134,7 +134,20 @@ class ParamType(Node):
 
             fail("unknown-type", f"unknown type `{self.name}`", self.span,
                  did_you_mean(self.name, TYPES) or "types are int, float, bool, choice(...)")
+        kinds = {type(c) for c in self.choices}
+        if float in kinds or len(kinds) > 1:
+            fail("wrong-type", "a choice lists words or whole numbers, not "
+                 + ("fractions" if float in kinds else "both"), self.span,
+                 "e.g. choice(avg, max) or choice(2, 3)")
         return self
+
+    @property
+    def numeric(self) -> bool:
+        """choice(2, 3): an int parameter that takes one of those values."""
+        return bool(self.choices) and isinstance(self.choices[0], int)
+
+    def listed(self) -> str:
+        return ", ".join(map(str, self.choices))
 
 
 class Param(Node):
@@ -152,10 +165,12 @@ class Param(Node):
             "int": isinstance(d, Number) and isinstance(d.value, int),
             "float": isinstance(d, Number),
             "bool": isinstance(d, Bool),
-            "choice": isinstance(d, Name) and d.id in self.type.choices,
+            "choice": isinstance(d, Name) and d.id in self.type.choices
+                      or isinstance(d, Number) and self.type.numeric
+                      and d.value in self.type.choices,
         }[t]
         if not ok:
-            expected = f"one of {', '.join(self.type.choices)}" if t == "choice" else article(t)
+            expected = f"one of {self.type.listed()}" if t == "choice" else article(t)
             got = {Number: f"the number {getattr(d, 'value', '')}",
                    Bool: f"the bool {str(getattr(d, 'value', '')).lower()}",
                    Name: f"`{getattr(d, 'id', '')}`"}[type(d)]

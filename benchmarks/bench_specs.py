@@ -82,6 +82,8 @@ class Case:
 CASES = [
     Case("se", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
     Case("eca", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
+    # ECA-NS: a kernel per channel (the authors' unfold + grouped Conv1d)
+    Case("eca", dict(C=256, shared=False), (16, 256, 56, 56), (2, 256, 8, 8), "ns"),
     Case("cbam", dict(C=256), (32, 256, 28, 28), (2, 256, 8, 8)),
     Case("gcnet", dict(C=256), (32, 256, 28, 28), (2, 256, 8, 8)),
     Case("nonlocal", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),

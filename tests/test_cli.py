@@ -61,12 +61,18 @@ def test_compile_prints_every_output(capsys):
     assert "  return %relu_2, %permute_2" in out
 
 
+def test_a_numeric_choice_is_given_as_a_number(capsys):
+    code, out, _ = run(capsys, "compile", "sk", "-p", "C=32", "-p", "G=8", "-p", "M=3")
+    assert code == 0 and "parameters" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["compile", "se", "--param", "Q=64"], "`SE` has no parameter `Q`"),
     (["compile", "se", "--param", "C=abc"], "C is an int"),
     (["compile", "se", "--param", "C"], "write K=V"),
     (["compile", "mhsa", "-p", "D=32", "-p", "causal=maybe"], "causal is a bool"),
     (["compile", "nonlocal", "-p", "C=32", "-p", "variant=dot"], "variant is one of"),
+    (["compile", "sk", "-p", "C=32", "-p", "M=4"], "M is one of 2, 3"),
     (["compile", "se", "-p", "C=64", "--input-shape", "2,32,8,8"], "axis C must be 64"),
     (["compile", "se", "-p", "C=64", "--input-shape", "2,x"], "bad --input-shape"),
     (["compile", "nothere.attn"], "no such spec file"),

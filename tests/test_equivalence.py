@@ -644,6 +644,9 @@ CASES = [
     # the squeeze's BatchNorm over two pooled vectors differ by 2e-4)
     Case("sk", dict(C=64, r=2, L=8, G=16), ((4, 64, 5, 7), (3, 64, 6, 4))),
     Case("sk", dict(C=32, r=4, L=8, G=8, stride=2), ((4, 32, 5, 7), (3, 32, 6, 4))),
+    # SK[3, G, r]: a third branch dilated by 3, plain and strided
+    Case("sk", dict(C=32, r=4, L=8, G=8, M=3), ((4, 32, 5, 7), (3, 32, 8, 6))),
+    Case("sk", dict(C=64, r=2, L=8, G=16, stride=2, M=3), ((4, 64, 9, 7), (3, 64, 6, 4))),
     # sanet (SA module): the defaults (out = C, 2×2 pooling, nearest), then fewer output
     # channels with bilinear upsampling, then a 3×3 pooling window; odd and even sizes, both
     # ways non-square, so the pooling drops edges and the upsampling cannot be a plain ×2

@@ -12,11 +12,13 @@ contain a machine's absolute paths.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import attnspec
 from attnspec import SpecError, UsageError
@@ -174,3 +176,35 @@ def test_every_fixture_has_a_case():
     used = {c.fixture for c in CASES} | {"cycle_b"}
     fixtures = {p.stem for p in (ROOT / FIXTURES).glob("*.attn")}
     assert fixtures == used
+
+
+NUMERIC_CHOICE = """
+attention Gate(C: int, M: choice(2, 3) = 2) {
+    input  x: [B, C, H, W]
+    over   channels(C)
+    range  self
+    weight sigmoid(mean(x, H W) * M)
+    value  identity
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("change, params, message", [
+    ("", dict(M=4), "`M` is one of 2, 3, not `4`"),
+    ("", dict(M="3"), "`M` is one of 2, 3, not `3`"),  # the number, not its text
+    ("choice(2, 3) = 2", None, None),
+    ("choice(2, avg) = 2", {}, "a choice lists words or whole numbers, not both"),
+    ("choice(2, 2.5) = 2", {}, "a choice lists words or whole numbers, not fractions"),
+    ("choice(2, 3) = 5", {}, "default of `M` must be one of 2, 3, not the number 5"),
+])
+def test_a_choice_of_numbers_takes_one_of_them(change, params, message):
+    text = NUMERIC_CHOICE.replace("choice(2, 3) = 2", change) if change else NUMERIC_CHOICE
+    if message is None:
+        for m in (2, 3):
+            x = torch.randn(2, 4, 3, 3)
+            y = attnspec.compile_text(text, C=4, M=m)(x)
+            torch.testing.assert_close(y, x * torch.sigmoid(x.mean((2, 3)) * m)[..., None, None])
+        return
+    with pytest.raises(attnspec.SpecError, match=re.escape(message)):
+        attnspec.compile_text(text, C=4, **params)

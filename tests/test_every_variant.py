@@ -35,6 +35,7 @@ VARIANTS += [
                                 dilated_heads=2), ((2, 9, 16),), pad=True),
     Case("gcnet", dict(C=16, ratio=0.25, pooling="avg", fusion="both"), ((2, 16, 5, 6),)),
     Case("eca", dict(C=16, adaptive=False, kernel=5, shared=False), ((2, 16, 5, 6),)),
+    Case("sk", dict(C=32, r=4, L=8, G=8, M=3), ((3, 32, 5, 6),)),
     Case("danet", dict(C=16, cam="paper"), ((2, 16, 5, 6),)),
     Case("mobilevit_attn", dict(in_channels=4, transformer_dim=8, ffn_dim=16, head_dim=4),
          ((2, 4, 5, 7),)),

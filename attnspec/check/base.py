@@ -124,7 +124,8 @@ class CheckerBase:
         declaration), else its default, else unknown when only checking."""
         env: dict[str, Any] = {}
         spans = spans or {}
-        self.choices = {p.name: p.type.choices for p in d.params if p.type.name == "choice"}
+        self.choices = {p.name: p.type.choices for p in d.params  # the word choices
+                        if p.type.name == "choice" and not p.type.numeric}
         declared = {p.name: p for p in d.params}
         for key in given:
             if key not in declared:
@@ -136,8 +137,9 @@ class CheckerBase:
             if p.name in given:
                 value = self.param_value(p, given[p.name], spans.get(p.name, p.span))
             elif p.default is not None:
-                value = self.param_value(p, self.scalar(
-                    p.default, "word" if p.type.name == "choice" else "scalar"), p.default.span)
+                word = p.type.name == "choice" and not p.type.numeric
+                value = self.param_value(p, self.scalar(p.default, "word" if word else "scalar"),
+                                         p.default.span)
             elif self.check_only:
                 value = UNKNOWN
             else:
@@ -152,10 +154,10 @@ class CheckerBase:
         if isinstance(value, Word):
             value = value.name
         if p.type.name == "choice":
-            if value not in p.type.choices:
-                return self.error("wrong-type", f"`{p.name}` is one of "
-                                  f"{', '.join(p.type.choices)}, not `{value}`", span,
-                                  did_you_mean(str(value), p.type.choices))
+            if isinstance(value, bool) or value not in p.type.choices:
+                return self.error("wrong-type", f"`{p.name}` is one of {p.type.listed()}, "
+                                  f"not `{value}`", span,
+                                  did_you_mean(str(value), list(map(str, p.type.choices))))
             return value
         expected = TYPE_OF[p.type.name]
         if isinstance(value, bool) and p.type.name != "bool" or not isinstance(value, expected):
