@@ -300,6 +300,4 @@ def _choice(token) -> str | int | float:
     """A choice's item: a word, or a number (`choice(2, 3)`; ParamType rejects fractions)."""
     if token.type != "NUMBER":
         return str(token)
-    value = float(token)
-    return int(value) if value.is_integer() and "." not in token and "e" not in token.lower() \
-        else value
+    return float(token) if any(c in token for c in ".eE") else int(token)

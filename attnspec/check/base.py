@@ -112,6 +112,9 @@ class CheckerBase:
         env = self.bind_params(definition, params)
         if isinstance(definition, Attention):
             x, y = self.attention(definition, env, None)
+            if isinstance(y, Tensor):  # `output y, mu`: the rest, returned after y
+                self.ir.extra_outputs = [o.node for o in self.last_outputs[1:]
+                                         if isinstance(o, Tensor)]
         else:
             x, y = self.block(definition, env, None)
         if isinstance(y, Tensor):

@@ -144,8 +144,6 @@ class Formulation:
         more = [self.unfold(o, x, carried, span) if isinstance(o, Tensor) else o
                 for o in self.last_outputs[1:]]
         self.last_outputs = [y, *more]
-        if len(self.stack) == 1:
-            self.ir.extra_outputs = [o.node for o in more if isinstance(o, Tensor)]
 
     def fold(self, t: Tensor, x: Tensor, carried, span, role: str = "input") -> Tensor:
         """An input seen with the carried axes moved into its batch: [B, C, H, W] per H is
@@ -192,7 +190,7 @@ class Formulation:
         """`output` may give several tensors (EMANet's unit returns y and its bases): each
         a tensor, or a layer applied to y. The first is the attention's output, what a
         call of it gives; the module the definition compiles to returns them all
-        (`IR.extra_outputs`: the rest, recorded for the definition being compiled)."""
+        (`last_outputs`, read by a caller's `let` and by `top`)."""
         outs = []
         for e in part.values:
             out = self.value(e)
@@ -203,8 +201,6 @@ class Formulation:
                 out = self.error("wrong-type", f"`output` must give {what}, not "
                                  f"{describe(out)}", e.span)
             outs.append(out)
-        if len(self.stack) == 1:  # the definition being compiled, not one it calls
-            self.ir.extra_outputs = [o.node for o in outs[1:] if isinstance(o, Tensor)]
         self.last_outputs = outs  # for a caller's `let y, mu = Def(...)(x)`
         return POISON if POISON in outs else outs[0]
 
