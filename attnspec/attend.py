@@ -154,13 +154,26 @@ def _query_steps(a) -> dict:
     return {"q_steps": steps} if set(steps) - {1} else {}
 
 
+def _pair_sizes(em, n: Node) -> tuple:
+    """A per-axis encoding's query and key sizes, and where its keys start: the whole map's
+    pairs, or under haloed blocks (passes.fuse_halo) one block's queries against its
+    window, which starts `halo` positions before the block."""
+    a = n.attrs
+    if a.get("block"):
+        size, halo = a["block"]
+        count = len(a["q_tokens"])
+        return (size,) * count, (size + 2 * halo,) * count, {"k_origin": -halo}
+    return (em.sizes(n.inputs[0], a["q_tokens"]), em.sizes(n.inputs[1], a["k_tokens"]),
+            _query_steps(a))
+
+
 def _emit_sinusoid(em, n: Node, args):
     from . import runtime
 
     a = n.attrs
-    return em.call(runtime.sinusoid_pairs, args[0], em.sizes(n.inputs[0], a["q_tokens"]),
-                   em.sizes(n.inputs[1], a["k_tokens"]), a["steps"], a["dim"], a["wave"],
-                   a["magnitude"], **_query_steps(a))
+    q_sizes, k_sizes, extra = _pair_sizes(em, n)
+    return em.call(runtime.sinusoid_pairs, args[0], q_sizes, k_sizes, a["steps"], a["dim"],
+                   a["wave"], a["magnitude"], **extra)
 
 
 def _sinusoid_sizes(ins, t, a):
@@ -176,13 +189,24 @@ _register("sinusoid", "R_{q−k}: sines and cosines of each axis's offset betwee
 def _emit_distance(em, n: Node, args):
     from . import runtime
 
-    a = n.attrs
-    return em.call(runtime.distance_pairs, args[0], em.sizes(n.inputs[0], a["q_tokens"]),
-                   em.sizes(n.inputs[1], a["k_tokens"]), a["steps"], **_query_steps(a))
+    q_sizes, k_sizes, extra = _pair_sizes(em, n)
+    return em.call(runtime.distance_pairs, args[0], q_sizes, k_sizes, n.attrs["steps"], **extra)
 
 
 _register("distance", "|q − k| on each axis, one row per (axis, query, key) on that axis",
           _emit_distance, sizes=_sinusoid_sizes)
+
+
+def _emit_axis_offsets(em, n: Node, args):
+    from . import runtime
+
+    q_sizes, k_sizes, extra = _pair_sizes(em, n)
+    return em.call(runtime.axis_offset_pairs, args[0], q_sizes, k_sizes, n.attrs["steps"],
+                   n.attrs["radii"], **extra)
+
+
+_register("axis_offsets", "each axis's offset k − q as a one-hot of its own within R, one row "
+          "per (axis, query, key) on that axis", _emit_axis_offsets, sizes=_sinusoid_sizes)
 
 
 def _emit_e2(em, n: Node, args):
@@ -191,8 +215,7 @@ def _emit_e2(em, n: Node, args):
     a = n.attrs
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     return em.call(runtime.relative_logits, q, _scaled(em, args[1], a),
-                   em.sizes(a["sizes_of"], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"]),
-                   kv_heads(a))
+                   em.sizes(a["sizes_of"], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"]))
 
 
 def _scaled(em, table, a):
@@ -272,7 +295,7 @@ def _emit_e2_table(em, n: Node, args):
     q = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
     return em.call(runtime.offset_vectors, q, _scaled(em, args[1], a),
                    em.sizes(n.inputs[2], a["q_tokens"]), em.sizes(n.inputs[3], a["k_tokens"]),
-                   a["steps"], a["radii"], kv_heads(a))
+                   a["steps"], a["radii"])
 
 
 def _e2_table_flops(ins, out, a, b):
@@ -525,6 +548,8 @@ def _emit_range(em, n, args):
         optional["partition"] = (a["partition"], em.sizes(a["sizes_of"], a["q_tokens"]))
     if a.get("blocks") is not None:
         optional["blocks"] = (*a["blocks"], em.sizes(a["sizes_of"], a["q_tokens"]))
+        if a.get("halo") is not None:
+            optional["halo"] = a["halo"]
     if marked is not None:
         optional["marked"] = marked
     if centre is not None:
@@ -791,6 +816,40 @@ _register("blocked", "softmax(q·kᵀ·s + T)·v within blocks: Swin's (shifted)
           "out by one gather, the bias one block's table", _emit_blocked, _blocked_flops)
 
 
+def _emit_halo(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    q, k, v = _heads_of(em, n, args)
+    relative = ()
+    if a["relative"]:  # E2's queries (None: E1's) in the heads layout, its rows for a block
+        p = None if a["p_feature"] is None else to_heads(
+            em, args[3], em.type(n.inputs[3]), a["q_tokens"], a["p_feature"], a["heads"])
+        relative = (p, _scaled(em, args[-1], a))  # E2's factor (passes.fold_position_scales)
+    drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
+    y = em.call(runtime.halo_sdpa, q, k, v, em.sizes(a["sizes_of"], a["q_tokens"]),
+                a["blocks"][0], a["halo"], a["scale"], a["zeros"], *relative, dropout=drop)
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _halo_flops(ins, out, a, b):
+    q, v = ins[0], ins[2]
+    d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
+    size, halo = a["blocks"][0], a["halo"]
+    sizes = [axis_size(q.axis(t), b) for t in a["q_tokens"]]
+    batch = q.numel(b) // d // math.prod(sizes)
+    n = len(sizes)
+    queries = batch * math.prod(-(-s // size) * size for s in sizes)  # whole blocks
+    flops = queries * (size + 2 * halo) ** n * (2 * d + 2 * dv)
+    if a["relative"]:  # each query against each axis's window row
+        flops += queries * n * (size + 2 * halo) * 2 * d
+    return flops
+
+
+_register("halo", "softmax(q·kᵀ·s [+ E2])·v within haloed blocks: HaloNet's blocked local "
+          "attention, each block against the window of its keys", _emit_halo, _halo_flops)
+
+
 def _emit_criss_cross(em, n: Node, args):
     from . import runtime
 
@@ -834,8 +893,7 @@ def _emit_local(em, n: Node, args):
         if a["term"] == "E2_offsets":  # the query's own map: one logit per offset
             weights = _scaled(em, q, a)
         else:  # E2_table: the query against each offset's learned vector
-            weights = em.call(runtime.offset_vectors_local, q, _scaled(em, term[1], a),
-                              kv_heads(a))
+            weights = em.call(runtime.offset_vectors_local, q, _scaled(em, term[1], a))
     g = kv_heads(a)
     v = to_heads(em, value, em.type(inputs[-1]), a["q_tokens"], a["v_feature"], g,
                  keys_first=True)  # [B, G, d, N]

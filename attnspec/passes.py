@@ -11,7 +11,8 @@ def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
     fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
     fused = fuse_local(fuse_factorised(fold_position_scales(fused)))
-    fused = fuse_linear(fuse_sdpa(fuse_blocked(fuse_banded(fuse_criss_cross(fused)))))
+    fused = fuse_blocked(fuse_halo(fuse_banded(fuse_criss_cross(fused))))
+    fused = fuse_linear(fuse_sdpa(fused))
     return fold_content_scales(fused)
 
 
@@ -306,6 +307,7 @@ def fuse_blocked(ir: IR) -> IR:
             chain, bias = found
         e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
         if len(ranges) != 1 or ranges[0].attrs.get("blocks") is None or \
+                ranges[0].attrs.get("halo") is not None or \
                 len(ranges[0].inputs) > 1 or e1.attrs.get("kv") not in (None, e1.attrs["heads"]):
             continue
         blocks = ranges[0].attrs["blocks"]
@@ -318,6 +320,60 @@ def fuse_blocked(ir: IR) -> IR:
                      "context", agg.span, attrs)
         ir.replace(chain + drop + [agg.name], fused)
     return ir
+
+
+def fuse_halo(ir: IR) -> IR:
+    """softmax(E1(q, k) · s [+ E2(p, R) · s']) · v over range blocks(b, halo = h), R a
+    per-axis encoding of q − k (sinusoid, axis_offsets, distance) and bias-free linear
+    maps, dropout on the weights allowed → one `halo` node (runtime.halo_sdpa): each
+    block of queries against the window of its keys, the encoding evaluated on one block's
+    pairs (the same for every block), instead of [Q, K] logits over the whole map with a
+    mask. The only lowering of `edge = zeros`: the [Q, K] form has no keys beyond the map
+    (check/formulation.py refuses such a spec when this pass cannot take it)."""
+    for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
+        weights, drop = _without_dropout(ir, agg)
+        chain, term = _softmax_chain(ir, weights.name), None
+        if chain is None:
+            found = _biased_chain(ir, weights.name)
+            if found is None or halo_encoding(ir, found[1]) is None:
+                continue
+            chain, term = found
+        e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
+        if len(ranges) != 1 or ranges[0].attrs.get("halo") is None or \
+                len(ranges[0].inputs) > 1 or e1.attrs.get("kv") not in (None, e1.attrs["heads"]):
+            continue
+        r = ranges[0].attrs
+        attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "blocks": r["blocks"],
+                 "halo": r["halo"], "zeros": r.get("zeros", False), "relative": term is not None,
+                 "dropout": ir.node(drop[0]).module if drop else None}
+        inputs = (*e1.inputs, agg.inputs[1])
+        if term is not None:  # E2: its queries and its rows, the encoding cut to one block
+            e2 = ir.node(term)
+            ir.node(halo_encoding(ir, term)).attrs["block"] = (r["blocks"][0], r["halo"])
+            own = e2.inputs[0] != e1.inputs[0]  # E2's queries other than E1's
+            inputs += e2.inputs[:2] if own else e2.inputs[1:2]
+            attrs.update(p_feature=e2.attrs["q_feature"] if own else None,
+                         factor=e2.attrs.get("factor", 1.0))
+        fused = Node(agg.name, "halo", inputs, agg.type, "context", agg.span, attrs)
+        ir.replace(chain + ([term] if term else []) + drop + [agg.name], fused)
+    return ir
+
+
+def halo_encoding(ir: IR, name: str) -> str | None:
+    """The per-axis encoding under an E2 term that the halo kernel can read one block of:
+    E2 ← bias-free linear maps ← sinusoid | axis_offsets | distance, each used once only
+    (the encoding is cut to one block's pairs: no other reader may see that)."""
+    node = ir.node(name)
+    if node.op != "E2" or len(ir.users(name)) != 1:
+        return None
+    node = ir.node(node.inputs[1])
+    while len(ir.users(node.name)) == 1:
+        if node.op in ("sinusoid", "axis_offsets", "distance"):
+            return node.name
+        if node.op != "linear" or node.attrs.get("bias", False):
+            return None
+        node = ir.node(node.inputs[0])
+    return None
 
 
 def _block_term(ir: IR, name: str) -> bool:

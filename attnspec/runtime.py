@@ -202,7 +202,7 @@ def softmax_seen(logits: torch.Tensor) -> torch.Tensor:
 
 def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
              grid: tuple[int, int] | None = None, window=None,
-             fill: float = float("-inf"), partition=None, blocks=None,
+             fill: float = float("-inf"), partition=None, blocks=None, halo: int = 0,
              marked: torch.Tensor | None = None,
              centre: torch.Tensor | None = None) -> torch.Tensor:
     """Ω_q as a fill: keys a query may not see get -inf before the normaliser (`fill` 0
@@ -218,8 +218,8 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
         logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
     if blocks is not None:  # (b, shift, sizes): same block on every axis
         size, shift, sizes = blocks
-        same = [_block(torch.arange(n, device=logits.device), size, shift) for n in sizes]
-        logits = _keep(logits, [p[:, None] == p[None, :] for p in same], sizes, sizes, fill)
+        near = [_haloed(n, size, shift, halo, logits.device) for n in sizes]
+        logits = _keep(logits, near, sizes, sizes, fill)
     if window is not None and centre is not None:  # within radius of each query's point
         radius, _, (nk,), (step,), *_ = window
         keys = torch.arange(nk, device=logits.device, dtype=centre.dtype) * step
@@ -431,6 +431,87 @@ def blocked_sdpa(q, k, v, sizes, size: int, shift: int, bias: torch.Tensor | Non
     return y.view(y.shape[0], heads, windows * cells, -1).index_select(2, back)
 
 
+def halo_sdpa(q, k, v, sizes, size: int, halo: int, scale: float, zeros: bool,
+              p: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+              dropout: torch.nn.Module | None = None) -> torch.Tensor:
+    """softmax(q·kᵀ·scale [+ p·R_{q−k}])·v within haloed blocks (`range blocks(b, halo =
+    h)`): q, k, v [B, M, N, d], N the axes of `sizes` flattened. The queries in blocks b
+    wide on every axis (the map padded to whole blocks at the end), each block against the
+    window of its keys, the block and h positions around it; keys beyond the map left out,
+    or with `zeros` attended as zero vectors (the map zero-padded). p [B, M, N, d] (None:
+    q) and rows [Σ_a b·(b + 2h), G·d], one block's (query, key) pairs on each axis (key j
+    at j − h): an E2 term, its axes' products added. As HaloNet computes it: one window of keys and
+    values per block (unfold), then a batched product per block, [B, M, blocks, L, S]."""
+    n, span = len(sizes), size + 2 * halo
+    blocks = [-(-s // size) for s in sizes]
+    queries = _blocks_of(q, sizes, blocks, size)  # [B, M, W, L, d]
+    keys, values = (_windows_of(t, sizes, blocks, size, halo) for t in (k, v))  # [.., S, d]
+    logits = torch.matmul(queries * scale, keys.transpose(-1, -2))  # [B, M, W, L, S]
+    if rows is not None:
+        p = queries if p is None else _blocks_of(p, sizes, blocks, size)
+        logits = logits + _halo_relative(p, rows, size, span)
+    if not zeros:  # the window's keys beyond the map are not keys
+        inside = _windows_of(q.new_ones(1, 1, math.prod(sizes), 1), sizes, blocks, size, halo)
+        logits = logits.masked_fill(inside[0, 0, :, None, :, 0] == 0, float("-inf"))
+    weights = logits.softmax(-1)
+    if dropout is not None and dropout.training and dropout.p:
+        weights = F.dropout(weights, dropout.p)
+    y = torch.matmul(weights, values)  # [B, M, W, L, dv]
+    b, m, dv = y.shape[0], y.shape[1], y.shape[-1]
+    y = y.view(b, m, *blocks, *(size,) * n, dv)
+    y = y.permute(0, 1, *(i for a in range(n) for i in (2 + a, 2 + n + a)), 2 + 2 * n)
+    y = y.reshape(b, m, *(nb * size for nb in blocks), dv)
+    return y[(..., *(slice(s) for s in sizes), slice(None))].reshape(b, m, -1, dv)
+
+
+def _blocks_of(t: torch.Tensor, sizes, blocks, size: int) -> torch.Tensor:
+    """[B, M, N, d] → [B, M, W, L, d]: the positions in blocks `size` wide on every axis
+    (W blocks of L = size^n positions), zeros past the map's end."""
+    n = len(sizes)
+    grid = _padded_grid(t, sizes, blocks, size, 0, 0)
+    grid = grid.view(*t.shape[:2], *(i for nb in blocks for i in (nb, size)), t.shape[-1])
+    grid = grid.permute(0, 1, *range(2, 2 + 2 * n, 2), *range(3, 3 + 2 * n, 2), 2 + 2 * n)
+    return grid.reshape(*t.shape[:2], math.prod(blocks), size ** n, t.shape[-1])
+
+
+def _windows_of(t: torch.Tensor, sizes, blocks, size: int, halo: int) -> torch.Tensor:
+    """[B, M, N, d] → [B, M, W, S, d]: for each block, the window of the block and `halo`
+    positions around it on every axis (S = (size + 2·halo)^n), zeros beyond the map."""
+    n, span = len(sizes), size + 2 * halo
+    grid = _padded_grid(t, sizes, blocks, size, halo, halo)
+    for a in range(n):  # each unfold puts the blocks in the axis, the window at the end
+        grid = grid.unfold(2 + a, span, size)
+    grid = grid.permute(0, 1, *range(2, 2 + n), *range(3 + n, 3 + 2 * n), 2 + n)
+    return grid.reshape(*t.shape[:2], math.prod(blocks), span ** n, t.shape[-1])
+
+
+def _padded_grid(t: torch.Tensor, sizes, blocks, size: int, before: int, after: int):
+    """[B, M, N, d] → [B, M, *sizes, d] zero-padded by `before` at each axis's start and to
+    whole blocks plus `after` at its end."""
+    pad = [0, 0]  # F.pad lists the last axis first: d, then the map's axes from the end
+    for s, nb in zip(reversed(sizes), reversed(blocks)):
+        pad += [before, nb * size - s + after]
+    return F.pad(t.unflatten(2, tuple(sizes)), pad)
+
+
+def _halo_relative(p: torch.Tensor, rows: torch.Tensor, size: int, span: int) -> torch.Tensor:
+    """E2 in the haloed blocks: p [B, M, W, L, d] against rows [Σ_a size·span, G·d] (each
+    axis's (query, key) pairs within one block and its window) → [B, M, W, L, S], the
+    axes' products q_a · R_a added."""
+    b, m, w, _, d = p.shape
+    n = rows.shape[0] // (size * span)
+    letters = "xyz"[:n]
+    grid = p.view(b, m, w, *(size,) * n, d)
+    total = 0
+    for a in range(n):
+        table = rows[a * size * span:(a + 1) * size * span].view(size, span, -1, d)
+        table = _per_query_head(table, m)  # [size, span, M, d]
+        e = torch.einsum(f"bmw{letters}d,{letters[a]}smd->bmw{letters}s", grid, table)
+        total = total + e.reshape(b, m, w, *(size,) * n,
+                                  *(span if c == a else 1 for c in range(n)))
+    return total.reshape(b, m, w, size ** n, span ** n)
+
+
 def _block_mask(bias, apart, heads: int, windows: int, cells: int):
     """blocked_sdpa's mask, [1, M·windows, L, L] (a 4-D mask: with a 3-D one CPU SDPA
     leaves its fast kernel, ~3× slower): the bias, −inf where `apart`; or True where not
@@ -567,6 +648,14 @@ def _block(i: torch.Tensor, size: int, shift: int) -> torch.Tensor:
     return torch.div(i - shift, size, rounding_mode="floor")
 
 
+def _haloed(n: int, size: int, shift: int, halo: int, device) -> torch.Tensor:
+    """[n, n]: whether key j lies in query i's block, or within `halo` positions of it."""
+    block = _block(torch.arange(n, device=device), size, shift)
+    start = block * size + shift  # the first position of each query's block
+    j = torch.arange(n, device=device)
+    return (j >= start[:, None] - halo) & (j < start[:, None] + size + halo)
+
+
 def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float,
           marked: torch.Tensor | None = None) -> torch.Tensor:
     """`fill` where a (query, key) pair fails one of the per-axis conditions [nq_a, nk_a],
@@ -580,17 +669,18 @@ def _keep(logits: torch.Tensor, per_axis, q_sizes, k_sizes, fill: float,
     return logits.masked_fill(hidden, fill)
 
 
-def _q_minus_k(nq: int, nk: int, step: int, device, dtype=None, q_step: int = 1
-               ) -> torch.Tensor:
+def _q_minus_k(nq: int, nk: int, step: int, device, dtype=None, q_step: int = 1,
+               k_origin: int = 0) -> torch.Tensor:
     """[nq, nk]: the position of query i minus that of key j on one axis; key j sits at
-    input position j·step (keys pooled with a stride), query i at i·q_step."""
+    input position j·step + k_origin (keys pooled with a stride; a halo's window starts
+    before its block), query i at i·q_step."""
     q = torch.arange(nq, device=device, dtype=dtype) * q_step
-    k = torch.arange(nk, device=device, dtype=dtype) * step
+    k = torch.arange(nk, device=device, dtype=dtype) * step + k_origin
     return q[:, None] - k[None, :]
 
 
 def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: float,
-                   magnitude: float, q_steps=None) -> torch.Tensor:
+                   magnitude: float, q_steps=None, k_origin: int = 0) -> torch.Tensor:
     """R_{q−k} for each axis a and each (query, key) index pair on it: [Σ_a nq·nk, dim].
     Axis a's rows hold sin and cos of (q − step·k)·magnitude / wave^(2n·j/dim) in their
     block of dim/n features (n axes) and zeros elsewhere, so that a linear map of a row
@@ -603,22 +693,42 @@ def sinusoid_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, dim: int, wave: 
     rows = []
     for a, (nq, nk, step, q_step) in enumerate(zip(q_sizes, k_sizes, steps,
                                                    q_steps or (1,) * n)):
-        angle = (_q_minus_k(nq, nk, step, like.device, like.dtype, q_step) * magnitude
-                 )[..., None] / period
+        delta = _q_minus_k(nq, nk, step, like.device, like.dtype, q_step, k_origin)
+        angle = (delta * magnitude)[..., None] / period
         code = torch.cat([angle.sin(), angle.cos()], dim=-1).reshape(nq * nk, per)
         rows.append(F.pad(code, (a * per, dim - (a + 1) * per)))
     return torch.cat(rows)
 
 
-def distance_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, q_steps=None) -> torch.Tensor:
+def distance_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, q_steps=None,
+                   k_origin: int = 0) -> torch.Tensor:
     """|q_step·q − step·k| for each axis a and each (query, key) index pair on it, in
     column a: [Σ_a nq·nk, n], laid out as sinusoid_pairs' rows (zeros in the other axes'
     columns)."""
     n, rows = len(q_sizes), []
     for a, (nq, nk, step, q_step) in enumerate(zip(q_sizes, k_sizes, steps,
                                                    q_steps or (1,) * n)):
-        d = _q_minus_k(nq, nk, step, like.device, like.dtype, q_step).abs().reshape(nq * nk, 1)
+        d = _q_minus_k(nq, nk, step, like.device, like.dtype, q_step, k_origin)
+        d = d.abs().reshape(nq * nk, 1)
         rows.append(F.pad(d, (a, n - a - 1)))
+    return torch.cat(rows)
+
+
+def axis_offset_pairs(like: torch.Tensor, q_sizes, k_sizes, steps, radii, q_steps=None,
+                      k_origin: int = 0) -> torch.Tensor:
+    """`axis_offsets(R)`: for each axis a and each (query, key) index pair on it, the
+    one-hot of the key's offset k − q (in input positions) within R_a, in axis a's block
+    of 2R_a + 1 features (zeros elsewhere, and all zeros beyond R_a): [Σ_a nq·nk, Σ_a
+    (2R_a + 1)], laid out as sinusoid_pairs' rows, so that a linear map gives a learned
+    vector per offset on each axis and E2 adds the axes' products."""
+    dim, start, rows = sum(2 * r + 1 for r in radii), 0, []
+    for nq, nk, step, q_step, r in zip(q_sizes, k_sizes, steps, q_steps or (1,) * len(radii),
+                                       radii):
+        delta = -_q_minus_k(nq, nk, step, like.device, None, q_step, k_origin)  # k − q
+        delta = delta.reshape(-1, 1)
+        hot = (delta == torch.arange(-r, r + 1, device=like.device)).to(like.dtype)
+        rows.append(F.pad(hot, (start, dim - start - 2 * r - 1)))
+        start += 2 * r + 1
     return torch.cat(rows)
 
 
@@ -641,17 +751,16 @@ def _per_axis_sum(parts, q_sizes, k_sizes, lead: tuple = ()) -> torch.Tensor:
     return total.flatten(len(lead) + n).flatten(len(lead), len(lead) + n - 1)
 
 
-def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes,
-                    kv: int | None = None) -> torch.Tensor:
-    """E2: q [B, M, Q, d] against the projected encodings table [pairs, G·d] (G = M, or
-    the `kv` heads, each shared by M / G query heads):
+def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
+    """E2: q [B, M, Q, d] against the projected encodings table [pairs, G·d] (G = M, the
+    `kv` heads, or 1, each shared by M / G query heads):
     [B, M, Q, K] = Σ_a q · P_a(q_a − k_a), one small product per axis."""
     b, m, _, d = q.shape
     grid = q.reshape(b, m, *q_sizes, d)
     letters = "xyz"[:len(q_sizes)]
     parts = []
     for a, p in enumerate(_split_pairs(table, q_sizes, k_sizes)):
-        p = _per_query_head(p.unflatten(-1, (kv or m, d)), m)  # [nq, nk, M, d]
+        p = _per_query_head(p.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
         e = torch.einsum(f"bm{letters}d,{letters[a]}kmd->bm{letters}k", grid, p)
         # einsum leaves its result permuted; a small copy here lets the sum below write
         # the [B, M, Q, K] logits contiguously, with no copy of them to flatten
@@ -666,20 +775,20 @@ def _per_query_head(table: torch.Tensor, m: int) -> torch.Tensor:
     return table if g == m else table.repeat_interleave(m // g, dim=-2)
 
 
-def offset_vectors(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes, steps, radii,
-                   kv: int) -> torch.Tensor:
+def offset_vectors(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes, steps, radii
+                   ) -> torch.Tensor:
     """E2 on a learned table per joint offset: q [B, M, Q, d], table [rows, G·d] (one row
     per offset within the radii, row-major as `offsets`) → [B, M, Q, K], q · T[k − q]
     within the radii and 0 beyond. Each query meets every row once ([B, M, Q, rows]) and
     reads its keys' offsets from that (the pairs are never given a vector each)."""
-    return offset_maps(offset_vectors_local(q, table, kv), q_sizes, k_sizes, steps, radii)
+    return offset_maps(offset_vectors_local(q, table), q_sizes, k_sizes, steps, radii)
 
 
-def offset_vectors_local(q: torch.Tensor, table: torch.Tensor, kv: int) -> torch.Tensor:
+def offset_vectors_local(q: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """q [B, M, Q, d] against a learned vector per offset, table [P, G·d]: [B, M, Q, P],
     one logit per offset (E2 on `offsets(R) >> linear`, read in a query's window)."""
     m, d = q.shape[1], q.shape[-1]
-    rows = _per_query_head(table.unflatten(-1, (kv, d)), m)  # [P, M, d]
+    rows = _per_query_head(table.unflatten(-1, (-1, d)), m)  # [P, M, d]: G = width / d
     return torch.einsum("bmqd,pmd->bmqp", q, rows)
 
 

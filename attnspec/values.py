@@ -123,21 +123,29 @@ class PartitionRange(str):
 class BlocksRange(str):
     """`range blocks(b, shift = s)`: every indexed axis cut into blocks b wide, the first
     cut s positions in (position i in block ⌊(i − s) / b⌋: Swin's windows, shifted by s
-    for its SW-MSA blocks, cut at the map's edges); a query sees the keys of its block."""
+    for its SW-MSA blocks, cut at the map's edges); a query sees the keys of its block.
+    `blocks(b, halo = h)`: a query sees the keys of its block and of the h positions
+    around it on every axis that lie on the map (HaloNet's blocked local attention: the
+    queries in blocks, each block's keys a (b + 2h)-wide window); with `edge = zeros` the
+    window's positions beyond the map are keys too, zero vectors (a zero-padded map)."""
 
     size: int
     shift: int
+    halo: int | None  # None: Swin's blocks; a number (0 too): haloed blocks
+    zeros: bool
 
-    def __new__(cls, size: int, shift: int = 0):
-        obj = super().__new__(cls, f"blocks({size}" + (f", shift = {shift})" if shift else ")"))
-        obj.size, obj.shift = size, shift
+    def __new__(cls, size: int, shift: int = 0, halo: int | None = None, zeros: bool = False):
+        extra = f", shift = {shift}" if shift else "" if halo is None else f", halo = {halo}"
+        extra += ", edge = zeros" if zeros else ""
+        obj = super().__new__(cls, f"blocks({size}{extra})")
+        obj.size, obj.shift, obj.halo, obj.zeros = size, shift, halo, zeros
         return obj
 
 
 @dataclass(frozen=True)
 class Encoding:
-    """`sinusoid(dim, ...)`, `offsets(R)`, `displacement(R)`, `bilinear(R)`, `pairs(T)` or
-    `distance()`:
+    """`sinusoid(dim, ...)`, `offsets(R)`, `axis_offsets(R)`, `displacement(R)`,
+    `bilinear(R)`, `pairs(T)` or `distance()`:
     R_{q−k}, an encoding of the offset between a query and a key, and the layers applied
     to it after `>>` (E2's and E4's `position = ...`)."""
 
@@ -147,7 +155,8 @@ class Encoding:
     span: Span
     layers: tuple = ()
     radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
-    kind: str = "sinusoid"  # sinusoid | offsets | displacement | bilinear | pairs | distance
+    kind: str = "sinusoid"  # sinusoid | offsets | axis_offsets | displacement | bilinear |
+    #                         pairs | distance
     within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0
     of_query: bool = False  # offsets(R, of = query): rows by q − k (Swin's table), not k − q
     dilation: int = 1  # bilinear(R, dilation = d): the kernel's positions d apart

@@ -546,8 +546,17 @@ def test_blocks_lower_to_windows_equal_to_the_dense_mask_and_to_the_definition(
         axes, shape, b, s, bias):
     text = BLOCKS.format(axes=axes, layout=axes.replace(" ", ", "))
     ir = attnspec.build_ir(attnspec.parse(text), D=8, b=b, s=s, bias=bias)
-    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
-    assert runtime.blocked_sdpa in targets(fused) and runtime.blocked_sdpa not in targets(dense)
+    # by the definition: a query's output moves with its own block's keys only
+    labels = _block_labels(shape[1:], b, s)
+    same = (labels[:, :, None] == labels[:, None, :]).all(0)  # [N, N]
+    _fused_as_dense_and_reaching(ir, runtime.blocked_sdpa, shape, same)
+
+
+def _fused_as_dense_and_reaching(ir, kernel, shape, sees):
+    """The IR lowers to `kernel` and to the dense form, equal in outputs and gradients,
+    and moving a key moves exactly the queries that `sees` [query, key] says see it."""
+    fused, dense = lower(ir).double().eval(), lower(ir, fused_kernels=False).double().eval()
+    assert kernel in targets(fused) and kernel not in targets(dense)
     for p in fused.parameters():
         torch.nn.init.normal_(p, std=0.3)
     dense.load_state_dict(fused.state_dict())
@@ -556,15 +565,12 @@ def test_blocks_lower_to_windows_equal_to_the_dense_mask_and_to_the_definition(
     torch.testing.assert_close(y, dense(x))
     grads = [torch.autograd.grad((m(x) * y.detach()).sum(), x)[0] for m in (fused, dense)]
     torch.testing.assert_close(*grads)
-    # by the definition: a query's output moves with its own block's keys only
-    labels = _block_labels(shape[1:], b, s)
-    same = (labels[:, :, None] == labels[:, None, :]).all(0)  # [N, N]
     flat = x.detach().flatten(1, -2)
-    for key in range(same.shape[0]):
+    for key in range(sees.shape[0]):
         moved = flat.clone()
         moved[:, key] += 1.0
         changed = (fused(moved.view_as(x)) - y).detach().flatten(1, -2).abs().amax((0, 2)) > 0
-        assert torch.equal(changed, same[:, key]), key
+        assert torch.equal(changed, sees[:, key]), key
 
 
 @pytest.mark.parametrize("edit", [("heads  M", "heads  M, kv = 1"),
@@ -578,6 +584,66 @@ def test_blocks_with_shared_heads_or_a_padding_mask_keep_the_dense_form(edit):
     module = lower(ir).double()
     assert runtime.blocked_sdpa not in targets(module)
     assert module(torch.randn(2, 7, 8, dtype=torch.float64)).shape == (2, 7, 8)
+
+
+HALO = """
+attention Haloed(D: int, M: int = 2, b: int = 3, h: int = 1, term: int = 1) {{
+    input  x: [B, {layout}, D]
+    let    q = linear(x, D)
+    over   positions({axes})
+    range  blocks(b, halo = h{edge})
+    heads  M
+    weight dropout(softmax(E1(query = q, key = linear(D)) * 0.5
+                   + (E2(query = q, position = axis_offsets(b + h - 1)
+                                    >> linear(D / M, bias = false)) * 0.7 if term == 1 else
+                      E2(query = linear(x, D), position = sinusoid({n2}) >> linear(D, bias = false))
+                      if term == 2 else 0)), p = 0.2)
+    value  linear(D)
+    output linear(D)
+}}
+"""
+
+
+def _halo(axes: str, edge: str = "", **params):
+    n = len(axes.split())
+    text = HALO.format(axes=axes, layout=axes.replace(" ", ", "), edge=edge, n2=2 * n)
+    return attnspec.build_ir(attnspec.parse(text), D=8, **params)
+
+
+@pytest.mark.parametrize("axes, shape, b, h", [
+    ("H W", (2, 6, 6), 3, 1), ("H W", (2, 7, 5), 3, 2), ("N", (2, 10), 4, 3),
+    ("T H W", (1, 4, 5, 3), 2, 1), ("H W", (2, 2, 2), 3, 0)])
+@pytest.mark.parametrize("term", [0, 1, 2])
+def test_haloed_blocks_lower_to_windows_equal_to_the_dense_mask_and_the_definition(
+        axes, shape, b, h, term):
+    # by the definition: a key moves the queries whose block lies within h of it
+    grids = torch.meshgrid(*[torch.arange(n) for n in shape[1:]], indexing="ij")
+    coords = torch.stack([g.flatten() for g in grids])  # [n, N]
+    start = coords // b * b
+    near = ((coords[:, None, :] >= start[:, :, None] - h) &
+            (coords[:, None, :] < start[:, :, None] + b + h)).all(0)  # [query, key]
+    _fused_as_dense_and_reaching(_halo(axes, b=b, h=h, term=term), runtime.halo_sdpa, shape,
+                                 near)
+
+
+@pytest.mark.parametrize("term", [0, 1])
+def test_zero_edges_are_the_masked_form_on_the_map_padded_with_zeros(term):
+    # with h = b the padded map's blocks are the map's, one block on: there the window's
+    # positions beyond the map are positions of the map, of zero keys and values (zero
+    # inputs, key and value biases off), and the masked form attends them all
+    b = h = 2
+    zeros = lower(_halo("H W", ", edge = zeros", b=b, h=h, term=term)).double().eval()
+    masked = lower(_halo("H W", b=b, h=h, term=term)).double().eval()
+    assert runtime.halo_sdpa in targets(zeros)
+    for name, p in zeros.named_parameters():
+        torch.nn.init.normal_(p, std=0.3)
+        if name.endswith("bias") and name.startswith(("key", "value")):
+            torch.nn.init.zeros_(p)
+    masked.load_state_dict(zeros.state_dict())
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    padded = torch.nn.functional.pad(x, (0, 0, h, h + 1, h, h + 1))  # and to whole blocks
+    torch.testing.assert_close(zeros(x), masked(padded)[:, h:h + 3, h:h + 5])
+    assert not torch.allclose(zeros(x), masked(x))
 
 
 def test_the_blocks_drop_attention_weights_while_training_and_keep_their_mean():

@@ -247,7 +247,7 @@ def test_a_learned_vector_per_offset_matches_loops(M, G, R, Rw, H, W):
 
 def test_an_offset_table_needs_the_shared_width():
     text = OFFSET_TABLE.replace("linear(K * G, bias = false)))", "linear(K, bias = false)))")
-    assert first_error(text, C=8, G=2) == "axis-mismatch"
+    assert first_error(text, C=8, M=4, G=2) == "axis-mismatch"  # G tables, not one for all
 
 
 DISPLACEMENT = """
@@ -642,3 +642,62 @@ def test_a_pair_factor_needs_distinct_query_and_key_axes():
         "window(1, centre = p)", "all").replace("    mask   pad\n", "").replace(
         "* g", "* mean(h, D)")
     assert first_error(text, D=4) == "unsupported"
+
+
+AXIS_OFFSETS = """
+attention PerAxis(C: int, M: int = 2, R: int = 1, Rw: int = 2, shared: bool = true) {
+    input  x: [B, C, H, W]
+    let    q = conv1x1(x, C, bias = false)
+    over   positions(H W)
+    range  all
+    heads  M
+    weight softmax(E1(query = q, key = conv1x1(C, bias = false))
+                   + E2(query = q, position = axis_offsets(R, Rw)
+                                   >> linear(C / M if shared else C, bias = false))
+                   + E4(position = axis_offsets(R, Rw) >> linear(M, bias = false)))
+    value  conv1x1(C, bias = false)
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("R, Rw, shared, H, W", [(1, 2, True, 3, 4), (2, 1, False, 4, 3),
+                                                 (0, 3, True, 2, 5)])
+def test_axis_offsets_give_a_vector_per_offset_on_each_axis_added(R, Rw, shared, H, W):
+    """E2 on axis_offsets(R) >> linear: q · (r_h[Δh] + r_w[Δw]), each axis's vector 0
+    beyond its radius (one table for every head when it is a head wide); E4: a score per
+    axis offset and head, added."""
+    torch.manual_seed(0)
+    M, C = 2, 8
+    m = attnspec.compile_text(AXIS_OFFSETS, C=C, M=M, R=R, Rw=Rw, shared=shared).double()
+    x = torch.randn(2, C, H, W, dtype=torch.float64)
+    wq, wk, rel, bias, wv = (p.flatten(1) for p in m.parameters())
+    d = C // M
+    q = torch.einsum("oc,bcn->bon", wq, x.flatten(2)).view(2, M, d, H * W)
+    k = torch.einsum("oc,bcn->bon", wk, x.flatten(2)).view(2, M, d, H * W)
+    v = torch.einsum("oc,bcn->bon", wv, x.flatten(2)).view(2, M, d, H * W)
+    vectors = rel.T.reshape(-1, 1 if shared else M, d).expand(-1, M, d)  # [rows, M, d]
+    logits = torch.zeros(2, M, H * W, H * W, dtype=torch.float64)
+    for i in range(H * W):
+        for j in range(H * W):
+            dy, dx = j // W - i // W, j % W - i % W  # the key's offset from the query
+            logits[:, :, i, j] = (q[..., i] * k[..., j]).sum(-1)
+            if abs(dy) <= R:
+                logits[:, :, i, j] += (q[..., i] * vectors[dy + R]).sum(-1) + bias[:, dy + R]
+            if abs(dx) <= Rw:
+                row = 2 * R + 1 + dx + Rw
+                logits[:, :, i, j] += (q[..., i] * vectors[row]).sum(-1) + bias[:, row]
+    expected = torch.einsum("bmqk,bmdk->bmdq", logits.softmax(-1), v).reshape(2, C, H, W)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+def test_axis_offsets_read_positions_on_strided_queries():
+    text = AXIS_OFFSETS.replace("over   positions(H W)", "over   positions(H W, stride = 2)")
+    text = text.replace("conv1x1(x, C, bias = false)",
+                        "conv1x1(avgpool(x, 1, stride = 2), C, bias = false)")
+    # queries every 2nd position are the whole map's queries there: they read i·2
+    strided = attnspec.compile_text(text, C=8).double()
+    whole = attnspec.compile_text(AXIS_OFFSETS, C=8).double()
+    whole.load_state_dict(strided.state_dict())
+    x = torch.randn(1, 8, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(strided(x), whole(x)[:, :, ::2, ::2])

@@ -31,7 +31,8 @@ from ..values import (
 
 RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm", "l1")
-SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "bilinear", "pairs", "distance",
+SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "axis_offsets", "bilinear", "pairs",
+           "distance",
            "displacement", "window", "partition", "blocks", "memory", "identity", "positions",
            "channels", "residual", "repeat", "learned", "dropout", "index") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).
@@ -119,7 +120,26 @@ class CheckerBase:
             x, y = self.block(definition, env, None)
         if isinstance(y, Tensor):
             self.ir.output = y.node
+            if not self.diagnostics:
+                self.zero_edges_lowered()
         return self.ir
+
+    def zero_edges_lowered(self) -> None:
+        """`blocks(b, halo = h, edge = zeros)` attends keys beyond the map, which only the
+        halo kernel has (passes.fuse_halo): a spec that kernel cannot take is refused here,
+        where the range can be pointed at, not when it runs."""
+        if not any(n.op == "range" and n.attrs.get("zeros") for n in self.ir.nodes()):
+            return
+        from ..passes import fuse
+
+        for n in fuse(self.ir).nodes():
+            if n.op == "range" and n.attrs.get("zeros"):
+                self.error("unsupported", "`edge = zeros` attends keys beyond the map, which "
+                           "only the blocked kernel has: it takes softmax(E1(q, k) · s "
+                           "[+ E2(query = p, position = R) · s']) · v, R a per-axis encoding "
+                           "(axis_offsets, sinusoid, distance) under bias-free linear maps "
+                           "and read by this term alone, dropout on the weights, no key mask",
+                           n.span, "or leave the keys beyond the map out: edge = mask")
 
     def bind_params(self, d: Attention | Block, given: dict[str, Any],
                     spans: dict[str, Span] | None = None) -> dict:

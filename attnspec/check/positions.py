@@ -61,11 +61,16 @@ class Positions:
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
-        # the position plays the key: with `kv = G` one table per group of heads
+        # the position plays the key: with `kv = G` one table per group of heads; a head's
+        # width, one table for every head (AA-Net's and HaloNet's relative embeddings)
         dr = None if None in (d, self.kv) else d // heads * self.kv
-        if None not in (dr, r.type.axes[-1].size) and r.type.axes[-1].size != dr:
+        shared = d // heads if self.kv == heads else dr  # `kv = G`: G tables, as the keys
+        if None not in (dr, r.type.axes[-1].size) and \
+                r.type.axes[-1].size not in (dr, shared):
             return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
-                              f"features per offset, the query's heads read {dr}",
+                              f"features per offset, the query's heads read {dr}"
+                              + (f" (or {shared}: one table for every head)"
+                                 if shared != dr else ""),
                               args["position"].span, f"end it with linear({dr}, bias = false)")
         t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, over[1][1])))
         common = dict(base="e2", heads=heads, kv=self.kv, q_tokens=q_tokens, q_feature=qf,
@@ -211,6 +216,11 @@ class Positions:
                               "predicts: E2(query = ..., position = bilinear(R))", enc.span)
         if enc.kind == "distance":  # |q − k| per axis: one number each
             enc = replace(enc, dim=n)
+        elif enc.kind == "axis_offsets":  # a one-hot per axis, side by side
+            radii = self.radii(enc, n, by_index=False)
+            if radii is POISON:
+                return POISON
+            enc = replace(enc, dim=sum(2 * r + 1 for r in radii), radius=tuple(radii))
         elif enc.dim % (2 * n):
             return self.error("shape", f"sinusoid's dim {enc.dim} must split into a sine and a "
                               f"cosine half for each of the {n} axes: a multiple of {2 * n}",
@@ -224,9 +234,10 @@ class Positions:
         t = TensorType((Axis("pairs"), Axis("R", enc.dim)))
         steps = tuple(keys.type.axis(a).step for a in k_tokens)
         q_steps = tuple(x.type.axis(a).step for a in q_tokens)  # queries every s-th: s
-        if enc.kind == "distance":
-            node = self.add("distance", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
-                            k_tokens=k_tokens, steps=steps, q_steps=q_steps)
+        if enc.kind in ("distance", "axis_offsets"):
+            node = self.add(enc.kind, (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
+                            k_tokens=k_tokens, steps=steps, q_steps=q_steps,
+                            **({"radii": enc.radius} if enc.kind == "axis_offsets" else {}))
         else:
             node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
                             k_tokens=k_tokens, steps=steps, q_steps=q_steps, dim=enc.dim,
@@ -321,6 +332,18 @@ class Positions:
 
     call_displacement = call_offsets
 
+    def call_axis_offsets(self, e: Call):
+        """`axis_offsets(R)` (every axis) or `axis_offsets(R1, R2)`: each axis's offset k − q
+        as a one-hot of its own, the axes' one-hots side by side; after a bias-free linear
+        map, a learned vector per offset on each axis, the axes' vectors added."""
+        if not e.args or e.kwargs:
+            return self.error("wrong-arity", "axis_offsets takes its radius: axis_offsets(R), "
+                              "or one per axis", e.span)
+        radii = self.integers(e.args, 0, "an offset radius is a non-negative integer")
+        if radii in (POISON, UNKNOWN):
+            return POISON if self.check_only else radii
+        return Encoding(0, 0.0, 0, e.span, radius=tuple(radii), kind="axis_offsets")
+
     def call_pairs(self, e: Call):
         """`pairs(T, within = w)`: a one-hot of the absolute (query, key) positions, for the
         first T of each (AFT-full's learned w_{t,t'}); pairs farther apart than `within`, or
@@ -390,13 +413,31 @@ class Positions:
         return s if s in (POISON, UNKNOWN) else PartitionRange(s[0])
 
     def call_blocks(self, e: Call):
-        if len(e.args) != 1 or any(kw.name != "shift" for kw in e.kwargs):
-            return self.error("wrong-arity", "blocks takes a block size and a shift: "
-                              "blocks(b, shift = s)", e.span)
+        """`blocks(b, shift = s)`: Swin's (shifted) windows; `blocks(b, halo = h, edge = e)`:
+        HaloNet's haloed blocks, the keys beyond the map left out (`mask`) or attended as
+        zero vectors (`zeros`)."""
+        names = [kw.name for kw in e.kwargs]
+        if len(e.args) != 1 or any(k not in ("shift", "halo", "edge") for k in names) or \
+                len(set(names)) < len(names) or "shift" in names and "halo" in names or \
+                "edge" in names and "halo" not in names:
+            return self.error("wrong-arity", "blocks takes a block size and a shift, or a "
+                              "halo and an edge: blocks(b, shift = s), blocks(b, halo = h, "
+                              "edge = mask | zeros)", e.span)
+        given = {kw.name: kw for kw in e.kwargs}
         b = self.integers(e.args, 1, "a block's size is a positive integer")
-        s = self.integers([kw.value for kw in e.kwargs], 0, "a shift is a non-negative integer")
-        if POISON in (b, s) or UNKNOWN in (b, s):
-            return POISON if POISON in (b, s) else UNKNOWN
+        s = self.integers([kw.value for kw in e.kwargs if kw.name != "edge"], 0,
+                          f"a {'halo' if 'halo' in given else 'shift'} is a non-negative "
+                          "integer")
+        edge = self.value(given["edge"].value, "word") if "edge" in given else "mask"
+        if POISON in (b, s, edge) or UNKNOWN in (b, s, edge):
+            return POISON if POISON in (b, s, edge) else UNKNOWN
+        edge = getattr(edge, "name", edge)  # a word, or a choice parameter's value
+        if edge not in ("mask", "zeros"):
+            return self.error("wrong-type", "`edge` is `mask` (keys beyond the map are left "
+                              "out: the default) or `zeros` (they are zero vectors, attended)",
+                              given["edge"].value.span)
+        if "halo" in given:
+            return BlocksRange(b[0], halo=s[0], zeros=edge == "zeros")
         if s and s[0] >= b[0]:
             return self.error("wrong-type", f"a shift is less than the block size ({b[0]}), "
                               f"not {s[0]}", e.kwargs[0].value.span,

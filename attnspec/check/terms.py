@@ -344,7 +344,9 @@ class Terms:
             elif isinstance(rng, BlocksRange):
                 if self.blocks_pooled(logits, over, e.span) is POISON:
                     return POISON
-                extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1])
+                extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1],
+                             **({} if rng.halo is None else {"halo": rng.halo,
+                                                             "zeros": rng.zeros}))
             elif window:
                 keys = self.ir.node(logits.keys).type
                 extra = dict(window=rng.radius, dilation=rng.head_dilations(heads),
