@@ -250,6 +250,10 @@ NOT_YET = (
      "global GE-θ, GE-θ⁻ and GE-θ⁺; their extent-8 GE-θ is a figure in their README "
      "(figures/GEP8.jpg), and neither it nor the paper's text on the local learned gather "
      "could be read here"),
+    ("halo", "HaloNet's attention downsampling (the strided layers of its stages, which "
+     "replace the strided convolutions)", "the facts: how the paper subsamples a block's "
+     "queries could not be read here, and there is no official code (the language writes "
+     "strided queries: `over positions(H W, stride = s)`)"),
 )
 
 TIER2_INTRO = """\
@@ -262,15 +266,6 @@ could not be checked here, or a construct the language lacks.
 
 # (mechanism, paper, what it needs)
 TIER2_NOT_YET = (
-    ("halo", "HaloNet, Vaswani et al. 2021", "the paper's own statement of three details "
-     "(no official code; the paper's §2–4 could not be read here): whether out-of-image "
-     "halo keys are masked (the authors' earlier tensor2tensor local_attention_2d) or "
-     "attended as zeros (timm's re-implementation), whether the relative embeddings are "
-     "per-axis tables added or halves concatenated (SASA), and where 1/√d applies. The "
-     "language can write either reading: queries in b × b blocks by `split`, each block's "
-     "keys `patches(k, H W, kernel = b + 2h, stride = b, padding = h)`, a mask the same "
-     "windows of a map of ones (a reference under the masked reading was written and "
-     "kept out)"),
     ("ufo", "UFO-ViT, Song 2021", "expressible (`dot` over the tokens for Kᵀ V, `norm`, a "
      "learned γ per head); not shipped because the axis XNorm normalises Kᵀ V over could "
      "not be checked against the paper here (its method section is not readable here), "

@@ -166,6 +166,10 @@ CASES = [
     Case("crossformer", dict(dim=256, lsda_flag=1, interval=4), (4, 25, 38, 256),
          (2, 9, 10, 64), "backbone_lda", definition="CrossFormerBackboneBlock"),
     Case("lambda_layer", dict(C=256), (8, 256, 14, 14), (2, 64, 7, 7)),
+    # HaloNet's layer at its defaults (blocks of 8, haloes of 3, 8 heads) on a 32 × 32 map
+    # of 256 channels; the window's positions beyond the map attended as zeros, or left out
+    Case("halo", dict(C=256), (8, 256, 32, 32), (2, 64, 16, 16)),
+    Case("halo", dict(C=256, edge="mask"), (8, 256, 32, 32), (2, 64, 16, 16), "mask"),
     # intra-depth |u| = 4, in the lambdas' form (tensor operators, the lambda convolution
     # per value depth)
     Case("lambda_layer", dict(C=256, u=4), (8, 256, 14, 14), (2, 64, 7, 7), "u4",
@@ -236,6 +240,7 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "mobilevit_attn": dict(in_channels=32, transformer_dim=64, ffn_dim=128,
                                        head_dim=16),
                 "vip": dict(dim=64, segment_dim=8),
+                "halo": dict(C=64), "halo/mask": dict(C=64, edge="mask"),
                 "crossformer": dict(dim=64, group_size=4),
                 "crossformer/lda": dict(dim=64, group_size=4, lsda_flag=1),
                 "crossformer/backbone": dict(dim=64, group_size=4),

@@ -148,6 +148,18 @@ CASES = [
          ((2, 12, 6, 5), (3, 12, 4, 5))),
     Case("coatnet", dict(C=8, head_size=4, max_h=3, max_w=2), ((2, 8, 5, 6), (1, 8, 4, 3))),
     Case("coatnet", dict(C=64), ((2, 64, 5, 6), (3, 64, 14, 14))),
+    # halo (HaloNet): sides that are and are not multiples of the block, windows past the
+    # map's edge attended as zeros and left out, q, k widths other than v's, biased
+    # projections, no relative term, a block as wide as the map; the defaults (8, 3, 8 heads)
+    Case("halo", dict(C=16, M=2, block_size=2, halo_size=1), ((2, 16, 4, 6), (3, 16, 5, 7))),
+    Case("halo", dict(C=16, M=2, block_size=3, halo_size=2, edge="mask"),
+         ((2, 16, 6, 6), (3, 16, 7, 5))),
+    Case("halo", dict(C=12, out=8, M=4, dim_head=3, block_size=2, halo_size=2,
+                      qkv_bias=True), ((2, 12, 5, 6), (1, 12, 3, 9))),
+    Case("halo", dict(C=8, M=2, block_size=4, halo_size=1, relative=False, edge="mask"),
+         ((2, 8, 4, 4), (3, 8, 9, 6))),
+    Case("halo", dict(C=16, M=2, block_size=4, halo_size=0), ((2, 16, 4, 4), (1, 16, 2, 3))),
+    Case("halo", dict(C=32), ((2, 32, 16, 16), (1, 32, 10, 13))),
     # residual_attention (CSRA): T = 1, the code's max pooling T = 99, another T and λ, T < 1
     # on 1×1 and 2×9 maps; MHA: every head count in the authors' table, and another λ
     *[Case("residual_attention", params, ((2, C, 5, 7), (3, C, 6, 4)))

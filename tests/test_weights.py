@@ -165,6 +165,8 @@ AUTHORS_INITS = [
     # mmcv's kaiming_init(fan_in, leaky_relu, a = 1, uniform): U(±√(3 / fan_in)), std 1/√fan
     ("generalized", None, dict(C=576), "query_conv1x1", 1 / math.sqrt(576)),
     ("generalized", None, dict(C=576), "key_conv", 1 / math.sqrt(2 * 64) / math.sqrt(3)),  # u
+    # no HaloNet code: BoTNet's relative embeddings, N(0, dim_head^−1)
+    ("halo", None, dict(C=512), "rel_linear", 64 ** -0.5),
 ]
 
 

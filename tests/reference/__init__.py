@@ -33,6 +33,7 @@ from .gather_excite import GatherExcite, GatherExciteTheta, GatherExciteThetaPlu
 from .gcnet import GCNet
 from .generalized import Generalized
 from .gfnet import GFNetBlock, GFNetBlockLayerScale, GlobalFilter
+from .halo import HaloAttention
 from .lambda_layer import LambdaIntraDepth, LambdaLayer
 from .linear_attention import LinearAttention
 from .mhsa import MHSA, CrossAttention
@@ -112,6 +113,7 @@ REFERENCES = {
     "parnet": SSE,
     "separable_sa": SeparableSA,
     "coatnet": CoAtNet,
+    "halo": HaloAttention,
     "residual_attention": CSRA,
     "residual_attention.MHA": MHA,
     "coord": CoordAtt,
@@ -154,7 +156,8 @@ __all__ = [
     "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
     "ExternalAttention", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",
     "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
-    "GlobalFilter", "LambdaIntraDepth", "LambdaLayer", "LinearAttention", "Longformer", "LSDA",
+    "GlobalFilter", "HaloAttention", "LambdaIntraDepth", "LambdaLayer", "LinearAttention",
+    "Longformer", "LSDA",
     "LSDABackbone", "Luong", "MHA", "MHSA", "MobileViTAttn", "MUSE", "MUSESeparable",
     "NonLocal", "NonLocal3D", "ObjectContext", "OutlookAttention", "Outlooker", "Polarized",
     "PolarizedChannel", "PolarizedSpatial", "PositionAttention", "PSANet", "PyramidOC", "Row",
