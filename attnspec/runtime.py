@@ -440,8 +440,9 @@ def halo_sdpa(q, k, v, sizes, size: int, halo: int, scale: float, zeros: bool,
     window of its keys, the block and h positions around it; keys beyond the map left out,
     or with `zeros` attended as zero vectors (the map zero-padded). p [B, M, N, d] (None:
     q) and rows [Σ_a b·(b + 2h), G·d], one block's (query, key) pairs on each axis (key j
-    at j − h): an E2 term, its axes' products added. As HaloNet computes it: one window of keys and
-    values per block (unfold), then a batched product per block, [B, M, blocks, L, S]."""
+    at j − h): an E2 term, its axes' products added. As HaloNet computes it: one window
+    of keys and values per block (unfold), then a batched product per block, [B, M,
+    blocks, L, S]."""
     n, span = len(sizes), size + 2 * halo
     blocks = [-(-s // size) for s in sizes]
     queries = _blocks_of(q, sizes, blocks, size)  # [B, M, W, L, d]
