@@ -247,15 +247,21 @@ def _emit_e4(em, n: Node, args):
 
     a = n.attrs
     q_sizes, k_sizes = em.sizes(n.inputs[1], a["q_tokens"]), em.sizes(n.inputs[2], a["k_tokens"])
+    origin = {}
     if a.get("block"):  # one block's pairs (passes.fuse_blocked): q − k is all it reads
         q_sizes = k_sizes = (a["block"],) * len(a["q_tokens"])
+    elif a.get("halo_block"):  # a haloed block against its window (passes.fuse_halo)
+        size, halo = a["halo_block"]
+        q_sizes, k_sizes = (size,) * len(q_sizes), (size + 2 * halo,) * len(k_sizes)
+        origin = {"k_origin": -halo}
     table = _per_head_columns(em, n, _scaled(em, args[0], a), a["heads"])
     if a.get("flip"):  # offsets(R, of = query): row i is q − k's; over symmetric radii the
         table = em.method(table, "flip", 0)  # k − q order is that order reversed
     if a.get("pairs") is not None:
         return em.call(runtime.pair_bias, table, q_sizes, k_sizes, *a["pairs"])
     if a.get("radii") is not None or a.get("sized"):  # sized: radii n − 1 at run time
-        return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radii"])
+        return em.call(runtime.offset_bias, table, q_sizes, k_sizes, a["steps"], a["radii"],
+                       **origin)
     return em.call(runtime.relative_bias, table, q_sizes, k_sizes)
 
 
@@ -821,14 +827,17 @@ def _emit_halo(em, n: Node, args):
 
     a = n.attrs
     q, k, v = _heads_of(em, n, args)
-    relative = ()
+    terms, rest = {}, list(args[3:])
     if a["relative"]:  # E2's queries (None: E1's) in the heads layout, its rows for a block
         p = None if a["p_feature"] is None else to_heads(
-            em, args[3], em.type(n.inputs[3]), a["q_tokens"], a["p_feature"], a["heads"])
-        relative = (p, _scaled(em, args[-1], a))  # E2's factor (passes.fold_position_scales)
+            em, rest.pop(0), em.type(n.inputs[3]), a["q_tokens"], a["p_feature"], a["heads"])
+        # E2's factor (passes.fold_position_scales, and the sum's scale)
+        terms.update(p=p, rows=_scaled(em, rest.pop(0), a))
+    if a["bias"]:  # E4 on one block's pairs: [1, M, L, S]
+        terms["bias"] = rest.pop(0)
     drop = em.attr(a["dropout"]) if a.get("dropout") else None  # its p while training
     y = em.call(runtime.halo_sdpa, q, k, v, em.sizes(a["sizes_of"], a["q_tokens"]),
-                a["blocks"][0], a["halo"], a["scale"], a["zeros"], *relative, dropout=drop)
+                a["blocks"][0], a["halo"], a["scale"], a["zeros"], dropout=drop, **terms)
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
 

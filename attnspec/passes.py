@@ -323,50 +323,112 @@ def fuse_blocked(ir: IR) -> IR:
 
 
 def fuse_halo(ir: IR) -> IR:
-    """softmax(E1(q, k) · s [+ E2(p, R) · s']) · v over range blocks(b, halo = h), R a
-    per-axis encoding of q − k (sinusoid, axis_offsets, distance) and bias-free linear
-    maps, dropout on the weights allowed → one `halo` node (runtime.halo_sdpa): each
-    block of queries against the window of its keys, the encoding evaluated on one block's
-    pairs (the same for every block), instead of [Q, K] logits over the whole map with a
-    mask. The only lowering of `edge = zeros`: the [Q, K] form has no keys beyond the map
-    (check/formulation.py refuses such a spec when this pass cannot take it)."""
+    """softmax(E1(q, k) · s [+ E2(p, R) · s'] [+ E4(...)]) · v (the sum scaled as a whole
+    or term by term) over range blocks(b, halo = h): E2's R a per-axis encoding of q − k
+    (sinusoid, axis_offsets, distance) under bias-free linear maps, E4 a table of q − k
+    (offsets, displacement with radii, or a per-axis encoding), dropout on the weights
+    allowed → one `halo` node (runtime.halo_sdpa): each block of queries against the
+    window of its keys, the position terms evaluated on one block's pairs (the same for
+    every block), instead of [Q, K] logits over the whole map with a mask. The only
+    lowering of `edge = zeros`: the [Q, K] form has no keys beyond the map
+    (check/base.py refuses such a spec when this pass cannot take it)."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]]:
         weights, drop = _without_dropout(ir, agg)
-        chain, term = _softmax_chain(ir, weights.name), None
-        if chain is None:
-            found = _biased_chain(ir, weights.name)
-            if found is None or halo_encoding(ir, found[1]) is None:
-                continue
-            chain, term = found
-        e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
+        found = _halo_chain(ir, weights.name)
+        if found is None:
+            continue
+        chain, e1, outer, e2, e4 = found
+        ranges = [ir.node(n) for n in chain if ir.node(n).op == "range"]
         if len(ranges) != 1 or ranges[0].attrs.get("halo") is None or \
                 len(ranges[0].inputs) > 1 or e1.attrs.get("kv") not in (None, e1.attrs["heads"]):
             continue
         r = ranges[0].attrs
+        block = (r["blocks"][0], r["halo"])
         attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "blocks": r["blocks"],
-                 "halo": r["halo"], "zeros": r.get("zeros", False), "relative": term is not None,
-                 "dropout": ir.node(drop[0]).module if drop else None}
+                 "halo": r["halo"], "zeros": r.get("zeros", False), "relative": e2 is not None,
+                 "bias": e4 is not None, "dropout": ir.node(drop[0]).module if drop else None}
         inputs = (*e1.inputs, agg.inputs[1])
-        if term is not None:  # E2: its queries and its rows, the encoding cut to one block
-            e2 = ir.node(term)
-            ir.node(halo_encoding(ir, term)).attrs["block"] = (r["blocks"][0], r["halo"])
+        if e2 is not None:  # E2: its queries and its rows, the encoding cut to one block
+            ir.node(halo_encoding(ir, e2.name)).attrs["block"] = block
             own = e2.inputs[0] != e1.inputs[0]  # E2's queries other than E1's
             inputs += e2.inputs[:2] if own else e2.inputs[1:2]
             attrs.update(p_feature=e2.attrs["q_feature"] if own else None,
-                         factor=e2.attrs.get("factor", 1.0))
+                         factor=e2.attrs.get("factor", 1.0) * outer)
+        if e4 is not None:  # E4 stays a node, evaluated on one block's pairs
+            encoding = _halo_e4_encoding(ir, e4.name)
+            if encoding is not None:
+                ir.node(encoding).attrs["block"] = block
+            e4.attrs.update(halo_block=block, factor=e4.attrs.get("factor", 1.0) * outer)
+            inputs += (e4.name,)
         fused = Node(agg.name, "halo", inputs, agg.type, "context", agg.span, attrs)
-        ir.replace(chain + ([term] if term else []) + drop + [agg.name], fused)
+        ir.replace(chain + ([e2.name] if e2 is not None else []) + drop + [agg.name], fused)
     return ir
 
 
+def _halo_chain(ir: IR, name: str):
+    """The chain under a halo softmax: (its nodes to replace, from E1 to the softmax, the
+    E1 node, the factor scaling the whole sum, the E2 and E4 nodes or None), each node
+    used once; None when the weight is not E1 plus at most one E2 and one E4 that the
+    halo kernel reads."""
+    node, chain, outer = ir.node(name), [], 1.0
+    if node.op != "softmax_keys":
+        return None
+    while node.op in ("softmax_keys", "range", "scale") and len(ir.users(node.name)) == 1:
+        chain.append(node.name)
+        outer *= node.attrs["factor"] if node.op == "scale" else 1.0
+        node = ir.node(node.inputs[0])
+    sums, leaves = _summed(ir, node.name)
+    e1s = [leaf for leaf in leaves if _e1_chain(ir, leaf) is not None]
+    rest = [ir.node(leaf) for leaf in leaves if leaf not in e1s]
+    e2 = [n for n in rest if halo_encoding(ir, n.name) is not None]
+    e4 = [n for n in rest if _halo_e4(ir, n)]
+    if len(e1s) != 1 or len(e2) > 1 or len(e4) > 1 or len(e2) + len(e4) != len(rest):
+        return None
+    # the chain's scales are E1's and the whole sum's: the kernel's scale is their product
+    chain = _e1_chain(ir, e1s[0])[::-1] + sums + chain[::-1]
+    return chain, ir.node(chain[0]), outer, (e2 or [None])[0], (e4 or [None])[0]
+
+
+def _summed(ir: IR, name: str) -> tuple[list[str], list[str]]:
+    """A sum of terms, nested add_terms each used once: (the add_terms nodes, the terms)."""
+    node = ir.node(name)
+    if node.op != "add_terms" or len(ir.users(name)) != 1:
+        return [], [name]
+    sums, leaves = [name], []
+    for side in node.inputs:
+        more, terms = _summed(ir, side)
+        sums += more
+        leaves += terms
+    return sums, leaves
+
+
+def _halo_e4(ir: IR, node: Node) -> bool:
+    """An E4 term the halo kernel evaluates on one block's pairs: a table of the offset
+    with fixed radii, or a per-axis encoding read by it alone; keys every position."""
+    a = node.attrs
+    if node.op != "E4" or len(ir.users(node.name)) != 1 or a.get("pairs") is not None or \
+            a.get("sized") or set(a.get("steps", (1,))) != {1}:
+        return False
+    return a.get("radii") is not None or _halo_e4_encoding(ir, node.name) is not None
+
+
+def _halo_e4_encoding(ir: IR, name: str) -> str | None:
+    """The per-axis encoding under an E4 term (None for a table of joint offsets)."""
+    return _per_axis_encoding(ir, ir.node(name).inputs[0])
+
+
 def halo_encoding(ir: IR, name: str) -> str | None:
-    """The per-axis encoding under an E2 term that the halo kernel can read one block of:
-    E2 ← bias-free linear maps ← sinusoid | axis_offsets | distance, each used once only
-    (the encoding is cut to one block's pairs: no other reader may see that)."""
+    """The per-axis encoding under an E2 term that the halo kernel can read one block of."""
     node = ir.node(name)
     if node.op != "E2" or len(ir.users(name)) != 1:
         return None
-    node = ir.node(node.inputs[1])
+    return _per_axis_encoding(ir, node.inputs[1])
+
+
+def _per_axis_encoding(ir: IR, name: str) -> str | None:
+    """name ← bias-free linear maps ← sinusoid | axis_offsets | distance, each used once
+    only (the encoding is cut to one block's pairs: no other reader may see that)."""
+    node = ir.node(name)
     while len(ir.users(node.name)) == 1:
         if node.op in ("sinusoid", "axis_offsets", "distance"):
             return node.name

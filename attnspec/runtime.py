@@ -433,16 +433,18 @@ def blocked_sdpa(q, k, v, sizes, size: int, shift: int, bias: torch.Tensor | Non
 
 def halo_sdpa(q, k, v, sizes, size: int, halo: int, scale: float, zeros: bool,
               p: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+              bias: torch.Tensor | None = None,
               dropout: torch.nn.Module | None = None) -> torch.Tensor:
-    """softmax(q·kᵀ·scale [+ p·R_{q−k}])·v within haloed blocks (`range blocks(b, halo =
-    h)`): q, k, v [B, M, N, d], N the axes of `sizes` flattened. The queries in blocks b
-    wide on every axis (the map padded to whole blocks at the end), each block against the
-    window of its keys, the block and h positions around it; keys beyond the map left out,
-    or with `zeros` attended as zero vectors (the map zero-padded). p [B, M, N, d] (None:
-    q) and rows [Σ_a b·(b + 2h), G·d], one block's (query, key) pairs on each axis (key j
-    at j − h): an E2 term, its axes' products added. As HaloNet computes it: one window
-    of keys and values per block (unfold), then a batched product per block, [B, M,
-    blocks, L, S]."""
+    """softmax(q·kᵀ·scale [+ p·R_{q−k}] [+ T])·v within haloed blocks (`range blocks(b,
+    halo = h)`): q, k, v [B, M, N, d], N the axes of `sizes` flattened. The queries in
+    blocks b wide on every axis (the map padded to whole blocks at the end), each block
+    against the window of its keys, the block and h positions around it; keys beyond the
+    map left out, or with `zeros` attended as zero vectors (the map zero-padded). p [B, M,
+    N, d] (None: q) and rows [Σ_a b·(b + 2h), G·d], one block's (query, key) pairs on each
+    axis (key j at j − h): an E2 term, its axes' products added; bias [1, M, L, S], an E4
+    term on one block's pairs (the same for every block). As HaloNet computes it: one
+    window of keys and values per block (unfold), then a batched product per block, [B,
+    M, blocks, L, S]."""
     n, span = len(sizes), size + 2 * halo
     blocks = [-(-s // size) for s in sizes]
     queries = _blocks_of(q, sizes, blocks, size)  # [B, M, W, L, d]
@@ -451,6 +453,8 @@ def halo_sdpa(q, k, v, sizes, size: int, halo: int, scale: float, zeros: bool,
     if rows is not None:
         p = queries if p is None else _blocks_of(p, sizes, blocks, size)
         logits = logits + _halo_relative(p, rows, size, span)
+    if bias is not None:
+        logits = logits + bias.unsqueeze(2)
     if not zeros:  # the window's keys beyond the map are not keys
         inside = _windows_of(q.new_ones(1, 1, math.prod(sizes), 1), sizes, blocks, size, halo)
         logits = logits.masked_fill(inside[0, 0, :, None, :, 0] == 0, float("-inf"))
@@ -871,7 +875,7 @@ def displacement_rows(like: torch.Tensor, radii, sizes: bool = False) -> torch.T
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).flatten(0, -2)
 
 
-def offset_index(q_sizes, k_sizes, steps, radii, device):
+def offset_index(q_sizes, k_sizes, steps, radii, device, k_origin: int = 0):
     """For every (query, key) pair, the row of the key's offset k − q in a table of the
     joint offsets within `radii` (row-major, each axis from −R to R: a kernel's positions
     in torch's order), and whether it is within them: two [Q, K] tensors. `radii` None:
@@ -880,7 +884,7 @@ def offset_index(q_sizes, k_sizes, steps, radii, device):
         radii = [nq - 1 for nq in q_sizes]
     index, inside, n = 0, True, len(q_sizes)
     for a, (nq, nk, step, r) in enumerate(zip(q_sizes, k_sizes, steps, radii)):
-        delta = -_q_minus_k(nq, nk, step, device)  # where the key is, seen from the query
+        delta = -_q_minus_k(nq, nk, step, device, k_origin=k_origin)  # the key, from the query
         shape = [*(nq if b == a else 1 for b in range(n)), *(nk if b == a else 1 for b in range(n))]
         index = index * (2 * r + 1) + (delta + r).reshape(shape)
         inside = inside & (delta.abs() <= r).reshape(shape)
@@ -888,10 +892,12 @@ def offset_index(q_sizes, k_sizes, steps, radii, device):
     return index, inside.flatten(n).flatten(0, n - 1)
 
 
-def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radii) -> torch.Tensor:
+def offset_bias(table: torch.Tensor, q_sizes, k_sizes, steps, radii, k_origin: int = 0
+                ) -> torch.Tensor:
     """E4 on `offsets(R)`: table [rows, M], one row per joint offset → [1, M, Q, K]; pairs
-    farther apart than the radii get 0."""
-    return _looked_up(table, *offset_index(q_sizes, k_sizes, steps, radii, table.device))
+    farther apart than the radii get 0. Key j sits at j·step + k_origin."""
+    return _looked_up(table, *offset_index(q_sizes, k_sizes, steps, radii, table.device,
+                                           k_origin))
 
 
 def _looked_up(table: torch.Tensor, index: torch.Tensor, inside: torch.Tensor):

@@ -65,8 +65,7 @@ CASES = [
     Case("blocks_shift_too_large", (("wrong-type", 5, 31, "ws"),)),
     Case("halo_zeros_unlowered", (("unsupported", 7, 12,
                                    "softmax(E1(query = conv1x1(C), key = conv1x1(C))\n"
-                                   "                   + E4(position = offsets(4) >> "
-                                   "linear(2, bias = false)))"),), params={}),
+                                   "                   + E3(key = conv1x1(2)))"),), params={}),
     Case("halo_with_shift", (("wrong-arity", 5, 12, "blocks(4, shift = 2, halo = 1)"),)),
     Case("halo_edge_word", (("wrong-type", 5, 39, "reflect"),)),
     Case("blocks_pooled_keys", (("unsupported", 7, 12,

@@ -587,53 +587,61 @@ def test_blocks_with_shared_heads_or_a_padding_mask_keep_the_dense_form(edit):
 
 
 HALO = """
-attention Haloed(D: int, M: int = 2, b: int = 3, h: int = 1, term: int = 1) {{
+attention Haloed(D: int, M: int = 2, b: int = 3, h: int = 1) {{
     input  x: [B, {layout}, D]
     let    q = linear(x, D)
     over   positions({axes})
     range  blocks(b, halo = h{edge})
     heads  M
-    weight dropout(softmax(E1(query = q, key = linear(D)) * 0.5
-                   + (E2(query = q, position = axis_offsets(b + h - 1)
-                                    >> linear(D / M, bias = false)) * 0.7 if term == 1 else
-                      E2(query = linear(x, D), position = sinusoid({n2}) >> linear(D, bias = false))
-                      if term == 2 else 0)), p = 0.2)
+    weight dropout(softmax({weight}), p = 0.2)
     value  linear(D)
     output linear(D)
 }}
 """
+E1 = "E1(query = q, key = linear(D))"
+E2_AXES = "E2(query = q, position = axis_offsets(b + h - 1) >> linear(D / M, bias = false))"
+HALO_WEIGHTS = {  # what the halo kernel takes: E1, at most one E2 and one E4, scaled
+    "E1": f"{E1} * 0.5",
+    "E1+E2": f"{E1} * 0.5 + {E2_AXES} * 0.7",
+    "E1+E2(sinusoid, own queries)": f"{E1} * 0.5 + E2(query = linear(x, D), position = "
+                                    "sinusoid({n2}) >> linear(D, bias = false))",
+    "(E1+E2+E4)*s": f"({E1} + {E2_AXES} + E4(position = offsets(b + h - 1, of = query) "
+                    ">> linear(M, bias = false))) * 0.4",
+    "E4(per axis)+E1": f"E4(position = axis_offsets(b + h) >> linear(1, bias = false)) + {E1}",
+}
 
 
-def _halo(axes: str, edge: str = "", **params):
+def _halo(axes: str, weight: str, edge: str = "", **params):
     n = len(axes.split())
-    text = HALO.format(axes=axes, layout=axes.replace(" ", ", "), edge=edge, n2=2 * n)
+    text = HALO.format(axes=axes, layout=axes.replace(" ", ", "), edge=edge,
+                       weight=HALO_WEIGHTS[weight].replace("{n2}", str(2 * n)))
     return attnspec.build_ir(attnspec.parse(text), D=8, **params)
 
 
 @pytest.mark.parametrize("axes, shape, b, h", [
     ("H W", (2, 6, 6), 3, 1), ("H W", (2, 7, 5), 3, 2), ("N", (2, 10), 4, 3),
     ("T H W", (1, 4, 5, 3), 2, 1), ("H W", (2, 2, 2), 3, 0)])
-@pytest.mark.parametrize("term", [0, 1, 2])
+@pytest.mark.parametrize("weight", HALO_WEIGHTS)
 def test_haloed_blocks_lower_to_windows_equal_to_the_dense_mask_and_the_definition(
-        axes, shape, b, h, term):
+        axes, shape, b, h, weight):
     # by the definition: a key moves the queries whose block lies within h of it
     grids = torch.meshgrid(*[torch.arange(n) for n in shape[1:]], indexing="ij")
     coords = torch.stack([g.flatten() for g in grids])  # [n, N]
     start = coords // b * b
     near = ((coords[:, None, :] >= start[:, :, None] - h) &
             (coords[:, None, :] < start[:, :, None] + b + h)).all(0)  # [query, key]
-    _fused_as_dense_and_reaching(_halo(axes, b=b, h=h, term=term), runtime.halo_sdpa, shape,
+    _fused_as_dense_and_reaching(_halo(axes, weight, b=b, h=h), runtime.halo_sdpa, shape,
                                  near)
 
 
-@pytest.mark.parametrize("term", [0, 1])
-def test_zero_edges_are_the_masked_form_on_the_map_padded_with_zeros(term):
+@pytest.mark.parametrize("weight", HALO_WEIGHTS)
+def test_zero_edges_are_the_masked_form_on_the_map_padded_with_zeros(weight):
     # with h = b the padded map's blocks are the map's, one block on: there the window's
     # positions beyond the map are positions of the map, of zero keys and values (zero
     # inputs, key and value biases off), and the masked form attends them all
     b = h = 2
-    zeros = lower(_halo("H W", ", edge = zeros", b=b, h=h, term=term)).double().eval()
-    masked = lower(_halo("H W", b=b, h=h, term=term)).double().eval()
+    zeros = lower(_halo("H W", weight, ", edge = zeros", b=b, h=h)).double().eval()
+    masked = lower(_halo("H W", weight, b=b, h=h)).double().eval()
     assert runtime.halo_sdpa in targets(zeros)
     for name, p in zeros.named_parameters():
         torch.nn.init.normal_(p, std=0.3)

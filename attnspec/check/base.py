@@ -135,10 +135,11 @@ class CheckerBase:
         for n in fuse(self.ir).nodes():
             if n.op == "range" and n.attrs.get("zeros"):
                 self.error("unsupported", "`edge = zeros` attends keys beyond the map, which "
-                           "only the blocked kernel has: it takes softmax(E1(q, k) · s "
-                           "[+ E2(query = p, position = R) · s']) · v, R a per-axis encoding "
-                           "(axis_offsets, sinusoid, distance) under bias-free linear maps "
-                           "and read by this term alone, dropout on the weights, no key mask",
+                           "only the blocked kernel has: it takes softmax(E1(q, k) [+ E2(query "
+                           "= p, position = R)] [+ E4(position = T)], scaled) · v, R a "
+                           "per-axis encoding (axis_offsets, sinusoid, distance) under "
+                           "bias-free linear maps, T that or a table of offsets, each read by "
+                           "its term alone, dropout on the weights, no key mask",
                            n.span, "or leave the keys beyond the map out: edge = mask")
 
     def bind_params(self, d: Attention | Block, given: dict[str, Any],
