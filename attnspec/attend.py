@@ -808,14 +808,20 @@ def _emit_blocked(em, n: Node, args):
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
 
 
-def _blocked_flops(ins, out, a, b):
+def _block_queries(ins, a, b) -> tuple[int, int, int, int]:
+    """A blocked kernel's query count over whole blocks (the map padded to them), the
+    number of indexed axes, and the query and value widths."""
     q, v = ins[0], ins[2]
     d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
     size = a["blocks"][0]
     sizes = [axis_size(q.axis(t), b) for t in a["q_tokens"]]
     batch = q.numel(b) // d // math.prod(sizes)
-    queries = batch * math.prod(-(-n // size) * size for n in sizes)  # whole blocks
-    return queries * size ** len(sizes) * (2 * d + 2 * dv)
+    return batch * math.prod(-(-n // size) * size for n in sizes), len(sizes), d, dv
+
+
+def _blocked_flops(ins, out, a, b):
+    queries, n, d, dv = _block_queries(ins, a, b)
+    return queries * a["blocks"][0] ** n * (2 * d + 2 * dv)
 
 
 _register("blocked", "softmax(q·kᵀ·s + T)·v within blocks: Swin's (shifted) windows, cut "
@@ -842,16 +848,11 @@ def _emit_halo(em, n: Node, args):
 
 
 def _halo_flops(ins, out, a, b):
-    q, v = ins[0], ins[2]
-    d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
-    size, halo = a["blocks"][0], a["halo"]
-    sizes = [axis_size(q.axis(t), b) for t in a["q_tokens"]]
-    batch = q.numel(b) // d // math.prod(sizes)
-    n = len(sizes)
-    queries = batch * math.prod(-(-s // size) * size for s in sizes)  # whole blocks
-    flops = queries * (size + 2 * halo) ** n * (2 * d + 2 * dv)
+    queries, n, d, dv = _block_queries(ins, a, b)
+    span = a["blocks"][0] + 2 * a["halo"]
+    flops = queries * span ** n * (2 * d + 2 * dv)
     if a["relative"]:  # each query against each axis's window row
-        flops += queries * n * (size + 2 * halo) * 2 * d
+        flops += queries * n * span * 2 * d
     return flops
 
 
