@@ -528,6 +528,9 @@ CASES = [
                             ("none", True, False), ("none", False, True),
                             ("both", True, True))],
     Case("cbam", dict(C=32, pool="max", lse=True, no_spatial=True), image(32)),
+    # ... the paper's spatial-first arrangement, with and without BN, with another pool
+    *[Case("cbam", dict(C=C, r=r, k=k, bn=bn, pool=pool, order="spatial_first"), image(C))
+      for C, r, k, bn, pool in ((32, 16, 7, True, "both"), (16, 4, 3, False, "avg"))],
     # ... and each gate as its own definition
     Case("cbam", dict(C=16, r=4, pool="max"), image(16), definition="ChannelGate"),
     Case("cbam", dict(C=16, r=4, pool="none", lp=True, lse=True), image(16),

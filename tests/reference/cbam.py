@@ -15,6 +15,10 @@ Official code: Jongchan/attention-module (MODELS/cbam.py, MODELS/model_resnet.py
   F.lp_pool2d(x, 2, (H, W)): the square root of the sum of squares) and 'lse' (their
   logsumexp_2d: the maximum taken out, log of the sum of exponentials, added back) if
   asked; no_spatial: their CBAM's channel gate alone.
+- order: channel_first (their code, the paper's choice) or spatial_first, the paper's
+  sequential spatial-then-channel arrangement (its §4.1 ablation of the arrangement): the
+  spatial gate on x, the channel gate on the spatially gated map, its pooled descriptors
+  taken from that map.
 """
 
 import torch
@@ -63,31 +67,43 @@ class CBAM(nn.Module):
     """x: [B, C, H, W] -> [B, C, H, W]."""
 
     def __init__(self, C: int, r: int = 16, k: int = 7, bn: bool = True, pool: str = "both",
-                 lp: bool = False, lse: bool = False, no_spatial: bool = False):
+                 lp: bool = False, lse: bool = False, no_spatial: bool = False,
+                 order: str = "channel_first"):
         super().__init__()
+        if order not in ("channel_first", "spatial_first"):
+            raise ValueError(f"CBAM: order is channel_first or spatial_first, not {order}")
+        self.order = order
         self.pool_types = {"both": ["avg", "max"], "avg": ["avg"], "max": ["max"],
                            "none": []}[pool] + ["lp"] * lp + ["lse"] * lse
         hidden = C // r
         if hidden < 1:
             raise ValueError(f"CBAM: C // r must be >= 1, got C={C}, r={r}")
-        # Registration order = state_dict order: fc1, fc2, the spatial gate's conv and bn.
+        # Registration order = state_dict order = the order the gates apply: fc1, fc2, the
+        # spatial gate's conv and bn (spatial_first: the spatial gate's first).
+        if order == "spatial_first" and not no_spatial:
+            self.spatial = SpatialGate(k, bn)
         self.fc1 = nn.Linear(C, hidden)
         self.fc2 = nn.Linear(hidden, C)
-        self.spatial = None if no_spatial else SpatialGate(k, bn)
+        if order == "channel_first" or no_spatial:
+            self.spatial = None if no_spatial else SpatialGate(k, bn)
 
     def shared_mlp(self, v: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(v)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channel gate: each pooled descriptor through the SAME MLP, the outputs summed.
+    def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Each pooled descriptor through the SAME MLP, the outputs summed, x gated."""
         gate_c = None
         for pool_type in self.pool_types:  # in their order, summed as they go
             raw = self.shared_mlp(POOLS[pool_type](x))
             gate_c = raw if gate_c is None else gate_c + raw
-        gate_c = torch.sigmoid(gate_c)
-        x1 = x * gate_c[:, :, None, None]
-        # then the spatial gate on the channel-gated map
-        return x1 if self.spatial is None else self.spatial(x1)
+        return x * torch.sigmoid(gate_c)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spatial is None:
+            return self.channel_gate(x)
+        if self.order == "spatial_first":
+            return self.channel_gate(self.spatial(x))
+        return self.spatial(self.channel_gate(x))  # the spatial gate on the channel-gated map
 
 
 class ChannelGate(CBAM):
