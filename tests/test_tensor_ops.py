@@ -60,6 +60,26 @@ def test_dot_contracts_the_named_axis_and_joins_the_others_by_name(args, expecte
     torch.testing.assert_close(module(x), torch.einsum(expected, w, x))
 
 
+BATCHED = """
+attention A(C: int, K: int, H: int) {
+    input  x: [B, C, H, W]
+    let    w = learned(H K C, init = normal, std = 1)     # a batch of one: broadcast
+    output dot(w, permute(x, B W C H), over = C)          # [B, H, K] · [B, W, C, H]
+}
+"""
+
+
+def test_a_batched_matrix_product_is_lowered_as_a_matmul():
+    # [..., K, C] · (the same leading axes, C and W in any order) → [..., K, W]: torch.matmul
+    # on the right operand permuted to [..., C, W], not einsum (which copies its result)
+    module = attnspec.compile_text(BATCHED, C=4, K=3, H=5)
+    assert "einsum" not in module.code and " @ " in module.code
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = module.state_dict()["weight_learned.weight"].double().reshape(5, 3, 4)
+    torch.testing.assert_close(module.double()(x), torch.einsum("hkc,bchw->bhkw", w, x))
+    torch.autograd.gradcheck(module, (x,))
+
+
 def test_dot_over_an_axis_one_side_lacks_is_an_error():
     with pytest.raises(SpecError, match="both tensors") as info:
         attnspec.compile_text(DOT.format(args="w, x, over = H"), C=4, K=3)

@@ -374,11 +374,32 @@ def _dot_emit(em, n, args):
                     else args[1], kernel)
         return y if len(rest) == 1 else em.method(y, "unflatten", 2,
                                                     em.sizes(n.inputs[1], rest))
+    order = _batched_matmul(a, b, over, n.type)
+    if order is not None:  # [..., I, K] @ [..., K, J]: no copy of the product, and its
+        right = args[1] if order == tuple(range(len(order))) else \
+            em.method(args[1], "permute", *order)  # backward is two matmuls
+        return em.call(operator.matmul, args[0], right)
     letters = {name: chr(ord("a") + i) for i, name in
                enumerate(dict.fromkeys(a.names + b.names))}
     subscripts = ",".join("".join(letters[x] for x in t.names) for t in (a, b))
     out = "".join(letters[x] for x in n.type.names)
     return em.call(_torch().einsum, f"{subscripts}->{out}", args[0], args[1])
+
+
+def _batched_matmul(a: TensorType, b: TensorType, over: tuple[str, ...],
+                    out: TensorType) -> tuple[int, ...] | None:
+    """How to permute b so that a @ b is the contraction, or None: a is [..., I, K] with K
+    the one summed axis, b has the same leading axes, K and one more, J, and the result is
+    [..., I, J] (VOLO's weights times its windows). einsum would copy its result into
+    place; torch.matmul broadcasts the leading axes and writes [..., I, J] directly."""
+    if len(over) != 1 or len(a.axes) < 3 or a.names[-1] != over[0]:
+        return None
+    lead, i = a.names[:-2], a.names[-2]
+    j = [x for x in b.names if x not in a.names]
+    if len(j) != 1 or i in b.names or len(b.axes) != len(a.axes) or \
+            out.names != (*lead, i, j[0]):
+        return None
+    return tuple(b.names.index(x) for x in (*lead, over[0], j[0]))
 
 
 def _matrix_times_map(a: TensorType, b: TensorType, over: tuple[str, ...]) -> bool:
@@ -399,8 +420,9 @@ def _dot_flops(ins, out, a, bindings):
 
 @op(name="dot", inputs=2, params=(Param("over", "axes"),),
     doc="the sum over the named axes of the product of two tensors, their other axes "
-        "joined by name, as one contraction (torch.einsum): on [B, K, C] and [B, C, H, W], "
-        "dot(m, x, over = C) is [B, K, H, W]",
+        "joined by name, as one contraction (torch.einsum; torch.matmul for a batched "
+        "matrix product): on [B, K, C] and [B, C, H, W], dot(m, x, over = C) is "
+        "[B, K, H, W]",
     emit=_dot_emit, flops=_dot_flops)
 def _dot(types, cfg):
     a, b = types
