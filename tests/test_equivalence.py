@@ -383,6 +383,13 @@ CASES = [
     Case("crossformer", dict(dim=32, num_heads=2, group_size=7, interval=8, lsda_flag=1,
                              input_resolution=5), ((2, 5, 9, 32), (1, 5, 5, 32)),
          definition="CrossFormerBackboneBlock"),
+    # their Attention's position_bias switch off (no dynamic position bias; dim 8 < 16 is
+    # then allowed): SDA and LDA blocks, and the backbone block on a padded map
+    *[Case("crossformer", dict(dim=dim, num_heads=2, group_size=2, lsda_flag=f,
+                               position_bias=False), ((2, 4, 6, dim), (1, 6, 2, dim)))
+      for dim, f in ((32, 0), (8, 1))],
+    Case("crossformer", dict(dim=32, num_heads=2, group_size=3, position_bias=False),
+         ((2, 7, 10, 32), (1, 9, 4, 32)), definition="CrossFormerBackboneBlock"),
     # outlook (VOLO): one head; every option and both dropouts; stride 2 on even and odd maps
     # (a pooled window cut by the border: ceil mode); a 5×5 window at stride 1 and 3; the
     # Outlooker block at stride 1 and 2

@@ -85,12 +85,13 @@ class _Attention(nn.Module):
     """Multi-head self-attention within groups: [B_, G·G, dim] -> [B_, G·G, dim]."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, qk_scale: float | None,
-                 attn_drop: float, proj_drop: float):
+                 attn_drop: float, proj_drop: float, position_bias: bool = True):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5 if qk_scale is None else qk_scale
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.pos = _DynamicPosBias(dim // 4, num_heads)
+        # their Attention's position_bias switch (their blocks pass True)
+        self.pos = _DynamicPosBias(dim // 4, num_heads) if position_bias else None
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -115,7 +116,8 @@ class _Attention(nn.Module):
         M = self.num_heads
         q, k, v = self.qkv(x).reshape(B_, N, 3, M, C // M).permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q * self.scale) @ k.transpose(-2, -1)  # [B_, M, N, N]
-        attn = attn + self.position_bias(Gh, Gw, x)
+        if self.pos is not None:
+            attn = attn + self.position_bias(Gh, Gw, x)
         if mask is not None:
             nG = mask.shape[0]
             attn = (attn.view(B_ // nG, nG, M, N, N) + mask[None, :, None]).view(B_, M, N, N)
@@ -133,21 +135,22 @@ class LSDA(nn.Module):
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  lsda_flag: int = 0, qkv_bias: bool = True, qk_scale: float | None = None,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
-                 input_resolution: int = 0):
+                 input_resolution: int = 0, position_bias: bool = True):
         super().__init__()
         self.drop_path = drop_path
         num_heads = dim // 32 if num_heads is None else num_heads  # the paper's models' 32
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"{type(self).__name__}: dim {dim} is not a multiple of "
                              f"num_heads {num_heads}")
-        if dim // 16 < 1:
+        if position_bias and dim // 16 < 1:
             raise ValueError(f"{type(self).__name__}: dim {dim} < 16 leaves the position "
                              f"bias no hidden features (dim // 16)")
         self.group_size, self.lsda_flag = group_size, lsda_flag
         if 0 < input_resolution <= group_size:  # the official small-map rule
             self.group_size, self.lsda_flag = input_resolution, 0
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = _Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.attn = _Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop,
+                               position_bias)
 
     def lsda(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -200,9 +203,10 @@ class CrossFormerBlock(_WithMlp, LSDA):
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  lsda_flag: int = 0, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, input_resolution: int = 0):
+                 drop_path: float = 0.0, input_resolution: int = 0,
+                 position_bias: bool = True):
         super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
-                         attn_drop, drop_path, input_resolution)
+                         attn_drop, drop_path, input_resolution, position_bias)
         self.add_mlp(dim, mlp_ratio, drop)
 
 
@@ -226,9 +230,10 @@ class LSDABackbone(LSDA):
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  interval: int = 8, lsda_flag: int = 0, qkv_bias: bool = True,
                  qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, input_resolution: int = 0):
+                 drop_path: float = 0.0, input_resolution: int = 0,
+                 position_bias: bool = True):
         super().__init__(dim, num_heads, group_size, lsda_flag, qkv_bias, qk_scale, drop,
-                         attn_drop, drop_path, input_resolution)
+                         attn_drop, drop_path, input_resolution, position_bias)
         self.interval = interval
 
     def lsda(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,7 +274,8 @@ class CrossFormerBackboneBlock(_WithMlp, LSDABackbone):
     def __init__(self, dim: int, num_heads: int | None = None, group_size: int = 7,
                  interval: int = 8, lsda_flag: int = 0, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0, input_resolution: int = 0):
+                 attn_drop: float = 0.0, drop_path: float = 0.0, input_resolution: int = 0,
+                 position_bias: bool = True):
         super().__init__(dim, num_heads, group_size, interval, lsda_flag, qkv_bias, qk_scale,
-                         drop, attn_drop, drop_path, input_resolution)
+                         drop, attn_drop, drop_path, input_resolution, position_bias)
         self.add_mlp(dim, mlp_ratio, drop)
