@@ -80,12 +80,12 @@ class CBAM(nn.Module):
             raise ValueError(f"CBAM: C // r must be >= 1, got C={C}, r={r}")
         # Registration order = state_dict order = the order the gates apply: fc1, fc2, the
         # spatial gate's conv and bn (spatial_first: the spatial gate's first).
-        if order == "spatial_first" and not no_spatial:
-            self.spatial = SpatialGate(k, bn)
+        first = order == "spatial_first" and not no_spatial
+        self.spatial = SpatialGate(k, bn) if first else None
         self.fc1 = nn.Linear(C, hidden)
         self.fc2 = nn.Linear(hidden, C)
-        if order == "channel_first" or no_spatial:
-            self.spatial = None if no_spatial else SpatialGate(k, bn)
+        if not first and not no_spatial:
+            self.spatial = SpatialGate(k, bn)  # registered now, after fc1 and fc2
 
     def shared_mlp(self, v: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(v)))

@@ -28,7 +28,8 @@ each from -(G-1) to G-1, row-major over (Δh, Δw), as 2 float features in that 
                        -> LayerNorm, ReLU, Linear(pos_dim, num_heads),
 one bias per head and offset; the pair (query i, key j) of a group reads the row of
 Δ = place(i) - place(j), the query's offset from the key, in group coordinates (for LDA
-a step of 1 is I positions of the map).
+a step of 1 is I positions of the map). position_bias = False: none (their Attention's
+switch; their blocks pass True).
 
 Small maps, as the official block: when min(input_resolution) <= group_size it uses SDA
 with groups of that size (the same DPB weights on the smaller offsets), decided once at
