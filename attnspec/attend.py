@@ -960,6 +960,39 @@ def _factorised_flops(ins, out, a, b):
     return 2 * (values + values // d) * min(points, keys) + 2 * values
 
 
+def _emit_causal_pool(em, n: Node, args):
+    """softmax over the keys up to each query of E3's key logits, times v
+    (passes.fuse_causal_pool): running sums, chunk by chunk."""
+    from . import runtime
+
+    a = n.attrs
+    keys, value = args
+    v = to_heads(em, value, em.type(n.inputs[1]), a["q_tokens"], a["v_feature"], a["heads"],
+                 keys_first=True)  # [B, M, d, N]
+    y = em.call(runtime.causal_pool, keys, v, CAUSAL_CHUNK)  # [B, M, d, N]
+    return from_heads(em, em.method(y, "transpose", -1, -2), n.type, a["q_tokens"],
+                      a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _causal_pool_flops(ins, out, a, b):
+    n = b.get(a["q_tokens"][0], 1)
+    c = min(CAUSAL_CHUNK, n)
+    chunks = -(-n // c)  # the last one padded
+    per = out.numel(b) // n  # B·M·d
+    rows = per // (width(ins[1], a["v_feature"], b) // a["heads"])  # B·M
+    # within each chunk a [c, c] weight times [c, d], and e^K · v summed per chunk; the
+    # earlier chunks' sums and denominators, [nc, nc] times [nc, d] and [nc, 1]
+    return 2 * per * chunks * c * (c + 1) + 2 * (per + rows) * chunks * chunks
+
+
+CAUSAL_CHUNK = 64  # positions a chunk: memory B·M·N·c for the weights within chunks
+
+
+_register("causal_pool", "softmax(E3) · v over range causal as running sums of e^K ⊙ v "
+          "and e^K, chunk by chunk (AFT-simple's autoregressive form)", _emit_causal_pool,
+          _causal_pool_flops, sizes=lambda ins, t, a: {**ins[1], **ins[0]})
+
+
 _register("factorised_aggregate", "softmax(E3 + a local E4) · v as global sums plus local "
           "windows of e^K ⊙ v (AFT-conv's factorisation)", _emit_factorised,
           _factorised_flops, sizes=lambda ins, t, a: {**ins[2], **ins[0]})

@@ -10,7 +10,7 @@ from .ir import IR, Node
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
     fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
-    fused = fuse_local(fuse_factorised(fold_position_scales(fused)))
+    fused = fuse_local(fuse_factorised(fuse_causal_pool(fold_position_scales(fused))))
     fused = fuse_blocked(fuse_halo(fuse_banded(fuse_criss_cross(fused))))
     fused = fuse_linear(fuse_sdpa(fused))
     return fold_content_scales(fused)
@@ -163,6 +163,50 @@ def fuse_factorised(ir: IR) -> IR:
                      agg.span, attrs)
         ir.replace([position.name, terms.name, norm.name, agg.name], fused)
     return ir
+
+
+def fuse_causal_pool(ir: IR) -> IR:
+    """softmax(E3(key)) · v over range causal, on one axis of every position → one
+    `causal_pool`: each query's weights are the softmax of the keys up to it, so the
+    output is a running sum of e^K ⊙ v over a running sum of e^K (AFT-simple's
+    autoregressive form), computed chunk by chunk in O(N·c) memory, not a dense [N, N]
+    weight per head."""
+    for agg in _aggregates_of_weights(ir):
+        chain = _causal_pool_chain(ir, agg)
+        if chain is None:
+            continue
+        key, replaced = chain
+        attrs = {k: agg.attrs[k] for k in ("heads", "q_tokens", "v_feature", "sizes_of")}
+        fused = Node(agg.name, "causal_pool", (key, agg.inputs[1]), agg.type, "context",
+                     agg.span, attrs)
+        ir.replace(replaced + [agg.name], fused)
+    return ir
+
+
+# a range's restrictions beyond causal: any of them leaves the weights dense
+RESTRICTIONS = ("grid", "fill", "window", "partition", "blocks")
+
+
+def _causal_pool_chain(ir: IR, agg: Node) -> tuple[str, list[str]] | None:
+    """agg's weights as softmax_keys(range causal(every_query(E3))), each used once, on
+    one token axis of step 1 with as many value heads as heads: (the E3 node, the nodes
+    between it and agg)."""
+    chain, node = [], ir.node(agg.inputs[0])
+    for op in ("softmax_keys", "range", "every_query"):
+        if node.op != op or len(ir.users(node.name)) != 1:
+            return None
+        chain.append(node.name)
+        node = ir.node(node.inputs[0])
+    rng = ir.node(chain[1])
+    tokens = agg.attrs["q_tokens"]
+    if len(rng.inputs) != 1 or not rng.attrs.get("causal") or \
+            any(rng.attrs.get(k) is not None for k in RESTRICTIONS) or \
+            node.op != "E3" or node.attrs.get("contexts") or len(ir.users(node.name)) != 1 or \
+            len(tokens) != 1 or agg.attrs["k_tokens"] != tokens or \
+            ir.node(agg.inputs[1]).type.axis(tokens[0]).step != 1 or \
+            agg.attrs.get("kv") not in (None, agg.attrs["heads"]):
+        return None
+    return node.name, chain[::-1]
 
 
 LOCAL_TERMS = ("E2_offsets", "E2_table", "E4")

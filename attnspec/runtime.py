@@ -850,6 +850,40 @@ def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
     return torch.eye(size, dtype=like.dtype, device=like.device)
 
 
+def causal_pool(keys: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
+    """y_t = Σ_{s ≤ t} softmax_{s ≤ t}(K)_s v_s: keys [B, M, N], values v [B, M, d, N] →
+    [B, M, d, N] (AFT-simple's causal form). The positions go in chunks of c: within a
+    chunk a [c, c] lower-triangular weight, before it the earlier chunks' sums. Every
+    exponent is taken from the running maximum of the keys up to the query (as a softmax
+    of the query's own keys would), so each term is at most 1 and the denominator at
+    least 1: no overflow, and no 0 / 0 however far apart the keys are."""
+    n = keys.shape[-1]
+    c = min(chunk, n)
+    if n % c:  # keys of −inf and values 0 after the end: they weigh nothing
+        keys = F.pad(keys, (0, c - n % c), value=float("-inf"))
+        v = F.pad(v, (0, c - n % c))
+    k = keys.unflatten(-1, (-1, c))  # [B, M, nc, c]
+    vc = v.unflatten(-1, (-1, c)).permute(0, 1, 3, 4, 2)  # [B, M, nc, c, d]
+    top = k.amax(-1)  # each chunk's maximum (a chunk holds at least one real key)
+    before = torch.cat([torch.full_like(top[..., :1], float("-inf")), top[..., :-1]],
+                       -1).cummax(-1).values  # the maximum of the earlier chunks: P_j
+    ref = torch.maximum(before.unsqueeze(-1), k.cummax(-1).values)  # up to each query
+    upto = torch.ones(c, c, dtype=torch.bool, device=k.device).tril()
+    w = torch.where(upto, k.unsqueeze(-2) - ref.unsqueeze(-1), float("-inf")).exp()
+    e = (k - top.unsqueeze(-1)).exp()  # each chunk's terms against its own maximum
+    earlier = torch.ones(top.shape[-1], top.shape[-1], dtype=torch.bool,
+                         device=k.device).tril(-1)
+    rescale = torch.where(earlier, top.unsqueeze(-2) - before.unsqueeze(-1),
+                          float("-inf")).exp()  # chunk i's sums at chunk j's P_j, i < j
+    carried = rescale @ (e.unsqueeze(-2) @ vc).squeeze(-2)  # [B, M, nc, d]
+    carried_sum = rescale @ e.sum(-1, keepdim=True)  # [B, M, nc, 1]
+    back = (before.unsqueeze(-1) - ref).exp().unsqueeze(-1)  # P_j to each query's maximum
+    numerator = w @ vc + back * carried.unsqueeze(-2)
+    denominator = w.sum(-1, keepdim=True) + back * carried_sum.unsqueeze(-2)
+    y = (numerator / denominator).flatten(2, 3)[:, :, :n]  # [B, M, N, d]
+    return y.transpose(-1, -2)
+
+
 def factorised_softmax(keys: torch.Tensor, table: torch.Tensor, v: torch.Tensor, grid,
                        radii) -> torch.Tensor:
     """Σ_k softmax_k(K_k + w_{k−q}) v_k with w [P, M] zero beyond the radii: keys

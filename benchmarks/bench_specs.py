@@ -126,6 +126,9 @@ CASES = [
     Case("aft", dict(D=256, variant="full", T=128), (2, 128, 256), (2, 16, 64), "full"),
     Case("aft", dict(D=256, variant="local", T=128, s=32), (2, 128, 256), (2, 16, 64),
          "local"),
+    # causal AFT-simple: the reference holds a [B, N, N, D] exp table, the compiled module
+    # running sums over chunks of 64 positions
+    Case("aft", dict(D=256, causal=True), (4, 256, 256), (2, 16, 64), "causal"),
     Case("triplet", dict(), (16, 256, 28, 28), (2, 64, 8, 8)),
     Case("simam", dict(), (16, 256, 28, 28), (2, 64, 8, 8)),
     # a long sequence: the keys are summed into a d × d state, time linear in N
@@ -227,6 +230,7 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "psanet": dict(C=64, mask_h=9, mask_w=9),
                 "aft/full": dict(D=64, variant="full", T=16),
                 "aft/local": dict(D=64, variant="local", T=16, s=4),
+                "aft/causal": dict(D=64, causal=True),
                 "linear_attention": dict(D=64, M=8), "epsa": dict(C=64),
                 "polarized": dict(C=64), "polarized/sequential": dict(C=64, layout="sequential"),
                 "parnet": dict(C=64), "coord": dict(C=64),

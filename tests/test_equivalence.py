@@ -576,6 +576,8 @@ CASES = [
     Case("aft", dict(D=8, variant="local", T=7, s=3, proj=False), sequence(8)),
     # causal (the paper's autoregressive models): every variant's sums stop at t
     Case("aft", dict(D=16, causal=True), sequence(16)),
+    # ... AFT-simple's over several chunks of the running sums (64 positions each)
+    Case("aft", dict(D=8, causal=True, proj=False), ((2, 150, 8), (1, 64, 8))),
     Case("aft", dict(D=12, variant="full", T=8, causal=True, bias=False), sequence(12)),
     Case("aft", dict(D=8, variant="local", T=7, s=2, causal=True), sequence(8)),
     # aft.AFTConv (AFT-conv, Eq. 6): heads of several channels; h = D, s = 11 (window larger

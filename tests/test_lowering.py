@@ -83,7 +83,8 @@ def test_parameters_follow_the_spec_in_declaration_order():
 
 
 @pytest.mark.parametrize("name, params, shape", [("se", dict(C=32), (2, 32, 8, 8)),
-                                                 ("mhsa", dict(D=32), (2, 8, 32))])
+                                                 ("mhsa", dict(D=32), (2, 8, 32)),
+                                                 ("aft", dict(D=16, causal=True), (2, 70, 16))])
 def test_inductor_compiles_with_fullgraph(name, params, shape):
     module = attnspec.load(name, **params).eval()
     x = torch.randn(*shape)
@@ -391,6 +392,47 @@ def test_aft_conv_lowers_to_global_sums_and_local_windows(params, shape):
     ops = _fused_ops(ir)
     assert "factorised_aggregate" in ops and "E4" not in ops and "softmax_keys" not in ops
     fused_equals_dense(ir, shape)
+
+
+@pytest.mark.parametrize("length", [1, 7, 64, 150])  # within, at and past one chunk
+def test_causal_aft_simple_lowers_to_running_sums_equal_to_the_dense_form(length):
+    """softmax over the keys up to each query of E3's logits · v: running sums of e^K v
+    and e^K, chunk by chunk (64 positions), not a dense [N, N] weight per head."""
+    ir = attnspec.build_ir("specs/aft.attn", D=8, causal=True)
+    ops = _fused_ops(ir)
+    assert "causal_pool" in ops and "range" not in ops and "softmax_keys" not in ops
+    fused, x = fused_equals_dense(ir, (2, length, 8))
+    if length < 10:
+        assert torch.autograd.gradcheck(fused, (x,))
+
+
+def test_causal_running_sums_stay_finite_with_keys_hundreds_apart():
+    # every exponent is taken from the running maximum up to the query: float32 keys
+    # spread over ±700 give what the float64 dense form gives, with finite gradients
+    ir = attnspec.build_ir("specs/aft.attn", D=8, causal=True)
+    fused, dense = lower(ir), lower(ir, fused_kernels=False).double()
+    with torch.no_grad():
+        fused.key_linear.weight.mul_(300)
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 150, 8, requires_grad=True)
+    assert fused.key_linear(x).abs().max() > 300
+    y = fused(x)
+    torch.testing.assert_close(y.double(), dense(x.double()), rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(torch.autograd.grad(y.sum(), x)[0]).all()
+
+
+def test_causal_running_sums_count_the_flops_they_compute():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnspec import count
+    from attnspec.passes import fuse
+
+    ir = attnspec.build_ir("specs/aft.attn", D=8, causal=True, proj=False)
+    x = torch.randn(2, 150, 8)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        lower(ir)(x)
+    assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
+        counter.get_total_flops()
 
 
 def test_a_position_score_for_every_head_lowers_locally_too():
