@@ -86,6 +86,15 @@ class Case:
 # minutes, `--only NAME` one row.
 CASES = [
     Case("se", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
+    Case("effective_se", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
+    # Gather-Excite's parameter-free GE-θ⁻: the global extent, and extent 4 (a strided
+    # average pool, upsampled back)
+    Case("gather_excite", dict(), (16, 256, 56, 56), (2, 256, 8, 8)),
+    Case("gather_excite", dict(extent=4), (16, 256, 56, 56), (2, 256, 8, 8), "e4"),
+    # GE-θ⁺ in ResNet-50's third stage (C = 1024 on 14 × 14; the gather a depth-wise conv
+    # as wide as the map)
+    Case("gather_excite", dict(C=1024, H=14, W=14), (16, 1024, 14, 14), (2, 64, 14, 14),
+         "theta_plus", definition="GatherExciteThetaPlus"),
     Case("eca", dict(C=256), (16, 256, 56, 56), (2, 256, 8, 8)),
     # ECA-NS: a kernel per channel (the authors' unfold + grouped Conv1d)
     Case("eca", dict(C=256, shared=False), (16, 256, 56, 56), (2, 256, 8, 8), "ns"),
@@ -231,6 +240,7 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "aft/full": dict(D=64, variant="full", T=16),
                 "aft/local": dict(D=64, variant="local", T=16, s=4),
                 "aft/causal": dict(D=64, causal=True),
+                "gather_excite/theta_plus": dict(C=64, H=14, W=14),
                 "linear_attention": dict(D=64, M=8), "epsa": dict(C=64),
                 "polarized": dict(C=64), "polarized/sequential": dict(C=64, layout="sequential"),
                 "parnet": dict(C=64), "coord": dict(C=64),
