@@ -858,6 +858,8 @@ def causal_pool(keys: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor
     of the query's own keys would), so each term is at most 1 and the denominator at
     least 1: no overflow, and no 0 / 0 however far apart the keys are."""
     n = keys.shape[-1]
+    if n == 0:  # no positions: no outputs
+        return v
     c = min(chunk, n)
     if n % c:  # keys of −inf and values 0 after the end: they weigh nothing
         keys = F.pad(keys, (0, c - n % c), value=float("-inf"))
