@@ -1014,6 +1014,12 @@ def _emit_linear(em, n: Node, args):
         k = em.call(runtime.drop_keys, k, args[3])
     if a["scale"] != 1.0:
         q = em.call(operator.mul, q, a["scale"])
+    if a.get("causal"):  # the sums up to each query, chunk by chunk
+        from . import runtime
+
+        y = em.call(runtime.causal_linear_attention, q, k, v, a["eps"], CAUSAL_CHUNK)
+        return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"],
+                          a["sizes_of"])
     y = grouped_matmul(em, q, em.call(torch.matmul, k, v), a["heads"], g)  # [B, M, Q, d']
     if a["eps"] is not None:  # the l1 normaliser; None: the weights as they are
         total = grouped_matmul(em, q, em.method(k, "sum", dim=-1, keepdim=True), a["heads"], g)
@@ -1025,14 +1031,27 @@ def _linear_flops(ins, out, a, b):
     q, k, v = ins[0], ins[1], ins[2]
     d, dv = width(q, a["q_feature"], b), width(v, a["v_feature"], b)
     queries, keys = q.numel(b) // d, k.numel(b) // width(k, a["k_feature"], b)
+    if a.get("causal"):
+        return _causal_linear_flops(queries, d // a["heads"], dv // a["heads"], a,
+                                    b.get(a["q_tokens"][0], 1))
     per_head = d // a["heads"] * (dv // kv_heads(a))  # d × d' of one head's state
     state = 2 * keys * kv_heads(a) * per_head  # Kᵀ V, every batch element
     return state + 2 * queries * a["heads"] * per_head + (
         2 * queries * d if a["eps"] is not None else 0)
 
 
+def _causal_linear_flops(queries: int, d: int, e: int, a, n: int) -> int:
+    """Per head and chunk of c positions: q·k within the chunk [c, c], its weights times
+    v, the chunk's state Kᵀ V [d, e], q times the earlier chunks' state, and q times their
+    summed keys for the denominator."""
+    c = min(CAUSAL_CHUNK, n)
+    padded = queries // max(n, 1) * (-(-n // c) * c) * a["heads"]  # B·M·N, padded to chunks
+    return 2 * padded * (c * d + c * e + 2 * d * e + (d if a["eps"] is not None else 0))
+
+
 _register("linear_attention", "q (Kᵀ V) / (q · Σ k + eps): E1 weights without a softmax, "
-          "the keys summed first", _emit_linear, _linear_flops)
+          "the keys summed first (causal: up to each query, chunk by chunk)", _emit_linear,
+          _linear_flops)
 
 
 # ---------------------------------------------------------------------------- carried axes

@@ -183,10 +183,6 @@ def fuse_causal_pool(ir: IR) -> IR:
     return ir
 
 
-# a range's restrictions beyond causal: any of them leaves the weights dense
-RESTRICTIONS = ("grid", "fill", "window", "partition", "blocks")
-
-
 def _causal_pool_chain(ir: IR, agg: Node) -> tuple[str, list[str]] | None:
     """agg's weights as softmax_keys(range causal(every_query(E3))), each used once, on
     one token axis of step 1 with as many value heads as heads: (the E3 node, the nodes
@@ -199,8 +195,8 @@ def _causal_pool_chain(ir: IR, agg: Node) -> tuple[str, list[str]] | None:
         node = ir.node(node.inputs[0])
     rng = ir.node(chain[1])
     tokens = agg.attrs["q_tokens"]
-    if len(rng.inputs) != 1 or not rng.attrs.get("causal") or \
-            any(rng.attrs.get(k) is not None for k in RESTRICTIONS) or \
+    if len(rng.inputs) != 1 or not rng.attrs.get("causal") or _structured(rng) or \
+            rng.attrs.get("fill") is not None or \
             node.op != "E3" or node.attrs.get("contexts") or len(ir.users(node.name)) != 1 or \
             len(tokens) != 1 or agg.attrs["k_tokens"] != tokens or \
             ir.node(agg.inputs[1]).type.axis(tokens[0]).step != 1 or \
@@ -513,23 +509,35 @@ def fuse_linear(ir: IR) -> IR:
     """l1(E1(q, k) · s) · v, or identity(E1(q, k) · s) · v, over all keys (a padding mask
     allowed) → one `linear_attention` node: q (Kᵀ V) / (q · Σ_k k + eps), linear in the
     number of keys (Katharopoulos et al.'s reordering; exact, the same sums in another
-    order). A causal or windowed range keeps the quadratic form."""
+    order). Over `range causal` on one axis of every position (each head its own keys),
+    the sums run up to each query: the same node with `causal`, computed chunk by chunk
+    (their recurrent form). A windowed range keeps the quadratic form."""
     for agg in [n for n in ir.nodes() if n.op == "aggregate" and not n.attrs["memory"]
                 and "Q" in n.attrs["weight_axes"]]:
         chain = _softmax_chain(ir, agg.inputs[0], ("l1_keys", "unnormalised"))
         if chain is None:
             continue
         e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
-        if ranges and (ranges[0].attrs["causal"] or _structured(ranges[0])):
+        causal = bool(ranges) and ranges[0].attrs["causal"]
+        if ranges and _structured(ranges[0]) or causal and not _running_sums(ir, e1, agg):
             continue
         normaliser = ir.node(chain[-1])
-        attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain),
+        attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "causal": causal,
                  "eps": normaliser.attrs["eps"] if normaliser.op == "l1_keys" else None}
         pad = ranges[0].inputs[1:] if ranges else ()
         fused = Node(agg.name, "linear_attention", (*e1.inputs, agg.inputs[1], *pad), agg.type,
                      "context", agg.span, attrs)
         ir.replace(chain + [agg.name], fused)
     return ir
+
+
+def _running_sums(ir: IR, e1: Node, agg: Node) -> bool:
+    """Causal sums can run along the positions: one token axis, the queries' own (every
+    position), each head with keys of its own."""
+    tokens = e1.attrs["q_tokens"]
+    return len(tokens) == 1 and e1.attrs["k_tokens"] == tokens and \
+        ir.node(agg.inputs[1]).type.axis(tokens[0]).step == 1 and \
+        e1.attrs.get("kv") in (None, e1.attrs["heads"])
 
 
 def _core_attrs(e1: Node, agg: Node) -> dict:

@@ -628,6 +628,32 @@ def _product(sizes) -> int:
     return total
 
 
+def causal_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            eps: float | None, chunk: int) -> torch.Tensor:
+    """y_t = q_t Σ_{s ≤ t} k_s v_sᵀ / (q_t · Σ_{s ≤ t} k_s + eps) (eps None: no
+    denominator): q [B, M, N, d], k [B, M, d, N], v [B, M, N, e] → [B, M, N, e].
+    Katharopoulos et al.'s recurrent form, in chunks of c positions: within a chunk the
+    [c, c] products q·k up to each query, before it the running state Σ k vᵀ of the
+    earlier chunks (and Σ k for the denominator)."""
+    n = q.shape[-2]
+    if n == 0:  # no positions: no outputs
+        return v
+    c = min(chunk, n)
+    k = k.transpose(-1, -2)  # [B, M, N, d]
+    if n % c:  # zero keys and values after the end add nothing
+        q, k, v = (F.pad(t, (0, 0, 0, c - n % c)) for t in (q, k, v))
+    qc, kc, vc = (t.unflatten(-2, (-1, c)) for t in (q, k, v))  # [B, M, nc, c, ·]
+    within = (qc @ kc.transpose(-1, -2)).tril()  # q_t · k_s for s ≤ t in the chunk
+    states = kc.transpose(-1, -2) @ vc  # each chunk's Σ k vᵀ: [B, M, nc, d, e]
+    before = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1].cumsum(2)], 2)
+    y = within @ vc + qc @ before
+    if eps is not None:
+        sums = kc.sum(-2, keepdim=True)  # [B, M, nc, 1, d]
+        sums_before = torch.cat([torch.zeros_like(sums[:, :, :1]), sums[:, :, :-1].cumsum(2)], 2)
+        y = y / (within.sum(-1, keepdim=True) + qc @ sums_before.transpose(-1, -2) + eps)
+    return y.flatten(2, 3)[:, :, :n]
+
+
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
     """Keys laid out [B, M, d, K] with the masked ones (pad True) zeroed: a zero key adds
     nothing to linear attention's sums."""

@@ -142,6 +142,10 @@ CASES = [
     Case("simam", dict(), (16, 256, 28, 28), (2, 64, 8, 8)),
     # a long sequence: the keys are summed into a d × d state, time linear in N
     Case("linear_attention", dict(D=256, M=8), (8, 2048, 256), (2, 16, 64)),
+    # causal: the reference's cumulative sums of every position's k vᵀ ([B, N, M, d, d'])
+    # against the running sums over chunks
+    Case("linear_attention", dict(D=256, M=8, causal=True), (8, 1024, 256), (2, 16, 64),
+         "causal"),
     Case("epsa", dict(C=256), (8, 256, 28, 28), (2, 64, 8, 8)),
     Case("polarized", dict(C=256), (16, 256, 28, 28), (2, 64, 8, 8)),
     Case("polarized", dict(C=256, layout="sequential"), (16, 256, 28, 28), (2, 64, 8, 8),
@@ -242,6 +246,7 @@ QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dic
                 "aft/causal": dict(D=64, causal=True),
                 "gather_excite/theta_plus": dict(C=64, H=14, W=14),
                 "linear_attention": dict(D=64, M=8), "epsa": dict(C=64),
+                "linear_attention/causal": dict(D=64, M=8, causal=True),
                 "polarized": dict(C=64), "polarized/sequential": dict(C=64, layout="sequential"),
                 "parnet": dict(C=64), "coord": dict(C=64),
                 "residual_attention": dict(input_dim=64, num_classes=10),

@@ -84,7 +84,9 @@ def test_parameters_follow_the_spec_in_declaration_order():
 
 @pytest.mark.parametrize("name, params, shape", [("se", dict(C=32), (2, 32, 8, 8)),
                                                  ("mhsa", dict(D=32), (2, 8, 32)),
-                                                 ("aft", dict(D=16, causal=True), (2, 70, 16))])
+                                                 ("aft", dict(D=16, causal=True), (2, 70, 16)),
+                                                 ("linear_attention", dict(D=16, M=2, causal=True),
+                                                  (2, 70, 16))])
 def test_inductor_compiles_with_fullgraph(name, params, shape):
     module = attnspec.load(name, **params).eval()
     x = torch.randn(*shape)
@@ -148,9 +150,40 @@ def test_linear_attention_sums_the_keys_first_and_equals_the_quadratic_form(pad)
     torch.testing.assert_close(fused(x, mask), dense(x, mask))
 
 
-def test_causal_linear_attention_keeps_the_masked_quadratic_form():
+@pytest.mark.parametrize("length", [0, 1, 9, 64, 150])  # none, within, at and past a chunk
+@pytest.mark.parametrize("pad", [False, True])
+def test_causal_linear_attention_runs_its_sums_up_to_each_query(length, pad):
+    # Katharopoulos et al.'s recurrent form, chunk by chunk: equal to the masked quadratic
+    # form (outputs and gradients, float64), a padded key adding nothing
     ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2, causal=True)
-    assert "linear_attention" not in _fused_ops(ir)
+    ops = _fused_ops(ir)
+    assert "linear_attention" in ops and "range" not in ops
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    dense.load_state_dict(fused.state_dict())
+    x = torch.randn(2, length, 16, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, length) < 0.3 if pad else None
+    y = fused(x, mask)
+    torch.testing.assert_close(y, dense(x, mask), rtol=1e-10, atol=1e-10)
+    if length:
+        g = torch.randn_like(y)
+        torch.testing.assert_close(torch.autograd.grad(y, x, g),
+                                   torch.autograd.grad(dense(x, mask), x, g))
+    if 0 < length < 10:
+        assert torch.autograd.gradcheck(lambda t: fused(t, mask), (x,))
+
+
+def test_causal_linear_attention_counts_the_flops_it_computes():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnspec import count
+    from attnspec.passes import fuse
+
+    ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2, causal=True)
+    x = torch.randn(2, 150, 16)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        lower(ir)(x)
+    assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
+        counter.get_total_flops()
 
 
 UNNORMALISED_CAUSAL = """
