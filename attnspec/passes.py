@@ -194,13 +194,10 @@ def _causal_pool_chain(ir: IR, agg: Node) -> tuple[str, list[str]] | None:
         chain.append(node.name)
         node = ir.node(node.inputs[0])
     rng = ir.node(chain[1])
-    tokens = agg.attrs["q_tokens"]
     if len(rng.inputs) != 1 or not rng.attrs.get("causal") or _structured(rng) or \
             rng.attrs.get("fill") is not None or \
             node.op != "E3" or node.attrs.get("contexts") or len(ir.users(node.name)) != 1 or \
-            len(tokens) != 1 or agg.attrs["k_tokens"] != tokens or \
-            ir.node(agg.inputs[1]).type.axis(tokens[0]).step != 1 or \
-            agg.attrs.get("kv") not in (None, agg.attrs["heads"]):
+            not _running_sums(ir, agg.attrs, agg):
         return None
     return node.name, chain[::-1]
 
@@ -519,8 +516,10 @@ def fuse_linear(ir: IR) -> IR:
             continue
         e1, ranges = ir.node(chain[0]), [ir.node(n) for n in chain if ir.node(n).op == "range"]
         causal = bool(ranges) and ranges[0].attrs["causal"]
-        if ranges and _structured(ranges[0]) or causal and not _running_sums(ir, e1, agg):
+        if ranges and _structured(ranges[0]):
             continue
+        if causal and not _running_sums(ir, e1.attrs, agg):
+            continue  # the masked quadratic form
         normaliser = ir.node(chain[-1])
         attrs = {**_core_attrs(e1, agg), "scale": _scale(ir, chain), "causal": causal,
                  "eps": normaliser.attrs["eps"] if normaliser.op == "l1_keys" else None}
@@ -531,13 +530,13 @@ def fuse_linear(ir: IR) -> IR:
     return ir
 
 
-def _running_sums(ir: IR, e1: Node, agg: Node) -> bool:
+def _running_sums(ir: IR, attrs: dict, agg: Node) -> bool:
     """Causal sums can run along the positions: one token axis, the queries' own (every
-    position), each head with keys of its own."""
-    tokens = e1.attrs["q_tokens"]
-    return len(tokens) == 1 and e1.attrs["k_tokens"] == tokens and \
+    position), each head with keys of its own (`attrs`: an E1's or an aggregate's)."""
+    tokens = attrs["q_tokens"]
+    return len(tokens) == 1 and attrs["k_tokens"] == tokens and \
         ir.node(agg.inputs[1]).type.axis(tokens[0]).step == 1 and \
-        e1.attrs.get("kv") in (None, e1.attrs["heads"])
+        attrs.get("kv") in (None, attrs["heads"])
 
 
 def _core_attrs(e1: Node, agg: Node) -> dict:
