@@ -976,16 +976,22 @@ def _emit_causal_pool(em, n: Node, args):
 
 def _causal_pool_flops(ins, out, a, b):
     n = b.get(a["q_tokens"][0], 1)
-    c = min(CAUSAL_CHUNK, n)
-    chunks = -(-n // c)  # the last one padded
-    per = out.numel(b) // n  # B·M·d
+    c, padded = _chunks(n)
+    per = out.numel(b) // max(n, 1)  # B·M·d a position
     rows = per // (width(ins[1], a["v_feature"], b) // a["heads"])  # B·M
     # within each chunk a [c, c] weight times [c, d], and e^K · v summed per chunk; the
     # earlier chunks' sums and denominators, [nc, nc] times [nc, d] and [nc, 1]
-    return 2 * per * chunks * c * (c + 1) + 2 * (per + rows) * chunks * chunks
+    return 2 * per * padded * (c + 1) + 2 * (per + rows) * (padded // c) ** 2
 
 
 CAUSAL_CHUNK = 64  # positions a chunk: memory B·M·N·c for the weights within chunks
+
+
+def _chunks(n: int) -> tuple[int, int]:
+    """The causal running sums' chunk width for n positions, and n padded to whole
+    chunks."""
+    c = max(1, min(CAUSAL_CHUNK, n))
+    return c, -(-n // c) * c
 
 
 _register("causal_pool", "softmax(E3) · v over range causal as running sums of e^K ⊙ v "
@@ -1044,9 +1050,9 @@ def _causal_linear_flops(queries: int, d: int, e: int, a, n: int) -> int:
     """Per head and chunk of c positions: q·k within the chunk [c, c], its weights times
     v, the chunk's state Kᵀ V [d, e], q times the earlier chunks' state, and q times their
     summed keys for the denominator."""
-    c = min(CAUSAL_CHUNK, n)
-    padded = queries // max(n, 1) * (-(-n // c) * c) * a["heads"]  # B·M·N, padded to chunks
-    return 2 * padded * (c * d + c * e + 2 * d * e + (d if a["eps"] is not None else 0))
+    c, padded = _chunks(n)
+    rows = queries // max(n, 1) * a["heads"]  # B·M
+    return 2 * rows * padded * (c * d + c * e + 2 * d * e + (d if a["eps"] is not None else 0))
 
 
 _register("linear_attention", "q (Kᵀ V) / (q · Σ k + eps): E1 weights without a softmax, "
