@@ -133,6 +133,18 @@ def test_a_query_that_sees_no_key_gets_zero_weights_on_every_lowering(spec, para
     torch.testing.assert_close(outputs[0], outputs[1])
 
 
+def assert_fused_flops_are_counted(ir, shape: tuple) -> None:
+    """count.flops of the fused IR equals torch's counter running the lowered module."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnspec import count
+    from attnspec.passes import fuse
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        lower(ir)(torch.randn(*shape))
+    assert count.flops(fuse(ir), count.bindings_for(ir, shape)) == counter.get_total_flops()
+
+
 def _fused_ops(ir) -> set:
     from attnspec.passes import fuse
 
@@ -172,19 +184,10 @@ def test_causal_linear_attention_runs_its_sums_up_to_each_query(length, pad):
         assert torch.autograd.gradcheck(lambda t: fused(t, mask), (x,))
 
 
-def test_causal_linear_attention_counts_the_flops_it_computes():
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from attnspec import count
-    from attnspec.passes import fuse
-
+@pytest.mark.parametrize("length", [0, 150])  # none: no chunks, only the projections
+def test_causal_linear_attention_counts_the_flops_it_computes(length):
     ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2, causal=True)
-    for length in (0, 150):  # no positions: no chunks, no FLOPs beyond the projections
-        x = torch.randn(2, length, 16)
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            lower(ir)(x)
-        assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
-            counter.get_total_flops()
+    assert_fused_flops_are_counted(ir, (2, length, 16))
 
 
 UNNORMALISED_CAUSAL = """
@@ -211,17 +214,8 @@ def test_weights_without_a_normaliser_give_hidden_keys_weight_zero():
 
 
 def test_linear_attentions_flops_are_its_reordered_products():
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from attnspec import count
-    from attnspec.passes import fuse
-
     ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2)
-    x = torch.randn(2, 9, 16)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        lower(ir)(x)
-    assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
-        counter.get_total_flops()
+    assert_fused_flops_are_counted(ir, (2, 9, 16))
 
 
 @pytest.mark.parametrize("rng", ["window(1)", "window(2, dilation = 2)", "partition(2)"])
@@ -455,19 +449,10 @@ def test_causal_running_sums_stay_finite_with_keys_hundreds_apart():
     assert torch.isfinite(torch.autograd.grad(y.sum(), x)[0]).all()
 
 
-def test_causal_running_sums_count_the_flops_they_compute():
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from attnspec import count
-    from attnspec.passes import fuse
-
+@pytest.mark.parametrize("length", [0, 150])  # none: no chunks, only the projections
+def test_causal_running_sums_count_the_flops_they_compute(length):
     ir = attnspec.build_ir("specs/aft.attn", D=8, causal=True, proj=False)
-    for length in (0, 150):  # no positions: no chunks, no FLOPs beyond the projections
-        x = torch.randn(2, length, 8)
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            lower(ir)(x)
-        assert count.flops(fuse(ir), count.bindings_for(ir, tuple(x.shape))) == \
-            counter.get_total_flops()
+    assert_fused_flops_are_counted(ir, (2, length, 8))
 
 
 def test_a_position_score_for_every_head_lowers_locally_too():
