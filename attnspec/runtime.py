@@ -645,13 +645,17 @@ def causal_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     qc, kc, vc = (t.unflatten(-2, (-1, c)) for t in (q, k, v))  # [B, M, nc, c, ·]
     within = (qc @ kc.transpose(-1, -2)).tril()  # q_t · k_s for s ≤ t in the chunk
     states = kc.transpose(-1, -2) @ vc  # each chunk's Σ k vᵀ: [B, M, nc, d, e]
-    before = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1].cumsum(2)], 2)
-    y = within @ vc + qc @ before
+    y = within @ vc + qc @ _earlier_chunks(states)
     if eps is not None:
-        sums = kc.sum(-2, keepdim=True)  # [B, M, nc, 1, d]
-        sums_before = torch.cat([torch.zeros_like(sums[:, :, :1]), sums[:, :, :-1].cumsum(2)], 2)
-        y = y / (within.sum(-1, keepdim=True) + qc @ sums_before.transpose(-1, -2) + eps)
+        sums = _earlier_chunks(kc.sum(-2, keepdim=True))  # Σ k before each chunk: [·, 1, d]
+        y = y / (within.sum(-1, keepdim=True) + qc @ sums.transpose(-1, -2) + eps)
     return y.flatten(2, 3)[:, :, :n]
+
+
+def _earlier_chunks(t: torch.Tensor) -> torch.Tensor:
+    """For each chunk (axis 2), the sum of the chunks before it: an exclusive cumulative
+    sum (zeros for the first; not cumsum − t, which loses precision to cancellation)."""
+    return torch.cat([torch.zeros_like(t[:, :, :1]), t[:, :, :-1].cumsum(2)], 2)
 
 
 def drop_keys(k: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
