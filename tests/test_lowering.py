@@ -170,16 +170,8 @@ def test_causal_linear_attention_runs_its_sums_up_to_each_query(length, pad):
     ir = attnspec.build_ir("specs/linear_attention.attn", D=16, M=2, causal=True)
     ops = _fused_ops(ir)
     assert "linear_attention" in ops and "range" not in ops
-    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
-    dense.load_state_dict(fused.state_dict())
-    x = torch.randn(2, length, 16, dtype=torch.float64, requires_grad=True)
     mask = torch.rand(2, length) < 0.3 if pad else None
-    y = fused(x, mask)
-    torch.testing.assert_close(y, dense(x, mask), rtol=1e-10, atol=1e-10)
-    if length:
-        g = torch.randn_like(y)
-        torch.testing.assert_close(torch.autograd.grad(y, x, g),
-                                   torch.autograd.grad(dense(x, mask), x, g))
+    fused, x = fused_equals_dense(ir, (2, length, 16), mask)
     if 0 < length < 10:
         assert torch.autograd.gradcheck(lambda t: fused(t, mask), (x,))
 
@@ -264,16 +256,17 @@ def test_a_term_added_to_e1_goes_to_sdpa_as_a_float_mask(causal):
         torch.testing.assert_close(fused(x, mask), dense(x, mask))
 
 
-def fused_equals_dense(ir, shape: tuple):
+def fused_equals_dense(ir, shape: tuple, *extra):
     """The lowered module and its unfused form, with the same random weights, agree on an
-    input of `shape` and on its gradient (float64); returns the fused module and input."""
+    input of `shape` (and the `extra` inputs, a padding mask) and on its gradient
+    (float64); returns the fused module and input."""
     fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
     torch.manual_seed(0)
     for p in fused.parameters():
         torch.nn.init.normal_(p)
     dense.load_state_dict(fused.state_dict())
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-    y_fused, y_dense = fused(x), dense(x)
+    y_fused, y_dense = fused(x, *extra), dense(x, *extra)
     torch.testing.assert_close(y_fused, y_dense, rtol=1e-10, atol=1e-10)
     g = torch.randn_like(y_dense)
     torch.testing.assert_close(torch.autograd.grad(y_fused, x, g),
