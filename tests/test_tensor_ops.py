@@ -179,6 +179,14 @@ def test_split_of_an_axis_known_at_run_time_takes_the_rest_or_names_the_axis():
         module(torch.randn(2, 3, 5, 5))
 
 
+@pytest.mark.parametrize("p", [0, -2])
+def test_split_into_an_axis_of_no_positive_size_is_a_spec_error(p):
+    with pytest.raises(SpecError, match=f"p = {p}; a new axis needs a size of at least 1"):
+        attnspec.compile_text(SPLIT_FREE, C=3, p=p)
+    fixed = "let    G = 0\n    input  x: [B, C, H, W]"
+    assert output_error("merge(split(x, C, G c), G c, as = C)", fixed) == "shape"
+
+
 @pytest.mark.parametrize("by, edge", [(1, "keep"), (-1, "keep"), (2, "zero"), (-3, "zero")])
 def test_shift_moves_along_an_axis_keeping_or_zeroing_the_edge(by, edge):
     module = attnspec.compile_text(f"""

@@ -113,6 +113,10 @@ def _split(types, cfg):
     if len(unknown) > 1:
         raise OpError(f"split {axis} into {' '.join(n for n, _ in into)}: all but one new axis "
                       f"need a size (name them like int parameters)", arg="into")
+    for name, size in into:
+        if size is not None and size < 1:
+            raise OpError(f"split {axis} into {' '.join(n for n, _ in into)}: {name} = {size}; "
+                          f"a new axis needs a size of at least 1", arg="into", code="shape")
     if total is None:  # known at run time: the new axis without a size is too
         if not unknown:
             raise OpError(f"split {axis}, whose size is known at run time, into axes of fixed "
