@@ -175,19 +175,31 @@ class IR:
 
     def replace(self, old: list[str], new: Node) -> None:
         """Replace a chain of nodes ending in old[-1] by `new` (a pass's rewrite)."""
-        users = self.readers(old[-1])
-        edges = [(u, self.graph.edges[old[-1], u]["position"]) for u in users]
+        edges = self._reader_edges(old[-1])
         for name in old:
             self.graph.remove_node(name)
         self.add(new)
+        self._rewire(old[-1], new.name, edges)
+
+    def redirect(self, old: str, new: str) -> None:
+        """Remove node `old`, its readers (and the module's returns) reading node `new`."""
+        edges = self._reader_edges(old)
+        self.graph.remove_node(old)
+        self._rewire(old, new, edges)
+
+    def _reader_edges(self, name: str) -> list[tuple[str, int]]:
+        return [(u, self.graph.edges[name, u]["position"]) for u in self.readers(name)]
+
+    def _rewire(self, old: str, new: str, edges: list[tuple[str, int]]) -> None:
+        """Readers of the removed node `old` (their edges) read `new` instead."""
         for user, position in edges:
-            self.graph.add_edge(new.name, user, position=position)
+            self.graph.add_edge(new, user, position=position)
             node = self.node(user)
-            inputs = tuple(new.name if i == old[-1] else i for i in node.inputs)
+            inputs = tuple(new if i == old else i for i in node.inputs)
             self.graph.nodes[user]["node"] = replace(node, inputs=inputs)
-        if self.output == old[-1]:
-            self.output = new.name
-        self.extra_outputs = [new.name if o == old[-1] else o for o in self.extra_outputs]
+        if self.output == old:
+            self.output = new
+        self.extra_outputs = [new if o == old else o for o in self.extra_outputs]
 
     def outputs(self) -> list[str]:
         """What the module returns: the output, then any others (`output y, mu`)."""

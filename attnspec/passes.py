@@ -13,7 +13,27 @@ def fuse(ir: IR) -> IR:
     fused = fuse_local(fuse_factorised(fuse_causal_pool(fold_position_scales(fused))))
     fused = fuse_blocked(fuse_halo(fuse_banded(fuse_criss_cross(fused))))
     fused = fuse_linear(fuse_sdpa(fused))
-    return fold_content_scales(fused)
+    return merge_duplicates(fold_content_scales(fused))
+
+
+def merge_duplicates(ir: IR) -> IR:
+    """A node that repeats an earlier one (the same op, inputs and attributes, no layer of
+    its own) is dropped, its readers reading the earlier one: a parameter-free layer named
+    once and applied to x in two parts (NonLocal's `pool` before the keys and before the
+    values) runs once. Layers with modules stay apart: dropout draws anew each call, and
+    BatchNorm counts each call in its running statistics. Runs after the fusions, whose
+    "used once" tests it would otherwise change."""
+    first: dict[tuple, str] = {}
+    for name in [n.name for n in ir.nodes()]:
+        node = ir.node(name)  # read again: an earlier merge may have rewired its inputs
+        if node.module is not None or node.op == "input":
+            continue
+        key = (node.op, node.inputs, node.type, repr(node.attrs))
+        if key in first:
+            ir.redirect(name, first[key])
+        else:
+            first[key] = name
+    return ir
 
 
 def fold_position_scales(ir: IR) -> IR:

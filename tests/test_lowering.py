@@ -243,6 +243,45 @@ attention A(C: int, gate: bool = true) {
     assert not list(module.parameters())  # b's conv1x1 is not registered either
 
 
+def calls(module, target) -> int:
+    return sum(n.target == target for n in module.graph.nodes)
+
+
+def test_a_parameter_free_layer_applied_twice_to_one_tensor_runs_once():
+    # the pool before the keys and before the values; the two dropouts stay two draws
+    module = attnspec.compile_text("""
+attention A(C: int) {
+    let    pool = maxpool(2)
+    input  x: [B, C, H, W]
+    over   positions(H W)
+    range  all
+    weight softmax(E1(query = conv1x1(C), key = pool >> conv1x1(C)))
+    value  pool >> conv1x1(C)
+    output dropout(y, p = 0.5) + dropout(y, p = 0.5)
+}""", C=4)
+    assert calls(module, F.max_pool2d) == 1
+    assert sum(isinstance(m, torch.nn.Dropout) for m in module.modules()) == 2
+    x = torch.randn(2, 4, 6, 6)
+    module.eval()
+    q, k, v = (getattr(module, f"{part}_conv1x1") for part in ("query", "key", "value"))
+    keys = F.max_pool2d(x, 2)
+    weights = torch.softmax(q(x).flatten(2).transpose(1, 2) @ k(keys).flatten(2), -1)
+    y = (v(keys).flatten(2) @ weights.transpose(1, 2)).view(2, 4, 6, 6)
+    torch.testing.assert_close(module(x), 2 * y)
+
+
+def test_stacking_one_tensor_is_a_view():
+    module = attnspec.compile_text("""
+attention A(C: int) {
+    input  x: [B, C, N]
+    output stack(x, as = G, after = C)
+}""", C=3)
+    assert torch.stack not in targets(module)
+    x = torch.randn(2, 3, 5)
+    assert module(x).data_ptr() == x.data_ptr()
+    torch.testing.assert_close(module(x), x.unsqueeze(2))
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_a_term_added_to_e1_goes_to_sdpa_as_a_float_mask(causal):
     ir = attnspec.build_ir("specs/alibi.attn", D=16, M=4, causal=causal)

@@ -27,6 +27,8 @@ from . import (
 
 
 def _emit_stack(em, n, args):
+    if len(args) == 1:  # a new axis of size 1: a view, not a copy
+        return em.method(args[0], "unsqueeze", n.attrs["dim"])
     plans = n.attrs.get("plans")
     if plans is not None:  # line the tensors up under one type, then expand them to it
         args = em.call(_torch().broadcast_tensors,
