@@ -101,6 +101,12 @@ CASES = [
     Case("cbam", dict(C=256), (32, 256, 28, 28), (2, 256, 8, 8)),
     Case("gcnet", dict(C=256), (32, 256, 28, 28), (2, 256, 8, 8)),
     Case("nonlocal", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),
+    # the authors' spacetime block on 8 frames of res4's 14 × 14 (C = 512 here), and within
+    # groups of 4 frames (their add_nonlocal_group)
+    Case("nonlocal", dict(C=512), (2, 512, 8, 14, 14), (2, 64, 8, 6, 6), "3d",
+         definition="NonLocal3D"),
+    Case("nonlocal", dict(C=512, group_size=4), (2, 512, 8, 14, 14), (2, 64, 8, 6, 6),
+         "3d_groups", definition="NonLocal3D"),
     Case("mhsa", dict(D=256, M=8), (8, 256, 256), (2, 16, 64)),
     Case("external", dict(D=256, S=64), (16, 1024, 256), (2, 16, 64)),
     Case("danet", dict(C=256), (8, 256, 28, 28), (2, 64, 6, 6)),

@@ -495,6 +495,13 @@ CASES = [
     Case("nonlocal", dict(C=12, variant="dot_product", reduction=3, subsample=False, bn=False,
                           bias=False), ((2, 12, 3, 4, 5), (1, 12, 2, 3, 3)),
          definition="NonLocal3D"),
+    # their non-local within groups of consecutive frames (add_nonlocal_group): groups of
+    # 2 of 4 and 6 frames, then groups of 1 frame, dot product, unpooled, no BatchNorm
+    Case("nonlocal", dict(C=16, group_size=2), ((2, 16, 4, 4, 6), (3, 16, 6, 3, 4)),
+         definition="NonLocal3D"),
+    Case("nonlocal", dict(C=12, variant="dot_product", reduction=3, subsample=False, bn=False,
+                          group_size=1), ((2, 12, 3, 4, 5), (1, 12, 2, 3, 3)),
+         definition="NonLocal3D"),
     Case("nonlocal", dict(C=12, variant="concatenation", bn=False, bias=False), image(12)),
     Case("nonlocal", dict(C=12, variant="concatenation", reduction=3, subsample=True),
          image(12)),

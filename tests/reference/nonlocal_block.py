@@ -96,14 +96,17 @@ class NonLocal3D(nn.Module):
     config's defaults): theta, phi, g 1x1x1 convs (biases unless NO_BIAS), phi and g on x
     max-pooled [1, 2, 2] (USE_MAXPOOL), affinity theta^T phi scaled by inner^-0.5
     (USE_SCALE), softmax over the keys (USE_SOFTMAX; else divided by the number of keys),
-    y = g p^T, the out conv, SpatialBN with its scale at 0 (USE_BN), the sum with x."""
+    y = g p^T, the out conv, SpatialBN with its scale at 0 (USE_BN), the sum with x.
+    With group_size, their add_nonlocal_group: frames moved next to the batch, the clip cut
+    into T / group_size clips of consecutive frames, the block on those, the frames put back."""
 
     def __init__(self, C: int, variant: str = "embedded_gaussian", reduction: int = 2,
                  bn: bool = True, subsample: bool = True, scale: bool = True,
-                 bias: bool = True):
+                 bias: bool = True, group_size: int = 0):
         super().__init__()
         inner = C // reduction
         self.variant, self.inner, self.subsample, self.scale = variant, inner, subsample, scale
+        self.group_size = group_size
         self.theta = nn.Conv3d(C, inner, 1, bias=bias)
         self.phi = nn.Conv3d(C, inner, 1, bias=bias)
         self.g = nn.Conv3d(C, inner, 1, bias=bias)
@@ -117,6 +120,15 @@ class NonLocal3D(nn.Module):
                 nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = x.shape
+        if not self.group_size:
+            return self.spacetime_nonlocal(x)
+        groups = T // self.group_size
+        clips = x.transpose(1, 2).reshape(B * groups, self.group_size, C, H, W).transpose(1, 2)
+        out = self.spacetime_nonlocal(clips)
+        return out.transpose(1, 2).reshape(B, T, C, H, W).transpose(1, 2)
+
+    def spacetime_nonlocal(self, x: torch.Tensor) -> torch.Tensor:
         B, C, T, H, W = x.shape
         pooled = nn.functional.max_pool3d(x, (1, 2, 2), (1, 2, 2)) if self.subsample else x
         theta = self.theta(x).reshape(B, self.inner, -1)
