@@ -503,18 +503,10 @@ def _halo_relative(p: torch.Tensor, rows: torch.Tensor, size: int, span: int) ->
     """E2 in the haloed blocks: p [B, M, W, L, d] against rows [Σ_a size·span, G·d] (each
     axis's (query, key) pairs within one block and its window) → [B, M, W, L, S], the
     axes' products q_a · R_a added."""
-    b, m, w, _, d = p.shape
     n = rows.shape[0] // (size * span)
-    letters = "xyz"[:n]
-    grid = p.view(b, m, w, *(size,) * n, d)
-    total = 0
-    for a in range(n):
-        table = rows[a * size * span:(a + 1) * size * span].view(size, span, -1, d)
-        table = _per_query_head(table, m)  # [size, span, M, d]
-        e = torch.einsum(f"bmw{letters}d,{letters[a]}smd->bmw{letters}s", grid, table)
-        total = total + e.reshape(b, m, w, *(size,) * n,
-                                  *(span if c == a else 1 for c in range(n)))
-    return total.reshape(b, m, w, size ** n, span ** n)
+    tables = _split_pairs(rows, (size,) * n, (span,) * n)
+    grid = p.unflatten(3, (size,) * n)
+    return _axis_products(grid, tables, (size,) * n, (span,) * n)
 
 
 def _block_mask(bias, apart, heads: int, windows: int, cells: int):
@@ -777,30 +769,39 @@ def _split_pairs(table: torch.Tensor, q_sizes, k_sizes):
 
 def _per_axis_sum(parts, q_sizes, k_sizes, lead: tuple = ()) -> torch.Tensor:
     """Σ_a part_a broadcast to [*lead, q_1..q_n, k_1..k_n] and flattened to [*lead, Q, K];
-    part_a is [*lead, nq_a, nk_a]."""
-    n, total = len(q_sizes), 0
+    part_a is [*lead, nq_a, nk_a] (axis a's pairs alone) or [*lead, q_1..q_n, nk_a] (every
+    query against axis a's keys)."""
+    n, first, total = len(q_sizes), len(lead), 0
     for a, part in enumerate(parts):
-        shape = ([*lead, *(s if b == a else 1 for b, s in enumerate(q_sizes)),
-                  *(s if b == a else 1 for b, s in enumerate(k_sizes))])
-        total = total + part.reshape(shape)
-    return total.flatten(len(lead) + n).flatten(len(lead), len(lead) + n - 1)
+        every_query = part.dim() == first + n + 1
+        queries = q_sizes if every_query else (s if b == a else 1 for b, s in enumerate(q_sizes))
+        keys = (s if b == a else 1 for b, s in enumerate(k_sizes))
+        total = total + part.reshape(*lead, *queries, *keys)
+    return total.flatten(first + n).flatten(first, first + n - 1)
 
 
 def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
     """E2: q [B, M, Q, d] against the projected encodings table [pairs, G·d] (G = M, the
     `kv` heads, or 1, each shared by M / G query heads):
     [B, M, Q, K] = Σ_a q · P_a(q_a − k_a), one small product per axis."""
-    b, m, _, d = q.shape
-    grid = q.reshape(b, m, *q_sizes, d)
-    letters = "xyz"[:len(q_sizes)]
+    grid = q.unflatten(2, tuple(q_sizes))
+    return _axis_products(grid, _split_pairs(table, q_sizes, k_sizes), q_sizes, k_sizes)
+
+
+def _axis_products(grid: torch.Tensor, tables, q_sizes, k_sizes) -> torch.Tensor:
+    """Σ_a q · P_a for queries on a grid, grid [B, M, *lead, q_1..q_n, d], and one table
+    per axis, [nq_a, nk_a, G·d] (key k of query q on axis a) → [B, M, *lead, Q, K]."""
+    n, d, m = len(q_sizes), grid.shape[-1], grid.shape[1]
+    lead = "bmw"[:grid.dim() - n - 1]
+    letters = "xyz"[:n]
     parts = []
-    for a, p in enumerate(_split_pairs(table, q_sizes, k_sizes)):
-        p = _per_query_head(p.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
-        e = torch.einsum(f"bm{letters}d,{letters[a]}kmd->bm{letters}k", grid, p)
+    for a, table in enumerate(tables):
+        table = _per_query_head(table.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
+        e = torch.einsum(f"{lead}{letters}d,{letters[a]}kmd->{lead}{letters}k", grid, table)
         # einsum leaves its result permuted; a small copy here lets the sum below write
-        # the [B, M, Q, K] logits contiguously, with no copy of them to flatten
+        # the logits contiguously, with no copy of them to flatten
         parts.append(e.contiguous())
-    return _per_axis_e2(parts, q_sizes, k_sizes, b, m)
+    return _per_axis_sum(parts, q_sizes, k_sizes, grid.shape[:len(lead)])
 
 
 def _per_query_head(table: torch.Tensor, m: int) -> torch.Tensor:
@@ -858,15 +859,6 @@ def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> tor
         return (w.unsqueeze(2) * x).sum(3)
     y = torch.einsum("bghpq,bgdpq->bghdq", w.unflatten(1, (g, m // g)), x)
     return y.flatten(1, 2)
-
-
-def _per_axis_e2(parts, q_sizes, k_sizes, b: int, m: int) -> torch.Tensor:
-    """Each part is [B, M, q_1..q_n, nk_a]: add them as [B, M, q..., k_1..k_n]."""
-    n, total = len(q_sizes), 0
-    for a, part in enumerate(parts):
-        shape = [b, m, *q_sizes, *(s if c == a else 1 for c, s in enumerate(k_sizes))]
-        total = total + part.reshape(shape)
-    return total.flatten(2 + n).flatten(2, 1 + n)
 
 
 def relative_bias(table: torch.Tensor, q_sizes, k_sizes) -> torch.Tensor:
