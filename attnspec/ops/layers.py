@@ -29,6 +29,7 @@ INIT_SETTINGS = (Param("std", "float", None, keyword=True),
                  Param("mode", "word", None, ("fan_in", "fan_out"), keyword=True),
                  Param("bound", "float", None, keyword=True))
 _SETTING_OF = {"normal": "std", "kaiming": "mode", "uniform": "bound"}
+_INIT_OF = {setting: init for init, setting in _SETTING_OF.items()}
 
 
 def _init_attrs(cfg) -> dict:
@@ -38,9 +39,9 @@ def _init_attrs(cfg) -> dict:
     wanted = _SETTING_OF.get(init)
     for name in ("std", "mode", "bound"):
         if cfg.get(name) is not None and name != wanted:
-            raise OpError(f"`{name}` sets how init = {_init_of(name)} draws the weight, not "
+            raise OpError(f"`{name}` sets how init = {_INIT_OF[name]} draws the weight, not "
                           f"init = {init}", arg=name, code="wrong-arity",
-                          hint=f"write init = {_init_of(name)}, {name} = ...")
+                          hint=f"write init = {_INIT_OF[name]}, {name} = ...")
     if init == "kaiming":
         return {"init": init, "mode": cfg.get("mode") or "fan_in"}
     if wanted is not None:
@@ -51,10 +52,6 @@ def _init_attrs(cfg) -> dict:
                           code="wrong-type", hint=f"e.g. init = {init}, {wanted} = 0.01")
         return {"init": init, wanted: float(value)}
     return {"init": init}
-
-
-def _init_of(setting: str) -> str:
-    return next(i for i, s in _SETTING_OF.items() if s == setting)
 
 
 def _linear_attrs(types, cfg):
