@@ -390,6 +390,10 @@ CASES = [
       for dim, f in ((32, 0), (8, 1))],
     Case("crossformer", dict(dim=32, num_heads=2, group_size=3, position_bias=False),
          ((2, 7, 10, 32), (1, 9, 4, 32)), definition="CrossFormerBackboneBlock"),
+    # their Attention alone on groups, with their DynamicPosBias's residual MLP and without
+    *[Case("crossformer", dict(dim=64, num_heads=4, dpb_residual=r),
+           ((2, 2, 3, 3, 2, 64), (1, 1, 2, 4, 4, 64)), definition="GroupAttention")
+      for r in (True, False)],
     # outlook (VOLO): one head; every option and both dropouts; stride 2 on even and odd maps
     # (a pooled window cut by the border: ceil mode); a 5×5 window at stride 1 and 3; the
     # Outlooker block at stride 1 and 2

@@ -613,6 +613,34 @@ def test_a_layer_per_index_of_an_axis_shares_its_weights_across_that_axis():
     torch.testing.assert_close(lin(x), expected)
 
 
+def test_a_residual_layer_adds_its_branch_to_what_it_is_given():
+    module = attnspec.compile_text("""
+attention R(C: int) {
+    let    f = linear(C) >> residual(layernorm >> relu >> linear(C)) >> linear(2)
+    input  x: [B, N, C]
+    output f(x) + f(x * 2)
+}""", C=4)
+    first, norm, branch, last = (getattr(module, n) for n in (
+        "f_linear", "f_layernorm", "f_linear_2", "f_linear_3"))
+    assert len(list(module.parameters())) == 8  # shared: one set for both applications
+
+    def f(t):
+        h = first(t)
+        return last(h + branch(torch.relu(norm(h))))
+
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(module(x), f(x) + f(x * 2))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("x >> residual(linear(8))", "shape"),  # the branch must keep the type
+    ("x >> residual(relu, relu)", "wrong-arity"),
+    ("x >> residual(3)", "wrong-type"),
+])
+def test_a_residual_layer_is_checked(text, code):
+    assert output_error(text) == code
+
+
 @pytest.mark.parametrize("text, code", [
     ("conv(x, 4, per = B)", "axis-mismatch"),
     ("conv(x, 4, per = Z)", "axis-mismatch"),

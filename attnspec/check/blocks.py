@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..diagnostics import did_you_mean
 from ..spec import Attention, BinOp, Block, Call
-from ..values import POISON, UNKNOWN, Instance, Tensor
+from ..values import POISON, UNKNOWN, Instance, Layer, Tensor
 from .base import describe
 
 
@@ -126,12 +126,15 @@ class Blocks:
 
     def call_residual(self, e: Call):
         if len(e.args) != 1 or e.kwargs:
-            return self.error("wrong-arity", "residual(...) takes one block", e.span)
+            return self.error("wrong-arity", "residual(...) takes one block or layer", e.span)
         inner = self.value(e.args[0])
         if inner is POISON:
             return POISON
+        if isinstance(inner, Layer):  # x + L(x) inside a chain of layers
+            return Layer("residual", {}, e.span, parts=(inner,))
         if not isinstance(inner, Instance):
-            return self.error("wrong-type", "residual(...) wraps a block", e.args[0].span)
+            return self.error("wrong-type", "residual(...) wraps a block or a layer",
+                              e.args[0].span)
 
         def apply(incoming):
             x, y = inner.apply(incoming)

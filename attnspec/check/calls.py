@@ -323,6 +323,8 @@ class Calls:
     # ------------------------------------------------------------------ applying layers
 
     def apply(self, layer: Layer, x: Tensor, span: Span, prefix: str):
+        if layer.op == "residual":
+            return self.apply_residual(layer, x, span, prefix)
         if layer.parts:
             for part in layer.parts:
                 part.shared_as = part.shared_as or layer.shared_as
@@ -331,6 +333,19 @@ class Calls:
                     return POISON
             return x
         return self.apply_op(layer, [x], span, layer.shared_as or prefix)
+
+    def apply_residual(self, layer: Layer, x: Tensor, span: Span, prefix: str):
+        """`residual(f)`: x + f(x), f keeping x's type."""
+        inner = layer.parts[0]
+        inner.shared_as = inner.shared_as or layer.shared_as
+        y = self.apply(inner, x, span, prefix)
+        if y is POISON:
+            return POISON
+        if y.type != x.type:
+            return self.error("shape", f"residual(...) adds its layers' result to what they "
+                              f"are given: {y.type} to {x.type}", layer.span,
+                              "the layers inside must keep the axes and their sizes")
+        return self.arith("+", x, y, layer.span)
 
     def apply_op(self, layer: Layer, xs: list[Tensor], span: Span, prefix: str):
         op = OPS.get(layer.op)

@@ -311,7 +311,8 @@ _ARITH_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 
 
 def _flatten(layer: Layer) -> tuple[Layer, ...]:
-    return layer.parts if layer.parts else (layer,)
+    """A chain's layers in order (a residual is one layer: its parts are its branch)."""
+    return layer.parts if layer.op is None else (layer,)
 
 
 def _names_in(e):

@@ -19,7 +19,13 @@ from .coatnet import CoAtNet
 from .conv_as_attention import ConvAsAttention
 from .coord import CoordAtt
 from .cot import CoT
-from .crossformer import LSDA, CrossFormerBackboneBlock, CrossFormerBlock, LSDABackbone
+from .crossformer import (
+    LSDA,
+    CrossFormerBackboneBlock,
+    CrossFormerBlock,
+    GroupAttention,
+    LSDABackbone,
+)
 from .danet import ChannelAttention, DANet, PositionAttention
 from .dat import DAttention
 from .deformable import Deformable
@@ -134,6 +140,7 @@ REFERENCES = {
     "lambda_layer": LambdaLayer,
     "crossformer": CrossFormerBlock,
     "crossformer.LSDA": LSDA,
+    "crossformer.GroupAttention": GroupAttention,
     "crossformer.LSDABackbone": LSDABackbone,
     "crossformer.CrossFormerBackboneBlock": CrossFormerBackboneBlock,
     "outlook": OutlookAttention,
@@ -154,7 +161,7 @@ __all__ = [
     "ChannelGate", "CoAtNet", "Column", "ConvAsAttention", "CoordAtt", "CoT", "CrossAttention",
     "CrossFormerBackboneBlock", "CrossFormerBlock", "CSRA", "DANet", "DAttention",
     "Deformable", "ECA", "EffectiveSE", "EMANet", "EMSA", "EPSA", "External",
-    "ExternalAttention", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta",
+    "ExternalAttention", "ExternalMultiHead", "GatherExcite", "GatherExciteTheta", "GroupAttention",
     "GatherExciteThetaPlus", "GCNet", "Generalized", "GFNetBlock", "GFNetBlockLayerScale",
     "GlobalFilter", "HaloAttention", "LambdaIntraDepth", "LambdaLayer", "LinearAttention",
     "Longformer", "LSDA",

@@ -69,8 +69,9 @@ from ._stochastic_depth import drop_path
 class _DynamicPosBias(nn.Module):
     """MLP from a relative offset (Δh, Δw) to one bias per head: [N, 2] -> [N, num_heads]."""
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, residual: bool = False):
         super().__init__()
+        self.residual = residual
         pos_dim = dim // 4  # `dim` here is the block's dim // 4, as in the official call
         self.pos_proj = nn.Linear(2, pos_dim)
         self.pos1 = nn.Sequential(nn.LayerNorm(pos_dim), nn.ReLU(), nn.Linear(pos_dim, pos_dim))
@@ -79,20 +80,27 @@ class _DynamicPosBias(nn.Module):
                                   nn.Linear(pos_dim, num_heads))
 
     def forward(self, offsets: torch.Tensor) -> torch.Tensor:
-        return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets))))
+        if not self.residual:
+            return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets))))
+        pos = self.pos_proj(offsets)
+        pos = pos + self.pos1(pos)
+        pos = pos + self.pos2(pos)
+        return self.pos3(pos)
 
 
 class _Attention(nn.Module):
     """Multi-head self-attention within groups: [B_, G·G, dim] -> [B_, G·G, dim]."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, qk_scale: float | None,
-                 attn_drop: float, proj_drop: float, position_bias: bool = True):
+                 attn_drop: float, proj_drop: float, position_bias: bool = True,
+                 dpb_residual: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5 if qk_scale is None else qk_scale
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        # their Attention's position_bias switch (their blocks pass True)
-        self.pos = _DynamicPosBias(dim // 4, num_heads) if position_bias else None
+        # their Attention's position_bias switch (their blocks pass True); their
+        # DynamicPosBias's residual (their Attention passes False)
+        self.pos = _DynamicPosBias(dim // 4, num_heads, dpb_residual) if position_bias else None
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -125,6 +133,23 @@ class _Attention(nn.Module):
         attn = self.attn_drop(attn.softmax(dim=-1))
         y = (attn @ v).transpose(1, 2).reshape(B_, N, C)
         return self.proj_drop(self.proj(y))
+
+
+class GroupAttention(nn.Module):
+    """Their Attention on groups laid out [B, nh, nw, gh, gw, dim] (the spec's
+    GroupAttention): the gh·gw members of each group attend to each other."""
+
+    def __init__(self, dim: int, num_heads: int | None = None, qkv_bias: bool = True,
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 position_bias: bool = True, dpb_residual: bool = False):
+        super().__init__()
+        num_heads = dim // 32 if num_heads is None else num_heads
+        self.attn = _Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop,
+                               position_bias, dpb_residual)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gh, gw, dim = x.shape[3:]
+        return self.attn(x.reshape(-1, gh * gw, dim), gh, gw).view(x.shape)
 
 
 class LSDA(nn.Module):
