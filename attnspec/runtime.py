@@ -789,19 +789,20 @@ def relative_logits(q: torch.Tensor, table: torch.Tensor, q_sizes, k_sizes) -> t
 
 
 def _axis_products(grid: torch.Tensor, tables, q_sizes, k_sizes) -> torch.Tensor:
-    """Σ_a q · P_a for queries on a grid, grid [B, M, *lead, q_1..q_n, d], and one table
-    per axis, [nq_a, nk_a, G·d] (key k of query q on axis a) → [B, M, *lead, Q, K]."""
+    """Σ_a q · P_a for queries on a grid, grid [B, M, (W,) q_1..q_n, d] (W: the halo
+    kernel's blocks), and one table per axis, [nq_a, nk_a, G·d] (key k of query q on axis
+    a) → [B, M, (W,) Q, K]."""
     n, d, m = len(q_sizes), grid.shape[-1], grid.shape[1]
-    lead = "bmw"[:grid.dim() - n - 1]
+    outer = "bmw"[:grid.dim() - n - 1]  # einsum letters of the axes before the grid
     letters = "xyz"[:n]
     parts = []
     for a, table in enumerate(tables):
         table = _per_query_head(table.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
-        e = torch.einsum(f"{lead}{letters}d,{letters[a]}kmd->{lead}{letters}k", grid, table)
+        e = torch.einsum(f"{outer}{letters}d,{letters[a]}kmd->{outer}{letters}k", grid, table)
         # einsum leaves its result permuted; a small copy here lets the sum below write
         # the logits contiguously, with no copy of them to flatten
         parts.append(e.contiguous())
-    return _per_axis_sum(parts, q_sizes, k_sizes, grid.shape[:len(lead)])
+    return _per_axis_sum(parts, q_sizes, k_sizes, grid.shape[:len(outer)])
 
 
 def _per_query_head(table: torch.Tensor, m: int) -> torch.Tensor:
