@@ -243,6 +243,10 @@ NOT_YET = (
      "recalled: its text could not be read here)", "a term from two learned tables of "
      "absolute positions, cut to the run's length, their dot product shared by every head "
      "(the shipped spec learns the T × T table w itself)"),
+    ("cbam", "the parallel arrangement of the channel and spatial gates (§4.1's ablation; "
+     "the sequential orders ship as `order`)", "the facts: how the paper combines the two "
+     "gates side by side could not be read here, and the authors' code builds only the "
+     "sequential channel-then-spatial module"),
     ("deformable", "deformable RoI pooling", "nothing: it is a pooling of boxes, outside "
      "the module (DCNv2's modulation ships as `modulation`)"),
     ("gather_excite", "GE-θ with a local extent (learned strided depthwise gathers, the "
