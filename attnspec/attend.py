@@ -967,11 +967,10 @@ def _emit_causal_pool(em, n: Node, args):
 
     a = n.attrs
     keys, value = args
-    v = to_heads(em, value, em.type(n.inputs[1]), a["q_tokens"], a["v_feature"], a["heads"],
-                 keys_first=True)  # [B, M, d, N]
-    y = em.call(runtime.causal_pool, keys, v, CAUSAL_CHUNK)  # [B, M, d, N]
-    return from_heads(em, em.method(y, "transpose", -1, -2), n.type, a["q_tokens"],
-                      a["v_feature"], a["heads"], a["sizes_of"])
+    v = to_heads(em, value, em.type(n.inputs[1]), a["q_tokens"], a["v_feature"], a["heads"])
+    y = em.call(runtime.causal_pool, keys, v, CAUSAL_CHUNK)  # [B, M, N, d]
+    return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"],
+                      a["sizes_of"])
 
 
 def _causal_pool_flops(ins, out, a, b):

@@ -874,8 +874,8 @@ def one_hot_rows(like: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def causal_pool(keys: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
-    """y_t = Σ_{s ≤ t} softmax_{s ≤ t}(K)_s v_s: keys [B, M, N], values v [B, M, d, N] →
-    [B, M, d, N] (AFT-simple's causal form). The positions go in chunks of c: within a
+    """y_t = Σ_{s ≤ t} softmax_{s ≤ t}(K)_s v_s: keys [B, M, N], values v [B, M, N, d] →
+    [B, M, N, d] (AFT-simple's causal form). The positions go in chunks of c: within a
     chunk a [c, c] lower-triangular weight, before it the earlier chunks' sums. Every
     exponent is taken from the running maximum of the keys up to the query (as a softmax
     of the query's own keys would), so each term is at most 1 and the denominator at
@@ -886,9 +886,9 @@ def causal_pool(keys: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor
     c = min(chunk, n)
     if n % c:  # keys of −inf and values 0 after the end: they weigh nothing
         keys = F.pad(keys, (0, c - n % c), value=float("-inf"))
-        v = F.pad(v, (0, c - n % c))
+        v = F.pad(v, (0, 0, 0, c - n % c))
     k = keys.unflatten(-1, (-1, c))  # [B, M, nc, c]
-    vc = v.unflatten(-1, (-1, c)).permute(0, 1, 3, 4, 2)  # [B, M, nc, c, d]
+    vc = v.unflatten(-2, (-1, c))  # [B, M, nc, c, d]
     top = k.amax(-1)  # each chunk's maximum (a chunk holds at least one real key)
     before = torch.cat([torch.full_like(top[..., :1], float("-inf")), top[..., :-1]],
                        -1).cummax(-1).values  # the maximum of the earlier chunks: P_j
@@ -905,8 +905,7 @@ def causal_pool(keys: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor
     back = (before.unsqueeze(-1) - ref).exp().unsqueeze(-1)  # P_j to each query's maximum
     numerator = w @ vc + back * carried.unsqueeze(-2)
     denominator = w.sum(-1, keepdim=True) + back * carried_sum.unsqueeze(-2)
-    y = (numerator / denominator).flatten(2, 3)[:, :, :n]  # [B, M, N, d]
-    return y.transpose(-1, -2)
+    return (numerator / denominator).flatten(2, 3)[:, :, :n]  # [B, M, N, d]
 
 
 def factorised_softmax(keys: torch.Tensor, table: torch.Tensor, v: torch.Tensor, grid,
