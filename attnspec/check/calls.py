@@ -323,11 +323,12 @@ class Calls:
     # ------------------------------------------------------------------ applying layers
 
     def apply(self, layer: Layer, x: Tensor, span: Span, prefix: str):
+        for part in layer.parts:  # a shared chain (or residual) shares the layers in it
+            part.shared_as = part.shared_as or layer.shared_as
         if layer.op == "residual":
             return self.apply_residual(layer, x, span, prefix)
         if layer.parts:
             for part in layer.parts:
-                part.shared_as = part.shared_as or layer.shared_as
                 x = self.apply(part, x, span, prefix)
                 if x is POISON:
                     return POISON
@@ -336,9 +337,7 @@ class Calls:
 
     def apply_residual(self, layer: Layer, x: Tensor, span: Span, prefix: str):
         """`residual(f)`: x + f(x), f keeping x's type."""
-        inner = layer.parts[0]
-        inner.shared_as = inner.shared_as or layer.shared_as
-        y = self.apply(inner, x, span, prefix)
+        y = self.apply(layer.parts[0], x, span, prefix)
         if y is POISON:
             return POISON
         if y.type != x.type:
