@@ -615,6 +615,9 @@ _register("l1_keys", "divide by the sum over the keys, plus eps (linear attentio
           _emit_l1, kind="normaliser")
 _register("double_norm", "softmax over one axis, then L1 over the other (External attention)",
           _emit_double, kind="normaliser")
+_register("softmax_queries", "softmax over the queries: double_norm's first half, shared with "
+          "a softmax of the transposed logits (passes.share_transposed_softmax)",
+          lambda em, n, args: em.call(_torch().softmax, args[0], dim=-2), kind="normaliser")
 
 
 def _emit_pair_factor(em, n, args):
@@ -679,6 +682,11 @@ OPS["softmax"] = Op(
 
 def _emit_aggregate(em, n: Node, args):
     a = n.attrs
+    if _channels_first(n.type, a["q_tokens"], a["v_feature"]) and not a["memory"] and \
+            a["weight_axes"] == ("B", "M", "Q", "K"):
+        return _aggregate_channels_first(em, n, args)
+    if a.get("weights_transposed"):  # [B, M, K, Q] (passes.share_transposed_softmax): a view
+        args = (em.method(args[0], "transpose", -1, -2), *args[1:])
     if a["memory"]:
         y = em.module(n.module, args[0])
     elif "S" in a["weight_axes"]:  # E3 with N contexts: [B, M, S, K] @ [B, M, K, d]
@@ -695,8 +703,6 @@ def _emit_aggregate(em, n: Node, args):
         # forward and backward (benchmarks/: GCNet 1.5× slower that way)
         weighted = em.call(operator.mul, v, em.method(args[0], "unsqueeze", -2))
         return em.method(em.method(weighted, "sum", -1), "flatten", 1)  # [B, M, d] → [B, F]
-    elif _channels_first(n.type, a["q_tokens"], a["v_feature"]):
-        return _aggregate_channels_first(em, n, args)
     else:
         v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"],
                      kv_heads(a))
@@ -714,7 +720,9 @@ def _aggregate_channels_first(em, n: Node, args):
     a = n.attrs
     v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], kv_heads(a),
                  keys_first=True)
-    y = grouped_matmul(em, v, em.method(args[0], "transpose", -1, -2), kv_heads(a), a["heads"])
+    weights = args[0] if a.get("weights_transposed") else \
+        em.method(args[0], "transpose", -1, -2)
+    y = grouped_matmul(em, v, weights, kv_heads(a), a["heads"])
     y = em.method(y, "squeeze", 1) if a["heads"] == 1 else em.method(y, "flatten", 1, 2)
     tokens = a["q_tokens"]
     return y if len(tokens) == 1 else em.method(y, "unflatten", 2,

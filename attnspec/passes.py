@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from .ir import IR, Node
+from .ir import IR, RETURNED, Node
 
 
 def fuse(ir: IR) -> IR:
@@ -13,7 +13,7 @@ def fuse(ir: IR) -> IR:
     fused = fuse_local(fuse_factorised(fuse_causal_pool(fold_position_scales(fused))))
     fused = fuse_blocked(fuse_halo(fuse_banded(fuse_criss_cross(fused))))
     fused = fuse_linear(fuse_sdpa(fused))
-    return merge_duplicates(fold_content_scales(fused))
+    return merge_duplicates(share_transposed_softmax(fold_content_scales(fused)))
 
 
 def merge_duplicates(ir: IR) -> IR:
@@ -34,6 +34,56 @@ def merge_duplicates(ir: IR) -> IR:
         else:
             first[key] = name
     return ir
+
+
+def share_transposed_softmax(ir: IR) -> IR:
+    """softmax over the keys of E1(b, a) where double_norm(E1(a, b)) exists too (a
+    softmax over its queries, then L1 over its keys): the same logits transposed, and
+    the same softmax. The double_norm is split after its softmax, and the aggregates of
+    the first read that softmax transposed, so the affinity and its softmax are computed
+    once: EMANet's last E step, whose responsibilities z both give the last bases and
+    rebuild the input, as in the authors' loop (benchmarks/: emanet)."""
+    for soft in [n for n in ir.nodes() if n.op == "softmax_keys"]:
+        double = _transposed_double_norm(ir, soft)
+        if double is None:
+            continue
+        first = Node(f"{double.name}_softmax", "softmax_queries", double.inputs, double.type,
+                     double.role, double.span)
+        ir.add(first)
+        ir.replace([double.name], Node(double.name, "l1_keys", (first.name,), double.type,
+                                       double.role, double.span, {"eps": double.attrs["eps"]}))
+        logits, readers = soft.inputs[0], ir.readers(soft.name)
+        ir.redirect(soft.name, first.name)
+        ir.graph.remove_node(logits)
+        for name in readers:
+            agg = ir.node(name)
+            ir.replace([name], Node(name, agg.op, agg.inputs, agg.type, agg.role, agg.span,
+                                    {**agg.attrs, "weights_transposed": True}, agg.module))
+    return ir
+
+
+def _transposed_double_norm(ir: IR, soft: Node) -> Node | None:
+    """The double_norm (softmax over the queries, L1 over the keys) of the transposed
+    logits of `soft`, when soft's E1 is read by it alone, soft only by dense aggregates,
+    and each head has its own keys on both sides (so the two E1s are transposes)."""
+    logits = ir.node(soft.inputs[0])
+    if logits.op != "E1" or len(ir.users(logits.name)) != 1 or \
+            logits.attrs.get("kv") not in (None, logits.attrs["heads"]):
+        return None
+    readers = [ir.node(n) for n in ir.users(soft.name) if n != RETURNED]
+    if len(readers) != len(ir.users(soft.name)) or any(
+            r.op != "aggregate" or r.attrs["memory"] or r.attrs["weight_axes"] !=
+            ("B", "M", "Q", "K") or r.inputs[0] != soft.name for r in readers):
+        return None
+    a = logits.attrs
+    swapped = {**a, "q_tokens": a["k_tokens"], "k_tokens": a["q_tokens"],
+               "q_feature": a["k_feature"], "k_feature": a["q_feature"]}
+    for double in [n for n in ir.nodes() if n.op == "double_norm"]:
+        other = ir.node(double.inputs[0])
+        if (double.attrs["first"], double.attrs["then"]) == (-2, -1) and other.op == "E1" \
+                and other.inputs == logits.inputs[::-1] and other.attrs == swapped:
+            return double
+    return None
 
 
 def fold_position_scales(ir: IR) -> IR:

@@ -272,6 +272,55 @@ attention A(C: int) {
     torch.testing.assert_close(module(x), 2 * y)
 
 
+REBUILD = """
+attention Bases(D: int) {
+    input  mu: [B, K, D]
+    input  x: [B, N, D]
+    over   positions(K), positions(N)
+    range  all
+    heads  2
+    weight double_norm(E1(query = identity, key = identity), first = K, then = N, eps = 1e-6)
+    value  identity
+    output y
+}
+
+attention Rebuild(D: int, K: int = 5) {
+    input  x: [B, N, D]
+    input  mu: [B, K, D]
+    let    bases = Bases(D)(mu, x)
+    over   positions(N), memory(K)
+    range  all
+    heads  2
+    weight softmax(E1(query = x, key = mu))
+    value  permute(bases, B D K)   # channels first: not SDPA's, a matmul of the weights
+    output y
+}
+"""
+
+
+def test_an_affinity_normalised_both_ways_is_computed_once():
+    # softmax_N(mu·x) inside double_norm and softmax_K(x·mu): one matmul, one softmax
+    ir = attnspec.build_ir(REBUILD, D=8)
+    fused, dense = lower(ir).double(), lower(ir, fused_kernels=False).double()
+    assert calls(fused, torch.softmax) == 1 and calls(dense, torch.softmax) == 2
+    assert calls(fused, torch.matmul) == calls(dense, torch.matmul) - 1
+    inputs = [torch.randn(3, 7, 8, dtype=torch.float64, requires_grad=True),
+              torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)]
+
+    def run(module):
+        y = module(*inputs)
+        return (y, *torch.autograd.grad(y.square().sum(), inputs))
+
+    for got, expected in zip(run(fused), run(dense)):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("T", [1, 3])
+def test_emanet_computes_each_e_step_once(T):
+    # the last E step's z gives the last bases and rebuilds the input, as the authors' loop
+    assert calls(attnspec.load("emanet", C=8, K=4, T=T), torch.softmax) == T
+
+
 def test_stacking_one_tensor_is_a_view():
     module = attnspec.compile_text("""
 attention A(C: int) {
