@@ -126,6 +126,22 @@ def crop(x: torch.Tensor, dims: tuple[int, ...], sizes) -> torch.Tensor:
     return x
 
 
+def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b, [..., I, K] @ [..., K, J], with the leading axes taken in the memory order
+    of the larger operand and the result permuted back (a view). torch.matmul copies a
+    strided operand into [batch, rows, cols] first; walked in its own memory order that
+    copy reads memory in order (VOLO's windows, [B, H, W, M, K, c] read from F.unfold's
+    [B, M, c, K, H·W]: the product and the fold after it ~1.5× faster)."""
+    lead = a.dim() - 2
+    larger = b if b.numel() >= a.numel() else a
+    order = sorted(range(lead), key=lambda d: -larger.stride(d))
+    if order == list(range(lead)):
+        return a @ b
+    axes = (*order, lead, lead + 1)
+    y = a.permute(axes) @ b.permute(axes)
+    return y.permute(*(axes.index(d) for d in range(lead + 2)))
+
+
 def pool_over(x: torch.Tensor, fn: str, dims: int, kernel: int, stride: int, padding: int,
               **options) -> torch.Tensor:
     """F.<fn> (max_pool2d, avg_pool1d, ...) over x's last `dims` axes, the axes between the

@@ -73,11 +73,24 @@ def test_a_batched_matrix_product_is_lowered_as_a_matmul():
     # [..., K, C] · (the same leading axes, C and W in any order) → [..., K, W]: torch.matmul
     # on the right operand permuted to [..., C, W], not einsum (which copies its result)
     module = attnspec.compile_text(BATCHED, C=4, K=3, H=5)
-    assert "einsum" not in module.code and " @ " in module.code
+    assert "einsum" not in module.code and "batched_matmul" in module.code
     x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     w = module.state_dict()["weight_learned.weight"].double().reshape(5, 3, 4)
     torch.testing.assert_close(module.double()(x), torch.einsum("hkc,bchw->bhkw", w, x))
     torch.autograd.gradcheck(module, (x,))
+
+
+def test_a_batched_product_takes_the_leading_axes_in_the_larger_operands_memory_order():
+    # windows [B, L, M, K, c] read from unfold's [B, M, c, K, L] (VOLO): the product runs
+    # over (B, M, L), so its result lies in that order, a view permuted back
+    b = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64).permute(0, 4, 1, 3, 2)
+    a = torch.randn(2, 6, 3, 2, 5, dtype=torch.float64)  # [B, L, M, I, K], the smaller
+    y = runtime.batched_matmul(a, b)
+    torch.testing.assert_close(y, a @ b, rtol=1e-12, atol=1e-12)
+    assert y.permute(0, 2, 1, 3, 4).is_contiguous()
+    torch.autograd.gradcheck(runtime.batched_matmul, (a.requires_grad_(), b.requires_grad_()))
+    c = torch.randn(2, 6, 3, 5, 4, dtype=torch.float64)  # the larger in order: a plain matmul
+    assert runtime.batched_matmul(a, c).is_contiguous()
 
 
 def test_dot_over_an_axis_one_side_lacks_is_an_error():

@@ -384,7 +384,7 @@ def _dot_emit(em, n, args):
     if order is not None:  # [..., I, K] @ [..., K, J]: no copy of the product, and its
         right = args[1] if order == tuple(range(len(order))) else \
             em.method(args[1], "permute", *order)  # backward is two matmuls
-        return em.call(operator.matmul, args[0], right)
+        return em.call(_runtime().batched_matmul, args[0], right)
     letters = {name: chr(ord("a") + i) for i, name in
                enumerate(dict.fromkeys(a.names + b.names))}
     subscripts = ",".join("".join(letters[x] for x in t.names) for t in (a, b))
