@@ -9,7 +9,7 @@ from .ir import IR, RETURNED, Node
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    fused = split_unnormalised_sums(unstack_weighted_sums(copy.deepcopy(ir)))
+    fused = split_unnormalised_sums(unstack_sums(copy.deepcopy(ir)))
     fused = fuse_local(fuse_factorised(fuse_causal_pool(fold_position_scales(fused))))
     fused = fuse_blocked(fuse_halo(fuse_banded(fuse_criss_cross(fused))))
     fused = fuse_linear(fuse_sdpa(fused))
@@ -137,31 +137,44 @@ def fuse_criss_cross(ir: IR) -> IR:
     return ir
 
 
-def unstack_weighted_sums(ir: IR) -> IR:
-    """sum(w * stack(t_1, ..., t_K, as = K), K), the stack used nowhere else →
-    Σ_i w[K = i] · t_i: no stacked copy of the tensors, and no [K, ...] product to reduce
-    (SK-style selections: Vision Permutator's three branches, 1.06× → ~1.0× fwd+bwd)."""
-    for total in [n for n in ir.nodes() if n.op == "sum" and len(n.attrs["axes"]) == 1]:
-        product = ir.node(total.inputs[0])
-        if product.op != "arith" or product.attrs["op"] != "*" or len(product.inputs) != 2 \
-                or len(ir.users(product.name)) != 1:
+def unstack_sums(ir: IR) -> IR:
+    """A stack (`stack(t_1, ..., t_K, as = K)`) every use of which sums over K, either
+    itself, sum(stack, K) → t_1 + ... + t_K, or its product with weights, sum(w * stack,
+    K) → Σ_i w[K = i] · t_i: no stacked copy of the tensors, and no [K, ...] product to
+    reduce (SK's selection of branches, whose sum also gives its squeeze; Vision
+    Permutator's three branches, 1.06× → ~1.0× fwd+bwd)."""
+    for stack in [n for n in ir.nodes() if n.op == "stack" and n.attrs.get("plans") is None]:
+        users = ir.users(stack.name)
+        rewrites = [None if u == RETURNED else _unstacked(ir, stack, ir.node(u)) for u in users]
+        if not rewrites or None in rewrites:
             continue
-        sides = [ir.node(i) for i in product.inputs]
-        side = next((i for i, n in enumerate(sides) if n.op == "stack" and
-                     n.attrs["as"] == total.attrs["axes"][0] and n.attrs.get("plans") is None
-                     and len(ir.users(n.name)) == 1 and n.type.names == product.type.names
-                     and product.attrs.get(("left", "right")[i]) is None), None)
-        if side is None:
-            continue
-        stack, weights = sides[side], sides[1 - side]
-        if total.attrs["axes"][0] not in weights.type.names:  # the same w for every t_i
-            continue
-        attrs = {"plan": product.attrs.get(("left", "right")[1 - side]),
-                 "dim": stack.attrs["dim"]}
-        fused = Node(total.name, "weighted_sum", (weights.name, *stack.inputs), total.type,
-                     total.role, total.span, attrs)
-        ir.replace([stack.name, product.name, total.name], fused)
+        for replaced, node in rewrites:
+            ir.replace(replaced, node)
+        ir.graph.remove_node(stack.name)
     return ir
+
+
+def _unstacked(ir: IR, stack: Node, user: Node) -> tuple[list[str], Node] | None:
+    """A use of `stack` as the stack's parts: (the nodes it replaces, the new node), or
+    None if the use needs the stacked tensor."""
+    axis = stack.attrs["as"]
+    if user.op == "sum" and user.attrs["axes"] == (axis,):
+        return [user.name], Node(user.name, "sum_of", stack.inputs, user.type, user.role,
+                                 user.span)
+    if user.op != "arith" or user.attrs["op"] != "*" or len(user.inputs) != 2 or \
+            user.type.names != stack.type.names or len(ir.users(user.name)) != 1:
+        return None
+    total = ir.node(ir.users(user.name)[0]) if ir.users(user.name)[0] != RETURNED else None
+    side = user.inputs.index(stack.name)
+    weights = ir.node(user.inputs[1 - side])
+    if total is None or total.op != "sum" or total.attrs["axes"] != (axis,) or \
+            user.inputs[0] == user.inputs[1] or user.attrs.get(("left", "right")[side]) \
+            is not None or axis not in weights.type.names:  # the same w for every t_i
+        return None
+    attrs = {"plan": user.attrs.get(("left", "right")[1 - side]), "dim": stack.attrs["dim"]}
+    return [user.name, total.name], Node(total.name, "weighted_sum",
+                                         (weights.name, *stack.inputs), total.type,
+                                         total.role, total.span, attrs)
 
 
 def _aggregates_of_weights(ir: IR) -> list[Node]:

@@ -454,6 +454,25 @@ def test_a_weighted_sum_over_a_stack_is_a_sum_of_products_without_the_stack(sour
     fused_equals_dense(ir, shape)
 
 
+@pytest.mark.parametrize("M", [2, 3])
+def test_a_stack_summed_and_weighted_is_never_built(M):
+    # SK: the branches' sum gives the squeeze, their weighted sum the output
+    ir = attnspec.build_ir("specs/sk.attn", C=64, G=8, M=M)
+    assert {"sum_of", "weighted_sum"} <= _fused_ops(ir) and "stack" not in _fused_ops(ir)
+    fused_equals_dense(ir, (2, 64, 6, 6))
+
+
+def test_a_stack_read_otherwise_is_kept():
+    ir = attnspec.build_ir("""
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    let    u = stack(relu(x), tanh(x), as = K)
+    output sum(u, K) + mean(u, K)
+}""", C=4)
+    assert "stack" in _fused_ops(ir) and "sum_of" not in _fused_ops(ir)
+    fused_equals_dense(ir, (2, 4, 3, 5))
+
+
 def test_a_weight_without_the_stacked_axis_keeps_the_stack():
     ir = attnspec.build_ir("""
 attention A(C: int) {

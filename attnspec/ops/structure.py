@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import replace
@@ -66,7 +67,7 @@ def _stack(types, cfg):
 
 
 def _emit_weighted_sum(em, n, args):
-    """Σ_i w[..., i, ...] · t_i (passes.unstack_weighted_sums): w lined up under the
+    """Σ_i w[..., i, ...] · t_i (passes.unstack_sums): w lined up under the
     stacked layout, then one slice of it per tensor."""
     weights, *tensors = args
     weights = apply_plan(em, weights, n.attrs["plan"])
@@ -79,6 +80,10 @@ def _emit_weighted_sum(em, n, args):
 
 OPS["weighted_sum"] = Op(name="weighted_sum", doc="Σ_i w_i · t_i: a sum over a stacked "
                          "axis of a product, with no stack", emit=_emit_weighted_sum)
+OPS["sum_of"] = Op(name="sum_of", doc="t_1 + ... + t_K: a sum over a stacked axis, with no "
+                   "stack (passes.unstack_sums)",
+                   emit=lambda em, n, args: functools.reduce(
+                       lambda a, b: em.call(operator.add, a, b), args))
 
 
 def _emit_split(em, n, args):
