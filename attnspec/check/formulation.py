@@ -295,40 +295,15 @@ class Formulation:
         over = self.over(parts["over"], x)
         if over is not POISON and self.q_stride > 1:  # every s-th position asks; keys: all
             x = self.every_nth(x, over[0][1], self.q_stride, parts["over"].span)
-        rng = self.range(parts["range"])
-        # a window between two sequences reads the key's index against the query's
-        # (Luong's local-m attention); on images, and with global tokens, the same axes
-        sequences = isinstance(rng, WindowRange) and rng.marked is None and \
-            over is not POISON and all(isinstance(o[1], tuple) and len(o[1]) == 1
-                                       for o in over)
-        if isinstance(rng, (WindowRange, PartitionRange, BlocksRange)) and \
-                over is not POISON and over[1] != over[0] and not sequences:
-            rng = self.error("unsupported", f"range `{rng}` needs queries and keys on the same "
-                             "axes, e.g. `over positions(H W)` (or one axis each, without "
-                             "global tokens)", parts["range"].values[0].span)
-        if rng == "criss_cross" and over is not POISON and (
-                over[1] != over[0] or len(over[0][1]) < 2):
-            rng = self.error("unsupported", "range `criss_cross` needs queries and keys on the "
-                             "same two or more axes, e.g. `over positions(H W)`",
-                             parts["range"].values[0].span)
+        rng = self.range_over(parts["range"], over)
         heads = self.heads(parts.get("heads"))
         kv = self.kv_heads(parts.get("heads"), heads)
         # after an error in `heads` the parts are checked with every head its own; after
         # one in `kv`, with key and value widths left unchecked (None)
         self.kv = 1 if heads is POISON else None if kv is POISON else kv
         pad = self.mask(parts.get("mask"), x, over, rng)
-        if isinstance(rng, WindowRange) and rng.marked is not None and \
-                self.marks_keys(rng.marked, "the window's `global`", parts["range"].span, x,
-                                over) is POISON:
-            rng = POISON
-        if isinstance(rng, WindowRange) and rng.centre is not None and \
-                self.centred(rng, x, over, parts["range"].values[0].span) is POISON:
-            rng = POISON
-        if isinstance(rng, WindowRange) and isinstance(heads, int) and \
-                (rng.dilated_heads or 0) > heads:
-            rng = self.error("heads", f"range `{rng}` dilates {rng.dilated_heads} heads, but "
-                             f"there are {heads}", parts["range"].values[0].span,
-                             f"give at most {heads} (`heads {heads}`)")
+        if isinstance(rng, WindowRange):
+            rng = self.window_details(rng, parts["range"], x, over, heads)
         identity = tuple(k for k in ("value", "output")
                          if _is_identity(parts[k].values[0]))
         shared = kv if isinstance(kv, int) and kv != heads else None
@@ -360,6 +335,42 @@ class Formulation:
         out = self.outputs(parts["output"], y)
         del self.env["y"]
         return out
+
+    def range_over(self, part, over):
+        """The range, if the axes in `over` can take it: windows, partitions and blocks
+        need queries and keys on the same axes, or a window one axis each (between two
+        sequences it reads the key's index against the query's: Luong's local-m), and
+        criss-cross the same two or more axes."""
+        rng = self.range(part)
+        if over is POISON:
+            return rng
+        sequences = isinstance(rng, WindowRange) and rng.marked is None and \
+            all(isinstance(o[1], tuple) and len(o[1]) == 1 for o in over)
+        if isinstance(rng, (WindowRange, PartitionRange, BlocksRange)) and \
+                over[1] != over[0] and not sequences:
+            return self.error("unsupported", f"range `{rng}` needs queries and keys on the "
+                              "same axes, e.g. `over positions(H W)` (or one axis each, "
+                              "without global tokens)", part.values[0].span)
+        if rng == "criss_cross" and (over[1] != over[0] or len(over[0][1]) < 2):
+            return self.error("unsupported", "range `criss_cross` needs queries and keys on "
+                              "the same two or more axes, e.g. `over positions(H W)`",
+                              part.values[0].span)
+        return rng
+
+    def window_details(self, rng: WindowRange, part, x: Tensor, over, heads):
+        """A window's global tokens, its centres and its dilated heads checked: the window,
+        or POISON."""
+        if rng.marked is not None and self.marks_keys(
+                rng.marked, "the window's `global`", part.span, x, over) is POISON:
+            return POISON
+        if rng.centre is not None and self.centred(rng, x, over,
+                                                   part.values[0].span) is POISON:
+            return POISON
+        if isinstance(heads, int) and (rng.dilated_heads or 0) > heads:
+            return self.error("heads", f"range `{rng}` dilates {rng.dilated_heads} heads, "
+                              f"but there are {heads}", part.values[0].span,
+                              f"give at most {heads} (`heads {heads}`)")
+        return rng
 
     def over(self, part, x: Tensor):
         """What q and k index: axes of the first input, or for k of another input (cross-
@@ -538,37 +549,53 @@ class Formulation:
         return value
 
     def combine(self, w, v, x: Tensor, over, rng, heads, parts):
-        span = parts["weight"].span
+        """Σ_k A(q, k) · W'x_k: the weights times the values (a gate's product), summed over
+        the keys, the values computed from the input or learned slots."""
         if rng == "self":
-            tokens = over[0][1]
-            missing = [a for a in tokens if a not in w.type.names]
-            if missing:
-                return self.error("axis-mismatch", f"over {over[0][0]}({' '.join(tokens)}) "
-                                  f"needs a weight per {' '.join(missing)}, but the weight is "
-                                  f"{w.type}", parts["weight"].values[0].span)
-            return self.arith("*", w, v, span, base="attend")
-        q_tokens = over[0][1]
+            return self.gate(w, v, over, parts)
         if isinstance(v, Memory):
-            if over[1][0] != "memory" or over[1][1].slots != v.slots:
-                return self.error("wrong-type", "`value memory(S)` needs the keys to be the "
-                                  "same memory: `over positions(...), memory(S)`",
-                                  parts["value"].values[0].span)
-            feature = self.feature(x, q_tokens, "input", parts["value"].span, single=True)
-            if feature is POISON:
-                return POISON
-            dim = v.dim if isinstance(v.dim, int) else x.type.axis(feature[0]).size
-            per_head = self.divide(dim, heads, parts["value"].span)
-            if per_head is POISON:
-                return POISON
-            out_t = x.type.replace_axis(feature[0], Axis(feature[0], dim))
-            path = self.declare_module("value", "linear", {
-                "in": v.slots, "out": per_head, "bias": False, "init": "default"}, v.span,
-                name="memory")
-            node = self.add("aggregate", (w.node,), out_t, span, module=path, memory=True,
-                            heads=heads, q_tokens=q_tokens, v_feature=feature,
-                            k_tokens=(), weight_axes=("B", "M", "Q", "K"), v_width=dim,
-                            sizes_of=x.node)
-            return Tensor(node, out_t)
+            return self.aggregate_memory(w, v, x, over, heads, parts)
+        return self.aggregate(w, v, x, over, heads, parts)
+
+    def gate(self, w, v, over, parts):
+        """range self: each query's own value times its weight."""
+        tokens = over[0][1]
+        missing = [a for a in tokens if a not in w.type.names]
+        if missing:
+            return self.error("axis-mismatch", f"over {over[0][0]}({' '.join(tokens)}) "
+                              f"needs a weight per {' '.join(missing)}, but the weight is "
+                              f"{w.type}", parts["weight"].values[0].span)
+        return self.arith("*", w, v, parts["weight"].span, base="attend")
+
+    def aggregate_memory(self, w, v: Memory, x: Tensor, over, heads, parts):
+        """`value memory(S)`: the weights times learned value slots (a bias-free linear map
+        from the S slots, one per head's feature)."""
+        span, q_tokens = parts["weight"].span, over[0][1]
+        if over[1][0] != "memory" or over[1][1].slots != v.slots:
+            return self.error("wrong-type", "`value memory(S)` needs the keys to be the "
+                              "same memory: `over positions(...), memory(S)`",
+                              parts["value"].values[0].span)
+        feature = self.feature(x, q_tokens, "input", parts["value"].span, single=True)
+        if feature is POISON:
+            return POISON
+        dim = v.dim if isinstance(v.dim, int) else x.type.axis(feature[0]).size
+        per_head = self.divide(dim, heads, parts["value"].span)
+        if per_head is POISON:
+            return POISON
+        out_t = x.type.replace_axis(feature[0], Axis(feature[0], dim))
+        path = self.declare_module("value", "linear", {
+            "in": v.slots, "out": per_head, "bias": False, "init": "default"}, v.span,
+            name="memory")
+        node = self.add("aggregate", (w.node,), out_t, span, module=path, memory=True,
+                        heads=heads, q_tokens=q_tokens, v_feature=feature,
+                        k_tokens=(), weight_axes=("B", "M", "Q", "K"), v_width=dim,
+                        sizes_of=x.node)
+        return Tensor(node, out_t)
+
+    def aggregate(self, w, v: Tensor, x: Tensor, over, heads, parts):
+        """The weights times values computed from the input, summed over the keys: one
+        output per query, per pooled context (E3), or per slot (A²'s distribution)."""
+        span, q_tokens = parts["weight"].span, over[0][1]
         slots = over[1][0] == "memory"
         k_tokens = (_over_name(over[1]),) if slots else over[1][1]
         if slots and k_tokens[0] not in v.type.names:
