@@ -11,6 +11,7 @@ from ..attend import key_axis, width
 from ..diagnostics import did_you_mean
 from ..ir import Axis, TensorType
 from ..ops import OPS, _nth
+from ..source import Span
 from ..spec import BinOp, Call, IfElse, Name, UnaryOp
 from ..values import (
     POISON,
@@ -51,18 +52,7 @@ class Terms:
         if self.divide(d, heads, args["query"].span) is POISON:
             return POISON
         if isinstance(k, Memory):
-            if over[1][0] != "memory" or over[1][1].slots != k.slots:
-                return self.error("wrong-type", "a key memory(S) needs `over positions(...), "
-                                  "memory(S)` with the same S", args["key"].span)
-            per_head = d // heads if d is not None else None
-            path = self.declare_module("key", "linear", {
-                "in": per_head, "out": k.slots, "bias": False, "init": "default"}, k.span,
-                name="memory")
-            t = _logits_type(x, heads, q_tokens, Axis(_over_name(over[1]), k.slots))
-            node = self.add("E1_memory", (q.node,), t, e.span, base="e1",
-                            module=path, heads=heads, q_tokens=q_tokens, q_feature=qf,
-                            **{"in": per_head})
-            return Logits(node, t, True)
+            return self.memory_logits(q, qf, d, k, args["key"].span, e.span)
         if not isinstance(k, Tensor):
             return self.error("wrong-type", "the key must be a layer or memory(S)",
                               args["key"].span)
@@ -89,6 +79,23 @@ class Terms:
             return self.additive(args["combine"], q, k, t, attrs, e.span)
         node = self.add("E1", (q.node, k.node), t, e.span, base="e1", **attrs)
         return Logits(node, t, True, keys=k.node)
+
+    def memory_logits(self, q: Tensor, qf, d, k: Memory, key_span: Span, span: Span):
+        """`E1(query = P, key = memory(S))`: the query's content against S learned key
+        slots, a bias-free linear map from a head's features to S, shared by the heads."""
+        x, over, _, heads, _ = self.core
+        if over[1][0] != "memory" or over[1][1].slots != k.slots:
+            return self.error("wrong-type", "a key memory(S) needs `over positions(...), "
+                              "memory(S)` with the same S", key_span)
+        per_head = d // heads if d is not None else None
+        path = self.declare_module("key", "linear", {
+            "in": per_head, "out": k.slots, "bias": False, "init": "default"}, k.span,
+            name="memory")
+        q_tokens = over[0][1]
+        t = _logits_type(x, heads, q_tokens, Axis(_over_name(over[1]), k.slots))
+        node = self.add("E1_memory", (q.node,), t, span, base="e1", module=path,
+                        heads=heads, q_tokens=q_tokens, q_feature=qf, **{"in": per_head})
+        return Logits(node, t, True)
 
     def additive(self, combine, q: Tensor, k: Tensor, t: TensorType, attrs, span):
         """`E1(query = P, key = P', combine = L)`: the score L((P x)_q + (P' x)_k) of every
