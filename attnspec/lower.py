@@ -4,13 +4,16 @@ forward is the Python that torch.fx writes for the graph, as a person would writ
 
 from __future__ import annotations
 
+import math
 import operator
+import os
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
 from . import runtime
+from .diagnostics import UsageError
 from .ir import IR, TensorType
 from .ops import ARITHMETIC, OPS
 from .passes import fuse
@@ -64,7 +67,7 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
     """The IR as a GraphModule; `fused_kernels=False` keeps the formulation's steps."""
     root = nn.Module()
     for path, decl in ir.modules.items():  # declaration order: stable parameter order
-        _set_submodule(root, path, OPS[decl.op].build(decl.attrs))
+        _set_submodule(root, path, _build(path, decl))
     graph = fx.Graph()
     em = Emitter(ir, graph)
     for name in ir.inputs:
@@ -86,6 +89,25 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
     gm = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
     _order_like(gm, root)
     return gm
+
+
+def _build(path: str, decl) -> nn.Module:
+    """The layer's module; one whose float32 parameters would not fit in this machine's
+    memory (a ratio of 1e8 somewhere) is the user's mistake, not an allocator crash."""
+    op = OPS[decl.op]
+    count = op.count(decl.attrs) if op.count else 0
+    if count * 4 > _memory():
+        raise UsageError(f"layer `{path}` would have {count:,} parameters, more than this "
+                         f"machine's memory holds: check the sizes it is given")
+    return op.build(decl.attrs)
+
+
+def _memory() -> float:
+    """This machine's physical memory in bytes (unbounded where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return math.inf
 
 
 def _check_shared_axes(em, ir: IR) -> None:

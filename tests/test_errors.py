@@ -213,3 +213,46 @@ def test_a_choice_of_numbers_takes_one_of_them(change, params, message):
         return
     with pytest.raises(attnspec.SpecError, match=re.escape(message)):
         attnspec.compile_text(text, C=4, **params)
+
+
+SIZES = """
+attention A(C: int, G: int = 1, d: int = 1, s: int = 1, t: float = 1.0) {
+    input  x: [B, C, H, W]
+    let    u = conv(x, C, kernel = 3, groups = G, dilation = d, stride = s)
+    over   positions(H W)
+    range  all
+    weight softmax(E1(query = conv1x1(u, C), key = conv1x1(u, C)) / t)
+    value  conv1x1(u, C)
+    output y
+}
+"""
+
+
+@pytest.mark.parametrize("params, code, message, covered", [
+    (dict(G=0), "shape", "groups=0 must be a positive integer", "G"),
+    (dict(G=-4), "shape", "groups=-4 must be a positive integer", "G"),
+    (dict(d=0), "shape", "dilation must be a positive integer, not 0", "d"),
+    (dict(s=0), "shape", "stride must be a positive integer, not 0", "s"),
+    (dict(t=0.0), "zero-size", "a weight term divided by zero",
+     "E1(query = conv1x1(u, C), key = conv1x1(u, C)) / t"),
+    (dict(C=-1), "zero-size", "axis C of `x` is -1: an axis needs at least one position",
+     "input  x: [B, C, H, W]"),
+])
+def test_sizes_that_cannot_be_are_spec_errors(params, code, message, covered):
+    # found by compiling every shipped spec with each number at 0 and -1: these crashed
+    # in torch (or divided by zero) instead of pointing at the spec
+    with pytest.raises(SpecError) as info:
+        attnspec.build_ir(SIZES, **{"C": 4, **params})
+    d = info.value.diagnostics[0]
+    assert (d.code, _covered(info.value, d.span)) == (code, covered)
+    assert message in d.message
+
+
+def test_a_layer_larger_than_the_machine_is_a_usage_error():
+    # 64 · 64·10⁹ weights and 64·10⁹ biases: 16 TB in float32, not an allocator's crash
+    from attnspec.lower import lower
+
+    ir = attnspec.build_ir(SIZES.replace("query = conv1x1(u, C)", "query = conv1x1(u, C * 10 ** 9)")
+                           .replace("key = conv1x1(u, C)", "key = conv1x1(u, C * 10 ** 9)"), C=64)
+    with pytest.raises(UsageError, match="`query_conv1x1` would have 4,160,000,000,000 param"):
+        lower(ir)

@@ -256,6 +256,8 @@ class Expressions:
         if not number or e.op not in ("*", "/") or e.op == "/" and logits is right:
             return self.error("wrong-type", f"a weight term can be multiplied or divided by a "
                               f"number; not `{e.op}` with {describe(other)}", e.span)
+        if e.op == "/" and other == 0:
+            return self.error("zero-size", "a weight term divided by zero", e.span)
         factor = 1 / other if e.op == "/" else other
         node = self.add("scale", (logits.node,), logits.type, e.span, factor=factor)
         return replace(logits, node=node)

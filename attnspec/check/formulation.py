@@ -218,6 +218,10 @@ class Formulation:
             size = self.env.get(name)
             if isinstance(size, bool) or not isinstance(size, int):
                 size = None
+            elif size < 1:
+                return self.error("zero-size", f"axis {name} of `{s.name}` is {size}: an axis "
+                                  "needs at least one position", s.span,
+                                  f"give {name} a positive value")
             axes.append(Axis(name, size))
         t = TensorType(tuple(axes), s.dtype)
         if incoming is not None:

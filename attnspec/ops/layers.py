@@ -123,6 +123,9 @@ def _conv_attrs(types, cfg):
     k = cfg["kernel"]
     if not isinstance(k, int) or k < 1:
         raise OpError(f"kernel size must be a positive integer, not {k!r}", arg="kernel")
+    if not isinstance(cfg["dilation"], int) or cfg["dilation"] < 1:
+        raise OpError(f"dilation must be a positive integer, not {cfg['dilation']!r}",
+                      arg="dilation")
     if cfg["padding"] is None and (k - 1) * cfg["dilation"] % 2:  # 'same': (k − 1)·d / 2
         raise OpError(f"conv keeps its axes' sizes, which needs an odd kernel, not {k}",
                       hint=f"use kernel = {k - 1} or {k + 1}, or give a padding", arg="kernel")
@@ -132,9 +135,9 @@ def _conv_attrs(types, cfg):
                       arg="padding")
     groups = cfg["groups"]
     out = width(cfg["out"], "conv's out", "out")
-    if cin % groups or out % groups:
-        raise OpError(f"groups={groups} must divide both {cin} input and {out} output "
-                      f"channels", arg="groups")
+    if not isinstance(groups, int) or groups < 1 or cin % groups or out % groups:
+        raise OpError(f"groups={groups!r} must be a positive integer dividing both {cin} "
+                      f"input and {out} output channels", arg="groups")
     if cfg["init"] == "shift" and cin // groups != k ** len(over):
         raise OpError(f"init = shift gives each of a group's input channels one kernel "
                       f"position: it needs {k ** len(over)} input channels per group, not "
@@ -144,10 +147,7 @@ def _conv_attrs(types, cfg):
              **_init_attrs(cfg), "channels": has_channels}
     if cfg["padding"] is not None:  # recorded only when given: 'same' by default
         attrs["padding"] = cfg["padding"]
-    if cfg["stride"] != 1:  # recorded only when used: a plain conv keeps its attributes
-        if not isinstance(cfg["stride"], int) or cfg["stride"] < 1:
-            raise OpError(f"stride must be a positive integer, not {cfg['stride']!r}",
-                          arg="stride")
+    if cfg["stride"] != 1:  # recorded only when used (checked by _strided)
         attrs["stride"] = cfg["stride"]
     return attrs
 
@@ -252,6 +252,8 @@ def _strided(t: TensorType, over, cfg) -> TensorType:
     fixed size n becomes ⌈n / stride⌉ ('same' padding) or what the padding gives."""
     if cfg["stride"] == 1 and cfg["padding"] is None:
         return t
+    if not isinstance(cfg["stride"], int) or cfg["stride"] < 1:
+        raise OpError(f"stride must be a positive integer, not {cfg['stride']!r}", arg="stride")
     return TensorType(tuple(replace(a, step=a.step * cfg["stride"], size=_conv_size(a.size, cfg))
                             if a.name in over else a for a in t.axes), t.dtype)
 
