@@ -29,6 +29,10 @@ class Axis:
     # an axis `concat(..., as = L)` joined from others: those axes, in order (`part` reads
     # one back)
     parts: tuple[Axis, ...] = ()
+    # a free axis cut into windows whose grid is not ⌈n / step⌉ positions (a padding that
+    # is not (k − 1) / 2): each cut's (kernel, stride, padding, dilation). Its size differs
+    # from the axis it came from at run time, so operands that differ here do not join.
+    windows: tuple[tuple[int, int, int, int], ...] = ()
 
     def __str__(self) -> str:
         return self.name if self.size is None else f"{self.name}={self.size}"

@@ -256,3 +256,33 @@ def test_a_layer_larger_than_the_machine_is_a_usage_error():
                            .replace("key = conv1x1(u, C)", "key = conv1x1(u, C * 10 ** 9)"), C=64)
     with pytest.raises(UsageError, match="`query_conv1x1` would have 4,160,000,000,000 param"):
         lower(ir)
+
+
+GRIDS = """
+attention A(C: int, k: int = 3, p: int = 1) {{
+    input  x: [B, C, H, W]
+    output {output}
+}}
+"""
+
+
+@pytest.mark.parametrize("output, params, joins", [
+    ("x + conv(x, C, kernel = k, padding = p)", dict(k=3, p=0), False),
+    ("x + conv(x, C, kernel = k, padding = p)", dict(k=3, p=1), True),
+    ("x + conv(x, C, kernel = k, padding = p)", dict(k=2, p=1), False),
+    ("x * sum(patches(x, H W, kernel = k, padding = p, as = K), K)", dict(k=5, p=2), True),
+    ("x * sum(patches(x, H W, kernel = k, padding = p, as = K), K)", dict(k=5, p=1), False),
+    ("x * sum(crop(patches(x, H W, kernel = k, padding = p, as = K), x, H W), K)",
+     dict(k=5, p=4), True),
+])
+def test_a_grid_of_windows_that_changes_a_free_size_does_not_join_the_map(output, params,
+                                                                          joins):
+    # H is free: the windows' grid has H + 2p − k + 1 positions, H only when 2p = k − 1
+    text = GRIDS.format(output=output)
+    if joins:
+        x = torch.randn(2, 3, 7, 6)
+        assert attnspec.compile_text(text, C=3, **params)(x).shape == x.shape
+        return
+    with pytest.raises(SpecError, match="axis H is its positions on one side and a grid of "
+                       f"windows of {params['k']} with padding {params['p']} on the other"):
+        attnspec.build_ir(text, C=3, **params)

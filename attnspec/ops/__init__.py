@@ -188,7 +188,34 @@ def joined_axis(p: Axis, q: Axis) -> Axis:
         raise OpError(f"axis {p.name} holds every {_nth(p.step)} position on one side and "
                       f"every {_nth(q.step)} on the other", code="axis-mismatch",
                       hint="bring them to one grid first: upsample(t, x), or pool the other")
+    if p.windows != q.windows and 1 not in (p.size, q.size):
+        raise OpError(f"axis {p.name} is {_extent(p)} on one side and {_extent(q)} on the "
+                      "other: their sizes differ at run time", code="axis-mismatch",
+                      hint="a padding of (kernel − 1) / 2 keeps the size; crop(t, x, ...) "
+                           "cuts a grid to x's")
     return replace(p, size=size)
+
+
+def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int = 1) -> Axis:
+    """The grid of windows along `axis` (every stride-th, the border padded): index i at
+    input position i·stride; a free size that the windows change is marked (Axis.windows)."""
+    def grid(n: int) -> int:
+        return (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+    size = None if axis.size is None else grid(axis.size)
+    reach = dilation * (kernel - 1) + 2 * padding + 2 * stride
+    keeps = all(grid(n) == -(-n // stride) for n in range(1, reach + 1))
+    windows = axis.windows if axis.size is not None or keeps else \
+        axis.windows + ((kernel, stride, padding, dilation),)
+    return replace(axis, size=size, step=axis.step * stride, windows=windows)
+
+
+def _extent(a: Axis) -> str:
+    if not a.windows:
+        return "its positions"
+    k, s, p, d = a.windows[-1]
+    extra = (f", stride {s}" if s != 1 else "") + (f", dilation {d}" if d != 1 else "")
+    return f"a grid of windows of {k} with padding {p}{extra}"
 
 
 def _nth(step: int) -> str:

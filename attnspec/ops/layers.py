@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import replace
 
 from ..ir import Axis, TensorType
 from . import (
@@ -21,6 +20,7 @@ from . import (
     last,
     op,
     width,
+    windowed,
 )
 from .structure import _named_axis
 
@@ -254,8 +254,10 @@ def _strided(t: TensorType, over, cfg) -> TensorType:
         return t
     if not isinstance(cfg["stride"], int) or cfg["stride"] < 1:
         raise OpError(f"stride must be a positive integer, not {cfg['stride']!r}", arg="stride")
-    return TensorType(tuple(replace(a, step=a.step * cfg["stride"], size=_conv_size(a.size, cfg))
-                            if a.name in over else a for a in t.axes), t.dtype)
+    k, d = cfg["kernel"], cfg["dilation"]
+    p = d * (k - 1) // 2 if cfg["padding"] is None else cfg["padding"]
+    return TensorType(tuple(windowed(a, k, cfg["stride"], p, d) if a.name in over else a
+                            for a in t.axes), t.dtype)
 
 
 def _conv1x1_attrs(types, cfg):

@@ -16,7 +16,6 @@ from . import (
     OpError,
     Param,
     _align_plan,
-    _broadcast_size,
     _runtime,
     _torch,
     apply_plan,
@@ -24,6 +23,7 @@ from . import (
     joined_axis,
     op,
     two_tensors,
+    windowed,
 )
 
 
@@ -448,9 +448,9 @@ def _dot(types, cfg):
     for axis in a.axes + tuple(x for x in b.axes if x.name not in a.names):
         mine, theirs = a.axis(axis.name) if axis.name in a.names else axis, \
             b.axis(axis.name) if axis.name in b.names else axis
-        size = _broadcast_size(mine.size, theirs.size, axis.name)
+        joined = joined_axis(mine, theirs)
         if axis.name not in over:
-            axes.append(replace(axis, size=size))
+            axes.append(joined)
     return TensorType(tuple(axes))
 
 
@@ -597,8 +597,7 @@ def _patches(types, cfg):
     if cfg["as"] in t.names:
         raise OpError(f"the new axis `{cfg['as']}` is already an axis of {t}", arg="as",
                       code="axis-mismatch")
-    grid = {t.names[d]: replace(t.axes[d], size=_window_grid(t.axes[d].size, k, s, p),
-                                step=t.axes[d].step * s) for d in dims}
+    grid = {t.names[d]: windowed(t.axes[d], k, s, p) for d in dims}
     axes = tuple(grid.get(a.name, a) for a in t.axes)
     first = min(dims)
     return TensorType(axes[:first] + (Axis(cfg["as"], k ** len(dims)),) + axes[first:],
