@@ -103,10 +103,14 @@ def cmd_compile(args) -> int:
     extra = _other_inputs(ir, bindings)  # a second required input (cross-attention's memory)
     module.eval()
     with torch.no_grad():
-        try:
-            out = module(torch.randn(*shape), *extra)
+        try:  # forward itself: GraphModule's __call__ prints a traceback of torch's errors
+            out = module.forward(torch.randn(*shape), *extra)
         except InputShapeError as err:
             raise UsageError(str(err)) from None
+        except RuntimeError as err:  # torch refuses the sizes (a map smaller than a pool)
+            first = str(err).strip().splitlines()[0]
+            raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run on "
+                             f"it: {first}") from None
     flops = count.flops(fuse(ir), bindings)  # what the generated code computes
     outs = out if isinstance(out, tuple) else (out,)  # `output y, mu` returns each
     given = [shape] + [None if t is None else tuple(t.shape) for t in extra]

@@ -52,6 +52,15 @@ def test_compile_runs_a_definition_with_a_second_input(capsys):
     assert "input   [B, S, E=12]  ← 3×8×12" in out  # the summary names every input it made
 
 
+def test_an_input_too_small_for_the_module_is_a_usage_error_without_a_traceback(capsys):
+    # SANet pools the map by 2 first: a 1 × 1 map leaves nothing (torch's error, in the
+    # generated forward, which GraphModule's __call__ would print as a traceback)
+    code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "--input-shape", "1,16,1,1")
+    assert code == 2 and "Traceback" not in err + out
+    assert err.startswith("attnspec: error: --input-shape 1×16×1×1: the module cannot run "
+                          "on it: ")
+
+
 def test_compile_prints_every_output(capsys):
     code, out, err = run(capsys, "compile", "emanet", "-p", "C=16", "-p", "K=4",
                          "--input-shape", "2,16,5,6", "--ir")
