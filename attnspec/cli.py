@@ -107,7 +107,9 @@ def cmd_compile(args) -> int:
             out = module.forward(torch.randn(*shape), *extra)
         except InputShapeError as err:
             raise UsageError(str(err)) from None
-        except RuntimeError as err:  # torch refuses the sizes (a map smaller than a pool)
+        except RuntimeError as err:  # torch refuses the sizes given (a map under a pool)
+            if args.input_shape is None:  # the default sample: a bug, not the user's
+                raise
             first = str(err).strip().splitlines()[0]
             raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run on "
                              f"it: {first}") from None
