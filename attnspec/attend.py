@@ -697,17 +697,25 @@ def _emit_aggregate(em, n: Node, args):
             em.method(y, "transpose", 1, 2), "flatten", 2)
         return y  # [B, S, F]
     elif "Q" not in a["weight_axes"]:  # E3: one pooled context for every query
-        v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
-                     keys_first=True)  # [B, M, d, N]
-        # a product and a sum, not a one-column matmul: that runs as a slow bmm on CPUs,
-        # forward and backward (benchmarks/: GCNet 1.5× slower that way)
-        weighted = em.call(operator.mul, v, em.method(args[0], "unsqueeze", -2))
-        return em.method(em.method(weighted, "sum", -1), "flatten", 1)  # [B, M, d] → [B, F]
+        return _pooled_context(em, n, args)
     else:
         v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"],
                      kv_heads(a))
         y = grouped_matmul(em, args[0], v, a["heads"], kv_heads(a))
     return from_heads(em, y, n.type, a["q_tokens"], a["v_feature"], a["heads"], a["sizes_of"])
+
+
+def _pooled_context(em, n: Node, args):
+    """Σ_k w_k · v_k for E3's weights [B, M, K], one context [B, F] for every query: a
+    product and a sum, not a one-column matmul, which runs as a slow bmm on CPUs forward
+    and backward (benchmarks/: GCNet 1.5× slower that way), the product laid out as the
+    values lie: [B, M, d, N] for a channels-first map, [B, M, N, d] for a sequence."""
+    a = n.attrs
+    first = _channels_first(em.type(n.inputs[1]), a["k_tokens"], a["v_feature"])
+    v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], a["heads"],
+                 keys_first=first)
+    weighted = em.call(operator.mul, v, em.method(args[0], "unsqueeze", -2 if first else -1))
+    return em.method(em.method(weighted, "sum", -1 if first else -2), "flatten", 1)
 
 
 def _channels_first(t: TensorType, tokens, features) -> bool:

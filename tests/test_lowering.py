@@ -21,6 +21,7 @@ CODE_CASES = {
     "nonlocal": dict(C=32),
     "external": dict(D=32),
     "gcnet": dict(C=64),
+    "attention_pool": dict(D=32),  # E3's pooled sum over a sequence's keys, where they lie
 }
 
 
