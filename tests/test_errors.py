@@ -274,10 +274,14 @@ attention A(C: int, k: int = 3, p: int = 1) {{
     ("x * sum(patches(x, H W, kernel = k, padding = p, as = K), K)", dict(k=5, p=1), False),
     ("x * sum(crop(patches(x, H W, kernel = k, padding = p, as = K), x, H W), K)",
      dict(k=5, p=4), True),
+    ("x + maxpool(x, k, stride = 1, padding = p)", dict(k=3, p=0), False),
+    ("x + maxpool(x, k, stride = 1, padding = p)", dict(k=3, p=1), True),
+    ("upsample(avgpool(x, k), x) + x", dict(k=2, p=0), True),
 ])
 def test_a_grid_of_windows_that_changes_a_free_size_does_not_join_the_map(output, params,
                                                                           joins):
     # H is free: the windows' grid has H + 2p − k + 1 positions, H only when 2p = k − 1
+    # (convolutions, patches and pools alike)
     text = GRIDS.format(output=output)
     if joins:
         x = torch.randn(2, 3, 7, 6)
@@ -286,3 +290,11 @@ def test_a_grid_of_windows_that_changes_a_free_size_does_not_join_the_map(output
     with pytest.raises(SpecError, match="axis H is its positions on one side and a grid of "
                        f"windows of {params['k']} with padding {params['p']} on the other"):
         attnspec.build_ir(text, C=3, **params)
+
+
+def test_a_pool_of_2_and_a_strided_conv_are_different_grids_of_every_2nd_position():
+    # on 7 positions: ⌊7 / 2⌋ = 3 windows of the pool, ⌈7 / 2⌉ = 4 of the 'same' conv
+    with pytest.raises(SpecError, match="axis H is every 2nd position on one side and a "
+                       "grid of windows of 2 with padding 0, stride 2 on the other"):
+        attnspec.build_ir(GRIDS.format(output="conv(x, C, kernel = 3, stride = 2) "
+                                              "+ avgpool(x, 2)"), C=3)

@@ -196,11 +196,15 @@ def joined_axis(p: Axis, q: Axis) -> Axis:
     return replace(p, size=size)
 
 
-def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int = 1) -> Axis:
-    """The grid of windows along `axis` (every stride-th, the border padded): index i at
-    input position i·stride; a free size that the windows change is marked (Axis.windows)."""
+def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int = 1,
+             ceil: bool = False) -> Axis:
+    """The grid of windows along `axis` (every stride-th, the border padded; with `ceil`,
+    a last partial window, as torch's ceil_mode): index i at input position i·stride; a
+    free size that the windows change is marked (Axis.windows)."""
     def grid(n: int) -> int:
-        return (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        span = n + 2 * padding - dilation * (kernel - 1) - 1
+        out = (-(-span // stride) if ceil else span // stride) + 1
+        return out - 1 if ceil and (out - 1) * stride >= n + padding else out
 
     size = None if axis.size is None else grid(axis.size)
     reach = dilation * (kernel - 1) + 2 * padding + 2 * stride
@@ -212,7 +216,7 @@ def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int =
 
 def _extent(a: Axis) -> str:
     if not a.windows:
-        return "its positions"
+        return "its positions" if a.step == 1 else f"every {_nth(a.step)} position"
     k, s, p, d = a.windows[-1]
     extra = (f", stride {s}" if s != 1 else "") + (f", dilation {d}" if d != 1 else "")
     return f"a grid of windows of {k} with padding {p}{extra}"

@@ -17,6 +17,7 @@ from . import (
     _torch,
     op,
     two_tensors,
+    windowed,
 )
 from .structure import _named_axis
 
@@ -59,7 +60,8 @@ def _window_pool(name, fn, doc):
         # the pooled axes keep their names; their run-time sizes shrink, and index i now
         # sits at position i·stride of the input
         stride = cfg.get("stride") or cfg["kernel"]
-        return TensorType(tuple(replace(a, step=a.step * stride) if a.name in over else a
+        return TensorType(tuple(windowed(a, cfg["kernel"], stride, cfg["padding"],
+                                         ceil=cfg["ceil"]) if a.name in over else a
                                 for a in t.axes), t.dtype)
 
     def emit(em, n, args):
