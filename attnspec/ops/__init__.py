@@ -210,15 +210,16 @@ def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int =
     reach = dilation * (kernel - 1) + 2 * padding + 2 * stride
     keeps = all(grid(n) == -(-n // stride) for n in range(1, reach + 1))
     windows = axis.windows if axis.size is not None or keeps else \
-        axis.windows + ((kernel, stride, padding, dilation),)
+        axis.windows + ((kernel, stride, padding, dilation, ceil),)
     return replace(axis, size=size, step=axis.step * stride, windows=windows)
 
 
 def _extent(a: Axis) -> str:
     if not a.windows:
         return "its positions" if a.step == 1 else f"every {_nth(a.step)} position"
-    k, s, p, d = a.windows[-1]
-    extra = (f", stride {s}" if s != 1 else "") + (f", dilation {d}" if d != 1 else "")
+    k, s, p, d, ceil = a.windows[-1]
+    extra = (f", stride {s}" if s != 1 else "") + (f", dilation {d}" if d != 1 else "") + \
+        (", the last one partial" if ceil else "")
     return f"a grid of windows of {k} with padding {p}{extra}"
 
 
