@@ -196,15 +196,22 @@ def joined_axis(p: Axis, q: Axis) -> Axis:
     return replace(p, size=size)
 
 
+def window_count(n: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+                 ceil: bool = False) -> int:
+    """How many windows torch cuts from n positions (conv, unfold, pooling); with ceil_mode
+    a last window may hang over the end, but none starts in the padding."""
+    span = n + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    return out - 1 if ceil and (out - 1) * stride >= n + padding else out
+
+
 def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int = 1,
              ceil: bool = False) -> Axis:
     """The grid of windows along `axis` (every stride-th, the border padded; with `ceil`,
     a last partial window, as torch's ceil_mode): index i at input position i·stride; a
     free size that the windows change is marked (Axis.windows)."""
     def grid(n: int) -> int:
-        span = n + 2 * padding - dilation * (kernel - 1) - 1
-        out = (-(-span // stride) if ceil else span // stride) + 1
-        return out - 1 if ceil and (out - 1) * stride >= n + padding else out
+        return window_count(n, kernel, stride, padding, dilation, ceil)
 
     size = None if axis.size is None else grid(axis.size)
     reach = dilation * (kernel - 1) + 2 * padding + 2 * stride

@@ -20,6 +20,7 @@ from . import (
     last,
     op,
     width,
+    window_count,
     windowed,
 )
 from .structure import _named_axis
@@ -215,7 +216,7 @@ def _conv_size(n: int | None, a) -> int | None:
     k, d, s = a.get("kernel", 3), a.get("dilation", 1), a.get("stride", 1)
     p = a.get("padding")
     p = d * (k - 1) // 2 if p is None else p
-    return None if n is None else (n + 2 * p - d * (k - 1) - 1) // s + 1
+    return None if n is None else window_count(n, k, s, p, d)
 
 
 def _conv_flops(ins, out, a, b):

@@ -23,6 +23,7 @@ from . import (
     joined_axis,
     op,
     two_tensors,
+    window_count,
     windowed,
 )
 
@@ -567,10 +568,6 @@ def _window_config(cfg, what: str) -> tuple[int, int, int]:
     return k, s, p
 
 
-def _window_grid(size: int | None, k: int, s: int, p: int) -> int | None:
-    return None if size is None else (size + 2 * p - k) // s + 1
-
-
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's padding_mode
 
 
@@ -588,8 +585,8 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's pad
         n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"], n.attrs["padding_mode"],
         tuple(n.attrs["axes"])),
     sizes=lambda ins, t, a: {**ins[0], a["as"]: a["kernel"] ** len(a["axes"]),
-                             **{x: _window_grid(ins[0].get(x, 1), a["kernel"], a["stride"],
-                                                a["padding"]) for x in a["axes"]}})
+                             **{x: window_count(ins[0].get(x, 1), a["kernel"], a["stride"],
+                                                 a["padding"]) for x in a["axes"]}})
 def _patches(types, cfg):
     t = types[0]
     dims = _grid_dims(t, tuple(cfg["axes"]), "patches")

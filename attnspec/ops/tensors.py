@@ -17,16 +17,10 @@ from . import (
     _torch,
     op,
     two_tensors,
+    window_count,
     windowed,
 )
 from .structure import _named_axis
-
-
-def _pooled(n: int, k: int, stride: int, pad: int, ceil: bool) -> int:
-    """torch's pooled size; with ceil_mode a last window may hang over the end, but none
-    starts in the padding."""
-    out = (n + 2 * pad - k + (stride - 1 if ceil else 0)) // stride + 1
-    return out - 1 if ceil and (out - 1) * stride >= n + pad else out
 
 
 def _pooled_axes(t: TensorType, cfg, name: str) -> tuple[str, ...]:
@@ -85,7 +79,7 @@ def _window_pool(name, fn, doc):
     def sizes(ins, t, attrs):
         k, stride = attrs["kernel"], attrs.get("stride") or attrs["kernel"]
         pad, ceil = attrs.get("padding", 0), bool(attrs.get("ceil"))
-        return {**ins[0], **{a: _pooled(ins[0][a], k, stride, pad, ceil)
+        return {**ins[0], **{a: window_count(ins[0][a], k, stride, pad, ceil=ceil)
                              for a in attrs["over"]}}
 
     OPS[name] = Op(name=name, doc=doc, infer=infer, emit=emit, kind="tensor", sizes=sizes,
