@@ -38,6 +38,8 @@ CITATION_HINT = ('start the file with `# Mechanism`, then `# "Title", Authors, V
 TERM = re.compile(r"E[1-4]")  # E1, E1_memory → E1: the formulation's four terms
 # other normaliser ops read as their name
 NORMALISER_NAME = {"softmax_keys": "softmax", "unnormalised": "none", "l1_keys": "l1"}
+# what may normalise a gate's weight: a function per element, or a softmax over an axis
+GATE_FUNCTIONS = {*ACTIVATIONS, *POINTWISE, "softmax"}
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def formulations(ir: IR) -> list[dict[str, str]]:
         forms.append({
             "attention": attention.name, "over": attention.over, "Ω_q": attention.range,
             "terms": "gate" if gate else _terms(nodes),
-            "normaliser": _gate_function(nodes) if gate else _normaliser(nodes),
+            "normaliser": _gate_function(ir, nodes) if gate else _normaliser(nodes),
             "M": attention.heads_text()})
     return forms
 
@@ -170,11 +172,15 @@ def _normaliser(nodes) -> str:
     return ", ".join(NORMALISER_NAME.get(op, op) for op in dict.fromkeys(ops)) or "—"
 
 
-def _gate_function(nodes) -> str:
-    """A gate's normaliser is the last pointwise function of its weight, e.g. sigmoid."""
-    ops = [n.op for n in nodes
-           if n.role == "weight" and (n.op in ACTIVATIONS or n.op in POINTWISE)]
-    return ops[-1] if ops else "—"
+def _gate_function(ir: IR, nodes) -> str:
+    """A gate's normaliser: the function its weight last went through (SE's sigmoid, SK's
+    softmax over the branches), followed back from where the weight meets the value, past
+    reshapes and resizes but not past a layer (its weight, not a normaliser)."""
+    context = next((n for n in nodes if n.role == "context"), None)
+    node = ir.node(context.inputs[0]) if context is not None else None
+    while node is not None and node.op not in GATE_FUNCTIONS:
+        node = ir.node(node.inputs[0]) if node.inputs and node.module is None else None
+    return node.op if node is not None else "—"
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -281,7 +287,8 @@ GALLERY_INTRO = """\
 
 What `attnspec draw <spec>` draws: one box per attention, labelled with its name, Ω_q, M and
 what q and k index; inside it one dashed box per part of the formulation (query, key, value,
-weight A, context, output); each edge carries the named-axis type of its tensor.
+weight A, context, output), a `let`'s nodes in the part that reads them or in a box `let` of
+their own; each edge carries the named-axis type of its tensor.
 """
 
 ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})")

@@ -1,9 +1,10 @@
 """Stage: IR → graphviz diagram.
 
 One cluster per attention (labelled with its name, Ω_q, M and what q and k index), inside it
-one sub-cluster per part of the formulation (query, key, value, weight A, context, output);
-edges carry the named-axis type of the tensor that flows along them. Node ids are IR node
-names and every iteration is in IR order, so the DOT source is stable enough to golden-test.
+one sub-cluster per part of the formulation (its `let`s, query, key, value, weight A,
+context, output); edges carry the named-axis type of the tensor that flows along them. Node
+ids are IR node names and every iteration is in IR order, so the DOT source is stable
+enough to golden-test.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .ir import COMPOSITION, IR, Attention, Node
 # sub-clusters in this order; A_m's terms, its range mask and its normaliser form one part.
 ROLE_STYLE: dict[str, tuple[str, str]] = {
     "input": ("input", "#e9ecef"),
+    "let": ("let", "#e3f2fd"),
     "query": ("query", "#cfe2ff"),
     "key": ("key", "#d1e7dd"),
     "value": ("value", "#fff3cd"),
@@ -29,7 +31,9 @@ ROLE_STYLE: dict[str, tuple[str, str]] = {
     "output": ("output", "#ffe5d0"),
     "block": ("block", "#ffffff"),
 }
-PARTS = ("query", "key", "value", "weight A", "context", "output")
+PARTS = ("let", "query", "key", "value", "weight A", "context", "output")
+# a `let`'s node drawn in another part takes the part's colour (weight A: the terms')
+PART_FILL = {part: colour for part, colour in reversed(ROLE_STYLE.values())}
 
 # Rendered formats by file extension; None means "write the DOT source itself".
 FORMATS: dict[str, str | None] = {".svg": "svg", ".png": "png", ".pdf": "pdf",
@@ -80,7 +84,7 @@ def to_dot(ir: IR) -> graphviz.Digraph:
             _add_node(dot, node, None)
     for index, attention in enumerate(ir.attentions):
         members = [n for n in nodes if n.role != "input" and owner[n.name] is attention]
-        _add_attention(dot, index, attention, members)
+        _add_attention(dot, index, attention, members, _parts(ir, attention, members))
     for node in nodes:
         for source in node.inputs:
             dot.edge(drawn(source), node.name, label=str(ir.node(source).type))
@@ -94,8 +98,20 @@ def to_dot(ir: IR) -> graphviz.Digraph:
     return dot
 
 
+def _parts(ir: IR, attention: Attention, members: list[Node]) -> dict[str, str]:
+    """The part each member is drawn in: its role's; a `let`'s nodes in the one part that
+    reads them (CBAM's pooled terms in weight A), else, or in a composition, in `let`."""
+    part = {n.name: ROLE_STYLE[n.role][0] for n in members}
+    for node in reversed(members):  # members are in IR order: users come later
+        if node.role != "let" or attention.range == COMPOSITION:
+            continue
+        readers = {part.get(user, "let") for user in ir.readers(node.name)}
+        part[node.name] = readers.pop() if len(readers) == 1 else "let"
+    return part
+
+
 def _add_attention(dot: graphviz.Digraph, index: int, attention: Attention,
-                   members: list[Node]) -> None:
+                   members: list[Node], part_of: dict[str, str]) -> None:
     heads = attention.heads_text()
     # `\l` ends a left-justified line in DOT
     label = (f"{attention.name}\\lΩ_q = {attention.range}    M = {heads}\\l"
@@ -110,12 +126,12 @@ def _add_attention(dot: graphviz.Digraph, index: int, attention: Attention,
         box.attr(label=label, style="rounded", color="#495057", penwidth="1.5",
                  fontsize="13", labeljust="l")
         for part in PARTS:
-            in_part = [n for n in members if ROLE_STYLE[n.role][0] == part]
+            in_part = [n for n in members if part_of[n.name] == part]
             if in_part:
                 _add_part(box, f"cluster_{index}_{part.replace(' ', '_')}", part, in_part,
                           attention.scope)
         for node in members:
-            if ROLE_STYLE[node.role][0] not in PARTS:
+            if part_of[node.name] not in PARTS:
                 _add_node(box, node, attention.scope)
         # q, k and v side by side, as the papers draw them
         firsts = [next((n.name for n in members if n.role == role), None)
@@ -133,11 +149,12 @@ def _add_part(box: graphviz.Digraph, name: str, part: str, nodes: list[Node],
         sub.attr(label=part, style="rounded,dashed", color="#868e96", fontsize="10",
                  fontcolor="#495057", labeljust="l")
         for node in nodes:
-            _add_node(sub, node, scope)
+            _add_node(sub, node, scope, PART_FILL[part])
 
 
-def _add_node(graph: graphviz.Digraph, node: Node, scope: str | None) -> None:
-    colour = ROLE_STYLE[node.role][1]
+def _add_node(graph: graphviz.Digraph, node: Node, scope: str | None,
+              colour: str | None = None) -> None:
+    colour = colour if node.role == "let" else ROLE_STYLE[node.role][1]
     if node.op == "stand_in":  # `optional = x`
         graph.node(node.name, f"{node.attrs['given']}, else {node.attrs['default']}",
                    fillcolor=colour)

@@ -13,8 +13,8 @@ import networkx as nx
 from .source import Span
 
 # The parts of Zhu et al.'s formulation a node can play; draw.py groups nodes by these.
-ROLES = ("input", "query", "key", "value", "weight", "range", "normaliser", "context",
-         "output", "block")
+ROLES = ("input", "let", "query", "key", "value", "weight", "range", "normaliser",
+         "context", "output", "block")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,27 @@ def test_blocks_nest_and_instances_are_named_apart():
     assert block(x).shape == x.shape
 
 
+LETS = """
+attention Inner(D: int) {
+    input  x: [B, N, D]
+    let    t = relu(linear(x, D))
+    output t
+}
+
+attention Outer(D: int) {
+    input  x: [B, N, D]
+    let    u = linear(Inner(D)(x), D)      # named after u: Inner's own `let t` has ended
+    output linear(u, D)
+}
+"""
+
+
+def test_a_layer_inside_a_let_is_named_after_the_let():
+    module = attnspec.compile_text(LETS, "Outer", D=4)
+    names = [n for n, _ in module.named_modules()][1:]  # after the module itself
+    assert names == ["inner", "inner.t_linear", "u_linear", "output_linear"]
+
+
 def test_a_block_checks_what_flows_between_its_attentions():
     text = ('use "se.attn"\nblock Twice(C: int) = SE(C) >> SE(C * 2)\n')
     with pytest.raises(attnspec.SpecError, match="axis C of `x` is 32 here"):
@@ -273,7 +294,7 @@ def test_an_attention_returns_every_output_in_order():
     module = attnspec.compile_text(TWO_OUTPUTS, "Pool", D=8).double()
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     out, q, relu_y = module(x)
-    query, key, proj = module.weight_linear, module.key_linear, module.output_linear
+    query, key, proj = module.q_linear, module.key_linear, module.output_linear
     torch.testing.assert_close(q, query(x))  # a tensor the weight reads, returned as well
     y = torch.softmax(query(x) @ key(x).transpose(1, 2), -1) @ x
     torch.testing.assert_close(out, proj(y))
@@ -320,7 +341,7 @@ attention Rows(D: int) {
     m = attnspec.compile_text(text, D=4).double()
     x = torch.randn(2, 3, 5, 4, dtype=torch.float64)
     y, q = m(x)
-    torch.testing.assert_close(q, m.weight_linear(x))  # [B, H, W, D], not [B·H, W, D]
+    torch.testing.assert_close(q, m.q_linear(x))  # [B, H, W, D], not [B·H, W, D]
     k = m.key_linear(x)
     torch.testing.assert_close(y, torch.softmax(q @ k.transpose(-1, -2), -1) @ x)
 

@@ -59,6 +59,15 @@ def test_se_is_a_sigmoid_gate_over_channels(rows):
     assert row["params@64"] == "580"  # C·C/16 + C/16 + C/16·C + C
 
 
+@pytest.mark.parametrize("spec, function", [
+    ("sk", "softmax"),  # over the branches, after the squeeze's relu
+    ("sanet", "sigmoid"),  # in a `let`, then upsampled to the map
+    ("epsa", "softmax"),  # softmax(sigmoid(...), over = K): the last one
+])
+def test_a_gate_s_normaliser_is_the_last_function_its_weight_went_through(rows, spec, function):
+    assert _only_row(rows, spec)["normaliser"] == function
+
+
 def test_mhsa_is_e1_under_a_softmax_with_eight_heads(rows):
     row = _only_row(rows, "mhsa")
     assert row["paper"] == '"Attention Is All You Need", NeurIPS 2017, arXiv:1706.03762'

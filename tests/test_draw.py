@@ -102,6 +102,17 @@ def test_cbam_has_one_cluster_per_attention():
         assert all(n.startswith(scope) for n in nodes)
 
 
+def test_lets_are_drawn_in_a_box_of_their_own_and_name_their_layers():
+    # triplet composes three gates from `let`s: no weight A of its own to put them in
+    clusters = layout(ir_of("triplet"))
+    assert ("cluster_0_weight_A", "weight A") not in clusters
+    lets = clusters[("cluster_0_let", "let")]
+    assert {"conv", "conv_2", "conv_3", "sigmoid", "sigmoid_2", "sigmoid_3"} <= set(lets)
+    source = to_dot(ir_of("triplet")).source
+    for gate in ("cw", "hc", "hw"):  # `let cw = sigmoid(batchnorm(conv(...)))`
+        assert f"conv\\n{gate}_conv" in source and f"batchnorm\\n{gate}_batchnorm" in source
+
+
 def test_labels_show_layers_and_edges_show_types():
     source = to_dot(ir_of("mhsa", D=64)).source
     assert 'linear [label="linear\\nquery_linear"' in source

@@ -991,8 +991,8 @@ def test_the_lambdas_form_with_one_slice_is_the_attention_form(params):
     attention = randomize_(attnspec.compile_file(path, **params), 0).double().eval()
     lambdas = attnspec.compile_file(path, "LambdaIntraDepth", u=1, **params).double().eval()
     state = attention.state_dict()
-    source = {"query_conv1x1": "weight_conv1x1", "query_batchnorm": "weight_batchnorm",
-              "key_conv1x1": "weight_conv1x1_2", "value_conv1x1": "value_conv1x1",
+    source = {"query_conv1x1": "q_conv1x1", "query_batchnorm": "q_batchnorm",
+              "key_conv1x1": "keys_conv1x1", "value_conv1x1": "value_conv1x1",
               "value_batchnorm": "value_batchnorm", "lambda_conv": "position_linear"}
     for name, t in lambdas.state_dict().items():
         module, entry = name.split(".", 1)

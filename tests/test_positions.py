@@ -29,8 +29,8 @@ def loops(m, x, R: int, stride: int, dilation: int | tuple = 1, wave: float = 10
     b, c, n = x.shape
     M = p["position_linear.weight"].shape[0]
     d = c // M
-    q = torch.einsum("oc,bcn->bon", p["weight_conv1x1.weight"][..., 0], x) \
-        + p["weight_conv1x1.bias"][None, :, None]
+    q = torch.einsum("oc,bcn->bon", p["q_conv1x1.weight"][..., 0], x) \
+        + p["q_conv1x1.bias"][None, :, None]
     kv = x[:, :, ::stride]
     period = wave ** (torch.arange(c // 2, dtype=x.dtype) * 2 / c)
     logits = torch.full((b, M, n, kv.shape[-1]), float("-inf"), dtype=x.dtype)
@@ -617,7 +617,7 @@ def test_a_centred_window_sees_the_keys_near_each_querys_point_and_scales_their_
     if padded:
         pad[1, 4:] = True
     lengths = torch.tensor([7.0, 4.0 if padded else 7.0], dtype=torch.float64)
-    lin = m.weight_linear
+    lin = m.p_linear
     p = lengths[:, None] * torch.sigmoid(lin(h))[..., 0]  # [B, T]
     apart = p[:, :, None] - torch.arange(7, dtype=torch.float64)  # p_t − s
     scores = (h @ memory.transpose(1, 2)).masked_fill((apart.abs() > 1) | pad[:, None], -torch.inf)

@@ -56,7 +56,7 @@ attention A(C: int, K: int) {{
 def test_dot_contracts_the_named_axis_and_joins_the_others_by_name(args, expected):
     module = attnspec.compile_text(DOT.format(args=args), C=4, K=3)
     x = torch.randn(2, 4, 5, 6)
-    w = module.state_dict()["weight_learned.weight"].reshape(3, 4)
+    w = module.state_dict()["w_learned.weight"].reshape(3, 4)
     torch.testing.assert_close(module(x), torch.einsum(expected, w, x))
 
 
@@ -75,7 +75,7 @@ def test_a_batched_matrix_product_is_lowered_as_a_matmul():
     module = attnspec.compile_text(BATCHED, C=4, K=3, H=5)
     assert "einsum" not in module.code and "batched_matmul" in module.code
     x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
-    w = module.state_dict()["weight_learned.weight"].double().reshape(5, 3, 4)
+    w = module.state_dict()["w_learned.weight"].double().reshape(5, 3, 4)
     torch.testing.assert_close(module.double()(x), torch.einsum("hkc,bchw->bhkw", w, x))
     torch.autograd.gradcheck(module, (x,))
 

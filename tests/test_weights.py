@@ -47,7 +47,7 @@ def test_rest_s_transform_is_a_conv_across_heads_then_an_instance_norm_of_the_we
     p = dict(m.named_parameters())
     x = torch.randn(2, 3, 5, 16, dtype=torch.float64)
     tokens = x.flatten(1, 2)
-    q = heads(tokens @ p["weight_linear.weight"].T, 4)
+    q = heads(tokens @ p["q_linear.weight"].T, 4)
     k, v = (tokens @ p["kv_linear.weight"].T).chunk(2, dim=-1)
     logits = q @ heads(k, 4).transpose(-1, -2) / math.sqrt(4)
     conv = [t for n, t in p.items() if "conv1x1" in n]  # the transform's weight and bias
@@ -160,7 +160,7 @@ AUTHORS_INITS = [
     ("sk", None, dict(C=256), "branch3_conv", math.sqrt(2 / (8 * 9))),  # msra: C / G · 3²
     ("sk", None, dict(C=256), "squeeze_conv1x1", 0.01),  # gaussian 0.01
     ("sk", None, dict(C=256), "weight_linear", 0.01),
-    ("emanet", None, dict(C=256), "weight_conv1x1", math.sqrt(2 / 256)),  # fan_out
+    ("emanet", None, dict(C=256), "r_conv1x1", math.sqrt(2 / 256)),  # fan_out
     ("external", "ExternalAttention", dict(C=256), "output_conv1x1", math.sqrt(2 / 256)),
     # mmcv's kaiming_init(fan_in, leaky_relu, a = 1, uniform): U(±√(3 / fan_in)), std 1/√fan
     ("generalized", None, dict(C=576), "query_conv1x1", 1 / math.sqrt(576)),

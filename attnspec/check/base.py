@@ -52,6 +52,7 @@ class CheckerBase:
         self.env: dict[str, Any] = {}
         self.scope = ""
         self.role = "weight"
+        self.let_name = ""  # the `let` being built, while role is "let"
         self.instances: dict[str, int] = {}
         self.stack: list[str] = []  # definitions being built, to catch recursion
         self.choices: dict[str, tuple[str, ...]] = {}  # choice parameters in scope
@@ -64,6 +65,12 @@ class CheckerBase:
         # repeat(..., share = true): the layers its first application made, to reuse
         self.recording: list[str] | None = None
         self.replaying: list[str] | None = None
+
+    @property
+    def prefix(self) -> str:
+        """How an unnamed layer's name begins: its part (`weight_mlp`), or inside
+        `let g = ...` the let's name (`g_conv`)."""
+        return self.let_name if self.role == "let" else self.role
 
     # ------------------------------------------------------------------ diagnostics
 

@@ -47,7 +47,8 @@ class Blocks:
             if d.name in self.stack:
                 return incoming, self.error("recursion", f"`{d.name}` is defined in terms of "
                                             "itself", e.span, "a block cannot contain itself")
-            saved = (self.env, self.scope, self.role, self.choices, self.call_span)
+            saved = (self.env, self.scope, self.role, self.let_name, self.choices,
+                     self.call_span)
             self.scope = saved[1] + self.instance_name(d.name) + "."
             self.stack.append(d.name)
             self.call_span = e.span
@@ -56,7 +57,8 @@ class Blocks:
             result = (self.attention if isinstance(d, Attention) else self.block)(
                 d, env, incoming)
             self.stack.pop()
-            self.env, self.scope, self.role, self.choices, self.call_span = saved
+            (self.env, self.scope, self.role, self.let_name, self.choices,
+             self.call_span) = saved
             return result
 
         return Instance(apply, e.span)

@@ -75,7 +75,7 @@ class Calls:
             if not isinstance(x, Tensor):
                 return self.error("wrong-type", f"a layer applies to a tensor, not "
                                   f"{describe(x)}", e.args[0].span)
-            return self.apply(f, x, e.span, f.shared_as or self.role)
+            return self.apply(f, x, e.span, f.shared_as or self.prefix)
         if isinstance(f, Instance):  # `Gather(C)(x)`: an attention used on tensors
             if not e.args or e.kwargs:
                 return self.error("wrong-arity", "an attention is applied to its inputs, in "
@@ -142,7 +142,7 @@ class Calls:
         attrs = {"shape": tuple(sizes), "init": settings["init"] if settings["init"] in
                  RANDOM_INITS else float(settings["init"]), "std": float(settings["std"]),
                  "trainable": bool(settings["trainable"])}
-        path = self.declare_module(self.role, "learned", attrs, e.span)
+        path = self.declare_module(self.prefix, "learned", attrs, e.span)
         return Tensor(self.add("learned", (), t, e.span, module=path), t)
 
     def call_index(self, e: Call):
@@ -233,14 +233,14 @@ class Calls:
                                   "reduces, e.g. mean(x, H W)", e.span)
             return layer
         if op.inputs == -1:
-            return self.apply_op(layer, tensors, e.span, self.role)
+            return self.apply_op(layer, tensors, e.span, self.prefix)
         if op.inputs > 1:  # a fixed number of tensors, e.g. upsample(t, x)
             if len(tensors) != op.inputs:
                 return self.error("wrong-arity", f"`{name}` applies to {op.inputs} tensors, "
                                   f"got {len(tensors)}", e.span,
                                   f"the {op.inputs} tensors come first, then the settings")
-            return self.apply_op(layer, tensors, e.span, self.role)
-        return self.apply(layer, tensors[0], e.span, self.role)
+            return self.apply_op(layer, tensors, e.span, self.prefix)
+        return self.apply(layer, tensors[0], e.span, self.prefix)
 
     def layer_of(self, name: str, settings: list, e: Call):
         """The operator `name` with its settings (the arguments after its tensors)."""

@@ -284,7 +284,7 @@ class Expressions:
         if POISON in (left, right):
             return POISON
         if isinstance(left, Tensor) and isinstance(right, Layer):
-            return self.apply(right, left, e.span, self.role)
+            return self.apply(right, left, e.span, self.prefix)
         if isinstance(left, Layer) and isinstance(right, Layer):
             return Layer(None, {}, e.span, parts=_flatten(left) + _flatten(right))
         if isinstance(left, Encoding) and isinstance(right, Layer):

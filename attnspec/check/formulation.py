@@ -86,7 +86,7 @@ class Formulation:
             for name in names:  # the rest stay names, so no error follows from them
                 self.env.setdefault(name, POISON)
             return
-        self.role = "weight"
+        self.role, self.let_name = "let", s.name
         value = self.value(s.value, shared_as=s.name)
         values = [value] if not s.more else self.unpacked(s, value)
         for name, v in zip(names, values):
