@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as err:
         print(err.render(), file=sys.stderr)
         return EXIT_SPEC
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        return EXIT_OK
     except (UsageError, OSError) as err:
         print(f"attnspec: error: {_usage_text(err)}", file=sys.stderr)
         return EXIT_USAGE
@@ -76,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE", help="a .attn file, or the name of a shipped spec")
+    p.add_argument("file", metavar="FILE", help="a .attn file, or a shipped spec by name (se, se.attn)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
                    help="a parameter value, e.g. --param C=64 (repeatable)")
     p.add_argument("--name", help="which definition of the file (default: the main one)")
@@ -170,14 +173,21 @@ def cmd_catalogue(args) -> int:
 
 
 def _spec_file(file: str) -> Path:
-    """A path, or the name of a shipped spec (`se`)."""
-    from .api import spec_path
+    """A path, or a shipped spec by its name or file name (`se`, `se.attn`): a file in the
+    working directory comes first."""
+    from .api import shipped, spec_path
+    from .diagnostics import did_you_mean
 
     path = Path(file)
-    if path.suffix == ".attn" or path.exists():
-        if not path.is_file():
-            raise UsageError(f"no such spec file: {file}")
+    if path.is_file():
         return path
+    bare = len(path.parts) == 1 and path.suffix in ("", ".attn")
+    if bare and path.stem in shipped():
+        return spec_path(path.stem)
+    if path.suffix == ".attn" or path.exists():
+        close = did_you_mean(path.stem, shipped()) if bare else None
+        raise UsageError(f"no such spec file: {file}"
+                         + (f", nor a shipped spec ({close})" if close else ""))
     return spec_path(file)
 
 

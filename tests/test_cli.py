@@ -86,6 +86,7 @@ def test_a_numeric_choice_is_given_as_a_number(capsys):
     (["compile", "se", "-p", "C=64", "--input-shape", "2,x"], "bad --input-shape"),
     (["compile", "nothere.attn"], "no such spec file"),
     (["compile", "sse"], "did you mean `se`?"),
+    (["compile", "sse.attn"], "no such spec file: sse.attn, nor a shipped spec (did you mean"),
     (["draw", "se", "-p", "C=64", "-o", "/nonexistent-dir/se.svg"], "cannot write"),
 ])
 def test_usage_mistakes_exit_2_with_one_line(capsys, argv, message):
@@ -146,6 +147,37 @@ def test_an_internal_error_exits_101_asking_for_a_report(capsys, monkeypatch):
     code, _, err = run(capsys, "list")
     assert code == 101
     assert "internal error: ZeroDivisionError" in err and "please report" in err
+
+
+GATE = """
+attention Gate(C: int) {
+    input  x: [B, C, H, W]
+    over   channels(C)
+    range  self
+    weight sigmoid(mean(x, H W))
+    value  identity
+    output identity
+}
+"""
+
+
+def test_a_shipped_spec_s_file_name_works_from_any_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no se.attn here: `attnspec compile se.attn` is the shipped one
+    code, out, _ = run(capsys, "compile", "se.attn", "-p", "C=64")
+    assert code == 0 and "SE  (" in out
+    (tmp_path / "se.attn").write_text(GATE)  # a file of that name in the directory comes first
+    code, out, _ = run(capsys, "compile", "se.attn", "-p", "C=64")
+    assert code == 0 and "Gate  (se.attn)" in out
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    # `attnspec compile ... | head -2`: the reader is gone before attnspec writes
+    done = subprocess.Popen([sys.executable, "-m", "attnspec", "compile", "se", "-p", "C=64",
+                             "--code"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT)
+    done.stdout.close()
+    assert done.wait() == 0
+    assert done.stderr.read() == b""
 
 
 def test_bad_usage_of_the_command_itself_exits_2():
