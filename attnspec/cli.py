@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE", help="a .attn file, or a shipped spec by name (se, se.attn)")
+    p.add_argument("file", metavar="FILE",
+                   help="a .attn file, or a shipped spec by name (se, se.attn)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
                    help="a parameter value, e.g. --param C=64 (repeatable)")
     p.add_argument("--name", help="which definition of the file (default: the main one)")
