@@ -54,6 +54,8 @@ def shipped() -> list[str]:
 
 
 def spec_path(name: str) -> Path:
+    """The file of a shipped spec, by its name or file name: `se` or `se.attn`."""
+    name = name.removesuffix(".attn")
     path = specs_dir() / f"{name}.attn"
     if not path.is_file():
         from .diagnostics import did_you_mean
@@ -64,6 +66,7 @@ def spec_path(name: str) -> Path:
 
 
 def load_spec(name: str, definition: str | None = None, /, **params: Any):
-    """A shipped spec compiled with `params`: attnspec.load("se", C=64); another definition
-    of its file by name: attnspec.load("sliding_window", "Longformer", D=768)."""
+    """A shipped spec compiled with `params`: attnspec.load("se", C=64) (or "se.attn");
+    another definition of its file by name: attnspec.load("sliding_window", "Longformer",
+    D=768)."""
     return compile_file(spec_path(name), definition, **params)

@@ -184,7 +184,7 @@ def _spec_file(file: str) -> Path:
         return path
     bare = len(path.parts) == 1 and path.suffix in ("", ".attn")
     if bare and path.stem in shipped():
-        return spec_path(path.stem)
+        return spec_path(file)
     if path.suffix == ".attn" or path.exists():
         close = did_you_mean(path.stem, shipped()) if bare else None
         raise UsageError(f"no such spec file: {file}"

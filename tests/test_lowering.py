@@ -654,6 +654,11 @@ def test_load_takes_another_definition_of_a_shipped_file_by_name():
         attnspec.load("sliding_window", "Longformr", D=8)
 
 
+def test_load_takes_a_shipped_spec_s_file_name_too():
+    assert attnspec.load("se.attn", C=64).state_dict().keys() \
+        == attnspec.load("se", C=64).state_dict().keys()
+
+
 CHANNELS_FIRST_WINDOW = """
 attention A(C: int, M: int = 2, R: int = 3) {
     input  x: [B, C, N]
