@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("draw", help="draw a spec's graph (svg, png, pdf or dot)")
     _spec_args(d)
-    d.add_argument("-o", "--output", required=True, help="file to write: .svg .png .pdf .dot")
+    d.add_argument("-o", "--output", help="file to write: .svg .png .pdf .dot (default: "
+                   "the spec's name, or the definition's with --name, .svg, here)")
     d.set_defaults(run=cmd_draw)
 
     k = sub.add_parser("check", help="check spec files; print errors only")
@@ -128,7 +129,8 @@ def cmd_draw(args) -> int:
     from .draw import render
 
     _, ir = _build(args, fill_widths=True)
-    path = render(ir, Path(args.output))
+    default = f"{args.name or Path(args.file).stem}.svg"  # `attnspec draw cbam.attn`
+    path = render(ir, Path(args.output or default))
     print(f"wrote {path}")
     return EXIT_OK
 

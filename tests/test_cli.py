@@ -134,6 +134,16 @@ def test_draw_needs_no_parameters_and_says_which_width_it_chose(capsys, tmp_path
     assert err == "note: drawn with C = 64 (choose with --param C=...)\n"
 
 
+def test_draw_without_an_output_writes_the_spec_s_name_as_svg_here(capsys, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "draw", "cbam.attn")  # the mission's own example
+    assert code == 0 and out == "wrote cbam.svg\n"
+    assert "ChannelGate" in (tmp_path / "cbam.svg").read_text()
+    code, out, _ = run(capsys, "draw", "nonlocal", "--name", "NonLocal3D")
+    assert code == 0 and (tmp_path / "NonLocal3D.svg").is_file()
+
+
 def test_list_shows_every_shipped_spec(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
