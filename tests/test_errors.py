@@ -123,6 +123,7 @@ CASES = [
     Case("stand_in_unknown", (("unknown-name", 4, 41, "q"),)),
     Case("stand_in_layout", (("axis-mismatch", 4, 41, "x"),)),
     Case("stand_in_sizes", (("axis-mismatch", 4, 41, "x"),), params={"D": 8, "E": 4}),
+    Case("function_uncalled", (("unknown-name", 6, 34, "sinusoid"),)),
 ]
 
 

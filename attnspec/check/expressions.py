@@ -92,6 +92,10 @@ class Expressions:
         if e.id == "y" and self.role != "output":
             return self.error("unknown-name", "`y` is the attended result; only `output` "
                               "sees it", e.span)
+        if e.id in (*SPECIAL, *SCALAR_FUNCTIONS):  # a function named without its call
+            return self.error("unknown-name", f"`{e.id}` is a function: call it, "
+                              f"`{e.id}(...)`", e.span, "docs/language.md gives its "
+                              "arguments")
         return self.error("unknown-name", f"unknown name `{e.id}`", e.span,
                           did_you_mean(e.id, self._known_names()) or
                           "parameters, inputs and `let`s are in scope, and the operators "
