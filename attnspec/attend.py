@@ -26,7 +26,7 @@ def to_heads(em, x, t: TensorType, tokens: tuple[str, ...], features: tuple[str,
         if k != 1:
             x = em.method(x, "flatten", 2)
         x = em.method(x, "unsqueeze", 1) if heads == 1 else em.method(
-            x, "unflatten", 1, (heads, width(t, features) // heads))
+            x, "unflatten", 1, (heads, _head_width(t, features, heads)))
         return x if keys_first else em.method(x, "transpose", -1, -2)
     if names != (names[0], *tokens, *features):  # any other order: make it channels last
         x = em.method(x, "permute", 0, *(names.index(a) for a in (*tokens, *features)))
@@ -35,7 +35,8 @@ def to_heads(em, x, t: TensorType, tokens: tuple[str, ...], features: tuple[str,
     if len(features) != 1:
         x = em.method(x, "flatten", 2)
     x = em.method(x, "unsqueeze", 1) if heads == 1 else em.method(
-        em.method(x, "unflatten", -1, (heads, width(t, features) // heads)), "transpose", 1, 2)
+        em.method(x, "unflatten", -1, (heads, _head_width(t, features, heads))),
+        "transpose", 1, 2)
     return em.method(x, "transpose", -1, -2) if keys_first else x
 
 
@@ -58,6 +59,13 @@ def from_heads(em, y, out: TensorType, tokens: tuple[str, ...], features: tuple[
     if names != current:
         y = em.method(y, "permute", *(current.index(a) for a in names))
     return y
+
+
+def _head_width(t: TensorType, features: tuple[str, ...], heads: int) -> int:
+    """A head's share of the flattened features; -1 (torch infers it) when a feature axis
+    is sized at run time (features C H of [B, C, H, W] over positions(W))."""
+    total = width(t, features)
+    return -1 if total is None else total // heads
 
 
 def width(t: TensorType, features: tuple[str, ...], bindings: dict | None = None) -> int | None:

@@ -77,6 +77,13 @@ class Call(Node):
 
     @model_validator(mode="after")
     def _unique_keywords(self):
+        first = min(((kw.span.line, kw.span.col) for kw in self.kwargs), default=None)
+        for arg in self.args:  # `coords(x, H W, as = P, corners false)`: a lost `=`
+            if first is not None and (arg.span.line, arg.span.col) > first:
+                names = getattr(arg, "names", ())
+                hint = f"`{names[0]} = {' '.join(names[1:])}`?" if len(names) > 1 else \
+                    "values given by position come before the named ones"
+                fail("syntax", "a value by position after a named one", arg.span, hint)
         seen = set()
         for kw in self.kwargs:
             if kw.name in seen:

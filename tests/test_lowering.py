@@ -836,3 +836,27 @@ def test_the_blocks_drop_attention_weights_while_training_and_keep_their_mean():
         draws = torch.stack([m(x) for _ in range(4000)])
     assert not torch.equal(draws[0], draws[1])
     torch.testing.assert_close(draws.mean(0), expected, atol=0.03, rtol=0)
+
+
+COLUMNS = """
+attention Columns(C: int, M: int = 2) {
+    input  x: [B, C, H, W]
+    over   positions(W)
+    range  all
+    heads  M
+    weight softmax(E1(query = identity, key = identity))
+    value  identity
+    output identity
+}
+"""
+
+
+def test_heads_split_features_whose_size_is_known_at_run_time_only():
+    # over positions(W) of [B, C, H, W]: the features are C and H, H sized at run time;
+    # head m reads channels m·C/M … and every row (this crashed the lowering)
+    m = attnspec.compile_text(COLUMNS, C=4).double()
+    x = torch.randn(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    heads = x.reshape(2, 2, 2 * 3, 5)  # [B, M, d = C/M · H, W]
+    w = torch.softmax(heads.transpose(-1, -2) @ heads, -1)
+    torch.testing.assert_close(m(x), (heads @ w.transpose(-1, -2)).reshape(2, 4, 3, 5))
+    torch.autograd.gradcheck(m, (x,))

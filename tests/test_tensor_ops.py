@@ -491,7 +491,7 @@ def test_shift_init_starts_each_group_s_channels_as_the_kernel_s_shifts():
     ("conv(x, 4, kernel = 2)", "shape"),  # 'same' padding needs an odd kernel
     ("conv(x, 4, kernel = 2, padding = -1)", "shape"),
     ("x + conv(x, 10, stride = 2)", "axis-mismatch"),  # every 2nd position against all
-    ("coords(x, H H, as = P)", "shape"),
+    ("coords(x, H H, as = P)", "duplicate-axis"),
     ("coords(x, H W, as = C)", "axis-mismatch"),
     ("patches(x, H W, kernel = 3, padding_mode = mirror, as = K)", "wrong-type"),
 ])
@@ -736,7 +736,7 @@ def test_pad_appends_zeros_padded_marks_them_and_crop_cuts_them_off(h, w, m):
 @pytest.mark.parametrize("text, code", [
     ("pad(x, B, multiple = 2)", "axis-mismatch"),  # the batch
     ("pad(x, H Z, multiple = 2)", "axis-mismatch"),
-    ("pad(x, H H, multiple = 2)", "shape"),
+    ("pad(x, H H, multiple = 2)", "duplicate-axis"),
     ("pad(x, H, multiple = 0)", "shape"),
     ("pad(rows, N, multiple = 2)", "wrong-type"),  # zeros in a mask
     ("crop(x, H W)", "wrong-arity"),

@@ -271,6 +271,9 @@ class Calls:
                 return self.error("unknown-argument", f"`{op.name}` has no argument "
                                   f"`{kw.name}`", kw.span,
                                   did_you_mean(kw.name, names) or takes(op)), exprs
+            if any(p.name == kw.name for p, _ in given):
+                return self.error("duplicate-argument", f"`{kw.name}` of `{op.name}` is "
+                                  f"given by position and by name", kw.span), exprs
             given.append((names[kw.name], kw.value))
         for p, a in given:
             exprs[p.name] = a

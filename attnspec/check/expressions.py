@@ -49,6 +49,9 @@ class Expressions:
 
     def axes(self, e) -> tuple[str, ...] | Any:
         if isinstance(e, Axes):
+            twice = next((n for i, n in enumerate(e.names) if n in e.names[:i]), None)
+            if twice:
+                return self.error("duplicate-axis", f"axis `{twice}` is named twice", e.span)
             return e.names
         if isinstance(e, Name):
             return (e.id,)
@@ -75,6 +78,9 @@ class Expressions:
                           f"write words without quotes: `{e.value}`")
 
     def v_axes(self, e, want):
+        if want == "scalar":  # `eps = eps eps`: names side by side are axes, not a number
+            return self.error("wrong-type", f"expected a number, not the axis names "
+                              f"`{' '.join(e.names)}`", e.span)
         return AxesValue(e.names, e.span)
 
     def v_name(self, e: Name, want):

@@ -470,10 +470,22 @@ class Terms:
         args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs), (), ("eps",))
         if args is POISON:
             return POISON
-        eps = self.value(args["eps"], "scalar") if "eps" in args else 0.0
+        eps = self.eps(args, 0.0)
         if eps is POISON:
             return POISON
         return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "l1_keys", eps=eps)
+
+    def eps(self, args, default: float):
+        """A normaliser's `eps`: a number at least 0 (a bool or a tensor is a mistake)."""
+        if "eps" not in args:
+            return default
+        eps = self.value(args["eps"], "scalar")
+        if eps in (POISON, UNKNOWN):
+            return eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
+            return self.error("wrong-type", f"`eps` is a number at least 0, not "
+                              f"{describe(eps)}", args["eps"].span)
+        return float(eps)
 
     def call_double_norm(self, e: Call):
         if len(e.args) != 1:
@@ -501,7 +513,9 @@ class Terms:
         if dims["first"] == dims["then"]:
             return self.error("axis-mismatch", "double_norm normalises two different axes",
                               e.span)
-        eps = self.value(args["eps"], "scalar") if "eps" in args else 1e-9
+        eps = self.eps(args, 1e-9)
+        if eps is POISON:
+            return POISON
         return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "double_norm",
                                first=dims["first"], then=dims["then"], eps=eps)
 

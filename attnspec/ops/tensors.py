@@ -315,7 +315,7 @@ def _sample_plan(t: TensorType, grid: TensorType, cfg):
     feature axes, the sampled axes (in the order named), the grid's point axes."""
     axes, over = tuple(cfg["axes"]), cfg["over"]
     space = [_named_axis(t, a, "sample over", "axes") for a in axes]
-    if not 1 <= len(axes) <= 2 or len(set(axes)) != len(axes):
+    if not 1 <= len(axes) <= 2:
         raise OpError(f"sample reads one or two axes, not {' '.join(axes) or 'none'}",
                       arg="axes")
     if t.names[0] != grid.names[0]:
