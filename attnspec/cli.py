@@ -7,6 +7,7 @@ Only the project's own errors are caught as user mistakes; anything else is a bu
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -254,11 +255,13 @@ def _convert(item: str, param, text: str):
     try:
         if kind == "int":
             return int(text)
-        if kind == "float":
+        if kind == "float" and math.isfinite(float(text)):
             return float(text)
+        if kind == "float":  # nan, inf, 1e999
+            raise ValueError(text)
     except ValueError:
-        raise UsageError(f"bad --param `{item}`: {param.name} is {'an' if kind == 'int' else 'a'}"
-                         f" {kind}") from None
+        raise UsageError(f"bad --param `{item}`: {param.name} is "
+                         f"{'an int' if kind == 'int' else 'a finite float'}") from None
     if kind == "bool":
         if text.lower() not in ("true", "false"):
             raise UsageError(f"bad --param `{item}`: {param.name} is a bool (true or false)")

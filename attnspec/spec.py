@@ -7,6 +7,7 @@ Every model keeps the span it came from. Structural rules that need no parameter
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -40,6 +41,13 @@ def fail_all(problems: list[tuple]):
 class Number(Node):
     kind: Literal["number"] = "number"
     value: int | float
+
+    @model_validator(mode="after")
+    def _finite(self):  # 1e400 reads as inf, and inf or nan fills a tensor silently
+        if not math.isfinite(self.value):
+            fail("syntax", "a number too large for a float (64 bits)", self.span,
+                 "the largest is about 1.8e308")
+        return self
 
 
 class Bool(Node):

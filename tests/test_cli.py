@@ -78,6 +78,8 @@ def test_a_numeric_choice_is_given_as_a_number(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["compile", "se", "--param", "Q=64"], "`SE` has no parameter `Q`"),
     (["compile", "se", "--param", "C=abc"], "C is an int"),
+    (["compile", "linear_attention", "-p", "D=8", "-p", "eps=nan"], "eps is a finite float"),
+    (["compile", "linear_attention", "-p", "D=8", "-p", "eps=1e999"], "eps is a finite float"),
     (["compile", "se", "--param", "C"], "write K=V"),
     (["compile", "mhsa", "-p", "D=32", "-p", "causal=maybe"], "causal is a bool"),
     (["compile", "nonlocal", "-p", "C=32", "-p", "variant=dot"], "variant is one of"),

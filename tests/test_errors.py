@@ -129,6 +129,8 @@ CASES = [
     Case("eps_tensor", (("wrong-type", 6, 61, "x"),), params={"D": 8}),
     Case("positional_after_named", (("syntax", 4, 43, "corners true"),)),
     Case("argument_twice", (("duplicate-argument", 4, 38, "as = P"),), params={"C": 2}),
+    Case("number_too_large", (("syntax", 4, 16, "1e400"),)),
+    Case("pairs_zero", (("zero-size", 7, 62, "0"),), params={"D": 8}),
 ]
 
 
@@ -169,6 +171,12 @@ def test_unknown_parameter_is_a_usage_error(golden):
     with pytest.raises(UsageError) as info:
         attnspec.build_ir(f"{FIXTURES}/gate.attn", C=64, R=4)
     golden("errors/param_unknown.txt", str(info.value) + "\n")
+
+
+@pytest.mark.parametrize("eps", [float("nan"), float("inf"), -float("inf")])
+def test_a_float_parameter_is_finite(eps):
+    with pytest.raises(SpecError, match="`eps` is a finite float"):
+        attnspec.load("linear_attention", D=8, eps=eps)
 
 
 def test_unknown_definition_is_a_usage_error(golden):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import attend  # noqa: F401  (registers the formulation's operators)
@@ -194,6 +195,8 @@ class CheckerBase:
         if isinstance(value, bool) and p.type.name != "bool" or not isinstance(value, expected):
             return self.error("wrong-type", f"`{p.name}` is {article(p.type.name)}, not "
                               f"{describe(value)}", span)
+        if p.type.name == "float" and not math.isfinite(value):  # nan or inf: never meant
+            return self.error("wrong-type", f"`{p.name}` is a finite float, not {value}", span)
         return float(value) if p.type.name == "float" else value
 
 

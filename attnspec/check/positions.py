@@ -355,6 +355,9 @@ class Positions:
                                "pairs takes non-negative integers")
         if values in (POISON, UNKNOWN):
             return POISON if self.check_only else values
+        if values[0] == 0:  # no pair at all: a table of nothing
+            return self.error("zero-size", "pairs needs a positive length, not 0", e.args[0].span,
+                              "T is the longest sequence the table covers: pairs(T)")
         within = values[1] if len(values) > 1 else None
         return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
 
