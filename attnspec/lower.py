@@ -75,7 +75,8 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
         short = name.rsplit(".", 1)[-1]  # an input inside a block is named by its scope
         ph = graph.placeholder(short, default_value=None) if node.attrs["optional"] \
             else graph.placeholder(short)
-        em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"])
+        em.env[name] = em.call(runtime.check_input, ph, short, node.attrs["axes"],
+                               node.type.dtype)
     _check_shared_axes(em, ir)
     fused = fuse(ir) if fused_kernels else ir
     for node in fused.nodes():

@@ -33,10 +33,19 @@ class InputShapeError(ValueError):
     """A tensor given to a compiled module does not fit the spec's declared axes."""
 
 
-def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | None], ...]):
-    """Raise, naming the axis, when `x` does not have the declared rank and sizes."""
+class InputTypeError(TypeError):
+    """A value given to a compiled module is not a tensor of the declared kind (a float
+    tensor for a float input, a bool tensor for a mask)."""
+
+
+def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | None], ...],
+                dtype: str | None = None):
+    """Raise, naming the axis, when `x` does not have the declared rank and sizes; with
+    `dtype`, naming the input, when it is no tensor of that kind."""
     if x is None:  # an optional input left out
         return x
+    if dtype is not None:
+        _check_kind(x, name, dtype)
     if x.dim() != len(axes):
         names = ", ".join(a for a, _ in axes)
         raise InputShapeError(f"input {name} must have {len(axes)} axes [{names}], "
@@ -46,6 +55,15 @@ def check_input(x: torch.Tensor | None, name: str, axes: tuple[tuple[str, int | 
             raise InputShapeError(f"input {name}: axis {axis} (dim {i}) has size "
                                   f"{x.shape[i]}, expected {size}")
     return x
+
+
+def _check_kind(x, name: str, dtype: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise InputTypeError(f"input {name} must be a tensor, got {type(x).__name__}")
+    if dtype == "bool" and x.dtype != torch.bool:  # 0/1 floats would be read as weights
+        raise InputTypeError(f"input {name} is a mask: a bool tensor, got {x.dtype}")
+    if dtype == "float" and not x.is_floating_point():
+        raise InputTypeError(f"input {name} must be a floating-point tensor, got {x.dtype}")
 
 
 def check_shared_axes(tensors, names, axes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 
 import pytest
 import torch
@@ -860,3 +861,16 @@ def test_heads_split_features_whose_size_is_known_at_run_time_only():
     w = torch.softmax(heads.transpose(-1, -2) @ heads, -1)
     torch.testing.assert_close(m(x), (heads @ w.transpose(-1, -2)).reshape(2, 4, 3, 5))
     torch.autograd.gradcheck(m, (x,))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((torch.randint(0, 3, (2, 5, 8)),), "input x must be a floating-point tensor, got torch.int64"),
+    ((torch.randn(2, 5, 8), torch.zeros(2, 5)), "input pad is a mask: a bool tensor, got "
+                                                "torch.float32"),
+    (([[1.0] * 8] * 5,), "input x must be a tensor, got list"),
+])
+def test_an_input_of_the_wrong_kind_is_named(args, message):
+    # a 0/1 float mask would otherwise reach torch's `~` (a TypeError naming no input)
+    m = attnspec.load("mhsa", D=8, M=2)
+    with pytest.raises(runtime.InputTypeError, match=re.escape(message)):
+        m(*args)
