@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(err.render(), file=sys.stderr)
         return EXIT_SPEC
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        _silence_stdout()
         return EXIT_OK
     except (UsageError, OSError) as err:
         print(f"attnspec: error: {_usage_text(err)}", file=sys.stderr)
@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
               "This is a bug in attnspec; please report it with the spec and command "
               "(ATTNSPEC_DEBUG=1 shows the traceback).", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (captured): nothing will flush
+        pass
 
 
 def _usage_text(err: Exception) -> str:

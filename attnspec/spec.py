@@ -84,14 +84,22 @@ class Call(Node):
     kwargs: tuple[Keyword, ...] = ()
 
     @model_validator(mode="after")
-    def _unique_keywords(self):
-        first = min(((kw.span.line, kw.span.col) for kw in self.kwargs), default=None)
-        for arg in self.args:  # `coords(x, H W, as = P, corners false)`: a lost `=`
-            if first is not None and (arg.span.line, arg.span.col) > first:
+    def _positional_first(self):
+        """`coords(x, H W, as = P, corners false)`: a lost `=` reads as a value by position
+        (the axis names `corners false`), which no named argument may precede."""
+        if not self.kwargs:
+            return self
+        first = min((kw.span.line, kw.span.col) for kw in self.kwargs)
+        for arg in self.args:
+            if (arg.span.line, arg.span.col) > first:
                 names = getattr(arg, "names", ())
-                hint = f"`{names[0]} = {' '.join(names[1:])}`?" if len(names) > 1 else \
-                    "values given by position come before the named ones"
+                hint = (f"`{names[0]} = {' '.join(names[1:])}`?" if len(names) > 1
+                        else "values given by position come before the named ones")
                 fail("syntax", "a value by position after a named one", arg.span, hint)
+        return self
+
+    @model_validator(mode="after")
+    def _unique_keywords(self):
         seen = set()
         for kw in self.kwargs:
             if kw.name in seen:

@@ -470,12 +470,12 @@ class Terms:
         args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs), (), ("eps",))
         if args is POISON:
             return POISON
-        eps = self.eps(args, 0.0)
+        eps = self.eps_setting(args, 0.0)
         if eps is POISON:
             return POISON
         return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "l1_keys", eps=eps)
 
-    def eps(self, args, default: float):
+    def eps_setting(self, args, default: float):
         """A normaliser's `eps`: a number at least 0 (a bool or a tensor is a mistake)."""
         if "eps" not in args:
             return default
@@ -513,7 +513,7 @@ class Terms:
         if dims["first"] == dims["then"]:
             return self.error("axis-mismatch", "double_norm normalises two different axes",
                               e.span)
-        eps = self.eps(args, 1e-9)
+        eps = self.eps_setting(args, 1e-9)
         if eps is POISON:
             return POISON
         return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "double_norm",
