@@ -861,6 +861,9 @@ def test_heads_split_features_whose_size_is_known_at_run_time_only():
     w = torch.softmax(heads.transpose(-1, -2) @ heads, -1)
     torch.testing.assert_close(m(x), (heads @ w.transpose(-1, -2)).reshape(2, 4, 3, 5))
     torch.autograd.gradcheck(m, (x,))
+    # C = 3 splits into 2 heads only for some H: the fixed sizes must split, so every H does
+    with pytest.raises(attnspec.SpecError, match="only if their fixed sizes do, 3 here"):
+        attnspec.compile_text(COLUMNS, C=3)
 
 
 @pytest.mark.parametrize("args, message", [

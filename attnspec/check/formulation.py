@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .. import attend  # noqa: F401  (registers the formulation's operators)
 from ..attend import width
 from ..diagnostics import did_you_mean
@@ -609,8 +611,8 @@ class Formulation:
         shared = self.kv != heads  # `heads M, kv = G`: G value heads, shared
         feature = self.feature(v, k_tokens, "value", parts["value"].span,
                                single=slots or shared)
-        if feature is POISON or self.divide(width(v.type, feature), self.kv,
-                                            parts["value"].span) is POISON:
+        if feature is POISON or self.split_heads(v.type, feature, self.kv,
+                                                 parts["value"].span) is POISON:
             return POISON
         if shared:  # each of the M heads reads its group's value: M / G times the width
             f = v.type.axis(feature[0])
@@ -644,6 +646,19 @@ class Formulation:
             return self.error("axis-mismatch", f"the {what} is {t.type}: it must keep the "
                               f"indexed axes {' '.join(tokens)} and have {wanted}", span)
         return rest
+
+    def split_heads(self, t: TensorType, features, heads: int, span: Span):
+        """The width of a head's slice of the features. With a feature axis sized at run
+        time (C and H over positions(W)), the fixed sizes must split, so every size does."""
+        total = width(t, features)
+        if total is not None or heads == 1 or self.check_only:  # (sizes left open there)
+            return self.divide(total, heads, span)
+        fixed = math.prod(t.axis(f).size for f in features if t.axis(f).size is not None)
+        if fixed % heads:
+            return self.error("heads", f"the features {' '.join(features)} of {t} split into "
+                              f"{heads} heads only if their fixed sizes do, {fixed} here",
+                              span, "choose a head count that divides the fixed width")
+        return None
 
     def divide(self, size, heads, span):
         if size is None or heads == 1:

@@ -41,7 +41,7 @@ class Positions:
         if POISON in (q, keys):
             return POISON
         d = width(q.type, qf)
-        if self.divide(d, heads, args[side].span) is POISON:
+        if self.split_heads(q.type, qf, heads, args[side].span) is POISON:
             return POISON
         enc = self.peek_encoding(args["position"])
         if isinstance(enc, Encoding) and enc.of_query:

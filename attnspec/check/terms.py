@@ -49,7 +49,7 @@ class Terms:
         if qf is POISON:
             return POISON
         d = width(q.type, qf)
-        if self.divide(d, heads, args["query"].span) is POISON:
+        if self.split_heads(q.type, qf, heads, args["query"].span) is POISON:
             return POISON
         if isinstance(k, Memory):
             return self.memory_logits(q, qf, d, k, args["key"].span, e.span)
