@@ -263,10 +263,11 @@ def _convert(item: str, param, text: str):
     try:
         if kind == "int":
             return int(text)
-        if kind == "float" and math.isfinite(float(text)):
-            return float(text)
-        if kind == "float":  # nan, inf, 1e999
-            raise ValueError(text)
+        if kind == "float":
+            value = float(text)
+            if not math.isfinite(value):  # nan, inf, 1e999
+                raise ValueError(text)
+            return value
     except ValueError:
         raise UsageError(f"bad --param `{item}`: {param.name} is "
                          f"{'an int' if kind == 'int' else 'a finite float'}") from None
