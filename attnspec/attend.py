@@ -302,6 +302,19 @@ _register("E2_offsets", "predicted maps: one logit per joint offset, read at eac
           _emit_e2_offsets, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
 
 
+def _emit_e2_absolute(em, n: Node, args):
+    from . import runtime
+
+    a = n.attrs
+    p = to_heads(em, args[0], em.type(n.inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
+    return em.call(runtime.absolute_maps, p, em.sizes(n.inputs[2], a["k_tokens"]),
+                   a["longest"])
+
+
+_register("E2_absolute", "the query's logit per key position, read at each key's index",
+          _emit_e2_absolute, sizes=lambda ins, t, a: _with_keys(ins[1], ins[2], a))
+
+
 def _emit_e2_table(em, n: Node, args):
     from . import runtime
 

@@ -1014,6 +1014,15 @@ def offset_maps(maps: torch.Tensor, q_sizes, k_sizes, steps, radii,
     return logits * inside.to(maps.dtype)
 
 
+def absolute_maps(maps: torch.Tensor, k_sizes, longest: int) -> torch.Tensor:
+    """E2 on `absolute(T)`: maps [B, M, Q, T] give each query one logit per key index;
+    the keys beyond T get 0 (Luong's location score, W_a h_t) → [B, M, Q, K]."""
+    (nk,) = k_sizes
+    if nk <= longest:
+        return maps[..., :nk]
+    return F.pad(maps, (0, nk - longest))
+
+
 def bilinear_weights(delta: torch.Tensor, q_sizes, k_sizes, steps, radii, dilation: int = 1,
                      q_steps=None) -> torch.Tensor:
     """Deformable sampling as attention weights [B, M, Q, K]: head m (a kernel position p_m,

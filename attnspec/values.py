@@ -145,7 +145,7 @@ class BlocksRange(str):
 @dataclass(frozen=True)
 class Encoding:
     """`sinusoid(dim, ...)`, `offsets(R)`, `axis_offsets(R)`, `displacement(R)`,
-    `bilinear(R)`, `pairs(T)` or `distance()`:
+    `bilinear(R)`, `pairs(T)`, `absolute(T)` or `distance()`:
     R_{q−k}, an encoding of the offset between a query and a key, and the layers applied
     to it after `>>` (E2's and E4's `position = ...`)."""
 
@@ -156,7 +156,7 @@ class Encoding:
     layers: tuple = ()
     radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
     kind: str = "sinusoid"  # sinusoid | offsets | axis_offsets | displacement | bilinear |
-    #                         pairs | distance
+    #                         pairs | absolute | distance
     within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0
     of_query: bool = False  # offsets(R, of = query): rows by q − k (Swin's table), not k − q
     dilation: int = 1  # bilinear(R, dilation = d): the kernel's positions d apart

@@ -611,6 +611,18 @@ CASES = [
          memory=6),
     Case("attention_pool", dict(D=12, score="concat"), sequence(12), definition="Luong",
          memory=4, pad=True),
+    # ... their location score W_a h_t: sources shorter than `longest`, and longer (the
+    # positions beyond it score 0), padded, under each alignment
+    Case("attention_pool", dict(D=16, score="location", longest=8), sequence(16),
+         definition="Luong", memory=6),
+    Case("attention_pool", dict(D=12, score="location", longest=4), sequence(12),
+         definition="Luong", memory=6, pad=True),
+    Case("attention_pool", dict(D=12, score="location", longest=5, align="local_m",
+                                half_width=1), sequence(12), definition="Luong", memory=7,
+         pad=True),
+    Case("attention_pool", dict(D=12, score="location", longest=9, align="local_p",
+                                half_width=2), sequence(12), definition="Luong", memory=6,
+         pad=True),
     # ... their local-m alignment: windows of 2 and 1 around t (queries past the source's
     # end by more than that see nothing), padded, every score
     *[Case("attention_pool", dict(D=12, score=score, align="local_m", half_width=w),

@@ -42,6 +42,9 @@ VARIANTS += [
     Case("axial", dict(D=12, M=3, masked=True), ((2, 5, 7, 12),), definition="Column"),
     Case("aft", dict(D=8, causal=True), ((2, 5, 8),)),
     Case("muse", dict(D=8, M=2, causal=True, weight_dropout=0.0), ((2, 5, 8),)),
+    Case("attention_pool", dict(D=8, score="location", longest=4, align="local_p",
+                                half_width=2), ((2, 5, 8),), definition="Luong", memory=5,
+         pad=True),  # the padding mask is the first input's length: S = 5 > longest
 ]
 
 

@@ -701,3 +701,54 @@ def test_axis_offsets_read_positions_on_strided_queries():
     whole.load_state_dict(strided.state_dict())
     x = torch.randn(1, 8, 5, 6, dtype=torch.float64)
     torch.testing.assert_close(strided(x), whole(x)[:, :, ::2, ::2])
+
+
+LOCATION = """
+attention Location(D: int, T: int, M: int = 2) {
+    input  h: [B, Q, D]
+    input  memory: [B, S, D]
+    over   positions(Q), positions(S)
+    range  all
+    heads  M
+    weight softmax(E2(query = linear(T * M, bias = false), position = absolute(T)))
+    value  identity
+    output y
+}
+"""
+
+
+@pytest.mark.parametrize("T, S", [(5, 3), (5, 5), (3, 6)])
+def test_absolute_positions_give_each_query_a_logit_per_key_index(T, S):
+    torch.manual_seed(0)
+    m = attnspec.compile_text(LOCATION, D=4, T=T).double()
+    h, memory = torch.randn(2, 3, 4, dtype=torch.double), torch.randn(2, S, 4,
+                                                                     dtype=torch.double)
+    W = m.state_dict()["query_linear.weight"]  # [M·T, D], head-major
+    expected = torch.empty(2, 3, 4, dtype=torch.double)
+    for b in range(2):
+        for t in range(3):
+            for head in range(2):
+                scores = [W[head * T + s] @ h[b, t] if s < T else torch.tensor(0.0)
+                          for s in range(S)]  # a key beyond T scores 0
+                a = torch.stack(scores).softmax(0)
+                part = slice(head * 2, head * 2 + 2)
+                expected[b, t, part] = a @ memory[b, :, part]
+    torch.testing.assert_close(m(h, memory), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_absolute_positions_need_keys_every_position():
+    text = """
+attention Pooled(C: int, T: int) {
+    input  x: [B, C, N]
+    let    kv = avgpool(x, 1, stride = 2)
+    over   positions(N)
+    range  all
+    weight softmax(E2(query = conv1x1(T, bias = false), position = absolute(T), keys = kv))
+    value  kv
+    output identity
+}
+"""
+    with pytest.raises(attnspec.SpecError) as err:
+        attnspec.compile_text(text, C=4, T=5)
+    assert err.value.diagnostics[0].code == "unsupported"
+    assert "pooled keys" in str(err.value)

@@ -33,8 +33,8 @@ from ..values import (
 RANGES = ("all", "self", "causal", "criss_cross")
 NORMALISERS = ("softmax", "sigmoid", "count", "double_norm", "l1")
 SPECIAL = ("E1", "E2", "E3", "E4", "sinusoid", "offsets", "axis_offsets", "bilinear", "pairs",
-           "distance", "displacement", "window", "partition", "blocks", "memory", "identity",
-           "positions", "channels", "residual", "repeat", "learned", "dropout",
+           "absolute", "distance", "displacement", "window", "partition", "blocks", "memory",
+           "identity", "positions", "channels", "residual", "repeat", "learned", "dropout",
            "index") + NORMALISERS
 # Operators a spec may call by name (the rest of OPS is internal to the lowering).
 PUBLIC_OPS = tuple(name for name, op in OPS.items() if op.infer is not None)

@@ -52,6 +52,8 @@ class Positions:
             return self.bilinear(e, q, qf, d, keys, args["position"])
         if isinstance(enc, Encoding) and enc.kind == "offsets" and not enc.layers:
             return self.offset_maps(e, q, qf, d, keys, enc, side)
+        if isinstance(enc, Encoding) and enc.kind == "absolute":
+            return self.absolute_maps(e, q, qf, d, keys, enc, side)
         if side == "key":
             if self.kv not in (heads, None):
                 return self.error("unsupported", "E2(key = ...) predicts a map per head: it "
@@ -92,7 +94,7 @@ class Positions:
     def peek_encoding(self, arg):
         """The encoding an argument names, without building anything (no layers apply)."""
         if isinstance(arg, Call) and isinstance(arg.func, Name) and \
-                arg.func.id in ("bilinear", "offsets"):
+                arg.func.id in ("bilinear", "offsets", "absolute"):
             return self.value(arg)
         if isinstance(arg, Name) and isinstance(self.env.get(arg.id), Encoding):
             return self.env[arg.id]
@@ -119,6 +121,34 @@ class Positions:
         node = self.add("E2_offsets", (p.node, x.node, keys.node), t, e.span, base="e2",
                         heads=heads, q_tokens=q_tokens, q_feature=pf, k_tokens=over[1][1],
                         radii=radii, key_side=side == "key", steps=steps)
+        return Logits(node, t, True, keys=keys.node)
+
+    def absolute_maps(self, e: Call, p: Tensor, pf, d, keys: Tensor, enc: Encoding, side: str):
+        """E2 on absolute(T): the query gives, per head, one logit for each of the first T
+        key positions, read at the key's index; 0 beyond T (Luong's location score)."""
+        x, over, rng, heads, pad = self.core
+        q_tokens, k_tokens = over[0][1], over[1][1]
+        longest = enc.radius[0]
+        if side == "key" or enc.layers:
+            return self.error("unsupported", "absolute(T) is read by E2 from the query, "
+                              "without layers: the query gives one logit per key position",
+                              e.span, f"E2(query = linear({longest * heads}, bias = false), "
+                              f"position = absolute({longest}))")
+        if len(k_tokens) != 1:
+            return self.error("unsupported", f"absolute(T) indexes the keys of one axis, not "
+                              f"{len(k_tokens)}", enc.span)
+        if keys.type.axis(k_tokens[0]).step != 1:
+            return self.error("unsupported", "absolute(T) reads each key's index: not on "
+                              "pooled keys", enc.span)
+        if d is not None and d != longest * heads:
+            return self.error("axis-mismatch", f"with absolute({longest}) the query gives one "
+                              f"logit per key position and head: a width of "
+                              f"{longest * heads}, not {d}", e.span,
+                              f"end the query with linear({longest * heads}, bias = false)")
+        t = _logits_type(x, heads, q_tokens, Axis(key_axis(q_tokens, k_tokens)))
+        node = self.add("E2_absolute", (p.node, x.node, keys.node), t, e.span, base="e2",
+                        heads=heads, q_tokens=q_tokens, q_feature=pf, k_tokens=k_tokens,
+                        longest=longest)
         return Logits(node, t, True, keys=keys.node)
 
     def bilinear(self, e: Call, q: Tensor, qf, d, keys: Tensor, arg):
@@ -211,6 +241,10 @@ class Positions:
         n = len(q_tokens)
         if enc.kind in ("offsets", "pairs", "displacement"):
             return self.offsets_table(enc, arg, x, q_tokens, k_tokens, keys)
+        if enc.kind == "absolute":
+            return self.error("unsupported", "absolute(T) is read by E2: the query gives "
+                              "one logit per key position", enc.span,
+                              "E2(query = linear(T, bias = false), position = absolute(T))")
         if enc.kind == "bilinear":
             return self.error("unsupported", "bilinear(R) samples at a displacement the query "
                               "predicts: E2(query = ..., position = bilinear(R))", enc.span)
@@ -360,6 +394,21 @@ class Positions:
                               "T is the longest sequence the table covers: pairs(T)")
         within = values[1] if len(values) > 1 else None
         return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="pairs", within=within)
+
+    def call_absolute(self, e: Call):
+        """`absolute(T)`: a one-hot of the key's index among the first T positions of its
+        axis; E2's query gives one logit for each (Luong's location score, W_a h_t)."""
+        if len(e.args) != 1 or e.kwargs:
+            return self.error("wrong-arity", "absolute takes the number of key positions it "
+                              "covers: absolute(T)", e.span)
+        values = self.integers(e.args, 0, "absolute takes a number of key positions")
+        if values in (POISON, UNKNOWN):
+            return POISON if self.check_only else values
+        if values[0] == 0:  # no position at all: a score for nothing
+            return self.error("zero-size", "absolute needs a positive number of positions, "
+                              "not 0", e.args[0].span,
+                              "T is the longest sequence of keys it scores: absolute(T)")
+        return Encoding(0, 0.0, 0, e.span, radius=(values[0],), kind="absolute")
 
     def radii(self, enc: Encoding, n: int, by_index: bool = True):
         """One radius per indexed axis: `offsets(R)` repeats R. Offset tables are indexed by

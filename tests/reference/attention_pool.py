@@ -61,13 +61,18 @@ class Luong(nn.Module):
     source length (per sample: its positions that are not padding); a_t the softmax of the
     scores over the source positions s (0-based) with |s − p_t| ≤ D, times
     exp(−(s − p_t)² / (2σ²)), σ = D / 2; no gradient through the window's edges, p_t
-    learning through the Gaussian."""
+    learning through the Gaussian.
+    score="location" is their location-based function (§3.1, Eq. 8), a_t = softmax(W_a h_t),
+    W_a a bias-free Linear(D, longest): one score per source position, for the first
+    `longest` of them; the paper does not say what a longer source gets, and here its
+    positions beyond `longest` score 0."""
 
     def __init__(self, D: int, score: str = "general", align: str = "global",
-                 half_width: int = 10):
+                 half_width: int = 10, longest: int = 50):
         super().__init__()
-        if score not in ("dot", "general", "concat"):
-            raise ValueError(f"Luong: score must be dot, general or concat, got {score!r}")
+        if score not in ("dot", "general", "concat", "location"):
+            raise ValueError(f"Luong: score must be dot, general, concat or location, got "
+                             f"{score!r}")
         if align not in ("global", "local_m", "local_p"):
             raise ValueError(f"Luong: align must be global, local_m or local_p, got {align!r}")
         self.score, self.align, self.half_width = score, align, half_width
@@ -75,6 +80,8 @@ class Luong(nn.Module):
             self.W_p = nn.Linear(D, D, bias=False)
             self.v_p = nn.Linear(D, 1, bias=False)
         self.W_a = nn.Linear(D, D, bias=False) if score == "general" else None
+        if score == "location":
+            self.W_a = nn.Linear(D, longest, bias=False)
         if score == "concat":
             self.W_a_h = nn.Linear(D, D, bias=False)
             self.W_a_s = nn.Linear(D, D, bias=False)
@@ -93,6 +100,10 @@ class Luong(nn.Module):
                 pad: torch.Tensor | None = None) -> torch.Tensor:
         if self.score == "concat":
             scores = self._concat_scores(h, memory)
+        elif self.score == "location":  # W_a h_t: a score per source position
+            scores = self.W_a(h)
+            S, longest = memory.shape[1], scores.shape[-1]
+            scores = scores[..., :S] if S <= longest else F.pad(scores, (0, S - longest))
         else:
             keys = self.W_a(memory) if self.W_a is not None else memory  # W_a h̄_s
             scores = h @ keys.transpose(1, 2)  # [B, T, S]: h_tᵀ W_a h̄_s
