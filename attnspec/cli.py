@@ -212,6 +212,7 @@ def _build(args, fill_widths: bool = False):
     from .source import SourceFile
 
     program = load(SourceFile.read(_spec_file(args.file)))
+    check.check_program(program)  # the whole file, as `check` sees it: not one definition
     definition = _definition(program, args.name)
     params = parse_params(args.param, definition)
     if fill_widths:

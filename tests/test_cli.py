@@ -113,6 +113,18 @@ def test_a_missing_required_parameter_is_a_spec_error(capsys):
     assert "parameter `C` of `SE` needs a value" in err
 
 
+@pytest.mark.parametrize("command", ["compile", "draw"])
+def test_an_error_in_another_definition_of_the_file_is_reported(capsys, tmp_path, command):
+    # the definition built is sound; the file is not, and `check` would say so
+    good = BROKEN.replace("attention A", "attention Good").replace("sigmod", "sigmoid")
+    two = tmp_path / "two.attn"
+    two.write_text(good + "\n" + BROKEN)
+    output = ["-o", str(tmp_path / "out.svg")] if command == "draw" else []
+    code, _, err = run(capsys, command, str(two), "--name", "Good", "-p", "C=8", *output)
+    assert code == 1
+    assert f"{two}:14:12: error[unknown-name]: unknown operator `sigmod`" in err
+
+
 def test_check_prints_errors_only(capsys, tmp_path):
     bad = tmp_path / "bad.attn"
     bad.write_text(BROKEN)
