@@ -131,6 +131,8 @@ CASES = [
     Case("argument_twice", (("duplicate-argument", 4, 38, "as = P"),), params={"C": 2}),
     Case("number_too_large", (("syntax", 4, 16, "1e400"),)),
     Case("pairs_zero", (("zero-size", 7, 62, "0"),), params={"D": 8}),
+    Case("word_given_axes", (("wrong-type", 4, 69, "L L"),)),
+    Case("word_given_number", (("wrong-type", 4, 57, "2"),)),
     Case("absolute_zero", (("zero-size", 7, 76, "0"),), params={"D": 8}),
     Case("absolute_width", (("axis-mismatch", 9, 20, "E2(query = linear(D, bias = false), "
                                                      "position = absolute(T))"),),

@@ -312,6 +312,10 @@ class Calls:
                               f"{describe(v)}", a.span, hint)
         if p.kind == "word":
             word = v.name if isinstance(v, Word) else v
+            if not isinstance(word, str):  # `as = P P`, `as = 3`: one name goes there
+                return self.error("wrong-type", f"`{p.name}` of `{op.name}` is "
+                                  + (f"one of {', '.join(p.words)}" if p.words else "a name")
+                                  + f", not {describe(v)}", a.span)
             if p.words and word not in p.words:
                 return self.error("wrong-type", f"`{p.name}` of `{op.name}` is one of "
                                   f"{', '.join(p.words)}, not `{word}`", a.span,
