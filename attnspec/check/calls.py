@@ -127,8 +127,8 @@ class Calls:
             return POISON
         if isinstance(settings["init"], Word):
             settings["init"] = settings["init"].name
-        if settings["init"] not in RANDOM_INITS and not isinstance(settings["init"], (int, float)):
-            return self.error("wrong-type", "`init` is a number, `normal` or `unit`", e.span)
+        if self.learned_settings(e, settings) is POISON:
+            return POISON
         sizes = [self.env.get(n) for n in names]
         if UNKNOWN in sizes or UNKNOWN in settings.values():
             return POISON if self.check_only else UNKNOWN
@@ -144,6 +144,25 @@ class Calls:
                  "trainable": bool(settings["trainable"])}
         path = self.declare_module(self.prefix, "learned", attrs, e.span)
         return Tensor(self.add("learned", (), t, e.span, module=path), t)
+
+    def learned_settings(self, e: Call, settings: dict):
+        """`init` a number, `normal` or `unit`; `std` a number ≥ 0; `trainable` a bool
+        (values still unknown pass: they are checked once known)."""
+        given = {kw.name: kw.value.span for kw in e.kwargs}
+        init, std, trainable = settings["init"], settings["std"], settings["trainable"]
+        number = (int, float)
+        if init is not UNKNOWN and init not in RANDOM_INITS and (
+                isinstance(init, bool) or not isinstance(init, number)):
+            return self.error("wrong-type", f"`init` is a number, `normal` or `unit`, not "
+                              f"{describe(init)}", given.get("init", e.span))
+        if std is not UNKNOWN and (isinstance(std, bool) or not isinstance(std, number)
+                                   or std < 0):
+            return self.error("wrong-type", f"`std` is a number at least 0, not "
+                              f"{describe(std)}", given.get("std", e.span))
+        if trainable is not UNKNOWN and not isinstance(trainable, bool):
+            return self.error("wrong-type", f"`trainable` is true or false, not "
+                              f"{describe(trainable)}", given.get("trainable", e.span))
+        return None
 
     def call_index(self, e: Call):
         """`index(K)`: the numbers 0 … K − 1 along a new axis K, [batch = 1, K], no

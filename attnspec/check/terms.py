@@ -134,6 +134,10 @@ class Terms:
             return POISON
         if _is_memory_call(args["key"]):
             return self.slot_bias(e, args["key"])
+        if over[1][0] == "memory":  # the keys are slots: no position of x to read
+            slots = _over_name(over[1])
+            return self.error("unsupported", f"with keys memory({slots}), E3's key is "
+                              f"memory({slots}): a learned score per slot", args["key"].span)
         if self.kv not in (heads, None):
             return self.error("unsupported", "E3's key gives a score per head: it is not "
                               "shared by `kv` heads", e.span)
@@ -490,6 +494,8 @@ class Terms:
     def call_double_norm(self, e: Call):
         if len(e.args) != 1:
             return self.error("wrong-arity", "double_norm takes one term", e.span)
+        if getattr(self, "core", None) is None:  # outside `weight`: no term to normalise
+            return self.normaliser(Call(span=e.span, func=e.func, args=e.args), "double_norm")
         args = self.keywords(Call(span=e.span, func=e.func, kwargs=e.kwargs),
                              ("first", "then"), ("eps",))
         if args is POISON:

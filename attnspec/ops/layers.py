@@ -269,6 +269,14 @@ def _conv1x1_attrs(types, cfg):
             "groups": 1, "bias": cfg["bias"], **_init_attrs(cfg), "channels": True}
 
 
+def _at_most_three_after_channels(t: TensorType, name: str, verb: str) -> None:
+    """torch's convolutions, batch norms and channel dropouts take 0 to 3 axes after the
+    channels (axis 1)."""
+    if len(t.axes) > 5:
+        raise OpError(f"{name} {verb} the channels (axis 1) of a tensor with at most 3 axes "
+                      f"after them, not {t}", hint="merge axes first")
+
+
 def _build_conv1x1(a):
     if a["dims"] == 0:  # [B, C]: a 1x1 convolution of a vector is a linear layer
         return _init(_nn().Linear(a["in"], a["out"], bias=a["bias"]), a)
@@ -282,6 +290,7 @@ def _build_conv1x1(a):
     emit=_call_module, flops=_conv_flops)
 def _conv1x1(types, cfg):
     t = types[0]
+    _at_most_three_after_channels(t, "conv1x1", "mixes")
     return t.replace_axis(channel(t).name, Axis(channel(t).name, cfg["out"]))
 
 
@@ -359,6 +368,7 @@ def _emit_batchnorm(em, n, args):
     emit=_emit_batchnorm)
 def _batchnorm(types, cfg):
     channel(types[0])
+    _at_most_three_after_channels(types[0], "batchnorm", "normalises")
     return types[0]
 
 
@@ -401,6 +411,8 @@ def _gamma(types, cfg):
 def _dropout_type(types, cfg):
     if not 0 <= cfg["p"] < 1:
         raise OpError(f"dropout's p must be in [0, 1), not {cfg['p']}", arg="p")
+    if cfg["channels"]:
+        _at_most_three_after_channels(types[0], "dropout", "drops")
     return types[0]
 
 
