@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="check and build a spec; print a summary")
     _spec_args(c)
     c.add_argument("--input-shape", metavar="B,C,H,W",
-                   help="sizes of the first input (default: batch 2, free axes 8)")
+                   help="sizes of the first input (default: batch 2, free axes 8, or "
+                   "16, 32, 64: the first the module runs on)")
     c.add_argument("--code", action="store_true", help="print the generated forward code")
     c.add_argument("--ir", action="store_true", help="print the IR, one line per node")
     c.set_defaults(run=cmd_compile)
@@ -100,38 +101,54 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compile(args) -> int:
-    import torch
-
     from . import count
     from .lower import lower
     from .passes import fuse
-    from .runtime import InputShapeError
 
     program, ir = _build(args)
     module = lower(ir)
-    shape = _input_shape(args.input_shape, ir)
-    try:
-        bindings = count.bindings_for(ir, shape)
-    except ValueError as err:
-        raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
-    extra = _other_inputs(ir, bindings)  # a second required input (cross-attention's memory)
     module.eval()
-    with torch.no_grad():
-        try:  # forward itself: GraphModule's __call__ prints a traceback of torch's errors
-            out = module.forward(torch.randn(*shape), *extra)
-        except InputShapeError as err:
-            raise UsageError(str(err)) from None
-        except RuntimeError as err:  # torch refuses the sizes given (a map under a pool)
-            if args.input_shape is None:  # the default sample: a bug, not the user's
-                raise
-            first = str(err).strip().splitlines()[0]
-            raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run on "
-                             f"it: {first}") from None
+    shape, extra, bindings, out = _run_sample(module, ir, args.input_shape)
     flops = count.flops(fuse(ir), bindings)  # what the generated code computes
     outs = out if isinstance(out, tuple) else (out,)  # `output y, mu` returns each
     given = [shape] + [None if t is None else tuple(t.shape) for t in extra]
     _summary(ir, module, given, [tuple(o.shape) for o in outs], flops, args)
     return EXIT_OK
+
+
+# Sizes tried, in turn, for the first input's free axes when no --input-shape is given: a
+# module that pools or strides a map may need more than 8 positions (SA-Net's pool 9).
+SAMPLE_SIZES = (8, 16, 32, 64)
+
+
+def _run_sample(module, ir, text: str | None):
+    """Run the module once on an example input: the one --input-shape gives, else the
+    smallest of SAMPLE_SIZES it runs on. → (shape, other inputs, bindings, output)."""
+    import torch
+
+    from . import count
+    from .runtime import InputShapeError
+
+    for free in SAMPLE_SIZES if text is None else (None,):
+        shape = _input_shape(text, ir, free)
+        try:
+            bindings = count.bindings_for(ir, shape)
+        except ValueError as err:
+            raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
+        extra = _other_inputs(ir, bindings)  # a second required input (cross-attention's)
+        with torch.no_grad():
+            try:  # forward itself: GraphModule's __call__ prints a traceback of torch's errors
+                return shape, extra, bindings, module.forward(torch.randn(*shape), *extra)
+            except InputShapeError as err:
+                raise UsageError(str(err)) from None
+            except RuntimeError as err:  # torch refuses the sizes (a map under a pool)
+                if text is None and free != SAMPLE_SIZES[-1]:
+                    continue  # a larger sample
+                if text is None:  # no sample runs: a bug, not the user's
+                    raise
+                first = str(err).strip().splitlines()[0]
+                raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run "
+                                 f"on it: {first}") from None
 
 
 def cmd_draw(args) -> int:
@@ -283,10 +300,12 @@ def _convert(item: str, param, text: str):
     return value
 
 
-def _input_shape(text: str | None, ir) -> tuple[int, ...]:
+def _input_shape(text: str | None, ir, free: int | None) -> tuple[int, ...]:
+    """The first input's shape: --input-shape's, else batch 2, the fixed sizes, and `free`
+    positions on every other axis."""
     if text is None:
         axes = ir.node(ir.inputs[0]).type.axes
-        return (2,) + tuple(a.size or 8 for a in axes[1:])
+        return (2,) + tuple(a.size or free for a in axes[1:])
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:

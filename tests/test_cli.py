@@ -61,6 +61,13 @@ def test_an_input_too_small_for_the_module_is_a_usage_error_without_a_traceback(
                           "on it: ")
 
 
+def test_compile_without_an_input_shape_runs_a_sample_large_enough(capsys):
+    # SA-Net's attention branch pools by 9: the 8 × 8 sample is too small, 16 × 16 runs
+    code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "-p", "pool=9")
+    assert code == 0, err
+    assert "input   [B, C=16, H, W]  ← 2×16×16×16" in out
+
+
 def test_compile_prints_every_output(capsys):
     code, out, err = run(capsys, "compile", "emanet", "-p", "C=16", "-p", "K=4",
                          "--input-shape", "2,16,5,6", "--ir")
