@@ -144,9 +144,11 @@ def _run_sample(module, ir, text: str | None):
             except RuntimeError as err:  # torch refuses the sizes (a map under a pool)
                 if text is None and free != SAMPLE_SIZES[-1]:
                     continue  # a larger sample
-                if text is None:  # no sample runs: a bug, not the user's
-                    raise
                 first = str(err).strip().splitlines()[0]
+                if text is None:  # a pool of 256 needs more than any sample
+                    raise UsageError(f"the module runs on none of the sample inputs, up to "
+                                     f"{_shape_text(shape)}: {first}; give one with "
+                                     f"--input-shape") from None
                 raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run "
                                  f"on it: {first}") from None
 

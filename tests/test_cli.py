@@ -66,6 +66,11 @@ def test_compile_without_an_input_shape_runs_a_sample_large_enough(capsys):
     code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "-p", "pool=9")
     assert code == 0, err
     assert "input   [B, C=16, H, W]  ← 2×16×16×16" in out
+    # a pool of 256 needs more than any sample: the user is asked for an input shape
+    code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "-p", "pool=256")
+    assert code == 2
+    assert "runs on none of the sample inputs, up to 2×16×64×64" in err
+    assert "give one with --input-shape" in err
 
 
 def test_compile_prints_every_output(capsys):

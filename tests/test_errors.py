@@ -137,6 +137,8 @@ CASES = [
     Case("e3_key_over_slots", (("unsupported", 6, 69, "linear(1)"),)),
     Case("batchnorm_too_many_axes", (("shape", 4, 16, "batchnorm(split(x, C, P Q R))"),),
          params={"C": 16}),
+    Case("fold_other_padding", (("axis-mismatch", 5, 16, "fold(p, x, K, H W, kernel = 3, "
+                                                         "padding = 2)"),)),
     Case("word_given_axes", (("wrong-type", 4, 69, "L L"),)),
     Case("word_given_number", (("wrong-type", 4, 57, "2"),)),
     Case("absolute_zero", (("zero-size", 7, 76, "0"),), params={"D": 8}),

@@ -16,6 +16,7 @@ from . import (
     OpError,
     Param,
     _align_plan,
+    _extent,
     _runtime,
     _torch,
     apply_plan,
@@ -625,8 +626,24 @@ def _fold(types, cfg):
     if window.size not in (None, k ** len(axes)):
         raise OpError(f"{cfg['axis']} = {window.size} is not a {k}^{len(axes)} window",
                       arg="axis", code="shape")
+    for a in axes:
+        _fold_grid(t.axis(a), windowed(like.axis(a), k, s, p), like)
     return TensorType(tuple(like.axis(a.name) if a.name in axes else a for a in t.axes
                             if a.name != cfg["axis"]), t.dtype)
+
+
+def _fold_grid(got: Axis, cut: Axis, like: TensorType) -> None:
+    """fold sums windows back into `like`'s grid: along each axis, t must hold the windows
+    that patches with the same kernel, stride and padding cuts from that grid."""
+    sizes = (got.size, cut.size)
+    differ = got.size != cut.size if None not in sizes else \
+        sizes == (None, None) and (got.windows, got.step) != (cut.windows, cut.step)
+    if differ:
+        held = got.size if got.size is not None else _extent(got)
+        wanted = cut.size if cut.size is not None else _extent(cut)
+        raise OpError(f"fold puts its windows back into {like}: along {got.name} they would "
+                      f"be {wanted}, but the tensor holds {held}", code="axis-mismatch",
+                      hint="give fold the kernel, stride and padding patches cut them with")
 
 
 @op(name="coords", params=(Param("axes", "axes"), Param("as", "word"),
