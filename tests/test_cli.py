@@ -123,6 +123,15 @@ def test_a_missing_required_parameter_is_a_spec_error(capsys):
     code, _, err = run(capsys, "compile", "se")
     assert code == 1
     assert "parameter `C` of `SE` needs a value" in err
+    assert "hint: pass it, e.g. --param C=64 (in Python, C=64)" in err
+
+
+def test_a_missing_parameter_s_hint_gives_a_value_of_its_type(capsys):
+    code, _, err = run(capsys, "compile", "psanet", "--name", "CollectCompact", "-p", "C=8",
+                       "-p", "mask_h=3", "-p", "mask_w=3")
+    assert code == 1
+    assert "--param normalise=true (in Python, normalise=True)" in err
+    assert "--param normalization=1.0 (in Python, normalization=1.0)" in err
 
 
 @pytest.mark.parametrize("command", ["compile", "draw"])

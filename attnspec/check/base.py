@@ -41,6 +41,15 @@ PUBLIC_OPS = tuple(name for name, op in OPS.items() if op.infer is not None)
 TYPE_OF = {"int": int, "float": (int, float), "bool": bool}
 
 
+def _example_values(p: Param) -> tuple[str, str]:
+    """A value of the parameter's type for a hint, as --param and as Python write it: 64,
+    1.0, true, or its first choice."""
+    if p.type.name == "choice":
+        first = p.type.choices[0]
+        return str(first), repr(first)
+    return {"int": ("64", "64"), "float": ("1.0", "1.0"), "bool": ("true", "True")}[p.type.name]
+
+
 class CheckerBase:
     """State and the IR-building helpers every part of the checker shares."""
 
@@ -175,8 +184,10 @@ class CheckerBase:
             elif self.check_only:
                 value = UNKNOWN
             else:
+                cli, python = _example_values(p)
                 value = self.error("missing-param", f"parameter `{p.name}` of `{d.name}` needs "
-                                   "a value", p.span, f"pass it, e.g. --param {p.name}=64")
+                                   "a value", p.span, f"pass it, e.g. --param {p.name}={cli} "
+                                   f"(in Python, {p.name}={python})")
             env[p.name] = value
         return env
 
