@@ -1014,6 +1014,25 @@ def offset_maps(maps: torch.Tensor, q_sizes, k_sizes, steps, radii,
     return logits * inside.to(maps.dtype)
 
 
+def take(t: torch.Tensor, dim: int, index: int, axis: str) -> torch.Tensor:
+    """`take(t, axis, i)` on an axis sized at run time: t.select, the index checked."""
+    _has_index(t.shape[dim], index, axis)
+    return t.select(dim, index)
+
+
+def take_part(parts: tuple, index: int, axis: str) -> torch.Tensor:
+    """One of an unbind's parts (several takes of one axis sized at run time)."""
+    _has_index(len(parts), index, axis)
+    return parts[index]
+
+
+def _has_index(size: int, index: int, axis: str) -> None:
+    if not -size <= index < size:
+        raise InputShapeError(f"take {index} of axis {axis}, which has {size} "
+                              f"{'index' if size == 1 else 'indices'} here: the input's sizes "
+                              f"do not fit the spec")
+
+
 def absolute_maps(maps: torch.Tensor, k_sizes, longest: int) -> torch.Tensor:
     """E2 on `absolute(T)`: maps [B, M, Q, T] give each query one logit per key index;
     the keys beyond T get 0 (Luong's location score, W_a h_t) → [B, M, Q, K]."""

@@ -192,6 +192,26 @@ def test_split_of_an_axis_known_at_run_time_takes_the_rest_or_names_the_axis():
         module(torch.randn(2, 3, 5, 5))
 
 
+TAKE_FREE = """
+attention A(c: int = 2) {{
+    input  x: [B, N, D]
+    let    parts = split(x, D, k c)                # k known at run time only
+    output {output}
+}}
+"""
+
+
+@pytest.mark.parametrize("output", ["take(parts, k, 1)",                       # a select
+                                    "take(parts, k, 0) + take(parts, k, 1)"])  # an unbind
+def test_take_of_an_axis_sized_at_run_time_names_the_axis_when_out_of_range(output):
+    module = attnspec.compile_text(TAKE_FREE.format(output=output))
+    x = torch.randn(2, 3, 4)  # k = 2
+    expected = x[..., 2:] if "0" not in output else x[..., :2] + x[..., 2:]
+    torch.testing.assert_close(module(x), expected)
+    with pytest.raises(runtime.InputShapeError, match="take 1 of axis k, which has 1 index"):
+        module(torch.randn(2, 3, 2))  # k = 1
+
+
 @pytest.mark.parametrize("p", [0, -2])
 def test_split_into_an_axis_of_no_positive_size_is_a_spec_error(p):
     with pytest.raises(SpecError, match=f"p = {p}; a new axis needs a size of at least 1"):

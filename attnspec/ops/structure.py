@@ -326,11 +326,15 @@ def _named_axis(t: TensorType, axis: str, what: str, arg: str = "axis") -> int:
 
 
 def _emit_take(em, n, args):
-    dim = em.type(n.inputs[0]).index(n.attrs["axis"])
+    t, axis, index = em.type(n.inputs[0]), n.attrs["axis"], n.attrs["index"]
+    dim = t.index(axis)
+    sized = t.axis(axis).size is not None  # else the index is checked at run time
     takes = [u for u in em.ir.readers(n.inputs[0])
-             if em.ir.node(u).op == "take" and em.ir.node(u).attrs["axis"] == n.attrs["axis"]]
+             if em.ir.node(u).op == "take" and em.ir.node(u).attrs["axis"] == axis]
     if len(takes) < 2:
-        return em.method(args[0], "select", dim, n.attrs["index"])
+        if not sized:
+            return em.call(_runtime().take, args[0], dim, index, axis)
+        return em.method(args[0], "select", dim, index)
     # several indices of one axis: one shared unbind, so the backward builds the input's
     # gradient once (a stack) instead of a zero-filled full-size tensor per select plus
     # their sum (shuffle's two halves: fwd+bwd 1.12x → 1.00x of the hand-written module)
@@ -338,7 +342,9 @@ def _emit_take(em, n, args):
                   and u.target == "unbind" and u.args == (args[0], dim)), None)
     if parts is None:
         parts = em.method(args[0], "unbind", dim)
-    return em.call(operator.getitem, parts, n.attrs["index"])
+    if not sized:
+        return em.call(_runtime().take_part, parts, index, axis)
+    return em.call(operator.getitem, parts, index)
 
 
 @op(name="take", params=(Param("axis", "word"), Param("index", "int")),
