@@ -139,8 +139,11 @@ def _run_sample(module, ir, text: str | None):
         with torch.no_grad():
             try:  # forward itself: GraphModule's __call__ prints a traceback of torch's errors
                 return shape, extra, bindings, module.forward(torch.randn(*shape), *extra)
-            except InputShapeError as err:
-                raise UsageError(str(err)) from None
+            except InputShapeError as err:  # a size the spec fixes only at run time
+                if text is None:
+                    raise UsageError(f"the sample input {_shape_text(shape)}: {err}; give "
+                                     f"one with --input-shape") from None
+                raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
             except RuntimeError as err:  # torch refuses the sizes (a map under a pool)
                 if text is None and free != SAMPLE_SIZES[-1]:
                     continue  # a larger sample

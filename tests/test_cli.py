@@ -73,6 +73,18 @@ def test_compile_without_an_input_shape_runs_a_sample_large_enough(capsys):
     assert "give one with --input-shape" in err
 
 
+def test_a_sample_input_the_spec_refuses_asks_for_an_input_shape(capsys):
+    # GFNet's filter fixes W at 14 or 15 for h = 8: the 8-wide sample does not fit, and the
+    # message says it was the sample, not the user's input
+    code, _, err = run(capsys, "compile", "gfnet", "-p", "dim=8", "-p", "h=8")
+    assert code == 2
+    assert err.startswith("attnspec: error: the sample input 2×8×8×8: axis W")
+    assert err.rstrip().endswith("give one with --input-shape")
+    code, _, err = run(capsys, "compile", "gfnet", "-p", "dim=8", "-p", "h=8",
+                       "--input-shape", "2,8,8,8")
+    assert code == 2 and err.startswith("attnspec: error: --input-shape 2×8×8×8: axis W")
+
+
 def test_compile_prints_every_output(capsys):
     code, out, err = run(capsys, "compile", "emanet", "-p", "C=16", "-p", "K=4",
                          "--input-shape", "2,16,5,6", "--ir")
