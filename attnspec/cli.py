@@ -277,6 +277,8 @@ def parse_params(items: list[str], definition) -> dict:
                 f"`{definition.name}` takes {', '.join(declared) or 'no parameters'}"
             raise UsageError(f"bad --param `{item}`: `{definition.name}` has no parameter "
                              f"`{key}` ({hint})")
+        if key in values:  # two values: which one was meant is not ours to guess
+            raise UsageError(f"bad --param `{item}`: `{key}` is given twice")
         values[key] = _convert(item, declared[key], text)
     return values
 

@@ -198,6 +198,9 @@ def render(ir: IR, out: str | Path) -> Path:
     .gv). Without the graphviz `dot` program, writes the DOT source next to it and says so."""
     out = Path(out)
     suffix = out.suffix.lower()
+    if out.is_dir():
+        raise UsageError(f"cannot draw to `{out}`: it is a directory; name a file in it, "
+                         f"e.g. {out / (ir.name + '.svg')}")
     if suffix not in FORMATS:
         supported = " ".join(FORMATS)
         raise UsageError(f"cannot draw to `{out}`: unknown extension `{out.suffix}` "

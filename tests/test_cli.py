@@ -174,6 +174,13 @@ def test_draw_writes_the_diagram(capsys, tmp_path):
     assert "ChannelGate" in out_file.read_text() and "C=32" in out_file.read_text()
 
 
+def test_draw_into_a_directory_asks_for_a_file_name(capsys, tmp_path):
+    code, _, err = run(capsys, "draw", "se", "-p", "C=32", "-o", str(tmp_path))
+    assert code == 2
+    assert f"cannot draw to `{tmp_path}`: it is a directory" in err
+    assert str(tmp_path / "SE.svg") in err
+
+
 def test_draw_needs_no_parameters_and_says_which_width_it_chose(capsys, tmp_path):
     out_file = tmp_path / "cbam.svg"
     code, _, err = run(capsys, "draw", "specs/cbam.attn", "-o", str(out_file))
@@ -254,6 +261,7 @@ def test_the_module_runs_as_a_command_without_traceback():
     ("param_not_an_int", ["compile", "se", "--param", "C=abc"]),
     ("param_unknown", ["compile", "se", "--param", "reduction=4", "-p", "C=64"]),
     ("param_no_value", ["compile", "se", "--param", "C="]),
+    ("param_twice", ["compile", "se", "-p", "C=8", "-p", "C=9"]),
 ])
 def test_bad_param_messages(capsys, golden, case, argv):
     code, _, err = run(capsys, *argv)
