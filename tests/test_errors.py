@@ -195,6 +195,17 @@ def test_a_float_parameter_is_finite(eps):
         attnspec.load("linear_attention", D=8, eps=eps)
 
 
+@pytest.mark.parametrize("params, shown", [
+    (dict(C="64"), "`C` is an int, not the text '64'"),   # a str from Python, not a word
+    (dict(C=None), "`C` is an int, not None"),
+    (dict(C=[64]), "`C` is an int, not a list"),
+    (dict(C=64, bias="yes"), "`bias` is a bool, not the text 'yes'"),
+])
+def test_a_parameter_of_the_wrong_python_type_is_named_as_given(params, shown):
+    with pytest.raises(SpecError, match=re.escape(shown)):
+        attnspec.load("se", **params)
+
+
 def test_unknown_definition_is_a_usage_error(golden):
     with pytest.raises(UsageError) as info:
         attnspec.build_ir(f"{FIXTURES}/gate.attn", name="Gat", C=64)

@@ -194,6 +194,8 @@ class CheckerBase:
     def param_value(self, p: Param, value: Any, span: Span):
         if value in (UNKNOWN, POISON):
             return value
+        # a str here came from Python (C="64"); a word of the spec arrives as a Word
+        shown = f"the text {value!r}" if isinstance(value, str) else describe(value)
         if isinstance(value, Word):
             value = value.name
         if p.type.name == "choice":
@@ -205,7 +207,7 @@ class CheckerBase:
         expected = TYPE_OF[p.type.name]
         if isinstance(value, bool) and p.type.name != "bool" or not isinstance(value, expected):
             return self.error("wrong-type", f"`{p.name}` is {article(p.type.name)}, not "
-                              f"{describe(value)}", span)
+                              f"{shown}", span)
         if p.type.name == "float" and not math.isfinite(value):  # nan or inf: never meant
             return self.error("wrong-type", f"`{p.name}` is a finite float, not {value}", span)
         return float(value) if p.type.name == "float" else value
@@ -236,7 +238,9 @@ def describe(v) -> str:
         return f"the axes {' '.join(v.names)}"
     if isinstance(v, DefinitionRef):
         return f"the definition `{v.name}`"
-    return type(v).__name__.lower()
+    if v is None:  # a value given from Python (attnspec.load("se", C=None))
+        return "None"
+    return f"a {type(v).__name__}"
 
 
 def takes(op) -> str:
