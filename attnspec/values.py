@@ -146,15 +146,16 @@ class BlocksRange(str):
 class Encoding:
     """`sinusoid(dim, ...)`, `offsets(R)`, `axis_offsets(R)`, `displacement(R)`,
     `bilinear(R)`, `pairs(T)`, `absolute(T)` or `distance()`:
-    R_{q−k}, an encoding of the offset between a query and a key, and the layers applied
-    to it after `>>` (E2's and E4's `position = ...`)."""
+    R_{q−k}, an encoding of the offset between a query and a key (absolute(T): of the key's
+    own index), and the layers applied to it after `>>` (E2's and E4's `position = ...`)."""
 
     dim: int
     wave: float
     magnitude: float
     span: Span
     layers: tuple = ()
-    radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius
+    radius: int | None = None  # `offsets(R)` / `bilinear(R)`: the kernel's radius;
+    #                            `pairs(T)` / `absolute(T)`: (T,), the positions covered
     kind: str = "sinusoid"  # sinusoid | offsets | axis_offsets | displacement | bilinear |
     #                         pairs | absolute | distance
     within: int | None = None  # pairs(T, within = w): pairs farther apart than w give 0

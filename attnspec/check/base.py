@@ -240,7 +240,7 @@ def describe(v) -> str:
         return f"the definition `{v.name}`"
     if v is None:  # a value given from Python (attnspec.load("se", C=None))
         return "None"
-    return f"a {type(v).__name__}"
+    return article(type(v).__name__)
 
 
 def takes(op) -> str:

@@ -641,9 +641,12 @@ def _fold(types, cfg):
 def _fold_grid(got: Axis, cut: Axis, like: TensorType) -> None:
     """fold sums windows back into `like`'s grid: along each axis, t must hold the windows
     that patches with the same kernel, stride and padding cuts from that grid."""
-    sizes = (got.size, cut.size)
-    differ = got.size != cut.size if None not in sizes else \
-        sizes == (None, None) and (got.windows, got.step) != (cut.windows, cut.step)
+    if got.size is not None and cut.size is not None:
+        differ = got.size != cut.size
+    elif got.size is None and cut.size is None:  # sized at run time: compare how they were cut
+        differ = (got.windows, got.step) != (cut.windows, cut.step)
+    else:  # one side fixed by a parameter, the other at run time: not decidable here
+        differ = False
     if differ:
         held = got.size if got.size is not None else _extent(got)
         wanted = cut.size if cut.size is not None else _extent(cut)
