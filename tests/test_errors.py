@@ -139,6 +139,8 @@ CASES = [
          params={"C": 16}),
     Case("fold_other_padding", (("axis-mismatch", 5, 16, "fold(p, x, K, H W, kernel = 3, "
                                                          "padding = 2)"),)),
+    Case("input_required_after_optional", (("wrong-arity", 5, 5,
+                                             "input  gate: [B, N, D]"),)),
     Case("word_given_axes", (("wrong-type", 4, 69, "L L"),)),
     Case("word_given_number", (("wrong-type", 4, 57, "2"),)),
     Case("absolute_zero", (("zero-size", 7, 76, "0"),), params={"D": 8}),

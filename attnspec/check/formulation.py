@@ -258,6 +258,14 @@ class Formulation:
             return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
                                    role="input", renamed=renamed, check=check,
                                    declared=declared), t)
+        optional = next((self.ir.node(i) for i in self.ir.inputs
+                         if self.ir.node(i).attrs.get("optional")), None)
+        if optional is not None and not s.optional:  # forward(x, pad = None, mu): no
+            return self.error("wrong-arity", f"input `{s.name}` is required but comes after "
+                              f"the optional input `{optional.name}`: a module's "
+                              f"inputs are given in order, the optional ones last", s.span,
+                              f"declare `{s.name}` before `{optional.name}`, or make "
+                              f"it optional")
         node = self.add("input", (), t, s.span, base=s.name, role="input",
                         optional=s.optional, axes=tuple((a.name, a.size) for a in axes))
         self.ir.inputs.append(node)
