@@ -202,6 +202,12 @@ class IR:
             node = self.node(user)
             inputs = tuple(new if i == old else i for i in node.inputs)
             self.graph.nodes[user]["node"] = replace(node, inputs=inputs)
+        # a node that reads `old`'s run-time sizes names it in `sizes_of`, not by an edge
+        for name in list(self.graph.nodes):
+            node = self.node(name)
+            if node.attrs.get("sizes_of") == old:
+                self.graph.nodes[name]["node"] = replace(
+                    node, attrs={**node.attrs, "sizes_of": new})
         if self.output == old:
             self.output = new
         self.extra_outputs = [new if o == old else o for o in self.extra_outputs]

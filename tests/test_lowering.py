@@ -877,3 +877,36 @@ def test_an_input_of_the_wrong_kind_is_named(args, message):
     m = attnspec.load("mhsa", D=8, M=2)
     with pytest.raises(runtime.InputTypeError, match=re.escape(message)):
         m(*args)
+
+
+TWO_PARTITIONS = """
+attention Part(C: int, parts: int) {
+    input  x: [B, C, H, W]
+    over   positions(H, per = W)
+    range  partition(parts)
+    weight softmax(E1(query = conv1x1(C), key = conv1x1(C)))
+    value  identity
+    output y
+}
+
+attention Two(C: int) {
+    input  x: [B, C, H, W]
+    let    a = Part(C, 1)(x)
+    let    b = Part(C, 2)(x)
+    output a + b
+}
+"""
+
+
+def test_attentions_sharing_a_folded_input_read_its_sizes_after_the_fold_is_merged():
+    # both fold W into the batch alike: merge_duplicates keeps one fold, and the second
+    # attention's range, which reads the run-time sizes of its own fold, must follow it
+    torch.manual_seed(0)
+    two = attnspec.compile_text(TWO_PARTITIONS, "Two", C=4)
+    parts = [attnspec.compile_text(TWO_PARTITIONS, "Part", C=4, parts=p) for p in (1, 2)]
+    state = two.state_dict()
+    for prefix, part in zip(("part.", "part_2."), parts):
+        part.load_state_dict({k[len(prefix):]: v for k, v in state.items()
+                              if k.startswith(prefix)})
+    x = torch.randn(2, 4, 6, 5)
+    torch.testing.assert_close(two(x), parts[0](x) + parts[1](x))
