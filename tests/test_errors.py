@@ -141,6 +141,8 @@ CASES = [
                                                          "padding = 2)"),)),
     Case("input_required_after_optional", (("wrong-arity", 5, 5,
                                              "input  gate: [B, N, D]"),)),
+    Case("e2_query_width_at_run_time", (("unknown-size", 7, 31, "conv1x1(C)"),),
+         params={"C": 4}),
     Case("word_given_axes", (("wrong-type", 4, 69, "L L"),)),
     Case("word_given_number", (("wrong-type", 4, 57, "2"),)),
     Case("absolute_zero", (("zero-size", 7, 76, "0"),), params={"D": 8}),
