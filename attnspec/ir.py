@@ -196,7 +196,8 @@ class IR:
         return [(u, self.graph.edges[name, u]["position"]) for u in self.readers(name)]
 
     def _rewire(self, old: str, new: str, edges: list[tuple[str, int]]) -> None:
-        """Readers of the removed node `old` (their edges) read `new` instead."""
+        """Readers of the removed node `old` (their edges, and the nodes naming it in
+        `sizes_of`) read `new` instead."""
         for user, position in edges:
             self.graph.add_edge(new, user, position=position)
             node = self.node(user)

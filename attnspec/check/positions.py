@@ -63,21 +63,20 @@ class Positions:
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
-        # the position plays the key: with `kv = G` one table per group of heads; a head's
-        # width, one table for every head (AA-Net's and HaloNet's relative embeddings)
         width_r = r.type.axes[-1].size
         if d is None and width_r is not None and not self.check_only:
-            sized = [a for a in qf if q.type.axis(a).size is None]
+            free = [a for a in qf if q.type.axis(a).size is None]
             return self.error("unknown-size", f"the position gives {width_r} features per "
                               f"offset, but the query's width is known only at run time "
-                              f"(its axis {sized[0] if sized else qf[0]}): a head's width "
+                              f"(its axis {free[0] if free else qf[0]}): a head's width "
                               f"must be fixed to meet a table", args[side].span)
+        # the position plays the key: with `kv = G` one table per group of heads; a head's
+        # width, one table for every head (AA-Net's and HaloNet's relative embeddings)
         dr = None if None in (d, self.kv) else d // heads * self.kv
         shared = d // heads if d is not None and self.kv == heads else dr  # `kv = G`: G
         # tables, as the keys
-        if None not in (dr, r.type.axes[-1].size) and \
-                r.type.axes[-1].size not in (dr, shared):
-            return self.error("axis-mismatch", f"the position gives {r.type.axes[-1].size} "
+        if None not in (dr, width_r) and width_r not in (dr, shared):
+            return self.error("axis-mismatch", f"the position gives {width_r} "
                               f"features per offset, the query's heads read {dr}"
                               + (f" (or {shared}: one table for every head)"
                                  if shared != dr else ""),
