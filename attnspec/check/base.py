@@ -191,6 +191,14 @@ class CheckerBase:
             env[p.name] = value
         return env
 
+    def at_least_zero(self, value, name: str, span: Span):
+        """`value`, if it is a number of at least 0 (a bool is not); else a wrong-type error
+        naming the setting (a normaliser's eps, a learned tensor's std)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            return self.error("wrong-type", f"`{name}` is a number at least 0, not "
+                              f"{describe(value)}", span)
+        return value
+
     def param_value(self, p: Param, value: Any, span: Span):
         if value in (UNKNOWN, POISON):
             return value

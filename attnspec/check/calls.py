@@ -150,15 +150,13 @@ class Calls:
         (values still unknown pass: they are checked once known)."""
         given = {kw.name: kw.value.span for kw in e.kwargs}
         init, std, trainable = settings["init"], settings["std"], settings["trainable"]
-        number = (int, float)
         if init is not UNKNOWN and init not in RANDOM_INITS and (
-                isinstance(init, bool) or not isinstance(init, number)):
+                isinstance(init, bool) or not isinstance(init, (int, float))):
             return self.error("wrong-type", f"`init` is a number, `normal` or `unit`, not "
                               f"{describe(init)}", given.get("init", e.span))
-        if std is not UNKNOWN and (isinstance(std, bool) or not isinstance(std, number)
-                                   or std < 0):
-            return self.error("wrong-type", f"`std` is a number at least 0, not "
-                              f"{describe(std)}", given.get("std", e.span))
+        if std is not UNKNOWN and \
+                self.at_least_zero(std, "std", given.get("std", e.span)) is POISON:
+            return POISON
         if trainable is not UNKNOWN and not isinstance(trainable, bool):
             return self.error("wrong-type", f"`trainable` is true or false, not "
                               f"{describe(trainable)}", given.get("trainable", e.span))

@@ -486,10 +486,8 @@ class Terms:
         eps = self.value(args["eps"], "scalar")
         if eps in (POISON, UNKNOWN):
             return eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-            return self.error("wrong-type", f"`eps` is a number at least 0, not "
-                              f"{describe(eps)}", args["eps"].span)
-        return float(eps)
+        eps = self.at_least_zero(eps, "eps", args["eps"].span)
+        return eps if eps is POISON else float(eps)
 
     def call_double_norm(self, e: Call):
         if len(e.args) != 1:
