@@ -215,6 +215,15 @@ class Formulation:
                                   "make it optional, or apply the attention to all its "
                                   "inputs in a `let`: Def(...)(x, other)")
             return None  # optional inputs of an attention inside a block stay unset
+        axes = self.declared_axes(s)
+        if axes is POISON:
+            return POISON
+        if incoming is not None:
+            return self.received(s, axes, incoming)
+        return self.module_input(s, axes)
+
+    def declared_axes(self, s: Input):
+        """The axes of an input's declaration, sized where a parameter gives the size."""
         axes = []
         for name in s.axes:
             size = self.env.get(name)
@@ -225,39 +234,46 @@ class Formulation:
                                   "needs at least one position", s.span,
                                   f"give {name} a positive value")
             axes.append(Axis(name, size))
+        return axes
+
+    def received(self, s: Input, axes: list[Axis], incoming: Tensor):
+        """An input given a tensor by the caller (a block, or a `let` applying the
+        attention): checked against the declaration, and renamed to its axis names."""
         t = TensorType(tuple(axes), s.dtype)
-        if incoming is not None:
-            where = self.call_span or s.span
-            if len(incoming.type.axes) != len(axes):
-                return self.error("axis-mismatch", f"`{s.name}` is declared {t} but receives "
+        where = self.call_span or s.span
+        if len(incoming.type.axes) != len(axes):
+            return self.error("axis-mismatch", f"`{s.name}` is declared {t} but receives "
+                              f"{incoming.type}", where)
+        for mine, theirs in zip(axes, incoming.type.axes):
+            if None not in (mine.size, theirs.size) and mine.size != theirs.size:
+                return self.error("axis-mismatch", f"axis {mine.name} of `{s.name}` is "
+                                  f"{mine.size} here, but what comes in is "
                                   f"{incoming.type}", where)
-            for mine, theirs in zip(axes, incoming.type.axes):
-                if None not in (mine.size, theirs.size) and mine.size != theirs.size:
-                    return self.error("axis-mismatch", f"axis {mine.name} of `{s.name}` is "
-                                      f"{mine.size} here, but what comes in is "
-                                      f"{incoming.type}", where)
-            if incoming.type.dtype != s.dtype:
-                return self.error("wrong-type", f"`{s.name}` is declared {s.dtype}, but what "
-                                  f"comes in is {incoming.type.dtype}", where)
-            # the batch stays free: a learned tensor's batch of 1 broadcasts against it
-            t = TensorType((axes[0],) + tuple(Axis(m.name, m.size or th.size, th.step)
-                                              for m, th in zip(axes[1:], incoming.type.axes[1:])),
-                           s.dtype)
-            # sizes this attention fixes that what comes in leaves free: checked at run time
-            check = tuple((m.name, m.size if th.size is None else None)
-                          for m, th in zip(axes, incoming.type.axes))
-            check = check if any(size is not None for _, size in check) else None
-            for theirs, mine in zip(incoming.type.names, t.names):
-                self.bound[-1].setdefault(mine, theirs)  # the first tensor given names it
-            if t.names == incoming.type.names and check is None:
-                return Tensor(incoming.node, t)
-            # the tensor takes this attention's axis names: a node of its own, so that the
-            # lowering reads the names the attention uses
-            renamed = tuple(zip(incoming.type.names, t.names))
-            declared = f"{s.name} of {self.scope.rstrip('.')}" if self.scope else s.name
-            return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
-                                   role="input", renamed=renamed, check=check,
-                                   declared=declared), t)
+        if incoming.type.dtype != s.dtype:
+            return self.error("wrong-type", f"`{s.name}` is declared {s.dtype}, but what "
+                              f"comes in is {incoming.type.dtype}", where)
+        # the batch stays free: a learned tensor's batch of 1 broadcasts against it
+        t = TensorType((axes[0],) + tuple(Axis(m.name, m.size or th.size, th.step)
+                                          for m, th in zip(axes[1:], incoming.type.axes[1:])),
+                       s.dtype)
+        # sizes this attention fixes that what comes in leaves free: checked at run time
+        check = tuple((m.name, m.size if th.size is None else None)
+                      for m, th in zip(axes, incoming.type.axes))
+        check = check if any(size is not None for _, size in check) else None
+        for theirs, mine in zip(incoming.type.names, t.names):
+            self.bound[-1].setdefault(mine, theirs)  # the first tensor given names it
+        if t.names == incoming.type.names and check is None:
+            return Tensor(incoming.node, t)
+        # the tensor takes this attention's axis names: a node of its own, so that the
+        # lowering reads the names the attention uses
+        renamed = tuple(zip(incoming.type.names, t.names))
+        declared = f"{s.name} of {self.scope.rstrip('.')}" if self.scope else s.name
+        return Tensor(self.add("rename", (incoming.node,), t, s.span, base=s.name,
+                               role="input", renamed=renamed, check=check,
+                               declared=declared), t)
+
+    def module_input(self, s: Input, axes: list[Axis]):
+        """An input of the compiled module: an argument of its forward, in order."""
         optional = next((self.ir.node(i) for i in self.ir.inputs
                          if self.ir.node(i).attrs.get("optional")), None)
         if optional is not None and not s.optional:  # forward(x, pad = None, mu): no
@@ -266,6 +282,7 @@ class Formulation:
                               f"inputs are given in order, the optional ones last", s.span,
                               f"declare `{s.name}` before `{optional.name}`, or make "
                               f"it optional")
+        t = TensorType(tuple(axes), s.dtype)
         node = self.add("input", (), t, s.span, base=s.name, role="input",
                         optional=s.optional, axes=tuple((a.name, a.size) for a in axes))
         self.ir.inputs.append(node)

@@ -30,7 +30,7 @@ class Positions:
     def call_E2(self, e: Call):
         """Query content × relative position: (U z_q) · (V^R R_{q−k}), per head; or, with
         `key =`, the key's content × the query's offset from it (PSANet's distribution)."""
-        x, over, rng, heads, pad = self.core
+        x, over, _, heads, _ = self.core
         side = "key" if any(kw.name == "key" for kw in e.kwargs) else "query"
         args = self.keywords(e, (side, "position"), ("keys",))
         if args is POISON:
@@ -60,6 +60,13 @@ class Positions:
                                   "is not shared by `kv` heads", e.span)
             return self.error("unsupported", "E2(key = ...) reads predicted maps: "
                               "position = offsets(R)", args["position"].span)
+        return self.embedded_E2(e, args, q, qf, d, keys)
+
+    def embedded_E2(self, e: Call, args: dict, q: Tensor, qf, d, keys: Tensor):
+        """E2 against an embedding of the offsets (a sinusoid or a learned vector per
+        offset, through layers): the embedding plays the key, one logit per key."""
+        x, over, _, heads, _ = self.core
+        q_tokens = over[0][1]
         r = self.encode(args["position"], x, keys, q_tokens, over[1][1])
         if r is POISON:
             return POISON
@@ -69,7 +76,7 @@ class Positions:
             return self.error("unknown-size", f"the position gives {width_r} features per "
                               f"offset, but the query's width is known only at run time "
                               f"(its axis {free[0] if free else qf[0]}): a head's width "
-                              f"must be fixed to meet a table", args[side].span)
+                              f"must be fixed to meet a table", args["query"].span)
         # the position plays the key: with `kv = G` one table per group of heads; a head's
         # width, one table for every head (AA-Net's and HaloNet's relative embeddings)
         dr = None if None in (d, self.kv) else d // heads * self.kv

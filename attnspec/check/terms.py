@@ -333,7 +333,7 @@ class Terms:
         if not logits.has_key:
             return self.error("wrong-type", "a term of the query alone is the same for every "
                               "key: add a term of the key", e.args[0].span)
-        x, over, rng, heads, pad = self.core
+        _, _, rng, _, pad = self.core
         window = isinstance(rng, (WindowRange, PartitionRange, BlocksRange))
         if (rng == "causal" or window) and not logits.has_query:
             logits = self.every_query(logits, e.span)
@@ -341,40 +341,48 @@ class Terms:
                 return POISON
         source = logits.node
         if rng in ("causal", "criss_cross") or window or pad is not None:
-            if op not in ("softmax_keys", "sigmoid", "unnormalised", "l1_keys"):
-                what = f"range `{rng}`" if rng != "all" else "a mask"
-                return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
-                                  f"{what} use softmax or sigmoid", e.span)
-            grid = over[0][1] if rng == "criss_cross" else None
-            marked = rng.marked if isinstance(rng, WindowRange) else None
-            centre = rng.centre if isinstance(rng, WindowRange) else None
-            inputs = (source, *(t.node for t in (pad, marked, centre) if t is not None))
-            extra = {}
-            if isinstance(rng, PartitionRange):
-                extra = dict(partition=rng.parts, q_tokens=over[0][1])
-            elif isinstance(rng, BlocksRange):
-                if self.blocks_pooled(logits, over, e.span) is POISON:
-                    return POISON
-                extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1],
-                             **({} if rng.halo is None else {"halo": rng.halo,
-                                                             "zeros": rng.zeros}))
-            elif window:
-                keys = self.ir.node(logits.keys).type
-                extra = dict(window=rng.radius, dilation=rng.head_dilations(heads),
-                             keys_of=logits.keys,
-                             q_tokens=over[0][1],
-                             k_tokens=over[1][1],
-                             steps=tuple(keys.axis(a).step for a in over[1][1]),
-                             q_steps=tuple(x.type.axis(a).step for a in over[0][1]),
-                             marked=marked is not None, centred=centre is not None)
-            causal = rng == "causal" or isinstance(rng, WindowRange) and rng.causal
-            source = self.add("range", inputs, logits.type, e.span, role="range",
-                              causal=causal, grid=grid, sizes_of=x.node,
-                              fill=0.0 if op in ("unnormalised", "l1_keys") else None,
-                              **extra)
+            source = self.restricted(e, op, logits)
+            if source is POISON:
+                return POISON
         node = self.add(op, (source,), logits.type, e.span, base=e.func.id, role="normaliser",
                         **attrs)
         return Weights(node, logits.type, logits.has_query)
+
+    def restricted(self, e: Call, op: str, logits: Logits):
+        """The logits restricted to each query's keys (the range Ω_q and the mask), a
+        `range` node the normaliser reads."""
+        x, over, rng, heads, pad = self.core
+        window = isinstance(rng, (WindowRange, PartitionRange, BlocksRange))
+        if op not in ("softmax_keys", "sigmoid", "unnormalised", "l1_keys"):
+            what = f"range `{rng}`" if rng != "all" else "a mask"
+            return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
+                              f"{what} use softmax or sigmoid", e.span)
+        grid = over[0][1] if rng == "criss_cross" else None
+        marked = rng.marked if isinstance(rng, WindowRange) else None
+        centre = rng.centre if isinstance(rng, WindowRange) else None
+        inputs = (logits.node, *(t.node for t in (pad, marked, centre) if t is not None))
+        extra = {}
+        if isinstance(rng, PartitionRange):
+            extra = dict(partition=rng.parts, q_tokens=over[0][1])
+        elif isinstance(rng, BlocksRange):
+            if self.blocks_pooled(logits, over, e.span) is POISON:
+                return POISON
+            extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1],
+                         **({} if rng.halo is None else {"halo": rng.halo,
+                                                         "zeros": rng.zeros}))
+        elif window:
+            keys = self.ir.node(logits.keys).type
+            extra = dict(window=rng.radius, dilation=rng.head_dilations(heads),
+                         keys_of=logits.keys,
+                         q_tokens=over[0][1],
+                         k_tokens=over[1][1],
+                         steps=tuple(keys.axis(a).step for a in over[1][1]),
+                         q_steps=tuple(x.type.axis(a).step for a in over[0][1]),
+                         marked=marked is not None, centred=centre is not None)
+        causal = rng == "causal" or isinstance(rng, WindowRange) and rng.causal
+        return self.add("range", inputs, logits.type, e.span, role="range",
+                        causal=causal, grid=grid, sizes_of=x.node,
+                        fill=0.0 if op in ("unnormalised", "l1_keys") else None, **extra)
 
     def blocks_pooled(self, logits: Logits, over, span):
         """Blocks cut the queries' and keys' positions alike: both every position."""
