@@ -17,6 +17,8 @@ def _source(text_or_path: str | Path) -> SourceFile:
     if isinstance(text_or_path, Path) or (
             "\n" not in str(text_or_path) and str(text_or_path).endswith(".attn")):
         path = Path(text_or_path)
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder, not a spec file")
         if not path.is_file():
             raise UsageError(f"no such spec file: {path}")
         return SourceFile.read(path)

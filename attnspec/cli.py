@@ -215,6 +215,8 @@ def _spec_file(file: str) -> Path:
     path = Path(file)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise UsageError(f"{file} is a folder, not a spec file")
     bare = len(path.parts) == 1 and path.suffix in ("", ".attn")
     if bare and path.stem in shipped():
         return spec_path(file)

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean
 from .resources import grammar_file
-from .source import SourceFile, Span
+from .source import NOT_UTF8, SourceFile, Span
 from .spec import Attention, Block, Spec, Use
 
 
@@ -26,6 +26,10 @@ def parser() -> Lark:
 
 def parse_source(source: SourceFile) -> Spec:
     """Parse and validate one file; raises SpecError with every problem found."""
+    bad = NOT_UTF8.search(source.text)
+    if bad is not None:
+        raise SpecError([_encoding_diagnostic(source, bad.start())],
+                        {source.name: source}) from None
     try:
         tree = parser().parse(source.text)
     except lark.exceptions.UnexpectedInput as err:
@@ -48,6 +52,17 @@ def _describe(terminal: str) -> str:
         return _TOKEN_WORDS[terminal]
     pattern = parser().get_terminal(terminal).pattern
     return f"`{pattern.value}`" if pattern.type == "str" else terminal.lower()
+
+
+def _encoding_diagnostic(source: SourceFile, pos: int) -> Diagnostic:
+    """A byte that is not UTF-8 at `pos` (a binary file, or text saved in another
+    encoding): lark would stop there with a character that cannot be printed."""
+    line = source.text.count("\n", 0, pos) + 1
+    col = pos - source.text.rfind("\n", 0, pos)
+    byte = ord(source.text[pos]) - 0xDC00
+    return Diagnostic("encoding", f"byte 0x{byte:02x} is not UTF-8 text",
+                      Span(source.name, line, col, line, col + 1),
+                      "a spec is a UTF-8 text file: save it as UTF-8")
 
 
 def _syntax_diagnostic(err: lark.exceptions.UnexpectedInput, source: SourceFile) -> Diagnostic:

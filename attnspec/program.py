@@ -92,7 +92,7 @@ class _Loader:
                 "circular-use", f"circular use: {cycle}", span,
                 "two files may not use each other; move the shared definitions to a third"))
             return
-        self.file(SourceFile(shown, found.read_text(encoding="utf-8")), chain)
+        self.file(SourceFile.read(found, shown), chain)
 
 
 def _display(user: str, target: str, found: Path) -> str:
@@ -119,8 +119,10 @@ def _resolve(user: str, target: str) -> Path | Diagnostic:
                               "a spec may use files in its folder or the shipped specs only")
         if candidate.is_file():
             return candidate
-    return Diagnostic("use-missing", f"cannot find `{target}`", _nowhere(),
-                      f"looked in {os.path.dirname(user) or '.'} and in the shipped specs")
+    hint = f"looked in {os.path.dirname(user) or '.'} and in the shipped specs"
+    if not target.endswith(".attn") and isinstance(_resolve(user, target + ".attn"), Path):
+        hint = f'did you mean "{target}.attn"? a path names the file'
+    return Diagnostic("use-missing", f"cannot find `{target}`", _nowhere(), hint)
 
 
 def _nowhere() -> Span:

@@ -5,8 +5,12 @@ Lines and columns are 1-based, as editors show them; `end_col` is exclusive.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# A byte that is not UTF-8, as `surrogateescape` keeps it: U+DC80 + the byte.
+NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -17,13 +21,18 @@ class SourceFile:
     text: str
 
     @classmethod
-    def read(cls, path: str | Path) -> SourceFile:
+    def read(cls, path: str | Path, name: str | None = None) -> SourceFile:
+        """The file's UTF-8 text (a byte-order mark dropped). Bytes that are not UTF-8 are
+        kept, as `NOT_UTF8` characters, for the parser to report where they are."""
         path = Path(path)
-        return cls(str(path), path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+        return cls(str(path) if name is None else name, text)
 
     def line(self, lineno: int) -> str:
+        """Line `lineno` as it can be printed: a byte that is not UTF-8 shows as U+FFFD."""
         lines = self.text.splitlines()
-        return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        return NOT_UTF8.sub("\ufffd", line)
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,22 @@ def test_a_spec_error_exits_1_with_the_located_message(capsys, tmp_path):
     assert "hint: did you mean `sigmoid`?" in err
 
 
+def test_a_file_that_is_not_utf8_is_a_located_spec_error(capsys, tmp_path):
+    bad = tmp_path / "latin1.attn"
+    bad.write_bytes(BROKEN.replace("sigmod", "sigmoid").encode() + b"# caf\xe9\n")
+    code, _, err = run(capsys, "compile", str(bad), "-p", "C=8")
+    assert code == 1
+    assert f"{bad}:9:6: error[encoding]: byte 0xe9 is not UTF-8 text" in err
+    assert "Traceback" not in err
+
+
+def test_a_folder_is_a_usage_error(capsys, tmp_path):
+    (tmp_path / "x.attn").mkdir()
+    code, _, err = run(capsys, "check", str(tmp_path / "x.attn"))
+    assert code == 2
+    assert err.strip() == f"attnspec: error: {tmp_path / 'x.attn'} is a folder, not a spec file"
+
+
 def test_a_missing_required_parameter_is_a_spec_error(capsys):
     code, _, err = run(capsys, "compile", "se")
     assert code == 1

@@ -151,6 +151,11 @@ CASES = [
          params={"D": 8}),
     Case("absolute_in_e4", (("unsupported", 7, 34, "absolute(T)"),), params={"D": 8}),
     Case("absolute_two_axes", (("unsupported", 6, 68, "absolute(T)"),), params={"C": 8}),
+    # a Latin-1 byte, kept by the reader as U+DC00 + the byte (printed as U+FFFD)
+    Case("not_utf8", (("encoding", 1, 60, "\udce9"),)),
+    Case("use_not_utf8", (("encoding", 1, 60, "\udce9"),),
+         files=(f"{FIXTURES}/not_utf8.attn",)),
+    Case("use_without_suffix", (("use-missing", 2, 5, '"se"'),)),
 ]
 
 
@@ -220,6 +225,18 @@ def test_missing_spec_file_is_a_usage_error(golden):
     with pytest.raises(UsageError) as info:
         attnspec.parse(f"{FIXTURES}/no_such_file.attn")
     golden("errors/file_missing.txt", str(info.value) + "\n")
+
+
+def test_a_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "x.attn").mkdir()
+    with pytest.raises(UsageError, match="x.attn is a folder, not a spec file"):
+        attnspec.parse(tmp_path / "x.attn")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
+    gate = (ROOT / FIXTURES / "gate.attn").read_bytes()
+    (tmp_path / "bom.attn").write_bytes(b"\xef\xbb\xbf" + gate)
+    assert attnspec.parse(tmp_path / "bom.attn").main_definition().name == "Gate"
 
 
 def test_every_fixture_has_a_case():
