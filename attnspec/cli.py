@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     _spec_args(c)
     c.add_argument("--input-shape", metavar="B,C,H,W",
                    help="sizes of the first input (default: batch 2, free axes 8, or "
-                   "16, 32, 64: the first the module runs on)")
+                   "16, 32, 64: the first the module runs on); the shapes are worked "
+                   "out on the meta device, without computing")
     c.add_argument("--code", action="store_true", help="print the generated forward code")
     c.add_argument("--ir", action="store_true", help="print the IR, one line per node")
     c.set_defaults(run=cmd_compile)
@@ -137,8 +138,8 @@ def _run_sample(module, ir, text: str | None):
             raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
         extra = _other_inputs(ir, bindings)  # a second required input (cross-attention's)
         with torch.no_grad():
-            try:  # forward itself: GraphModule's __call__ prints a traceback of torch's errors
-                return shape, extra, bindings, module.forward(torch.randn(*shape), *extra)
+            try:
+                return shape, extra, bindings, _forward(ir, module, shape, extra)
             except InputShapeError as err:  # a size the spec fixes only at run time
                 if text is None:
                     raise UsageError(f"the sample input {_shape_text(shape)}: {err}; give "
@@ -154,6 +155,30 @@ def _run_sample(module, ir, text: str | None):
                                      f"--input-shape") from None
                 raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run "
                                  f"on it: {first}") from None
+
+
+def _forward(ir, module, shape: tuple[int, ...], extra: list):
+    """The module's outputs on an input of `shape`, of which the summary prints the shapes.
+    They come first from a copy on the meta device, which computes shapes and no numbers:
+    a 4 × 16384 × 1024 input costs no time and no memory. If that copy fails (an op with no
+    meta kernel, or one that reads the numbers), the module itself runs and decides; a
+    run-time shape check fails alike on both, so the copy's is final."""
+    import torch
+
+    from .lower import lower
+    from .runtime import InputShapeError
+
+    try:
+        with torch.device("meta"):
+            meta = lower(ir).eval()
+            return meta.forward(torch.empty(shape),
+                                *(None if t is None else t.to("meta") for t in extra))
+    except InputShapeError:
+        raise
+    except Exception:  # noqa: BLE001 (the real run below gives the verdict)
+        pass
+    # forward itself: GraphModule's __call__ prints a traceback of torch's errors
+    return module.forward(torch.randn(*shape), *extra)
 
 
 def cmd_draw(args) -> int:

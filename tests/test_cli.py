@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from attnspec import cli
 
@@ -83,6 +84,34 @@ def test_a_sample_input_the_spec_refuses_asks_for_an_input_shape(capsys):
     code, _, err = run(capsys, "compile", "gfnet", "-p", "dim=8", "-p", "h=8",
                        "--input-shape", "2,8,8,8")
     assert code == 2 and err.startswith("attnspec: error: --input-shape 2×8×8×8: axis W")
+
+
+def test_compile_works_out_the_shapes_without_computing(capsys):
+    # the non-local block's [B, HW, HW] affinity at 3000 × 3000 would be 648 TB: the
+    # summary's shapes come from the meta device, which holds no numbers
+    code, out, err = run(capsys, "compile", "nonlocal", "-p", "C=8",
+                         "--input-shape", "2,8,3000,3000")
+    assert code == 0, err
+    assert "output  [B, C=8, H, W]  → 2×8×3000×3000" in out
+
+
+def test_compile_runs_the_module_when_the_meta_device_cannot(capsys, monkeypatch):
+    # an op with no meta kernel: the module itself runs, and its errors are reported as before
+    import attnspec.lower
+
+    real = attnspec.lower.lower
+
+    def no_meta(ir):
+        if torch.empty(()).is_meta:  # lowered under torch.device("meta")
+            raise NotImplementedError("no meta kernel")
+        return real(ir)
+
+    monkeypatch.setattr(attnspec.lower, "lower", no_meta)
+    code, out, err = run(capsys, "compile", "se", "-p", "C=16", "--input-shape", "2,16,5,6")
+    assert code == 0, err
+    assert "output  [B, C=16, H, W]  → 2×16×5×6" in out
+    code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "--input-shape", "1,16,1,1")
+    assert code == 2 and "the module cannot run on it" in err
 
 
 def test_compile_prints_every_output(capsys):

@@ -205,6 +205,18 @@ def test_flops_match_torch_flop_counter(spec):
     assert ours == torchs
 
 
+def test_the_meta_device_gives_the_output_shapes(spec):
+    # `attnspec compile` prints the output shapes of a copy built on the meta device
+    _, ir, m = spec
+    x = sample(ir, batch=2, free=5)
+    with torch.no_grad():
+        real = _outputs(m.eval()(x))
+        with torch.device("meta"):
+            meta = _outputs(lower(ir).eval()(torch.empty(x.shape)))
+    assert [t.shape for t in meta] == [t.shape for t in real]
+    assert all(t.is_meta for t in meta)
+
+
 def test_a_wrong_input_names_the_axis(spec):
     _, ir, m = spec
     first = ir.node(ir.inputs[0]).type
