@@ -23,6 +23,18 @@ PURE = {operator.add, operator.sub, operator.mul, operator.truediv, operator.get
         torch.mean, torch.sum}
 
 
+class RuntimeTracer(fx.Tracer):
+    """Traces generated code with attnspec.runtime's helpers as leaf calls. Unpickling a
+    GraphModule (`torch.load` of a whole module) traces its code again with the graph's
+    tracer class; fx's default one would run check_input on a Proxy and fail."""
+
+    proxy_buffer_attributes = True  # a buffer read in forward stays a buffer, no copy
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("autowrap_modules", (math, runtime))
+        super().__init__(*args, **kwargs)
+
+
 class Emitter:
     """What an operator's `emit` sees: helpers that add fx nodes, and IR types by name."""
 
@@ -68,7 +80,7 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
     root = nn.Module()
     for path, decl in ir.modules.items():  # declaration order: stable parameter order
         _set_submodule(root, path, _build(path, decl))
-    graph = fx.Graph()
+    graph = fx.Graph(tracer_cls=RuntimeTracer)
     em = Emitter(ir, graph)
     for name in ir.inputs:
         node = ir.node(name)
@@ -88,6 +100,7 @@ def lower(ir: IR, fused_kernels: bool = True) -> fx.GraphModule:
     outputs = [em.env[o] for o in fused.outputs()]
     graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
     gm = fx.GraphModule(root, graph, class_name=_class_name(ir.name))
+    gm._graphmodule_cls_name = gm.__class__.__name__  # the name fx gives it when unpickled
     _order_like(gm, root)
     return gm
 

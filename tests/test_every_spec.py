@@ -3,6 +3,7 @@ CATALOGUE.md, torch.compile / torch.export / float64 gradcheck, and the IR's cou
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -215,6 +216,22 @@ def test_the_meta_device_gives_the_output_shapes(spec):
             meta = _outputs(lower(ir).eval()(torch.empty(x.shape)))
     assert [t.shape for t in meta] == [t.shape for t in real]
     assert all(t.is_meta for t in meta)
+
+
+def test_a_pickled_module_loads_and_computes_the_same(spec):
+    # torch.load of a whole module traces its code again (fx): attnspec.runtime's helpers
+    # must stay calls, and buffers stay buffers
+    _, ir, m = spec
+    buffer = io.BytesIO()
+    torch.save(m.eval(), buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert type(loaded).__name__ == type(m).__name__
+    assert list(loaded.state_dict()) == list(m.state_dict())
+    x = sample(ir, batch=2, free=5)
+    with torch.no_grad():
+        for a, b in zip(_outputs(loaded(x)), _outputs(m(x)), strict=True):
+            assert torch.equal(a, b)
 
 
 def test_a_wrong_input_names_the_axis(spec):
