@@ -82,11 +82,19 @@ def check_shared_axes(tensors, names, axes) -> None:
 
 
 class _ContiguousGradient(torch.autograd.Function):
-    """The identity, whose backward hands on the gradient contiguous."""
+    """The identity, whose backward hands on the gradient contiguous. Written with
+    `setup_context` so that torch.func's transforms (grad, vmap: per-sample gradients)
+    can run it; as an identity it needs no vmap rule of its own."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor) -> torch.Tensor:
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass  # the backward saves nothing
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

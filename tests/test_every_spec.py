@@ -10,6 +10,7 @@ import pytest
 import torch
 from counting import flops_both_ways  # tests/counting.py
 from test_equivalence import _outputs  # a module's outputs as a tuple
+from torch.func import functional_call, grad, vmap
 
 import attnspec
 from attnspec import count
@@ -232,6 +233,28 @@ def test_a_pickled_module_loads_and_computes_the_same(spec):
     with torch.no_grad():
         for a, b in zip(_outputs(loaded(x)), _outputs(m(x)), strict=True):
             assert torch.equal(a, b)
+
+
+def test_per_sample_gradients_with_torch_func(spec):
+    # the torch.func recipe (vmap over grad of a functional call) gives each sample's
+    # gradients, of the parameters and of the input, as a loop over the samples does
+    _, ir, m = spec
+    m.eval()
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    buffers = dict(m.named_buffers())
+    x = sample(ir, batch=2, free=5)
+
+    def loss(p, one):
+        y = functional_call(m, (p, buffers), (one.unsqueeze(0),))
+        return _outputs(y)[0].square().sum()
+
+    each = grad(loss, argnums=(0, 1))
+    batched = vmap(each, in_dims=(None, 0))(params, x)
+    for i in range(2):
+        alone = each(params, x[i])
+        torch.testing.assert_close(batched[1][i], alone[1], atol=1e-5, rtol=1e-4)
+        for k in params:
+            torch.testing.assert_close(batched[0][k][i], alone[0][k], atol=1e-5, rtol=1e-4)
 
 
 def test_a_wrong_input_names_the_axis(spec):
