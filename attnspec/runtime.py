@@ -162,6 +162,8 @@ def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     strided operand into [batch, rows, cols] first; walked in its own memory order that
     copy reads memory in order (VOLO's windows, [B, H, W, M, K, c] read from F.unfold's
     [B, M, c, K, H·W]: the product and the fold after it ~1.5× faster)."""
+    if torch.compiler.is_compiling():  # the compiler lays memory out itself; and with
+        return a @ b  # dynamic shapes the strides are symbols, which cannot be sorted
     lead = a.dim() - 2
     larger = b if b.numel() >= a.numel() else a
     order = sorted(range(lead), key=lambda d: -larger.stride(d))

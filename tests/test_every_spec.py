@@ -187,6 +187,18 @@ def test_torch_compile_fullgraph_matches_eager(spec):
         torch.testing.assert_close(compiled(x), m(x))
 
 
+def test_torch_compile_with_dynamic_shapes_matches_eager(spec):
+    # one compiled graph, sizes as symbols: two batches and two map sizes
+    _, ir, m = spec
+    m.eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(m, fullgraph=True, dynamic=True, backend="eager")
+    with torch.no_grad():
+        for batch, free in ((2, 5), (3, 7)):
+            x = sample(ir, batch=batch, free=free)
+            torch.testing.assert_close(compiled(x), m(x))
+
+
 def test_torch_export_matches_eager(spec):
     _, ir, m = spec
     m.eval()
