@@ -83,8 +83,10 @@ def check_shared_axes(tensors, names, axes) -> None:
 
 class _ContiguousGradient(torch.autograd.Function):
     """The identity, whose backward hands on the gradient contiguous. Written with
-    `setup_context` so that torch.func's transforms (grad, vmap: per-sample gradients;
-    jvp: forward mode) can run it; as an identity it needs no vmap rule of its own."""
+    `setup_context` so that torch.func's transforms (grad, vmap: per-sample gradients)
+    can run it; as an identity it needs no vmap rule of its own. No `jvp`: dynamo
+    refuses a Function that has one, and torch.compile of training matters more than
+    forward mode."""
 
     generate_vmap_rule = True
 
@@ -99,10 +101,6 @@ class _ContiguousGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         return grad.contiguous()
-
-    @staticmethod
-    def jvp(ctx, tangent: torch.Tensor) -> torch.Tensor:
-        return tangent
 
 
 def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:

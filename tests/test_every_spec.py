@@ -199,6 +199,29 @@ def test_torch_compile_with_dynamic_shapes_matches_eager(spec):
             torch.testing.assert_close(compiled(x), m(x))
 
 
+def test_torch_compile_trains_like_eager(spec):
+    # the training graph, forward and backward through AOTAutograd with the decompositions
+    # and partitioner inductor uses: eager's outputs and gradients (in float64: a bias
+    # before a BatchNorm has a gradient of 0, which float32 leaves at 1e-5 either way)
+    _, ir, m = spec
+    m.double().train()
+    for layer in m.modules():  # the same numbers on both sides: nothing dropped at random
+        if isinstance(layer, torch.nn.modules.dropout._DropoutNd):
+            layer.p = 0.0
+    x = sample(ir, batch=2, free=5).double().requires_grad_()
+    wrt = [x, *m.parameters()]
+    torch._dynamo.reset()
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager_decomp_partition")
+    (y, grads), (y_eager, grads_eager) = [
+        (y, torch.autograd.grad(y.square().sum(), wrt, allow_unused=True))
+        for y in (_outputs(run(x))[0] for run in (compiled, m))]
+    torch.testing.assert_close(y, y_eager, rtol=1e-10, atol=1e-10)
+    for g, g_eager in zip(grads, grads_eager, strict=True):
+        assert (g is None) == (g_eager is None)
+        if g is not None:
+            torch.testing.assert_close(g, g_eager, rtol=1e-9, atol=1e-10)
+
+
 def test_torch_export_matches_eager(spec):
     _, ir, m = spec
     m.eval()

@@ -515,16 +515,6 @@ def test_batchnorm_gets_a_contiguous_gradient_at_batch_size_one():
     assert torch.autograd.gradcheck(guarded, (x,))
 
 
-def test_the_contiguous_gradient_guard_has_a_forward_mode():
-    """torch.func.jvp through a spec whose BatchNorm is guarded (BAM) agrees with the
-    reverse-mode Jacobian-vector product."""
-    m = attnspec.load("bam", C=16).double().eval()
-    x, v = torch.randn(2, 2, 16, 5, 6, dtype=torch.float64).unbind(0)
-    _, forward = torch.func.jvp(m, (x,), (v,))
-    _, reverse = torch.autograd.functional.jvp(m, (x,), (v,))
-    torch.testing.assert_close(forward, reverse)
-
-
 @pytest.mark.parametrize("params, shape", [(dict(D=16, h=4, s=3), (2, 5, 6, 16)),
                                            (dict(D=8), (1, 4, 3, 8)),
                                            (dict(D=6, h=6, s=1), (2, 3, 4, 6))])
