@@ -28,8 +28,7 @@ def parse_source(source: SourceFile) -> Spec:
     """Parse and validate one file; raises SpecError with every problem found."""
     bad = NOT_UTF8.search(source.text)
     if bad is not None:
-        raise SpecError([_encoding_diagnostic(source, bad.start())],
-                        {source.name: source}) from None
+        raise SpecError([_encoding_diagnostic(source, bad.start())], {source.name: source})
     try:
         tree = parser().parse(source.text)
     except lark.exceptions.UnexpectedInput as err:

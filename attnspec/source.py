@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# A byte that is not UTF-8, as `surrogateescape` keeps it: U+DC80 + the byte.
+# A byte that is not UTF-8, as `surrogateescape` keeps it: U+DC00 + the byte (0x80-0xff).
 NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
