@@ -531,9 +531,21 @@ def _windows_of(t: torch.Tensor, sizes, blocks, size: int, halo: int) -> torch.T
     n, span = len(sizes), size + 2 * halo
     grid = _padded_grid(t, sizes, blocks, size, halo, halo)
     for a in range(n):  # each unfold puts the blocks in the axis, the window at the end
-        grid = grid.unfold(2 + a, span, size)
+        grid = _unfold(grid, 2 + a, span, size)
     grid = grid.permute(0, 1, *range(2, 2 + n), *range(3 + n, 3 + 2 * n), 2 + n)
     return grid.reshape(*t.shape[:2], math.prod(blocks), span ** n, t.shape[-1])
+
+
+def _unfold(t: torch.Tensor, dim: int, size: int, step: int) -> torch.Tensor:
+    """t.unfold(dim, size, step), a view. While compiling, the same windows gathered by
+    index_select: inductor (torch 2.13) writes out of bounds in the backward of an unfold
+    of an unfold (HaloNet's 2-D windows crashed the process when trained compiled)."""
+    if not torch.compiler.is_compiling():
+        return t.unfold(dim, size, step)
+    count = (t.shape[dim] - size) // step + 1
+    starts = torch.arange(count, device=t.device)[:, None] * step
+    index = (starts + torch.arange(size, device=t.device)).flatten()
+    return t.index_select(dim, index).unflatten(dim, (count, size)).movedim(dim + 1, -1)
 
 
 def _padded_grid(t: torch.Tensor, sizes, blocks, size: int, before: int, after: int):
