@@ -352,7 +352,6 @@ class Terms:
         """The logits restricted to each query's keys (the range Ω_q and the mask), a
         `range` node the normaliser reads."""
         x, over, rng, heads, pad = self.core
-        window = isinstance(rng, (WindowRange, PartitionRange, BlocksRange))
         if op not in ("softmax_keys", "sigmoid", "unnormalised", "l1_keys"):
             what = f"range `{rng}`" if rng != "all" else "a mask"
             return self.error("unsupported", f"`{e.func.id}` cannot leave out keys: with "
@@ -370,7 +369,7 @@ class Terms:
             extra = dict(blocks=(rng.size, rng.shift), q_tokens=over[0][1],
                          **({} if rng.halo is None else {"halo": rng.halo,
                                                          "zeros": rng.zeros}))
-        elif window:
+        elif isinstance(rng, WindowRange):
             keys = self.ir.node(logits.keys).type
             extra = dict(window=rng.radius, dilation=rng.head_dilations(heads),
                          keys_of=logits.keys,
