@@ -237,8 +237,10 @@ def _conv_flops(ins, out, a, b):
 def _conv(types, cfg):
     t = types[0]
     over = _conv_over(t, cfg)
-    if len(over) > 3:
-        raise OpError(f"conv runs over 1 to 3 axes, not {len(over)}", arg="over")
+    if not 1 <= len(over) <= 3:  # [B, C]: no axis after the channels to slide over
+        raise OpError(f"conv runs over 1 to 3 axes, not {len(over) or 'none'}; the tensor "
+                      f"is {t}", arg="over", hint="name the axes it slides over: "
+                      "conv(t, kernel = k, over = C) is ECA's, across the channels")
     t = _strided(t, over, cfg)
     if len(t.axes) - 1 > len(over):
         return t.replace_axis(t.axes[1].name, Axis(t.axes[1].name, cfg["out"]))
