@@ -29,6 +29,19 @@ def test_softmax_over_axes_that_are_not_adjacent_is_an_error():
     assert info.value.diagnostics[0].code == "axis-mismatch"
 
 
+def test_a_softmax_layer_takes_its_axes_by_name():
+    # `softmax(over = C)` with no tensor is a layer, as `standardise(C)` is (it lost its
+    # setting, an internal error, before)
+    text = SOFTMAX_OVER.format(axes="C").replace("softmax(x, over = C)",
+                                                 "x >> conv1x1(C) >> softmax(over = C)")
+    module = attnspec.compile_text(text, C=3)
+    x = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(module(x), module.output_conv1x1(x).softmax(1))
+    with pytest.raises(SpecError) as info:
+        attnspec.compile_text(text.replace("over = C", "ovr = C"), C=3)
+    assert info.value.diagnostics[0].code == "unknown-argument"
+
+
 def test_a_learned_tensors_batch_of_one_stretches_to_the_free_batch(tmp_path):
     spec = tmp_path / "a.attn"
     spec.write_text("""

@@ -320,8 +320,8 @@ class Terms:
         return Memory(slots, dim, e.span, name)
 
     def normaliser(self, e: Call, op: str, **attrs):
-        if not e.args:
-            return Layer(e.func.id, {}, e.span)
+        if not e.args:  # a layer: with settings, the operator's (`softmax(over = C)`)
+            return self.op_call(e.func.id, e) if e.kwargs else Layer(e.func.id, {}, e.span)
         logits = self.value(e.args[0])
         if logits is POISON:
             return POISON
