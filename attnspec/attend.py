@@ -671,7 +671,7 @@ def _softmax_over(types, cfg):
 def _softmax_range(t: TensorType, axes: tuple[str, ...]) -> tuple[int, int]:
     """The first and last dimension of `axes`, which must be adjacent, after the batch."""
     for a in axes:
-        if a not in t.names[1:]:
+        if a not in t.per_sample:
             raise OpError(f"softmax over `{a}`: {t} has no such axis (after the batch)",
                           arg="over", code="axis-mismatch")
     first = t.index(axes[0])

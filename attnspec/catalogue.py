@@ -241,9 +241,6 @@ what each would need (docs/language.md §12 walks every mechanism).
 
 # (spec, the variant left out, what it needs)
 NOT_YET = (
-    ("aft", "AFT-conv's reparameterised kernel (Eq. 8: γ (w − mean) / std + β per head)",
-     "a position table standardised over its offsets (a table has no batch axis; the "
-     "shipped AFTConv learns w directly, equal at initialisation)"),
     ("aft", "AFT-full's and AFT-local's factorised w: w_{t,t'} = u_tᵀ v_{t'}, u and v "
      "T × d' tables (d' = 128), the parameterisation the paper trains them with (as "
      "recalled: its text could not be read here)", "a term from two learned tables of "

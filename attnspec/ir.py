@@ -43,10 +43,16 @@ class Axis:
 class TensorType:
     axes: tuple[Axis, ...]
     dtype: str = "float"
+    batched: bool = True  # axis 0 is the batch; a position table's rows are not one
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.axes)
+
+    @property
+    def per_sample(self) -> tuple[str, ...]:
+        """The axes an operator may act on: every axis but the batch."""
+        return self.names[1:] if self.batched else self.names
 
     def index(self, name: str) -> int:
         return self.names.index(name)

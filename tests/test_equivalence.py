@@ -591,15 +591,19 @@ CASES = [
     Case("aft", dict(D=8, causal=True, proj=False), ((2, 150, 8), (1, 64, 8))),
     Case("aft", dict(D=12, variant="full", T=8, causal=True, bias=False), sequence(12)),
     Case("aft", dict(D=8, variant="local", T=7, s=2, causal=True), sequence(8)),
-    # aft.AFTConv (AFT-conv, Eq. 6): heads of several channels; h = D, s = 11 (window larger
-    # than the maps); no output projection; no biases, 7×7; s = 1 (one offset per head)
+    # aft.AFTConv (AFT-conv, Eq. 6, its kernels reparameterised by Eq. 8): heads of several
+    # channels; h = D, s = 11 (window larger than the maps); no output projection; no
+    # biases, 7×7; kernels learned directly, of one offset per head (s = 1) and of 5 × 5
     Case("aft", dict(D=16, h=4, s=3), ((2, 5, 6, 16), (3, 7, 7, 16)), definition="AFTConv"),
     Case("aft", dict(D=8), ((2, 5, 6, 8), (1, 4, 3, 8)), definition="AFTConv"),
     Case("aft", dict(D=12, h=3, s=5, proj=False), ((2, 5, 6, 12), (3, 2, 9, 12)),
          definition="AFTConv"),
     Case("aft", dict(D=16, h=2, s=7, bias=False), ((2, 5, 6, 16), (3, 8, 7, 16)),
          definition="AFTConv"),
-    Case("aft", dict(D=6, h=6, s=1), ((2, 3, 4, 6), (1, 2, 5, 6)), definition="AFTConv"),
+    Case("aft", dict(D=6, h=6, s=1, reparam=False), ((2, 3, 4, 6), (1, 2, 5, 6)),
+         definition="AFTConv"),
+    Case("aft", dict(D=8, h=2, s=5, reparam=False), ((2, 5, 6, 8), (1, 4, 7, 8)),
+         definition="AFTConv"),
     # attention_pool: A = D (HAN), a narrower and a wider A, without the bias b
     # attention_pool's Luong attention: decoder states over 6 encoder states, the three
     # scores (concat: an additive E1), with a source padding mask

@@ -127,6 +127,7 @@ CASES = [
     Case("axes_named_twice", (("duplicate-axis", 6, 32, "H H W"),)),
     Case("eps_axes", (("wrong-type", 6, 61, "eps eps"),)),
     Case("conv_over_nothing", (("shape", 5, 24, "conv(mean(x, H W), C)"),), params={"C": 4}),
+    Case("standardise_one_offset", (("shape", 8, 87, "offsets"),), params={"D": 4}),
     Case("eps_tensor", (("wrong-type", 6, 61, "x"),), params={"D": 8}),
     Case("positional_after_named", (("syntax", 4, 43, "corners true"),)),
     Case("argument_twice", (("duplicate-argument", 4, 38, "as = P"),), params={"C": 2}),

@@ -250,6 +250,85 @@ def test_an_offset_table_needs_the_shared_width():
     assert first_error(text, C=8, M=4, G=2) == "axis-mismatch"  # G tables, not one for all
 
 
+STANDARDISED = """
+attention Standardised(D: int, M: int = 2, r: int = 1) {
+    input  x: [B, N, D]
+    over   positions(N)
+    range  all
+    heads  M
+    weight softmax(E4(position = offsets(r) >> linear(M, bias = false) >> standardise(offsets)
+                                 >> affine(over = R, weight = 2, bias = 1)))
+    value  linear(D)
+    output identity
+}
+"""
+
+
+@pytest.mark.parametrize("M, r, N", [(2, 1, 5), (4, 2, 4), (1, 4, 3)])
+def test_the_layers_after_an_offset_table_may_name_its_rows(M, r, N):
+    """A position table has no batch axis: `standardise(offsets)` standardises each head's
+    column over the offsets (AFT-conv's Eq. 8), `affine(over = R)` scales and shifts it per
+    head; E4 then reads row k − q within r and 0 beyond."""
+    torch.manual_seed(0)
+    m = attnspec.compile_text(STANDARDISED, D=4, M=M, r=r).double()
+    w, gain, shift, wv, bv = m.parameters()
+    with torch.no_grad():
+        gain.normal_(), shift.normal_()
+    table = (w.T - w.T.mean(0)) / (w.T.std(0) + 1e-5) * gain + shift  # [offsets, M]
+    x = torch.randn(2, N, 4, dtype=torch.float64)
+    logits = torch.zeros(M, N, N, dtype=torch.float64)
+    for i in range(N):
+        for j in range(N):
+            if abs(j - i) <= r:
+                logits[:, i, j] = table[j - i + r]
+    v = (x @ wv.T + bv).unflatten(-1, (M, -1)).transpose(1, 2)  # [B, M, N, d]
+    expected = (logits.softmax(-1) @ v).transpose(1, 2).flatten(2)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+def test_a_softmax_over_the_offsets_of_a_table_is_a_distribution_per_head():
+    text = STANDARDISED.replace("standardise(offsets)\n", "softmax(over = offsets)\n")
+    m = attnspec.compile_text(text.replace("affine(over = R, weight = 2, bias = 1)", "identity"),
+                              D=4, M=2, r=1).double()
+    w = next(m.parameters())
+    x = torch.randn(1, 3, 4, dtype=torch.float64)
+    table = w.T.softmax(0)  # [offsets, M]: row k − q + 1 within 1, 0 beyond
+    beyond = torch.zeros(2, dtype=torch.float64)
+    logits = torch.stack([torch.stack([table[j - i + 1] if abs(j - i) <= 1 else beyond
+                                       for j in range(3)]) for i in range(3)])
+    v = m.value_linear(x).unflatten(-1, (2, -1)).transpose(1, 2)
+    expected = (logits.permute(2, 0, 1).softmax(-1) @ v).transpose(1, 2).flatten(2)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["stack(as = S)", "shift(offsets, by = 1)",
+                                   "permute(R offsets)", "take(offsets, 0)",
+                                   "pad(offsets, multiple = 4)"])
+def test_the_layers_after_a_table_keep_its_rows(layer):
+    text = STANDARDISED.replace("standardise(offsets)", layer)
+    assert first_error(text, D=4) == "axis-mismatch"
+
+
+def test_one_offset_has_no_standard_deviation():
+    assert first_error(STANDARDISED, D=4, r=0) == "shape"
+
+
+def test_aft_conv_s_reparameterised_kernels_start_at_zero_and_learn():
+    """Eq. 8's gain and bias start at 0, so every kernel does, as the kernels learned
+    directly do; the raw kernels are not constant, so the gain has a gradient."""
+    torch.manual_seed(0)
+    params = dict(D=8, h=2, s=3)
+    reparam = attnspec.compile_file("specs/aft.attn", "AFTConv", **params)
+    direct = attnspec.compile_file("specs/aft.attn", "AFTConv", reparam=False, **params)
+    shared = {k: v for k, v in reparam.state_dict().items() if "position" not in k}
+    direct.load_state_dict(shared, strict=False)
+    x = torch.randn(2, 4, 5, 8)
+    y = reparam(x)
+    torch.testing.assert_close(y, direct(x), rtol=0, atol=0)
+    y.square().sum().backward()
+    assert reparam.position_affine.weight.grad.abs().min() > 0
+
+
 DISPLACEMENT = """
 attention Dynamic(C: int, M: int = 2, G: int = 3) {
     input  x: [B, C, H, W]

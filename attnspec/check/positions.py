@@ -279,7 +279,7 @@ class Positions:
                               "bias-free linear maps: the offset of each axis is encoded on "
                               "its own and the results added", enc.span,
                               "use linear(D, bias = false)")
-        t = TensorType((Axis("pairs"), Axis("R", enc.dim)))
+        t = TensorType((Axis("pairs"), Axis("R", enc.dim)), batched=False)
         steps = tuple(keys.type.axis(a).step for a in k_tokens)
         q_steps = tuple(x.type.axis(a).step for a in q_tokens)  # queries every s-th: s
         if enc.kind in ("distance", "axis_offsets"):
@@ -290,12 +290,7 @@ class Positions:
             node = self.add("sinusoid", (x.node, keys.node), t, enc.span, q_tokens=q_tokens,
                             k_tokens=k_tokens, steps=steps, q_steps=q_steps, dim=enc.dim,
                             wave=enc.wave, magnitude=enc.magnitude)
-        r = Tensor(node, t)
-        for layer in enc.layers:
-            r = self.apply(layer, r, arg.span, "position")
-            if r is POISON:
-                return POISON
-        return r
+        return self.layers_after(Tensor(node, t), enc.layers, arg)
 
     def offsets_table(self, enc: Encoding, arg, x: Tensor, q_tokens, k_tokens, keys: Tensor):
         """`offsets(R)`: one row per joint offset within R on every axis (a one-hot), then
@@ -312,14 +307,14 @@ class Positions:
             d = None if None in radii else math.prod(2 * r + 1 for r in radii)
             name = "offsets"
         if enc.kind == "displacement":  # each offset's q − k, one number per axis
-            t = TensorType((Axis(name, d), Axis("R", len(q_tokens))))
+            t = TensorType((Axis(name, d), Axis("R", len(q_tokens))), batched=False)
             node = self.add("displacement", (x.node,), t, enc.span,
                             radii=None if d is None else radii, q_tokens=q_tokens)
             return self.layers_after(Tensor(node, t), enc.layers, arg)
-        t = TensorType((Axis(name, d), Axis("R", d)))
+        t = TensorType((Axis(name, d), Axis("R", d)), batched=False)
         node = self.add("offsets", (x.node,), t, enc.span, size=d)
         r = Tensor(node, t)
-        layers = list(enc.layers)
+        layers = [p for layer in enc.layers for p in (layer.parts or (layer,))]
         if layers and _bias_free_linear(layers[0]) and layers[0].op == "linear" and \
                 layers[0].config.get("groups", 1) == 1:
             # a linear map of one-hot rows is its weight, read as a table: the one-hot rows
@@ -332,12 +327,20 @@ class Positions:
                                                    lin.span, {}, lin.module))
         return self.layers_after(r, layers, arg)
 
-    def layers_after(self, r: Tensor, layers, arg):
-        """The layers after `>>` applied to an encoding's table, in order."""
+    def layers_after(self, table: Tensor, layers, arg):
+        """The layers after `>>` applied to an encoding's table, in order; E2 and E4 look
+        its rows up, so the result must keep them, one vector each."""
+        r = table
         for layer in layers:
             r = self.apply(layer, r, arg.span, "position")
             if r is POISON:
                 return POISON
+        rows = table.type.axes[0]
+        if len(r.type.axes) != 2 or r.type.axes[0] != rows:
+            return self.error("axis-mismatch", f"the layers after `>>` must keep the "
+                              f"table's rows, one vector each: {table.type} became "
+                              f"{r.type}", arg.span, "layers on the features (the last "
+                              f"axis), or that keep the type, such as standardise({rows.name})")
         return r
 
     def call_offsets(self, e: Call):

@@ -450,7 +450,7 @@ def _build_affine(a):
 
 def _emit_affine(em, n, args):
     t = em.type(n.inputs[0])
-    shape = tuple(-1 if name == n.attrs["over"] else 1 for name in t.names[1:])
+    shape = tuple(-1 if name == n.attrs["over"] else 1 for name in t.per_sample)
     weight = em.method(em.attr(f"{n.module}.weight"), "view", *shape)
     bias = em.method(em.attr(f"{n.module}.bias"), "view", *shape)
     return em.call(operator.add, em.call(operator.mul, args[0], weight), bias)
@@ -469,7 +469,7 @@ def _affine(types, cfg):
 
 
 def _axis_of(t: TensorType, cfg) -> str:
-    if cfg["over"] not in t.names[1:]:
+    if cfg["over"] not in t.per_sample:
         raise OpError(f"affine over `{cfg['over']}`: {t} has no such axis", arg="over",
                       code="axis-mismatch")
     return cfg["over"]

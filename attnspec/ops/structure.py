@@ -155,9 +155,9 @@ def _permute(types, cfg):
         raise OpError(f"permute names every axis of {t} once, in the new order; not "
                       f"{' '.join(axes)}", arg="axes", code="axis-mismatch")
     if axes[0] != t.names[0]:
-        raise OpError(f"the batch axis {t.names[0]} stays first", arg="axes",
+        raise OpError(f"permute {' '.join(axes)}: {_first_axis(t)} stays first", arg="axes",
                       code="axis-mismatch")
-    return TensorType(tuple(t.axis(a) for a in axes), t.dtype)
+    return replace(t, axes=tuple(t.axis(a) for a in axes))
 
 
 @op(name="merge", params=(Param("axes", "axes"), Param("as", "word")),
@@ -207,13 +207,17 @@ def _merge_range(t: TensorType, axes) -> tuple[int, int]:
     emit=lambda em, n, args: em.call(_runtime().standardise, args[0], _dims(
         em.type(n.inputs[0]), n.attrs["axes"]), n.attrs["eps"]))
 def _standardise(types, cfg):
-    _dims(types[0], cfg["axes"])
-    return types[0]
+    t = types[0]
+    _dims(t, cfg["axes"])
+    if all(t.axis(a).size == 1 for a in cfg["axes"]):  # n − 1 = 0: the std is NaN
+        raise OpError(f"standardise over {' '.join(cfg['axes'])} of {t}: one number has no "
+                      f"standard deviation", arg="axes", code="shape")
+    return t
 
 
 def _dims(t: TensorType, axes) -> tuple[int, ...]:
     for a in axes:
-        if a not in t.names[1:]:
+        if a not in t.per_sample:
             raise OpError(f"`{a}` is not an axis of {t} (after the batch)", arg="axes",
                           code="axis-mismatch")
     return tuple(t.index(a) for a in axes)
@@ -315,10 +319,18 @@ def _part(types, cfg):
     return t.replace_axis(axis, joined.parts[names.index(name)])
 
 
+def _first_axis(t: TensorType) -> str:
+    """What axis 0 is, which no structural operator moves: the batch, or the rows of a
+    position table, which E2 and E4 look up by offset."""
+    if t.batched:
+        return f"the batch axis of {t} (samples never mix)"
+    return f"the rows axis of the position table {t} (E2 and E4 look them up by offset)"
+
+
 def _named_axis(t: TensorType, axis: str, what: str, arg: str = "axis") -> int:
     """The index of a named axis other than the batch axis."""
     if axis == t.names[0]:
-        raise OpError(f"{what} `{axis}`: the batch axis of {t} would mix samples", arg=arg,
+        raise OpError(f"{what} `{axis}`: {_first_axis(t)} stays as it is", arg=arg,
                       code="axis-mismatch")
     if axis not in t.names:
         raise OpError(f"{what} `{axis}`: {t} has no such axis", arg=arg, code="axis-mismatch")

@@ -27,10 +27,16 @@ groups of D / h, and per head i a learned s x s kernel w^i:
 conv2d a depthwise convolution whose kernel is shared by the head's channels, zero-padded
 ('same'), so a key beyond the map does not exist. AFTConv computes exactly these
 convolutions and global sums (the maximum of K^i over the positions subtracted, which
-cancels). Deviation: the paper reparameterises each kernel (Eq. 8: gamma^i (w^i -
-mean(w^i)) / std(w^i) + beta^i, gamma and beta learned, zero at first); the spec cannot
-express it, so w^i is learned directly here too, starting at 0 (the reparameterised
-kernel's value at first). The tokens come on their grid, [B, H, W, D].
+cancels). `reparam` (the default) is the paper's reparameterisation of each kernel
+(Eq. 8):
+
+    w^i <- gamma^i (w^i - mean(w^i)) / std(w^i) + beta^i,
+
+the mean and std over the kernel's s x s entries (torch's unbiased std: the biased one
+differs by a constant factor, which gamma absorbs), gamma^i and beta^i learned scalars,
+zero at first, so every kernel starts at 0 (AFT-simple); the raw w^i starts random (all
+zero it would have no std). Without it w^i is learned directly, starting at 0. The tokens
+come on their grid, [B, H, W, D].
 """
 
 import torch
@@ -89,20 +95,26 @@ class AFTConv(nn.Module):
     """x: [B, H, W, D] -> [B, H, W, D]."""
 
     def __init__(self, D: int, h: int | None = None, s: int = 11, proj: bool = True,
-                 bias: bool = True):
+                 bias: bool = True, reparam: bool = True):
         super().__init__()
         h = D if h is None else h
         if D % h:
             raise ValueError(f"AFTConv: h={h} heads must divide D={D}")
         if s < 1 or s % 2 == 0:
             raise ValueError(f"AFTConv: the window s={s} must be odd")
-        self.h, self.s = h, s
+        if reparam and s == 1:
+            raise ValueError("AFTConv: a 1 x 1 kernel has no std to reparameterise by")
+        self.h, self.s, self.reparam = h, s, reparam
         # Registered in the compiled spec's order: W^K (h outputs), the kernels w, W^V, then
         # W^Q (applied in the spec's `output`), then W^O.
         self.to_k = nn.Linear(D, h, bias=bias)
-        # w^i[dy + s // 2, dx + s // 2] for the key's offset (dy, dx) = k − q (in a module,
-        # so that it comes after W^K in state_dict)
+        # w^i[dy + s // 2, dx + s // 2] for the key's offset (dy, dx) = k − q, then Eq. 8's
+        # gamma^i and beta^i (in a module, so that they come after W^K in state_dict)
         self.position = nn.ParameterDict({"w": nn.Parameter(torch.zeros(h, s, s))})
+        if reparam:
+            nn.init.uniform_(self.position["w"], -1 / s, 1 / s)
+            self.position["gamma"] = nn.Parameter(torch.zeros(h))
+            self.position["beta"] = nn.Parameter(torch.zeros(h))
         self.to_v = nn.Linear(D, D, bias=bias)
         self.to_q = nn.Linear(D, D, bias=bias)
         self.proj = nn.Linear(D, D, bias=bias) if proj else None
@@ -115,7 +127,7 @@ class AFTConv(nn.Module):
         v = v.permute(0, 3, 1, 2).reshape(b, h, c, height, width)
         ek = torch.exp(k - k.amax(dim=(2, 3), keepdim=True))  # exp(K^i), max cancels
         ekv = ek[:, :, None] * v  # [B, h, c, H, W]
-        kernel = torch.expm1(self.position["w"])[:, None]  # exp(w^i) − 1: [h, 1, s, s]
+        kernel = torch.expm1(self.kernels())[:, None]  # exp(w^i) − 1: [h, 1, s, s]
         pad = self.s // 2
         local_kv = F.conv2d(ekv.reshape(b, h * c, height, width),
                             kernel.repeat_interleave(c, dim=0), padding=pad, groups=h * c)
@@ -125,3 +137,12 @@ class AFTConv(nn.Module):
         context = (num / den[:, :, None]).reshape(b, d, height, width).permute(0, 2, 3, 1)
         y = torch.sigmoid(q) * context
         return self.proj(y) if self.proj is not None else y
+
+    def kernels(self) -> torch.Tensor:
+        """w^i for every head, [h, s, s]: reparameterised by Eq. 8, or as learned."""
+        w = self.position["w"]
+        if not self.reparam:
+            return w
+        p = self.position
+        mean, std = w.mean(dim=(1, 2), keepdim=True), w.std(dim=(1, 2), keepdim=True)
+        return p["gamma"][:, None, None] * (w - mean) / std + p["beta"][:, None, None]
