@@ -30,9 +30,9 @@ class Axis:
     # one back)
     parts: tuple[Axis, ...] = ()
     # a free axis cut into windows whose grid is not ⌈n / step⌉ positions (a padding that
-    # is not (k − 1) / 2): each cut's (kernel, stride, padding, dilation, ceil mode). Its
-    # size differs from the axis it came from at run time: operands differing here do not
-    # join.
+    # is not (k − 1) / 2): each cut's (kernel, stride, padding, dilation, ceil mode); or
+    # padded at its end to a multiple m, ("pad", m). Its size differs from the axis it came
+    # from at run time: operands differing here do not join.
     windows: tuple[tuple[int, int, int, int, bool], ...] = ()
 
     def __str__(self) -> str:

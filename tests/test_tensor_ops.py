@@ -775,11 +775,24 @@ def test_pad_appends_zeros_padded_marks_them_and_crop_cuts_them_off(h, w, m):
     ("crop(x, H W)", "wrong-arity"),
     ("crop(x, rows, H)", "axis-mismatch"),  # rows has no H
     ("crop(x, maxpool(x, 2), H)", "axis-mismatch"),  # another grid of H
+    # a padded axis is longer at run time than the axis it came from (it joined, and
+    # failed only when the module ran); crop brings it back
+    ("x * pad(x, H W, multiple = 3)", "axis-mismatch"),
+    ("where(padded(x, W, multiple = 2), x, x)", "axis-mismatch"),
 ])
 def test_pad_and_crop_check_their_axes(text, code):
     inputs = """input  x: [B, C, H, W]
     input  rows: [B, N] bool"""
     assert output_error(text, inputs) == code
+
+
+@pytest.mark.parametrize("text", ["x * crop(pad(x, H W, multiple = 3), x, H W)",
+                                  "x * pad(x, H W, multiple = 1)"])
+def test_a_padded_axis_joins_its_own_once_cropped_or_padded_to_one(text):
+    m = attnspec.compile_text(f"attention A(C: int) {{\n input x: [B, C, H, W]\n output {text}\n}}",
+                              C=2)
+    x = torch.randn(1, 2, 4, 5)
+    torch.testing.assert_close(m(x), x * x)
 
 
 DISPLACEMENT = """
@@ -847,6 +860,9 @@ def test_pooling_runs_over_the_trailing_axes_it_names(text, expected):
     ("maxpool(x, 2, over = H)", "axis-mismatch"),  # not trailing
     ("maxpool(x, 2, over = Z)", "axis-mismatch"),
     ("maxpool(x, 2, over = C H W)", "axis-mismatch"),  # C has a fixed size
+    # torch's limit: a window holds at least one place of the map (it failed at run time)
+    ("avgpool(x, 3, stride = 3, padding = 2)", "shape"),
+    ("maxpool(x, 1, padding = 1)", "shape"),
 ])
 def test_pooling_checks_the_axes_it_runs_over(text, code):
     assert output_error(text, "input  x: [B, C, H, W]") == code
@@ -905,3 +921,48 @@ def test_length_counts_the_unpadded_positions_and_index_reads_a_run_time_axis():
 def test_length_and_index_along_an_axis_are_checked(edit):
     with pytest.raises(attnspec.SpecError):
         attnspec.compile_text(LENGTHS.replace(*edit), D=2)
+
+
+SHUFFLE = """
+attention Shuffle(C: int) {
+    input  x: [B, C, H, W]
+    output shuffle(x, AXIS, groups = 3)
+}
+"""
+
+
+@pytest.mark.parametrize("axis", ["C", "H"])
+def test_shuffle_reads_the_axis_as_groups_rows_and_writes_it_by_columns(axis):
+    m = attnspec.compile_text(SHUFFLE.replace("AXIS", axis), C=6)
+    x = torch.randn(2, 6, 6, 1)
+    dim = 1 if axis == "C" else 2
+    expected = x.index_select(dim, torch.tensor([0, 2, 4, 1, 3, 5]))
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=0)
+
+
+def test_shuffle_of_an_axis_known_at_run_time_names_it_when_the_groups_do_not_divide_it():
+    # it was torch's unflatten error, naming no axis
+    m = attnspec.compile_text(SHUFFLE.replace("AXIS", "H"), C=2)
+    with pytest.raises(runtime.InputShapeError, match="axis H .* multiple of 3"):
+        m(torch.randn(1, 2, 5, 4))
+
+
+# each of these passed the checker and failed only when the module ran, in torch's words
+@pytest.mark.parametrize("text, code", [
+    ("conv(x, over = W)", "axis-mismatch"),  # T and H neither convolved nor channels
+    ("patches(x, C, kernel = 5, as = K)", "zero-size"),  # no window of 5 in C = 4
+    ("length(x, over = C) >> dropout(p = 0.2, channels = true)", "shape"),  # [B]: no channels
+    ("padded(x, C, multiple = 2) >> batchnorm", "wrong-type"),  # a bool mask
+    ("padded(x, C, multiple = 2) >> linear(3)", "wrong-type"),
+])
+def test_layers_check_what_torch_would_refuse_at_run_time(text, code):
+    assert output_error(text, "input  x: [B, C, T, H, W]") == code
+
+
+def test_dropping_whole_channels_of_a_vector_drops_its_numbers():
+    m = attnspec.compile_text("attention A(C: int) {\n input x: [B, C]\n"
+                              " output x >> dropout(p = 0.5, channels = true)\n}", C=64)
+    y = m.train()(torch.ones(8, 64))
+    # per sample and channel, 0 or 2 (torch's Dropout1d took the batch for the channels)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert not (y == y[:, :1]).all(dim=1).any()

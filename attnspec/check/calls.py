@@ -389,6 +389,10 @@ class Calls:
             return self.error("wrong-type", f"`{op.name}` takes real tensors, not the complex "
                               f"{next(t for t in types if t.dtype == 'complex')}", layer.span,
                               "a spectrum goes back to real values with irfft(...)")
+        if op.build is not None and any(t.dtype == "bool" for t in types):
+            return self.error("wrong-type", f"`{op.name}` takes real tensors, not the bool "
+                              f"{next(t for t in types if t.dtype == 'bool')}", layer.span,
+                              "a mask selects with where(mask, a, b)")
         try:
             out = op.infer(types, layer.config)
             attrs = dict(layer.config)

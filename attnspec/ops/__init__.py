@@ -214,6 +214,10 @@ def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int =
         return window_count(n, kernel, stride, padding, dilation, ceil)
 
     size = None if axis.size is None else grid(axis.size)
+    if size is not None and size < 1:
+        raise OpError(f"windows of {kernel} (dilation {dilation}, padding {padding}) do not "
+                      f"fit in axis {axis.name} of size {axis.size}", code="zero-size",
+                      axis=axis.name)
     reach = dilation * (kernel - 1) + 2 * padding + 2 * stride
     keeps = all(grid(n) == -(-n // stride) for n in range(1, reach + 1))
     windows = axis.windows if axis.size is not None or keeps else \
@@ -221,9 +225,19 @@ def windowed(axis: Axis, kernel: int, stride: int, padding: int, dilation: int =
     return replace(axis, size=size, step=axis.step * stride, windows=windows)
 
 
+def padded_axis(axis: Axis, multiple: int) -> Axis:
+    """`axis` with zeros appended up to its next multiple: a fixed size grows; a free size
+    that may grow is marked (Axis.windows), since it then differs from the axis's own."""
+    if axis.size is not None:
+        return replace(axis, size=-(-axis.size // multiple) * multiple)
+    return axis if multiple == 1 else replace(axis, windows=axis.windows + (("pad", multiple),))
+
+
 def _extent(a: Axis) -> str:
     if not a.windows:
         return "its positions" if a.step == 1 else f"every {_nth(a.step)} position"
+    if a.windows[-1][0] == "pad":
+        return f"padded to a multiple of {a.windows[-1][1]}"
     k, s, p, d, ceil = a.windows[-1]
     extra = (f", stride {s}" if s != 1 else "") + (f", dilation {d}" if d != 1 else "") + \
         (", the last one partial" if ceil else "")

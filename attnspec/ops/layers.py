@@ -241,6 +241,12 @@ def _conv(types, cfg):
         raise OpError(f"conv runs over 1 to 3 axes, not {len(over) or 'none'}; the tensor "
                       f"is {t}", arg="over", hint="name the axes it slides over: "
                       "conv(t, kernel = k, over = C) is ECA's, across the channels")
+    if len(t.axes) - 2 > len(over):  # axes neither convolved nor the channels
+        raise OpError(f"conv over {' '.join(over)} of {t} leaves "
+                      f"{' '.join(t.names[2:len(t.axes) - len(over)])} between the channels "
+                      f"and the axes it slides over", arg="over", code="axis-mismatch",
+                      hint="slide over every axis after the channels, or merge the others "
+                           "into the channel axis first")
     t = _strided(t, over, cfg)
     if len(t.axes) - 1 > len(over):
         return t.replace_axis(t.axes[1].name, Axis(t.axes[1].name, cfg["out"]))
@@ -414,13 +420,16 @@ def _dropout_type(types, cfg):
     if not 0 <= cfg["p"] < 1:
         raise OpError(f"dropout's p must be in [0, 1), not {cfg['p']}", arg="p")
     if cfg["channels"]:
+        if len(types[0].axes) < 2:
+            raise OpError(f"dropout of whole channels needs a channel axis (axis 1), which "
+                          f"{types[0]} lacks", arg="channels")
         _at_most_three_after_channels(types[0], "dropout", "drops")
     return types[0]
 
 
 def _dropout(a):
     nn = _nn()
-    if not a["channels"]:
+    if not a["channels"] or a["dims"] == 0:  # [B, C]: a channel is one number
         return nn.Dropout(a["p"])
     return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[max(1, a["dims"])](a["p"])
 

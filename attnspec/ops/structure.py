@@ -23,6 +23,7 @@ from . import (
     broadcast,
     joined_axis,
     op,
+    padded_axis,
     two_tensors,
     window_count,
     windowed,
@@ -374,8 +375,12 @@ def _take(types, cfg):
 
 
 def _shuffle_emit(em, n, args):
-    i = em.type(n.inputs[0]).index(n.attrs["axis"])
-    x = em.method(args[0], "unflatten", i, (n.attrs["groups"], -1))
+    t, axis, groups = em.type(n.inputs[0]), n.attrs["axis"], n.attrs["groups"]
+    i = t.index(axis)
+    if t.axis(axis).size is None:  # known at run time: groups that do not divide it name it
+        x = em.call(_runtime().split_axis, args[0], i, (groups, -1), axis)
+    else:
+        x = em.method(args[0], "unflatten", i, (groups, -1))
     return em.method(em.method(x, "transpose", i, i + 1), "flatten", i, i + 1)
 
 
@@ -532,8 +537,8 @@ def _pad(types, cfg):
     if t.dtype != "float":
         raise OpError(f"pad appends zeros to a real tensor, not {t}", code="wrong-type",
                       hint="padded(x, ...) marks the places pad appends")
-    return TensorType(tuple(replace(a, size=_padded(a.size, cfg["multiple"])) if i in dims
-                            else a for i, a in enumerate(t.axes)), t.dtype)
+    return replace(t, axes=tuple(padded_axis(a, cfg["multiple"]) if i in dims else a
+                                 for i, a in enumerate(t.axes)))
 
 
 @op(name="padded", **_padding("padding_mask"),
@@ -542,9 +547,8 @@ def _pad(types, cfg):
 def _padded_mask(types, cfg):
     t = types[0]
     dims = _pad_config(t, cfg, "padded")
-    return TensorType((t.axes[0], *(replace(t.axes[d], size=_padded(t.axes[d].size,
-                                                                     cfg["multiple"]))
-                                    for d in dims)), "bool")
+    return TensorType((t.axes[0], *(padded_axis(t.axes[d], cfg["multiple"]) for d in dims)),
+                      "bool")
 
 
 @op(name="crop", inputs=2, params=(Param("axes", "axes"),),

@@ -46,6 +46,9 @@ def _window_pool(name, fn, doc):
         if not isinstance(cfg["kernel"], int) or cfg["kernel"] < 1:
             raise OpError(f"kernel must be a positive integer, not {cfg['kernel']!r}",
                           arg="kernel")
+        if not 0 <= 2 * cfg["padding"] <= cfg["kernel"]:  # torch's limit: no window of pads
+            raise OpError(f"{name}'s padding must be from 0 to half the kernel "
+                          f"({cfg['kernel']}), not {cfg['padding']}", arg="padding")
         fixed = [t.axis(a) for a in over if t.axis(a).size is not None]
         if fixed:  # pooling would change a size the spec fixed
             raise OpError(f"{name} would pool axis {fixed[0].name}, whose size is fixed at "
