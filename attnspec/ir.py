@@ -33,7 +33,7 @@ class Axis:
     # is not (k − 1) / 2): each cut's (kernel, stride, padding, dilation, ceil mode); or
     # padded at its end to a multiple m, ("pad", m). Its size differs from the axis it came
     # from at run time: operands differing here do not join.
-    windows: tuple[tuple[int, int, int, int, bool], ...] = ()
+    windows: tuple[tuple[int, int, int, int, bool] | tuple[str, int], ...] = ()
 
     def __str__(self) -> str:
         return self.name if self.size is None else f"{self.name}={self.size}"

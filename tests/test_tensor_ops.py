@@ -966,3 +966,20 @@ def test_dropping_whole_channels_of_a_vector_drops_its_numbers():
     # per sample and channel, 0 or 2 (torch's Dropout1d took the batch for the channels)
     assert set(y.unique().tolist()) == {0.0, 2.0}
     assert not (y == y[:, :1]).all(dim=1).any()
+
+
+@pytest.mark.parametrize("layer, call", [("standardise(H)", "standardise(x, H)"),
+                                         ("shift(W, by = 1)", "shift(x, W, by = 1)"),
+                                         ("split(C, G c) >> take(G, 1)",
+                                          "take(split(x, C, G c), G, 1)")])
+def test_a_layer_names_its_one_axis_as_the_call_does(layer, call):
+    # a lone axis name after `>>` was read as an unknown tensor
+    text = "attention A(C: int, G: int = 2) {{\n input x: [B, C, H, W]\n output {}\n}}"
+    x = torch.randn(2, 4, 3, 5)
+    as_layer = attnspec.compile_text(text.format(f"x >> {layer}"), C=4)(x)
+    torch.testing.assert_close(as_layer, attnspec.compile_text(text.format(call), C=4)(x))
+
+
+@pytest.mark.parametrize("text", ["x >> standardise(xx, H)", "x >> softmax(xx, over = H)"])
+def test_an_unknown_name_before_the_settings_is_still_an_unknown_tensor(text):
+    assert output_error(text, "input  x: [B, C, H, W]") == "unknown-name"

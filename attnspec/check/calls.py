@@ -11,7 +11,7 @@ from ..ir import Axis, TensorType
 from ..ops import COMPLEX_OPS, OPS, REQUIRED, SCALAR_FUNCTIONS, OpError
 from ..ops.tensors import POINTWISE
 from ..source import Span
-from ..spec import Attention, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
+from ..spec import Attention, Axes, BinOp, Bool, Call, IfElse, Name, Number, UnaryOp, article
 from ..values import (
     POISON,
     UNKNOWN,
@@ -229,7 +229,8 @@ class Calls:
         only_tensors = op.kind == "reduce" or not op.params  # nothing else to pass first
         while rest and (op.inputs == -1 or len(tensors) < op.inputs):
             first = only_tensors and not tensors
-            if not first and not _maybe_tensor(rest[0], self.env):
+            if not first and (not _maybe_tensor(rest[0], self.env) or
+                              _names_an_axis(op, rest, e, self.env)):
                 break
             v = self.value(rest[0])
             if v is POISON:
@@ -452,6 +453,23 @@ def _maybe_tensor(e, env) -> bool:
         return e.id not in (*PUBLIC_OPS, *SPECIAL, *SCALAR_FUNCTIONS) if e.id not in env else \
             not isinstance(env[e.id], (int, float, str, Word)) and env[e.id] is not UNKNOWN
     return isinstance(e, (Call, BinOp, IfElse, UnaryOp)) and not _is_scalar_expr(e, env)
+
+
+def _names_an_axis(op, args, call: Call, env) -> bool:
+    """Is the unknown name leading `args` the operator's first setting, an axis, rather
+    than a tensor (`x >> standardise(H)`, `take(G, 0)`)? Only when every argument left
+    fits a setting given by position: `standardise(xx, H)` reports `xx` unknown."""
+    if not isinstance(args[0], Name) or args[0].id in env:
+        return False
+    params = [p for p in op.params if not p.keyword]
+    if len(args) > len(params) or params[0].kind not in ("axes", "word", "sized_axes") or \
+            any(kw.name in (p.name for p in params[:len(args)]) for kw in call.kwargs):
+        return False
+    for p, a in zip(params, args):
+        names = isinstance(a, (Name, Axes)) and (not isinstance(a, Name) or a.id not in env)
+        if names != (p.kind in ("axes", "word", "sized_axes")):
+            return False
+    return True
 
 
 def _is_scalar_expr(e, env) -> bool:
