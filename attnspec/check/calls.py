@@ -449,8 +449,7 @@ class Calls:
 def _maybe_tensor(e, env) -> bool:
     """Could this argument be a tensor (so an operator's input) rather than a setting?"""
     if isinstance(e, Name):  # an unknown name is taken as a tensor, to report it as unknown
-        # (a function's name is not a tensor: a position table's axis `offsets`)
-        return e.id not in (*PUBLIC_OPS, *SPECIAL, *SCALAR_FUNCTIONS) if e.id not in env else \
+        return e.id not in PUBLIC_OPS if e.id not in env else \
             not isinstance(env[e.id], (int, float, str, Word)) and env[e.id] is not UNKNOWN
     return isinstance(e, (Call, BinOp, IfElse, UnaryOp)) and not _is_scalar_expr(e, env)
 
