@@ -89,15 +89,20 @@ OPS["sum_of"] = Op(name="sum_of", doc="t_1 + ... + t_K: a sum over a stacked axi
                        lambda a, b: em.call(operator.add, a, b), args))
 
 
+def _unflatten(em, x, dim: int, sizes: tuple, axis: str, at_run_time: bool):
+    """x's axis `dim` split into `sizes` (-1: the rest). For an axis known only at run
+    time, through runtime.split_axis: sizes that do not divide it are an error naming it."""
+    if at_run_time:
+        return em.call(_runtime().split_axis, x, dim, sizes, axis)
+    return em.method(x, "unflatten", dim, sizes)
+
+
 def _emit_split(em, n, args):
     axis = n.attrs["axis"]
     dim, sizes = em.type(n.inputs[0]).index(axis), tuple(s for _, s in n.attrs["sizes"])
-    if None not in sizes:
-        return em.method(args[0], "unflatten", dim, sizes)
-    # an axis known at run time: the new axis without a size takes the rest, and a size
-    # that does not divide is an error naming the axis
-    return em.call(_runtime().split_axis, args[0], dim, tuple(-1 if s is None else s
-                                                              for s in sizes), axis)
+    # known at run time, the new axis without a size takes the rest
+    return _unflatten(em, args[0], dim, tuple(-1 if s is None else s for s in sizes), axis,
+                      None in sizes)
 
 
 def _split_sizes(ins, t, a):
@@ -375,12 +380,9 @@ def _take(types, cfg):
 
 
 def _shuffle_emit(em, n, args):
-    t, axis, groups = em.type(n.inputs[0]), n.attrs["axis"], n.attrs["groups"]
+    t, axis = em.type(n.inputs[0]), n.attrs["axis"]
     i = t.index(axis)
-    if t.axis(axis).size is None:  # known at run time: groups that do not divide it name it
-        x = em.call(_runtime().split_axis, args[0], i, (groups, -1), axis)
-    else:
-        x = em.method(args[0], "unflatten", i, (groups, -1))
+    x = _unflatten(em, args[0], i, (n.attrs["groups"], -1), axis, t.axis(axis).size is None)
     return em.method(em.method(x, "transpose", i, i + 1), "flatten", i, i + 1)
 
 
