@@ -128,7 +128,7 @@ def _run_sample(module, ir, text: str | None):
     import torch
 
     from . import count
-    from .runtime import InputShapeError
+    from .runtime import AxisTooShortError, InputShapeError
 
     for free in SAMPLE_SIZES if text is None else (None,):
         shape = _input_shape(text, ir, free)
@@ -140,21 +140,21 @@ def _run_sample(module, ir, text: str | None):
         with torch.no_grad():
             try:
                 return shape, extra, bindings, _forward(ir, module, shape, extra)
+            except (AxisTooShortError, RuntimeError) as err:  # a map under a pool: torch's
+                if text is None and free != SAMPLE_SIZES[-1]:  # or ours, naming the axis
+                    continue  # a larger sample
+                why = str(err) if isinstance(err, AxisTooShortError) else \
+                    f"the module cannot run on it: {str(err).strip().splitlines()[0]}"
+                if text is None:  # a pool of 256 needs more than any sample
+                    raise UsageError(f"the module runs on none of the sample inputs, up to "
+                                     f"{_shape_text(shape)}: {why}; give one with "
+                                     f"--input-shape") from None
+                raise UsageError(f"--input-shape {_shape_text(shape)}: {why}") from None
             except InputShapeError as err:  # a size the spec fixes only at run time
                 if text is None:
                     raise UsageError(f"the sample input {_shape_text(shape)}: {err}; give "
                                      f"one with --input-shape") from None
                 raise UsageError(f"--input-shape {_shape_text(shape)}: {err}") from None
-            except RuntimeError as err:  # torch refuses the sizes (a map under a pool)
-                if text is None and free != SAMPLE_SIZES[-1]:
-                    continue  # a larger sample
-                first = str(err).strip().splitlines()[0]
-                if text is None:  # a pool of 256 needs more than any sample
-                    raise UsageError(f"the module runs on none of the sample inputs, up to "
-                                     f"{_shape_text(shape)}: {first}; give one with "
-                                     f"--input-shape") from None
-                raise UsageError(f"--input-shape {_shape_text(shape)}: the module cannot run "
-                                 f"on it: {first}") from None
 
 
 def _forward(ir, module, shape: tuple[int, ...], extra: list):

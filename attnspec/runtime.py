@@ -33,6 +33,11 @@ class InputShapeError(ValueError):
     """A tensor given to a compiled module does not fit the spec's declared axes."""
 
 
+class AxisTooShortError(InputShapeError):
+    """An axis is shorter, where an operator cuts it into windows, than one window: the input
+    is too small for the module (a larger one may fit)."""
+
+
 class InputTypeError(TypeError):
     """A value given to a compiled module is not a tensor of the declared kind (a float
     tensor for a float input, a bool tensor for a mask)."""
@@ -120,6 +125,17 @@ def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> 
                               f"not split into parts of {whole}: it must be a multiple of "
                               f"{whole}")
     return x.unflatten(dim, sizes)
+
+
+def windows_fit(x: torch.Tensor, axes: tuple[tuple[int, str], ...], need: int,
+                where: str) -> torch.Tensor:
+    """x; an error naming the axis when one of `axes` ((dim, name), ...) has fewer than the
+    `need` positions (the padding counted) that one window of the operator `where` takes."""
+    for d, name in axes:
+        if x.shape[d] < need:
+            raise AxisTooShortError(f"axis {name} (dim {d}) has size {x.shape[d]} at {where}, "
+                                    f"whose windows need at least {need} positions")
+    return x
 
 
 def _to_multiple(n: int, multiple: int) -> int:

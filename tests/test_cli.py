@@ -54,12 +54,14 @@ def test_compile_runs_a_definition_with_a_second_input(capsys):
 
 
 def test_an_input_too_small_for_the_module_is_a_usage_error_without_a_traceback(capsys):
-    # SANet pools the map by 2 first: a 1 × 1 map leaves nothing (torch's error, in the
-    # generated forward, which GraphModule's __call__ would print as a traceback)
+    # SANet pools the map by 2 first: a 1 × 1 map leaves nothing. The module says which
+    # axis and which pool (torch's error names neither, and GraphModule's __call__ would
+    # print it as a traceback)
     code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "--input-shape", "1,16,1,1")
     assert code == 2 and "Traceback" not in err + out
-    assert err.startswith("attnspec: error: --input-shape 1×16×1×1: the module cannot run "
-                          "on it: ")
+    assert err.startswith("attnspec: error: --input-shape 1×16×1×1: axis H (dim 2) has size 1 "
+                          "at `avgpool` (sanet.attn:")
+    assert err.rstrip().endswith("whose windows need at least 2 positions")
 
 
 def test_compile_without_an_input_shape_runs_a_sample_large_enough(capsys):
@@ -111,7 +113,7 @@ def test_compile_runs_the_module_when_the_meta_device_cannot(capsys, monkeypatch
     assert code == 0, err
     assert "output  [B, C=16, H, W]  → 2×16×5×6" in out
     code, out, err = run(capsys, "compile", "sanet", "-p", "C=16", "--input-shape", "1,16,1,1")
-    assert code == 2 and "the module cannot run on it" in err
+    assert code == 2 and "axis H (dim 2) has size 1" in err
 
 
 def test_compile_prints_every_output(capsys):

@@ -50,7 +50,43 @@ def test_tiny_and_wrong_input_shapes_are_refused_clearly(spec, capsys):
     for shape in shapes:
         code, text = compile_with(capsys, spec, base, "--input-shape",
                                   ",".join(map(str, shape)))
+        # exit 2 names the axis: torch's own refusal ("cannot run on it") names none
         assert code in (0, 1, 2) and "Traceback" not in text, (shape, text)
+        assert "cannot run on it" not in text, (shape, text)
+
+
+# A window cut from an axis whose size the spec leaves free: an input too small for it is
+# an error naming the axis and the operator's line (torch says "Output size is too small"
+# or "maximum size for tensor at dimension 2 is 1"); one just large enough runs.
+WINDOWS = [  # (input, expression, the axis, the smallest size that fits)
+    ("[B, C, H, W]", "upsample(avgpool(x, 3), x)", "H", 3),
+    ("[B, C, H, W]", "upsample(maxpool(x, 4, padding = 1), x)", "H", 2),
+    ("[B, C, H, W]", "upsample(avgpool(x, 3, stride = 2, ceil = true), x)", "H", 3),
+    ("[B, C, H, W]", "upsample(conv(x, 4, kernel = 5, padding = 0), x)", "H", 5),
+    ("[B, C, H, W]", "upsample(conv(x, 4, kernel = 3, dilation = 2, padding = 1), x)", "H", 3),
+    ("[B, N, C]", "mean(patches(x, N, kernel = 3, as = K), K)", "N", 3),
+    ("[B, C, H, W]", "mean(patches(x, H W, kernel = 4, padding = 1, as = K), K)", "H", 2),
+    ("[B, C, H, W]", "upsample(avgpool(avgpool(x, 2), 2), x)", "H", 4),
+]
+
+
+@pytest.mark.parametrize("decl, expr, axis, fits", WINDOWS)
+def test_an_axis_shorter_than_a_window_is_named(decl, expr, axis, fits, tmp_path, capsys):
+    spec = tmp_path / "w.attn"
+    spec.write_text(f"attention A(C: int = 4) {{\n    input  x: {decl}\n"
+                    f"    output {expr}\n}}\n")
+
+    def shape(n):  # the axis at n, the others large enough
+        return ",".join("4" if a == "C" else str(n if a == axis else 9)
+                        for a in decl.strip("[]").split(", "))
+
+    code = cli.main(["compile", str(spec), "--input-shape", shape(fits)])
+    assert code == 0, capsys.readouterr()
+    capsys.readouterr()
+    code = cli.main(["compile", str(spec), "--input-shape", shape(fits - 1)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"axis {axis} (dim" in err and "w.attn:3:" in err, err
+    assert "whose windows need at least" in err and "Traceback" not in err
 
 
 # Every operator, as a call on a tensor and as a layer after `>>`, with settings drawn from

@@ -12,6 +12,7 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ..ir import Axis, TensorType
@@ -194,6 +195,19 @@ def joined_axis(p: Axis, q: Axis) -> Axis:
                       hint="a padding of (kernel − 1) / 2 keeps the size; crop(t, x, ...) "
                            "cuts a grid to x's")
     return replace(p, size=size)
+
+
+def windows_fit(em, n, x, axes, kernel: int, padding: int, dilation: int = 1):
+    """x, checked at run time to hold one window along each of `axes` whose size the spec
+    leaves free: torch's own error ("Output size is too small") names no axis. A size the
+    spec fixes is checked when the spec is (`windowed`)."""
+    t = em.type(n.inputs[0])
+    need = dilation * (kernel - 1) + 1 - 2 * padding
+    free = tuple((t.index(a), a) for a in axes if t.axis(a).size is None)
+    if need <= 1 or not free:
+        return x
+    where = f"`{n.op}` ({Path(n.span.file).name}:{n.span.line}:{n.span.col})"
+    return em.call(_runtime().windows_fit, x, free, need, where)
 
 
 def window_count(n: int, kernel: int, stride: int, padding: int, dilation: int = 1,

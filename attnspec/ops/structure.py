@@ -27,6 +27,7 @@ from . import (
     two_tensors,
     window_count,
     windowed,
+    windows_fit,
 )
 
 
@@ -594,6 +595,13 @@ def _window_config(cfg, what: str) -> tuple[int, int, int]:
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's padding_mode
 
 
+def _emit_patches(em, n, x):
+    a, t = n.attrs, em.type(n.inputs[0])
+    x = windows_fit(em, n, x, a["axes"], a["kernel"], a["padding"])
+    return em.call(_runtime().patches, x, tuple(t.index(axis) for axis in a["axes"]),
+                   a["kernel"], a["stride"], a["padding"], a["padding_mode"], tuple(a["axes"]))
+
+
 @op(name="patches", params=(Param("axes", "axes"), Param("kernel", "int"),
                             Param("stride", "int", 1), Param("padding", "int", 0),
                             Param("as", "word"),
@@ -602,11 +610,7 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's pad
         "with zeros, or reflected, replicated or wrapped around): a new axis of the k^n "
         "kernel positions, row-major, before the first grid axis; the grid axes become the "
         "windows' grid",
-    emit=lambda em, n, args: em.call(
-        _runtime().patches, args[0], tuple(em.type(n.inputs[0]).index(a)
-                                           for a in n.attrs["axes"]),
-        n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"], n.attrs["padding_mode"],
-        tuple(n.attrs["axes"])),
+    emit=lambda em, n, args: _emit_patches(em, n, args[0]),
     sizes=lambda ins, t, a: {**ins[0], a["as"]: a["kernel"] ** len(a["axes"]),
                              **{x: window_count(ins[0].get(x, 1), a["kernel"], a["stride"],
                                                  a["padding"]) for x in a["axes"]}})

@@ -19,6 +19,7 @@ from . import (
     two_tensors,
     window_count,
     windowed,
+    windows_fit,
 )
 from .structure import _named_axis
 
@@ -66,17 +67,18 @@ def _window_pool(name, fn, doc):
         dims = len(over)
         k, stride = n.attrs["kernel"], n.attrs.get("stride") or n.attrs["kernel"]
         pad = n.attrs.get("padding", 0)
+        x = windows_fit(em, n, args[0], over, k, pad)
         if k == 1 and not pad:  # a window of one: every stride-th element, a view
-            return em.call(operator.getitem, args[0], (slice(None),) * (len(t.axes) - dims)
+            return em.call(operator.getitem, x, (slice(None),) * (len(t.axes) - dims)
                            + (slice(None, None, stride),) * dims)
         # an average leaves the padding out of each window's mean
         mean_of_inside = {"count_include_pad": False} if pad and fn == "avg_pool" else {}
         ceil = {"ceil_mode": True} if n.attrs.get("ceil") else {}
         if len(t.axes) == dims + 2:  # [B, channels, pooled axes]: torch's own layout
-            return em.call(getattr(_F(), f"{fn}{dims}d"), args[0], k, stride, pad,
+            return em.call(getattr(_F(), f"{fn}{dims}d"), x, k, stride, pad,
                            **mean_of_inside, **ceil)
         # the axes before the pooled ones, other than the batch, as one channel axis
-        return em.call(_runtime().pool_over, args[0], f"{fn}{dims}d", dims, k, stride, pad,
+        return em.call(_runtime().pool_over, x, f"{fn}{dims}d", dims, k, stride, pad,
                        **mean_of_inside, **ceil)
 
     def sizes(ins, t, attrs):
