@@ -89,9 +89,8 @@ def check_shared_axes(tensors, names, axes) -> None:
 class _ContiguousGradient(torch.autograd.Function):
     """The identity, whose backward hands on the gradient contiguous. Written with
     `setup_context` so that torch.func's transforms (grad, vmap: per-sample gradients)
-    can run it; as an identity it needs no vmap rule of its own. No `jvp`: dynamo
-    refuses a Function that has one, and torch.compile of training matters more than
-    forward mode."""
+    can run it; as an identity it needs no vmap rule of its own. No `jvp`: dynamo refuses
+    to trace a Function that has one (torch.compile of training)."""
 
     generate_vmap_rule = True
 
@@ -108,12 +107,22 @@ class _ContiguousGradient(torch.autograd.Function):
         return grad.contiguous()
 
 
+class _ContiguousGradientForward(_ContiguousGradient):
+    """The same with forward mode (torch.func.jvp, jacfwd, Hessians), for eager runs."""
+
+    @staticmethod
+    def jvp(ctx, tangent: torch.Tensor) -> torch.Tensor:
+        return tangent  # the identity's
+
+
 def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:
     """x unchanged; its gradient reaches the layer before contiguous. Guards BatchNorm
     from a torch 2.13 CPU bug: its backward at batch size 1 returns a wrong input
     gradient when the gradient it receives is strided as an einsum's or a matmul's
     backward leaves it (tests/test_lowering.py)."""
-    return _ContiguousGradient.apply(x)
+    if torch.compiler.is_compiling():  # what dynamo traces
+        return _ContiguousGradient.apply(x)
+    return _ContiguousGradientForward.apply(x)
 
 
 def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> torch.Tensor:

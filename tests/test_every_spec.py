@@ -11,6 +11,7 @@ import torch
 from counting import flops_both_ways  # tests/counting.py
 from test_equivalence import _outputs  # a module's outputs as a tuple
 from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnspec
 from attnspec import count
@@ -290,6 +291,38 @@ def test_per_sample_gradients_with_torch_func(spec):
         torch.testing.assert_close(batched[1][i], alone[1], atol=1e-5, rtol=1e-4)
         for k in params:
             torch.testing.assert_close(batched[0][k][i], alone[0][k], atol=1e-5, rtol=1e-4)
+
+
+def test_forward_mode_agrees_with_backward(spec):
+    # torch.func.jvp (forward mode, as jacfwd and Hessians use it) gives J·v, backward
+    # gives uᵀJ: their contractions uᵀ(J·v) and (uᵀJ)·v are one number, for tangents of
+    # the input and of every parameter at once (float64)
+    _, ir, m = spec
+    m = m.double().eval()
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    buffers = dict(m.named_buffers())
+    x = sample(ir, batch=2, free=4).double()
+
+    def f(p, t):
+        return _outputs(functional_call(m, (p, buffers), (t,)))[0]
+
+    g = torch.Generator().manual_seed(1)
+    tangents = ({k: torch.randn(v.shape, generator=g, dtype=v.dtype)
+                 for k, v in params.items()},
+                torch.randn(x.shape, generator=g, dtype=x.dtype))
+    if any(n.op == "sample" for n in ir.nodes()):  # torch has no forward derivative of
+        # grid_sampler_2d (F.grid_sample)
+        with pytest.raises(NotImplementedError, match="grid_sampler_2d"):
+            torch.func.jvp(f, (params, x), tangents)
+        return
+    # nor of its fused CPU attention kernel: forward mode takes the math one
+    with sdpa_kernel(SDPBackend.MATH):
+        y, jv = torch.func.jvp(f, (params, x), tangents)
+    u = torch.randn(y.shape, generator=g, dtype=y.dtype)
+    ju_p, ju_x = torch.func.vjp(f, params, x)[1](u)
+    backward = (ju_x * tangents[1]).sum() + sum((ju_p[k] * tangents[0][k]).sum()
+                                                for k in params)
+    torch.testing.assert_close((u * jv).sum(), backward, rtol=1e-9, atol=1e-9)
 
 
 def test_a_wrong_input_names_the_axis(spec):
