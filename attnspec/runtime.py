@@ -138,8 +138,8 @@ def split_axis(x: torch.Tensor, dim: int, sizes: tuple[int, ...], axis: str) -> 
 
 def windows_fit(x: torch.Tensor, axes: tuple[tuple[int, str], ...], need: int,
                 where: str) -> torch.Tensor:
-    """x; an error naming the axis when one of `axes` ((dim, name), ...) has fewer than the
-    `need` positions (the padding counted) that one window of the operator `where` takes."""
+    """x; an error naming the axis when one of `axes` ((dim, name), ...) is shorter than
+    `need`, the positions one window of the operator `where` takes beside its padding."""
     for d, name in axes:
         if x.shape[d] < need:
             raise AxisTooShortError(f"axis {name} (dim {d}) has size {x.shape[d]} at {where}, "

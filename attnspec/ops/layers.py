@@ -195,7 +195,7 @@ def _shift_init(conv):
 def _emit_conv(em, n, args):
     a, t = n.attrs, em.type(n.inputs[0])
     k, d = a["kernel"], a["dilation"]
-    over = t.names[len(t.axes) - max(a["dims"], 1):]  # the trailing axes it slides over
+    over = t.names[len(t.axes) - a["dims"]:]  # the trailing axes it slides over
     x = windows_fit(em, n, args[0], over, k, a.get("padding", d * (k - 1) // 2), d)
     if not n.attrs["channels"]:  # a map with no channel axis is one channel
         x = em.method(x, "unsqueeze", 1)
