@@ -1132,7 +1132,7 @@ def pair_bias(table: torch.Tensor, q_sizes, k_sizes, longest: int,
 
 
 def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
-            padding: int, padding_mode: str = "zeros", names=()) -> torch.Tensor:
+            padding: int, padding_mode: str = "zeros") -> torch.Tensor:
     """The kernel^n windows of x along one or two `dims`, every stride-th: a new axis of
     the window's positions (row-major, F.unfold's order) before the first of them, the
     dims becoming the windows' grid. F.unfold on [B, rest, dims] (its backward is ~5×
@@ -1150,12 +1150,6 @@ def patches(x: torch.Tensor, dims: tuple[int, ...], kernel: int, stride: int,
     lead, grid = moved.shape[:len(rest) + 1], moved.shape[len(rest) + 1:]
     flat = moved.reshape(lead[0], -1, *grid, *[1] * (2 - len(dims)))  # F.unfold's two axes
     out = [(n + 2 * padding - kernel) // stride + 1 for n in grid]
-    if padding_mode == "reflect":  # a reflection needs positions beyond the padding
-        for d, name in zip(dims, names):
-            if x.shape[d] <= padding:
-                raise InputShapeError(f"axis {name} (dim {d}) has size {x.shape[d]}: windows "
-                                      f"reflected at the border by {padding} need more than "
-                                      f"{padding} positions")
     # a line is a column of width 1: no window, padding or stride across it
     size, pad, step = ((kernel, 1), (padding, 0), (stride, 1)) if len(dims) == 1 else \
         ((kernel,) * 2, (padding,) * 2, (stride,) * 2)

@@ -67,6 +67,11 @@ WINDOWS = [  # (input, expression, the axis, the smallest size that fits)
     ("[B, N, C]", "mean(patches(x, N, kernel = 3, as = K), K)", "N", 3),
     ("[B, C, H, W]", "mean(patches(x, H W, kernel = 4, padding = 1, as = K), K)", "H", 2),
     ("[B, C, H, W]", "upsample(avgpool(avgpool(x, 2), 2), x)", "H", 4),
+    # a border reflected by p needs p + 1 positions, one wrapped around p
+    ("[B, C, H, W]", "mean(patches(x, H W, kernel = 3, padding = 2, padding_mode = reflect, "
+                     "as = K), K)", "H", 3),
+    ("[B, C, H, W]", "mean(patches(x, H W, kernel = 3, padding = 3, padding_mode = circular, "
+                     "as = K), K)", "H", 3),
 ]
 
 

@@ -197,12 +197,14 @@ def joined_axis(p: Axis, q: Axis) -> Axis:
     return replace(p, size=size)
 
 
-def windows_fit(em, n, x, axes, kernel: int, padding: int, dilation: int = 1):
+def windows_fit(em, n, x, axes, kernel: int, padding: int, dilation: int = 1,
+                at_least: int = 0):
     """x, checked at run time to hold one window along each of `axes` whose size the spec
-    leaves free: torch's own error ("Output size is too small") names no axis. A size the
-    spec fixes is checked when the spec is (`windowed`)."""
+    leaves free, and `at_least` positions (what a border padded by reflection needs):
+    torch's own error ("Output size is too small") names no axis. A size the spec fixes
+    is checked when the spec is (`windowed`)."""
     t = em.type(n.inputs[0])
-    need = dilation * (kernel - 1) + 1 - 2 * padding
+    need = max(dilation * (kernel - 1) + 1 - 2 * padding, at_least)
     free = tuple((t.index(a), a) for a in axes if t.axis(a).size is None)
     if need <= 1 or not free:
         return x

@@ -593,13 +593,17 @@ def _window_config(cfg, what: str) -> tuple[int, int, int]:
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's padding_mode
+# The positions a border padded by p needs (F.pad): a reflection mirrors p positions past
+# the edge one, a wrap takes p from the other end; zeros and copies of the edge need none.
+BORDER_NEEDS = {"reflect": lambda p: p + 1, "circular": lambda p: p}
 
 
 def _emit_patches(em, n, x):
     a, t = n.attrs, em.type(n.inputs[0])
-    x = windows_fit(em, n, x, a["axes"], a["kernel"], a["padding"])
+    border = BORDER_NEEDS.get(a["padding_mode"], lambda p: 0)(a["padding"])
+    x = windows_fit(em, n, x, a["axes"], a["kernel"], a["padding"], at_least=border)
     return em.call(_runtime().patches, x, tuple(t.index(axis) for axis in a["axes"]),
-                   a["kernel"], a["stride"], a["padding"], a["padding_mode"], tuple(a["axes"]))
+                   a["kernel"], a["stride"], a["padding"], a["padding_mode"])
 
 
 @op(name="patches", params=(Param("axes", "axes"), Param("kernel", "int"),
