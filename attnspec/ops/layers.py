@@ -435,7 +435,7 @@ def _dropout(a):
     nn = _nn()
     if not a["channels"] or a["dims"] == 0:  # [B, C]: a channel is one number
         return nn.Dropout(a["p"])
-    return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[max(1, a["dims"])](a["p"])
+    return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[a["dims"]](a["p"])
 
 
 @op(name="drop_path", kind="layer", params=(Param("p", "float", 0.0),),
