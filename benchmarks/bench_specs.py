@@ -33,10 +33,21 @@ faults a call more than the other for the same kernels (eca fwd+bwd 0.6x). stead
 therefore turns off glibc's use of mmap and heap trimming, so freed memory stays in the
 process, as with a caching allocator. --system-malloc leaves glibc alone.
 
+With --memory, nothing is timed: each module's memory is read from the CPU allocator's
+record of every allocation and free (torch.profiler, profile_memory), one call after a
+warm-up, so the numbers are exact and the same on every run: the peak of the eval
+forward; what a train-mode forward leaves allocated (its output and the tensors autograd
+saves for the backward: the activation memory of training); and the peak of the forward
+and backward. Memory that existed before the call (input, weights) is not counted. The
+last also depends on the order in which autograd runs the backward's nodes (which follows
+the order the forward created them), so two modules saving the same tensors can differ
+there by a gradient buffer.
+
 The thread count is fixed (torch.set_num_threads, default 1, see --threads) and printed.
 Exit code: 0; 1 if any ratio exceeds --max-ratio (1.05) unless --no-fail; 2 on a mismatch.
 
-    python benchmarks/bench_specs.py [--quick] [--only NAME ...] [--no-fail] [--threads N]
+    python benchmarks/bench_specs.py [--quick] [--memory] [--only NAME ...] [--no-fail]
+                                     [--threads N]
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.benchmark import Timer
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -429,21 +441,67 @@ def bench(pair: Pair, threads: int, rounds: int, block_seconds: float) -> dict:
     return times
 
 
-HEADER = ("spec", "shape", "fwd ms compiled", "fwd ms hand-written", "ratio",
-          "fwd+bwd ms compiled", "fwd+bwd ms hand-written", "ratio")
+def allocated_bytes(fn) -> tuple[int, int]:
+    """(peak, kept): the most bytes that tensors allocated while fn runs hold at once (its
+    temporaries and result; in training also what autograd saves, and the gradients), and
+    the bytes still held when it returns, its result alive. What existed before (the input,
+    the weights) is not counted. Read from the CPU allocator's record of every allocation
+    and free, which torch.profiler keeps with a timestamp (the kineto results, as torch's
+    own memory profiler reads them): exact, nothing sampled."""
+    fn()  # warm-up: lazily built buffers (position tables) are not a call's memory
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    del result
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    held = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):  # stable: ties keep their order
+        held += event.nbytes()
+        peak = max(peak, held)
+    return peak, held
 
 
-def row(spec: str, shape: tuple, times: dict) -> list[str]:
+def measure_memory(pair: Pair) -> dict:
+    """{kind: (compiled bytes, reference bytes)} for the kinds of MEMORY_KINDS."""
+    sides = []
+    for module in (pair.compiled, pair.reference):
+        timed = statements(module, pair.x, pair.g, pair.extra)
+        module.eval()
+        fwd = allocated_bytes(timed["fwd"][1])[0]
+        module.train()
+        saved = allocated_bytes(lambda m=module: m(pair.x, **pair.extra))[1]
+        sides.append((fwd, saved, allocated_bytes(timed["fwd+bwd"][1])[0]))
+    return dict(zip(MEMORY_KINDS, zip(*sides)))
+
+
+# The columns of a table: what is measured, and its (unit, scale from seconds or bytes,
+# digits). Memory: the peak of an eval forward; what a train-mode forward leaves allocated
+# for the backward (its output and the tensors autograd saves); the peak of a forward and
+# backward, which also depends on the order in which autograd runs the backward's nodes.
+TIME_KINDS, MEMORY_KINDS = ("fwd", "fwd+bwd"), ("fwd", "saved", "fwd+bwd")
+UNITS = {"time": ("ms", 1e3, 2), "memory": ("MB", 1e-6, 2)}
+
+
+def header(measure: str) -> list[str]:
+    unit = UNITS[measure][0]
+    kinds = MEMORY_KINDS if measure == "memory" else TIME_KINDS
+    return ["spec", "shape"] + [f"{kind} {unit} {who}" if who else "ratio" for kind in kinds
+                                for who in ("compiled", "hand-written", "")]
+
+
+def row(spec: str, shape: tuple, values: dict, measure: str = "time") -> list[str]:
+    """A table row; values: {kind: (compiled, reference)} in seconds or bytes."""
+    _, scale, digits = UNITS[measure]
     cells = [spec, "x".join(map(str, shape))]
-    for kind in ("fwd", "fwd+bwd"):
-        comp, ref = times[kind]
-        cells += [f"{comp * 1e3:.2f}", f"{ref * 1e3:.2f}", f"{comp / ref:.3f}"]
+    for comp, ref in values.values():
+        cells += [f"{comp * scale:.{digits}f}", f"{ref * scale:.{digits}f}",
+                  f"{comp / ref:.3f}" if ref else "-"]
     return cells
 
 
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [list(HEADER), *rows]) for i in range(len(HEADER))]
-    for r in [list(HEADER), ["-" * w for w in widths], *rows]:
+def print_table(rows: list[list[str]], measure: str = "time") -> None:
+    head = header(measure)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, ["-" * w for w in widths], *rows]:
         print("  ".join(c.rjust(w) if i > 1 else c.ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths))).rstrip())
 
@@ -459,6 +517,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--system-malloc", action="store_true",
                     help="do not tune glibc malloc (see the docstring)")
     ap.add_argument("--rounds", type=int, help="timing rounds per statement")
+    ap.add_argument("--memory", action="store_true",
+                    help="measure peak memory instead of time (one call per statement)")
     return ap.parse_args(argv)
 
 
@@ -467,20 +527,23 @@ def _rounds(args: argparse.Namespace) -> int:
 
 
 def run(cases: list[Case], args: argparse.Namespace) -> tuple[list, list, list]:
-    """Check and time each case: (table rows, (spec, kind, ratio) list, mismatched specs)."""
+    """Check and time (or measure the memory of) each case: (table rows, (spec, kind,
+    ratio) list, mismatched specs)."""
     rounds = _rounds(args)
     block = QUICK_BLOCK_SECONDS if args.quick else BLOCK_SECONDS
+    measure = "memory" if args.memory else "time"
     rows, ratios, failed = [], [], []
     for case in cases:
         pair = build(case, args.quick)
         problem = mismatch(pair)
         if problem:
             failed.append(case.name)
-            print(f"{case.name}: MISMATCH, not timed: {problem}", file=sys.stderr)
+            print(f"{case.name}: MISMATCH, not measured: {problem}", file=sys.stderr)
             continue
-        times = bench(pair, args.threads, rounds, block)
-        rows.append(row(case.name, tuple(pair.x.shape), times))
-        ratios += [(case.name, kind, c / r) for kind, (c, r) in times.items()]
+        values = (measure_memory(pair) if args.memory
+                  else bench(pair, args.threads, rounds, block))
+        rows.append(row(case.name, tuple(pair.x.shape), values, measure))
+        ratios += [(case.name, kind, c / r) for kind, (c, r) in values.items() if r]
     return rows, ratios, failed
 
 
@@ -491,12 +554,14 @@ def main(argv: list[str] | None = None) -> int:
     saved_threads, start = torch.get_num_threads(), time.perf_counter()
     torch.set_num_threads(args.threads)
     try:
+        how = ("memory of one call, from the allocator's record" if args.memory
+               else f"{_rounds(args)} interleaved rounds, median")
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {malloc}, "
-              f"{_rounds(args)} interleaved rounds, median; ratio = compiled / hand-written")
+              f"{how}; ratio = compiled / hand-written")
         rows, ratios, failed = run(cases, args)
     finally:
         torch.set_num_threads(saved_threads)
-    print_table(rows)
+    print_table(rows, "memory" if args.memory else "time")
     print(f"({time.perf_counter() - start:.0f} s)")
     slow = [f"{s} {k} {q:.3f}" for s, k, q in ratios if q > args.max_ratio]
     if slow:

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_specs.py"
 SPECS = ("se", "mhsa")
@@ -19,16 +20,47 @@ def bench():
     return module
 
 
-def test_quick_run_prints_a_row_per_spec(bench, capsys):
-    argv = ["--quick", "--no-fail", "--rounds", "2", "--system-malloc"]
+def _table(bench, capsys, *args: str) -> tuple[str, list[list[str]]]:
+    """A quick run on SPECS: its table's header line and its rows, split into cells."""
+    argv = ["--quick", "--no-fail", "--system-malloc", *args]
     for name in SPECS:
         argv += ["--only", name]
     assert bench.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("spec "))
     rows = [line.split() for line in lines[header + 2:]]
-    rows = [r for r in rows if r and r[0] in bench.REFERENCES]
+    return lines[header], [r for r in rows if r and r[0] in bench.REFERENCES]
+
+
+def test_quick_run_prints_a_row_per_spec(bench, capsys):
+    _, rows = _table(bench, capsys, "--rounds", "2")
     assert [r[0] for r in rows] == list(SPECS)
     for r in rows:
-        assert len(r) == len(bench.HEADER), r
+        assert len(r) == len(bench.header("time")) == 8, r
         assert all(float(c) > 0 for c in r[2:]), r
+
+
+def test_memory_run_prints_three_measures_per_spec(bench, capsys):
+    header, rows = _table(bench, capsys, "--memory")
+    assert "saved MB hand-written" in header
+    assert [r[0] for r in rows] == list(SPECS)
+    for r in rows:
+        assert len(r) == len(bench.header("memory")) == 11, r
+        assert all(float(c) > 0 for c in r[2:]), r
+
+
+def test_allocated_bytes_reads_every_allocation_and_free(bench):
+    def fn():
+        a = torch.empty(1000)  # 4000 bytes
+        b = torch.empty(2000)  # 8000 bytes: 12000 held
+        del a
+        c = torch.empty(500)  # 2000 bytes: 10000 held
+        return b, c
+
+    assert bench.allocated_bytes(fn) == (12000, 10000)
+
+
+def test_allocated_bytes_leaves_out_what_existed_before(bench):
+    before = torch.ones(10_000)
+    assert bench.allocated_bytes(lambda: before.zero_()) == (0, 0)
+    assert bench.allocated_bytes(lambda: before * before) == (40_000, 40_000)
