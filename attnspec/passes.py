@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 
 from .ir import IR, RETURNED, Node
+from .ops import _align_plan
 
 
 def fuse(ir: IR) -> IR:
     """Every rewrite, in order: the IR the lowering turns into code."""
-    fused = split_unnormalised_sums(unstack_sums(copy.deepcopy(ir)))
+    fused = split_unnormalised_sums(unstack_products(unstack_sums(copy.deepcopy(ir))))
     fused = fuse_local(fuse_factorised(fuse_causal_pool(fold_position_scales(fused))))
     fused = fuse_blocked(fuse_halo(fuse_banded(fuse_criss_cross(fused))))
     fused = fuse_linear(fuse_sdpa(fused))
@@ -175,6 +176,42 @@ def _unstacked(ir: IR, stack: Node, user: Node) -> tuple[list[str], Node] | None
     return [user.name, total.name], Node(total.name, "weighted_sum",
                                          (weights.name, *stack.inputs), total.type,
                                          total.role, total.span, attrs)
+
+
+def unstack_products(ir: IR) -> IR:
+    """A stack (`stack(t_1, ..., t_K, as = K)`) used only in a product with a tensor v
+    that has the axis K: stack(t_1, ..., t_K) * v → stack(t_1 · v[K = 1], ..., t_K ·
+    v[K = K]). The products are stacked instead of the factors, so no stacked (and, for
+    factors of different axes, broadcast) copy of the t_i is made, and the product saves
+    the t_i as they are for its backward: Shuffle Attention's two gates, one a vector per
+    channel, stacked over the feature map; EPSA's four branches under their weights."""
+    for stack in [n for n in ir.nodes() if n.op == "stack" and len(n.inputs) > 1]:
+        users = ir.users(stack.name)
+        product = ir.node(users[0]) if users[0] != RETURNED else None
+        if len(users) != 1 or product is None or product.op != "arith" or \
+                product.attrs["op"] != "*" or len(product.inputs) != 2 or \
+                product.inputs[0] == product.inputs[1]:
+            continue
+        side = product.inputs.index(stack.name)
+        other = ir.node(product.inputs[1 - side])
+        axis = stack.attrs["as"]
+        if product.attrs.get(("left", "right")[side]) is not None or \
+                axis not in other.type.names or other.type.axis(axis).size != len(stack.inputs):
+            continue  # the stack is lined up by a plan, or v is the same for every t_i
+        rest = product.type.without(axis)
+        parts = [ir.node(name).type for name in stack.inputs]
+        full = {a.name for a in rest.axes if a.size != 1}
+        def covered(t): return {a.name for a in t.axes if a.size != 1}  # noqa: E306
+        attrs = {"plan": product.attrs.get(("left", "right")[1 - side]),
+                 "dim": product.type.index(axis),
+                 "plans": tuple(_align_plan(t, rest) for t in parts),
+                 # a product short of an axis (neither factor has it) is broadcast to
+                 # the others' before they are stacked
+                 "broadcast": any(full - covered(t) - covered(other.type) for t in parts)}
+        ir.replace([stack.name, product.name],
+                   Node(product.name, "stacked_products", (other.name, *stack.inputs),
+                        product.type, product.role, product.span, attrs))
+    return ir
 
 
 def _aggregates_of_weights(ir: IR) -> list[Node]:

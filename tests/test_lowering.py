@@ -487,6 +487,40 @@ attention A(C: int) {
     fused_equals_dense(ir, (2, 4, 3, 5))
 
 
+@pytest.mark.parametrize("source, params, shape", [
+    ("specs/shuffle.attn", dict(C=32, G=4), (2, 32, 5, 6)),
+    # the first product lacks H and W (neither its gate nor its weight has them): it is
+    # broadcast to the second's before the two are stacked
+    ("""
+attention A(C: int) {
+    let    K = 2
+    input  x: [B, C, H, W]
+    let    z = split(x, C, K c)                                     # [B, K=2, c, H, W]
+    let    w = sigmoid(split(mean(x, H W), C, K c))                 # [B, K=2, c]
+    output stack(mean(take(z, K, 0), H W), take(z, K, 1), as = K) * w
+}""", dict(C=8), (2, 8, 3, 5)),
+])
+def test_a_stack_times_a_tensor_stacks_the_products_instead(source, params, shape):
+    # no stacked copy of the factors (Shuffle Attention's gates: the channel gate is not
+    # broadcast over the map), and the product saves the factors as they are
+    from attnspec.passes import fuse
+
+    ir = attnspec.build_ir(source, **params)
+    fused = [n.op for n in fuse(ir).nodes()]
+    assert "stacked_products" in fused and "stack" not in fused
+    fused_equals_dense(ir, shape)
+
+
+def test_a_stack_times_a_tensor_without_its_axis_keeps_the_stack():
+    ir = attnspec.build_ir("""
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    output stack(relu(x), tanh(x), as = K) * mean(x, H W)
+}""", C=4)
+    assert "stack" in _fused_ops(ir) and "stacked_products" not in _fused_ops(ir)
+    fused_equals_dense(ir, (2, 4, 3, 5))
+
+
 @pytest.mark.parametrize("pad_shape, axis", [((2, 6), "N"), ((3, 5), "B")])
 def test_inputs_sharing_an_axis_must_agree_on_its_size(pad_shape, axis):
     m = attnspec.load("mhsa", D=16, M=2)
