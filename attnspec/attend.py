@@ -937,15 +937,18 @@ def _emit_local(em, n: Node, args):
                             "unsqueeze", 2)  # [1, M, 1, P]
     else:
         q = to_heads(em, term[0], em.type(inputs[0]), a["q_tokens"], a["q_feature"], a["heads"])
-        if a["term"] == "E2_offsets":  # the query's own map: one logit per offset
-            weights = _scaled(em, q, a)
-        else:  # E2_table: the query against each offset's learned vector
-            weights = em.call(runtime.offset_vectors_local, q, _scaled(em, term[1], a))
+        # E2_offsets: the query's own map, a logit per offset; E2_table: the query against
+        # each offset's learned vector, which offset_vectors_window reads
+        weights = _scaled(em, q, a) if a["term"] == "E2_offsets" else None
+        table = _scaled(em, term[1], a) if a["term"] == "E2_table" else None
     g = kv_heads(a)
     v = to_heads(em, value, em.type(inputs[-1]), a["q_tokens"], a["v_feature"], g,
                  keys_first=True)  # [B, G, d, N]
-    y = em.call(runtime.window_aggregate, weights, v, em.sizes(a["sizes_of"], a["q_tokens"]),
-                a["radii"])  # [B, M, d, N]
+    grid = em.sizes(a["sizes_of"], a["q_tokens"])
+    if weights is None:
+        y = em.call(runtime.offset_vectors_window, q, table, v, grid, a["radii"])
+    else:
+        y = em.call(runtime.window_aggregate, weights, v, grid, a["radii"])  # [B, M, d, N]
     return from_heads(em, em.method(y, "transpose", -1, -2), n.type, a["q_tokens"],
                       a["v_feature"], a["heads"], a["sizes_of"])
 
@@ -958,9 +961,14 @@ def _local_flops(ins, out, a, b):
     keys = math.prod(b.get(t, 1) for t in a["q_tokens"])
     # runtime.window_aggregate: a window as large as the map goes dense, [Q, K]
     flops = 2 * queries * a["heads"] * min(points, keys) * dv
-    if a["term"] == "E2_table":  # each query against every offset's vector
-        flops += 2 * queries * a["heads"] * points * (width(ins[0], a["q_feature"], b)
-                                                      // a["heads"])
+    if a["term"] == "E2_table":  # each query against every offset's vector, or against
+        # each key's (runtime.offset_vectors_window)
+        from .runtime import pairs_first
+
+        table = ins[1].axes[-1].size
+        first = pairs_first(queries // keys, a["heads"], keys, table, a["radii"])
+        flops += 2 * queries * a["heads"] * (keys if first else points) * (
+            width(ins[0], a["q_feature"], b) // a["heads"])
     return flops
 
 

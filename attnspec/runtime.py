@@ -912,6 +912,39 @@ def offset_vectors_local(q: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bmqd,pmd->bmqp", q, rows)
 
 
+def offset_vectors_window(q: torch.Tensor, table: torch.Tensor, v: torch.Tensor, grid,
+                          radii) -> torch.Tensor:
+    """window_aggregate of E2 on a learned table per offset (offset_vectors_local's
+    logits), except where a window covers the map and the table gathered for every (query,
+    key) pair is smaller than the batch's logits of every offset: then each pair gets its
+    offset's vector first, and a query meets only the keys there are (the lambda layer's
+    23 × 23 scope on a 14 × 14 map: 196 products a query, not 529, and no [B, M, Q, 529]
+    logits to keep for the backward)."""
+    if not pairs_first(q.shape[0], q.shape[1], v.shape[-1], table.shape[-1], radii):
+        return window_aggregate(offset_vectors_local(q, table), v, grid, radii)
+    m, d = q.shape[1], q.shape[-1]
+    index, inside = offset_index(grid, grid, (1,) * len(radii), radii, q.device)
+    pairs = table.unflatten(-1, (-1, d))[index] * inside[..., None, None].to(table.dtype)
+    g = pairs.shape[-2]  # [Q, K, G, d]: heads m·G/M .. share group g's vectors
+    logits = torch.einsum("bghqd,qkgd->bghqk", q.unflatten(1, (g, m // g)), pairs)
+    return _dense_aggregate(logits.flatten(1, 2), v)
+
+
+def pairs_first(batch: int, heads: int, keys: int, width: int, radii) -> bool:
+    """Whether offset_vectors_window gathers the table per pair: the window covers the map
+    and Q·K·width (the gathered table; Q = K) < B·M·Q·P (every offset's logits)."""
+    points = _product(2 * r + 1 for r in radii)
+    return points >= keys and keys * width < batch * heads * points
+
+
+def _dense_aggregate(dense: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """dense [B, M, Q, K] weights against v [B, G, d, K]; head m reads value head
+    m // (M / G) → [B, M, d, Q]."""
+    g, m = v.shape[1], dense.shape[1]
+    y = torch.einsum("bghqk,bgdk->bghdq", dense.unflatten(1, (g, m // g)), v)
+    return y.flatten(1, 2)
+
+
 def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> torch.Tensor:
     """y[b, m, :, q] = Σ_p weights[b, m, q, p] · v[b, g(m), :, q + p]: weights [B or 1, M,
     Q or 1, P], one per joint offset p within the radii (row-major, as `offsets`); values
@@ -925,8 +958,7 @@ def window_aggregate(weights: torch.Tensor, v: torch.Tensor, grid, radii) -> tor
     if _product(2 * r + 1 for r in radii) >= n:
         steps = (1,) * len(radii)
         dense = offset_maps(weights.expand(-1, -1, n, -1), grid, grid, steps, radii)
-        y = torch.einsum("bghqk,bgdk->bghdq", dense.unflatten(1, (g, m // g)), v)
-        return y.flatten(1, 2)
+        return _dense_aggregate(dense, v)
     kernel = [2 * r + 1 for r in radii] + [1] * (2 - len(radii))  # F.unfold's two axes
     maps = v.reshape(b, g * d, *grid, *[1] * (2 - len(grid)))
     if m == g and weights.shape[0] == weights.shape[2] == 1:

@@ -521,6 +521,20 @@ attention A(C: int) {
     fused_equals_dense(ir, (2, 4, 3, 5))
 
 
+@pytest.mark.parametrize("batch, pairs", [(1, False), (8, True)])
+def test_a_window_covering_the_map_gathers_the_offset_table_per_pair_when_smaller(batch,
+                                                                                  pairs):
+    # the lambda layer's 9 × 9 scope on an 8 × 8 map: the table gathered for the 64 × 64
+    # pairs (64 · 64 · 16 numbers) against the logits of all 81 offsets (B · 4 · 64 · 81)
+    from attnspec.runtime import pairs_first
+
+    assert pairs_first(batch, 4, 64, 16, (4, 4)) == pairs
+    ir = attnspec.build_ir("specs/lambda_layer.attn", C=16, k=16, h=4, r=9)
+    assert "local_aggregate" in _fused_ops(ir)
+    fused_equals_dense(ir, (batch, 16, 8, 8))
+    assert_fused_flops_are_counted(ir, (batch, 16, 8, 8))
+
+
 @pytest.mark.parametrize("pad_shape, axis", [((2, 6), "N"), ((3, 5), "B")])
 def test_inputs_sharing_an_axis_must_agree_on_its_size(pad_shape, axis):
     m = attnspec.load("mhsa", D=16, M=2)
