@@ -323,9 +323,11 @@ def restrict(logits: torch.Tensor, pad: torch.Tensor | None, causal: bool,
 
 
 def standardise(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
-    """(x − mean) / (std + eps) over `dims`, the standard deviation unbiased."""
+    """(x − mean) / (std + eps) over `dims`, the standard deviation unbiased. The std is
+    taken of the centred x (the same number): the backward then keeps only the centred
+    tensor, not x as well (SGE: a map fewer saved per layer)."""
     centred = x - x.mean(dims, keepdim=True)
-    return centred / (x.std(dims, keepdim=True) + eps)
+    return centred / (centred.std(dims, keepdim=True) + eps)
 
 
 def criss_cross(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):

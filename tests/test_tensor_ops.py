@@ -983,3 +983,17 @@ def test_a_layer_names_its_one_axis_as_the_call_does(layer, call):
 @pytest.mark.parametrize("text", ["x >> standardise(xx, H)", "x >> softmax(xx, over = H)"])
 def test_an_unknown_name_before_the_settings_is_still_an_unknown_tensor(text):
     assert output_error(text, "input  x: [B, C, H, W]") == "unknown-name"
+
+
+def test_standardise_keeps_only_the_centred_tensor_for_the_backward():
+    # SGE's standardised map: keeping its input besides the centred map as well would
+    # hold one more map per layer until the backward
+    x = torch.randn(4, 8, 5, dtype=torch.float64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = runtime.standardise(x * 2, (1, 2), 1e-5)
+    maps = {t.untyped_storage().data_ptr() for t in saved if t.numel() == x.numel()}
+    assert len(maps) == 1
+    z = x * 2 - (x * 2).mean((1, 2), keepdim=True)
+    torch.testing.assert_close(y, z / (z.std((1, 2), keepdim=True) + 1e-5), rtol=1e-12,
+                               atol=1e-12)
