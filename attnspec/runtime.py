@@ -520,17 +520,23 @@ def halo_sdpa(q, k, v, sizes, size: int, halo: int, scale: float, zeros: bool,
     M, blocks, L, S]."""
     n, span = len(sizes), size + 2 * halo
     blocks = [-(-s // size) for s in sizes]
-    queries = _blocks_of(q, sizes, blocks, size)  # [B, M, W, L, d]
+    queries = _blocks_of(q, sizes, blocks, size) * scale  # [B, M, W, L, d]
     keys, values = (_windows_of(t, sizes, blocks, size, halo) for t in (k, v))  # [.., S, d]
-    logits = torch.matmul(queries * scale, keys.transpose(-1, -2))  # [B, M, W, L, S]
+    logits = torch.matmul(queries, keys.transpose(-1, -2))  # [B, M, W, L, S]
     if rows is not None:
-        p = queries if p is None else _blocks_of(p, sizes, blocks, size)
-        logits = logits + _halo_relative(p, rows, size, span)
+        if p is None:  # the queries' own E2: the scaled queries, against the table unscaled
+            # to match, so that the backward keeps one copy of the queries, not two
+            p, rows = queries, rows / scale
+        else:
+            p = _blocks_of(p, sizes, blocks, size)
+        # in place: the matmul's backward does not read its result, and a new [B, M, W,
+        # L, S] tensor beside the two would raise the forward's peak by one of them
+        logits.add_(_halo_relative(p, rows, size, span))
     if bias is not None:
-        logits = logits + bias.unsqueeze(2)
+        logits.add_(bias.unsqueeze(2))
     if not zeros:  # the window's keys beyond the map are not keys
         inside = _windows_of(q.new_ones(1, 1, math.prod(sizes), 1), sizes, blocks, size, halo)
-        logits = logits.masked_fill(inside[0, 0, :, None, :, 0] == 0, float("-inf"))
+        logits.masked_fill_(inside[0, 0, :, None, :, 0] == 0, float("-inf"))
     weights = logits.softmax(-1)
     if dropout is not None and dropout.training and dropout.p:
         weights = F.dropout(weights, dropout.p)
@@ -882,8 +888,15 @@ def _axis_products(grid: torch.Tensor, tables, q_sizes, k_sizes) -> torch.Tensor
     letters = "xyz"[:n]
     parts = []
     for a, table in enumerate(tables):
-        table = _per_query_head(table.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
-        e = torch.einsum(f"{outer}{letters}d,{letters[a]}kmd->{outer}{letters}k", grid, table)
+        if table.shape[-1] == d:  # one table for every head: no head axis to batch over,
+            # so the einsum reads the grid as it is along the last axis (HaloNet: one
+            # copy of the queries fewer kept for the backward)
+            e = torch.einsum(f"{outer}{letters}d,{letters[a]}kd->{outer}{letters}k", grid,
+                             table)
+        else:
+            table = _per_query_head(table.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
+            e = torch.einsum(f"{outer}{letters}d,{letters[a]}kmd->{outer}{letters}k", grid,
+                             table)
         # einsum leaves its result permuted; a small copy here lets the sum below write
         # the logits contiguously, with no copy of them to flatten
         parts.append(e.contiguous())

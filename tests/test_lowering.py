@@ -983,3 +983,20 @@ def test_attentions_sharing_a_folded_input_read_its_sizes_after_the_fold_is_merg
                               if k.startswith(prefix)})
     x = torch.randn(2, 4, 6, 5)
     torch.testing.assert_close(two(x), parts[0](x) + parts[1](x))
+
+
+def test_haloed_blocks_keep_one_copy_of_the_queries_for_the_backward():
+    # HaloNet's relative logits read the scaled queries the product with the keys reads
+    # (against the table unscaled), the table shared by the heads without a head axis to
+    # batch over: the backward keeps the queries once, and one layout of them for the
+    # row-axis product, as the hand-written module does
+    b, m, d, size, halo = 2, 4, 8, 4, 1
+    q, k, v = (torch.randn(b, m, 64, d, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    rows = torch.randn(2 * size * (size + 2 * halo), d, dtype=torch.float64,
+                       requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        runtime.halo_sdpa(q, k, v, (8, 8), size, halo, d ** -0.5, True, rows=rows)
+    copies = {t.untyped_storage().data_ptr() for t in saved if t.numel() == q.numel()}
+    assert len(copies) == 2  # values agree with the dense form: the tests above
