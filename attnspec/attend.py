@@ -744,14 +744,19 @@ def _channels_first(t: TensorType, tokens, features) -> bool:
 
 
 def _aggregate_channels_first(em, n: Node, args):
-    """v [B, M, d, Nk] @ Aᵀ gives [B, M, d, Nq]: the output comes out contiguous in its
-    channels-first layout, with no transposed copy for the layer after it."""
+    """v [B, M, d, Nk] @ Aᵀ gives [B, M, d, Nq], channels-first (runtime.values_by_weights
+    picks the product's layout)."""
     a = n.attrs
     v = to_heads(em, args[1], em.type(n.inputs[1]), a["k_tokens"], a["v_feature"], kv_heads(a),
                  keys_first=True)
-    weights = args[0] if a.get("weights_transposed") else \
-        em.method(args[0], "transpose", -1, -2)
-    y = grouped_matmul(em, v, weights, kv_heads(a), a["heads"])
+    if a.get("weights_transposed") or kv_heads(a) not in (1, a["heads"]):
+        weights = args[0] if a.get("weights_transposed") else \
+            em.method(args[0], "transpose", -1, -2)
+        y = grouped_matmul(em, v, weights, kv_heads(a), a["heads"])
+    else:
+        from . import runtime
+
+        y = em.call(runtime.values_by_weights, v, args[0])
     y = em.method(y, "squeeze", 1) if a["heads"] == 1 else em.method(y, "flatten", 1, 2)
     tokens = a["q_tokens"]
     return y if len(tokens) == 1 else em.method(y, "unflatten", 2,

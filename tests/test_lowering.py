@@ -1000,3 +1000,18 @@ def test_haloed_blocks_keep_one_copy_of_the_queries_for_the_backward():
         runtime.halo_sdpa(q, k, v, (8, 8), size, halo, d ** -0.5, True, rows=rows)
     copies = {t.untyped_storage().data_ptr() for t in saved if t.numel() == q.numel()}
     assert len(copies) == 2  # values agree with the dense form: the tests above
+
+
+@pytest.mark.parametrize("keys, width", [(12, 4), (4, 12)])
+def test_values_by_weights_gives_the_weights_gradient_in_their_layout_when_they_are_larger(
+        keys, width):
+    # a softmax's backward copies a gradient that is not laid out as its output: with
+    # more keys than value channels that copy is the largest tensor of the backward
+    v = torch.randn(2, 3, width, keys, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, 5, keys, dtype=torch.float64, requires_grad=True)
+    y = runtime.values_by_weights(v, w)
+    torch.testing.assert_close(y, torch.einsum("bmdk,bmqk->bmdq", v, w))
+    with torch.no_grad():
+        torch.testing.assert_close(runtime.values_by_weights(v, w), y)
+    (grad,) = torch.autograd.grad(y, w, torch.randn_like(y))
+    assert grad.is_contiguous() == (keys > width)
