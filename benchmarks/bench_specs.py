@@ -35,13 +35,13 @@ process, as with a caching allocator. --system-malloc leaves glibc alone.
 
 With --memory, nothing is timed: each module's memory is read from the CPU allocator's
 record of every allocation and free (torch.profiler, profile_memory), one call after a
-warm-up, so the numbers are exact and the same on every run: the peak of the eval
-forward; what a train-mode forward leaves allocated (its output and the tensors autograd
-saves for the backward: the activation memory of training); and the peak of the forward
-and backward. Memory that existed before the call (input, weights) is not counted. The
-last also depends on the order in which autograd runs the backward's nodes (which follows
-the order the forward created them), so two modules saving the same tensors can differ
-there by a gradient buffer.
+warm-up, nothing sampled (oneDNN's own caches can move a row by a fraction of a MB
+between runs): the peak of the eval forward; what a train-mode forward leaves allocated
+(its output and the tensors autograd saves for the backward: the activation memory of
+training); and the peak of the forward and backward. Memory that existed before the call
+(input, weights) is not counted. The last also depends on the order in which autograd
+runs the backward's nodes (which follows the order the forward created them), so two
+modules saving the same tensors can differ there by a gradient buffer.
 
 The thread count is fixed (torch.set_num_threads, default 1, see --threads) and printed.
 Exit code: 0; 1 if any ratio exceeds --max-ratio (1.05) unless --no-fail; 2 on a mismatch.
@@ -447,7 +447,7 @@ def allocated_bytes(fn) -> tuple[int, int]:
     the bytes still held when it returns, its result alive. What existed before (the input,
     the weights) is not counted. Read from the CPU allocator's record of every allocation
     and free, which torch.profiler keeps with a timestamp (the kineto results, as torch's
-    own memory profiler reads them): exact, nothing sampled."""
+    own memory profiler reads them): nothing is sampled."""
     fn()  # warm-up: lazily built buffers (position tables) are not a call's memory
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
