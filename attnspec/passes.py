@@ -184,7 +184,7 @@ def unstack_products(ir: IR) -> IR:
     v[K = K]). The products are stacked instead of the factors, so no stacked (and, for
     factors of different axes, broadcast) copy of the t_i is made, and the product saves
     the t_i as they are for its backward: Shuffle Attention's two gates, one a vector per
-    channel, stacked over the feature map; EPSA's four branches under their weights."""
+    channel, were stacked over the whole feature map."""
     for stack in [n for n in ir.nodes() if n.op == "stack" and len(n.inputs) > 1]:
         users = ir.users(stack.name)
         product = ir.node(users[0]) if users[0] != RETURNED else None
@@ -200,18 +200,21 @@ def unstack_products(ir: IR) -> IR:
             continue  # the stack is lined up by a plan, or v is the same for every t_i
         rest = product.type.without(axis)
         parts = [ir.node(name).type for name in stack.inputs]
-        full = {a.name for a in rest.axes if a.size != 1}
-        def covered(t): return {a.name for a in t.axes if a.size != 1}  # noqa: E306
         attrs = {"plan": product.attrs.get(("left", "right")[1 - side]),
                  "dim": product.type.index(axis),
                  "plans": tuple(_align_plan(t, rest) for t in parts),
                  # a product short of an axis (neither factor has it) is broadcast to
                  # the others' before they are stacked
-                 "broadcast": any(full - covered(t) - covered(other.type) for t in parts)}
+                 "broadcast": any(_wide(rest) - _wide(t) - _wide(other.type) for t in parts)}
         ir.replace([stack.name, product.name],
                    Node(product.name, "stacked_products", (other.name, *stack.inputs),
                         product.type, product.role, product.span, attrs))
     return ir
+
+
+def _wide(t) -> set[str]:
+    """The axes of t longer than 1: those a product with t comes out with."""
+    return {a.name for a in t.axes if a.size != 1}
 
 
 def _aggregates_of_weights(ir: IR) -> list[Node]:

@@ -934,7 +934,7 @@ def values_by_weights(v: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     (K > d), as (weights @ vᵀ)ᵀ and a copy of that output: the backward then gives the
     weights' gradient laid out as they are, and a softmax's backward makes no contiguous
     copy of it (at 8×256×28×28, one [B, M, Q, K] tensor fewer at the peak of the forward
-    and backward: non-local 98 → 79 MB, and ~3% faster)."""
+    and backward: non-local 98 → 79 MB, and 2–4% faster)."""
     if weights.requires_grad and weights.shape[-1] > v.shape[-2]:
         return torch.matmul(weights, v.transpose(-1, -2)).transpose(-1, -2).contiguous()
     return torch.matmul(v, weights.transpose(-1, -2))
