@@ -162,20 +162,33 @@ def _unstacked(ir: IR, stack: Node, user: Node) -> tuple[list[str], Node] | None
     if user.op == "sum" and user.attrs["axes"] == (axis,):
         return [user.name], Node(user.name, "sum_of", stack.inputs, user.type, user.role,
                                  user.span)
-    if user.op != "arith" or user.attrs["op"] != "*" or len(user.inputs) != 2 or \
-            user.type.names != stack.type.names or len(ir.users(user.name)) != 1:
+    factor = _stack_factor(ir, stack, user)
+    if factor is None or user.type.names != stack.type.names or len(ir.users(user.name)) != 1:
         return None
+    weights, plan = factor
     total = ir.node(ir.users(user.name)[0]) if ir.users(user.name)[0] != RETURNED else None
-    side = user.inputs.index(stack.name)
-    weights = ir.node(user.inputs[1 - side])
-    if total is None or total.op != "sum" or total.attrs["axes"] != (axis,) or \
-            user.inputs[0] == user.inputs[1] or user.attrs.get(("left", "right")[side]) \
-            is not None or axis not in weights.type.names:  # the same w for every t_i
+    if total is None or total.op != "sum" or total.attrs["axes"] != (axis,):
         return None
-    attrs = {"plan": user.attrs.get(("left", "right")[1 - side]), "dim": stack.attrs["dim"]}
     return [user.name, total.name], Node(total.name, "weighted_sum",
                                          (weights.name, *stack.inputs), total.type,
-                                         total.role, total.span, attrs)
+                                         total.role, total.span,
+                                         {"plan": plan, "dim": stack.attrs["dim"]})
+
+
+def _stack_factor(ir: IR, stack: Node, user: Node) -> tuple[Node, dict | None] | None:
+    """When `user` multiplies the stack, as it lies (no plan lines it up), by a tensor v
+    that has the stacked axis at its full length (so t_i meets v's slice i): v, and the
+    plan that lines v up under the product. None for any other use, among them a v the
+    same for every t_i (the axis missing, or of length 1: it has no slice i > 0)."""
+    if user.op != "arith" or user.attrs["op"] != "*" or len(user.inputs) != 2 or \
+            user.inputs[0] == user.inputs[1]:
+        return None
+    side = user.inputs.index(stack.name)
+    other, axis = ir.node(user.inputs[1 - side]), stack.attrs["as"]
+    if user.attrs.get(("left", "right")[side]) is not None or \
+            axis not in other.type.names or other.type.axis(axis).size != len(stack.inputs):
+        return None
+    return other, user.attrs.get(("left", "right")[1 - side])
 
 
 def unstack_products(ir: IR) -> IR:
@@ -188,20 +201,15 @@ def unstack_products(ir: IR) -> IR:
     for stack in [n for n in ir.nodes() if n.op == "stack" and len(n.inputs) > 1]:
         users = ir.users(stack.name)
         product = ir.node(users[0]) if users[0] != RETURNED else None
-        if len(users) != 1 or product is None or product.op != "arith" or \
-                product.attrs["op"] != "*" or len(product.inputs) != 2 or \
-                product.inputs[0] == product.inputs[1]:
+        factor = None if len(users) != 1 or product is None else \
+            _stack_factor(ir, stack, product)
+        if factor is None:
             continue
-        side = product.inputs.index(stack.name)
-        other = ir.node(product.inputs[1 - side])
+        other, plan = factor
         axis = stack.attrs["as"]
-        if product.attrs.get(("left", "right")[side]) is not None or \
-                axis not in other.type.names or other.type.axis(axis).size != len(stack.inputs):
-            continue  # the stack is lined up by a plan, or v is the same for every t_i
         rest = product.type.without(axis)
         parts = [ir.node(name).type for name in stack.inputs]
-        attrs = {"plan": product.attrs.get(("left", "right")[1 - side]),
-                 "dim": product.type.index(axis),
+        attrs = {"plan": plan, "dim": product.type.index(axis),
                  "plans": tuple(_align_plan(t, rest) for t in parts),
                  # a product short of an axis (neither factor has it) is broadcast to
                  # the others' before they are stacked

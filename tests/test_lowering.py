@@ -487,6 +487,19 @@ attention A(C: int) {
     fused_equals_dense(ir, (2, 4, 3, 5))
 
 
+def test_a_weight_with_the_stacked_axis_of_length_one_keeps_the_stack():
+    # the same w for every t_i: it has no slice 1 to weigh t_2 by (this ran into
+    # "select(): index 1 out of range" before)
+    ir = attnspec.build_ir("""
+attention A(C: int) {
+    let    K = 2
+    input  x: [B, C, H, W]
+    output sum(stack(relu(x), tanh(x), as = K) * stack(mean(x, H W), as = K), K)
+}""", C=4)
+    assert "weighted_sum" not in _fused_ops(ir)
+    fused_equals_dense(ir, (2, 4, 3, 5))
+
+
 @pytest.mark.parametrize("source, params, shape", [
     ("specs/shuffle.attn", dict(C=32, G=4), (2, 32, 5, 6)),
     # the first product lacks H and W (neither its gate nor its weight has them): it is
