@@ -888,15 +888,14 @@ def _axis_products(grid: torch.Tensor, tables, q_sizes, k_sizes) -> torch.Tensor
     letters = "xyz"[:n]
     parts = []
     for a, table in enumerate(tables):
-        if table.shape[-1] == d:  # one table for every head: no head axis to batch over,
-            # so the einsum reads the grid as it is along the last axis (HaloNet: one
-            # copy of the queries fewer kept for the backward)
-            e = torch.einsum(f"{outer}{letters}d,{letters[a]}kd->{outer}{letters}k", grid,
-                             table)
-        else:
-            table = _per_query_head(table.unflatten(-1, (-1, d)), m)  # [nq, nk, M, d]
-            e = torch.einsum(f"{outer}{letters}d,{letters[a]}kmd->{outer}{letters}k", grid,
-                             table)
+        # one table for every head has no head axis to batch over, so the einsum reads
+        # the grid as it is along the last axis (HaloNet: one copy of the queries fewer
+        # kept for the backward); else [nq, nk, M, d]
+        shared = table.shape[-1] == d
+        heads = "" if shared else "m"
+        table = table if shared else _per_query_head(table.unflatten(-1, (-1, d)), m)
+        e = torch.einsum(f"{outer}{letters}d,{letters[a]}k{heads}d->{outer}{letters}k", grid,
+                         table)
         # einsum leaves its result permuted; a small copy here lets the sum below write
         # the logits contiguously, with no copy of them to flatten
         parts.append(e.contiguous())
