@@ -172,7 +172,19 @@ def _unstacked(ir: IR, stack: Node, user: Node) -> tuple[list[str], Node] | None
     return [user.name, total.name], Node(total.name, "weighted_sum",
                                          (weights.name, *stack.inputs), total.type,
                                          total.role, total.span,
-                                         {"plan": plan, "dim": stack.attrs["dim"]})
+                                         {"plan": plan, "dim": stack.attrs["dim"],
+                                          "copies": _slices(ir, stack.inputs)})
+
+
+def _slices(ir: IR, parts) -> tuple[int, ...]:
+    """The indices of the parts that are slices (take, part) of a tensor computed here.
+    The stack copied them; a product that keeps such a view for its backward keeps the
+    whole tensor alive, so, unstacked, they are copied while gradients are recorded (S2's
+    unchanged third of its first linear's output pinned all three thirds). Where something
+    else keeps that tensor anyway the copy is wasted, but it is never larger than the
+    stack's."""
+    return tuple(i for i, name in enumerate(parts) if ir.node(name).op in ("take", "part")
+                 and ir.node(ir.node(name).inputs[0]).op != "input")
 
 
 def _stack_factor(ir: IR, stack: Node, user: Node) -> tuple[Node, dict | None] | None:
@@ -211,6 +223,7 @@ def unstack_products(ir: IR) -> IR:
         parts = [ir.node(name).type for name in stack.inputs]
         attrs = {"plan": plan, "dim": product.type.index(axis),
                  "plans": tuple(_align_plan(t, rest) for t in parts),
+                 "copies": _slices(ir, stack.inputs),
                  # a product short of an axis (neither factor has it) is broadcast to
                  # the others' before they are stacked
                  "broadcast": any(_wide(rest) - _wide(t) - _wide(other.type) for t in parts)}

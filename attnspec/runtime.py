@@ -926,6 +926,14 @@ def offset_vectors_local(q: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bmqd,pmd->bmqp", q, rows)
 
 
+def own_storage(part: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """part, a slice of a larger tensor, copied when its product with factor will keep
+    it for the backward (factor needs a gradient): the kept view would keep the whole
+    larger tensor alive (S2's third of its first linear's output, unstacked: saved 1.40 →
+    1.00 of the hand-written module, whose stack made that copy)."""
+    return part.clone() if factor.requires_grad else part
+
+
 def values_by_weights(v: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ_k v[b, m, :, k] · weights[b, m, q, k] → [B, M, d, Q]: values channels-first [B, M
     or 1, d, K], weights [B, M, Q, K]. As v @ weightsᵀ, which writes the output in its

@@ -534,6 +534,27 @@ attention A(C: int) {
     fused_equals_dense(ir, (2, 4, 3, 5))
 
 
+@pytest.mark.parametrize("then", ["sum(", ""])
+def test_an_unstacked_slice_of_a_computed_tensor_is_kept_as_a_copy_of_its_own(then):
+    # S2's third branch: the product keeps the slice for the weights' gradient, and a view
+    # would keep the whole split tensor alive (the stack copied it)
+    ir = attnspec.build_ir(f"""
+attention A(C: int) {{
+    let    K = 2
+    input  x: [B, C, H, W]
+    let    z = split(conv1x1(x, C), C, K c)                         # [B, K=2, c, H, W]
+    let    w = softmax(split(mean(x, H W), C, K c), over = K)       # [B, K=2, c]
+    output {then}stack(tanh(take(z, K, 0)), take(z, K, 1), as = K) * w{", K)" if then else ""}
+}}""", C=8)
+    fused, x = fused_equals_dense(ir, (2, 8, 3, 5))
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        fused(x)
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in kept}
+    del storages[x.untyped_storage().data_ptr()]  # the conv's input
+    assert max(storages.values()) == x.numel() // 2 * x.element_size()  # a part, not z
+
+
 @pytest.mark.parametrize("batch, pairs", [(1, False), (8, True)])
 def test_a_window_covering_the_map_gathers_the_offset_table_per_pair_when_smaller(batch,
                                                                                   pairs):

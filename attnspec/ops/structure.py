@@ -77,7 +77,10 @@ def _emit_weighted_sum(em, n, args):
     weights = apply_plan(em, weights, n.attrs["plan"])
     total = None
     for i, t in enumerate(tensors):
-        term = em.call(operator.mul, em.method(weights, "select", n.attrs["dim"], i), t)
+        w = em.method(weights, "select", n.attrs["dim"], i)
+        if i in n.attrs["copies"]:
+            t = em.call(_runtime().own_storage, t, w)
+        term = em.call(operator.mul, w, t)
         total = term if total is None else em.call(operator.add, total, term)
     return total
 
@@ -96,8 +99,12 @@ def _emit_stacked_products(em, n, args):
     v, *tensors = args
     v, dim = apply_plan(em, v, n.attrs["plan"]), n.attrs["dim"]
     parts = _unbound(em, v, dim)
-    products = [em.call(operator.mul, apply_plan(em, t, plan), em.call(operator.getitem, parts, i))
-                for i, (t, plan) in enumerate(zip(tensors, n.attrs["plans"]))]
+    products = []
+    for i, (t, plan) in enumerate(zip(tensors, n.attrs["plans"])):
+        v_i = em.call(operator.getitem, parts, i)
+        if i in n.attrs["copies"]:
+            t = em.call(_runtime().own_storage, t, v_i)
+        products.append(em.call(operator.mul, apply_plan(em, t, plan), v_i))
     if n.attrs["broadcast"]:
         products = em.call(_torch().broadcast_tensors, *products)
     return em.call(_torch().stack, products, dim=dim)
