@@ -249,7 +249,9 @@ CASES = [
     # convolution it stands for, so a ratio would say nothing about the compiler.
 ]
 # Quick shapes use narrower modules where the channel width is part of the shape.
-QUICK_PARAMS = {"nonlocal": dict(C=64), "mhsa": dict(D=64, M=8), "external": dict(D=64, S=16),
+QUICK_PARAMS = {"nonlocal": dict(C=64), "nonlocal/3d": dict(C=64),
+                "nonlocal/3d_groups": dict(C=64, group_size=4), "mhsa": dict(D=64, M=8),
+                "external": dict(D=64, S=16),
                 "danet": dict(C=64), "ccnet": dict(C=64), "ccnet/3d": dict(C=64),
                 "ocnet": dict(C=64, drop=0.0),
                 "sge": dict(C=64, G=8), "aft": dict(D=64), "attention_pool": dict(D=64),

@@ -64,3 +64,9 @@ def test_allocated_bytes_leaves_out_what_existed_before(bench):
     before = torch.ones(10_000)
     assert bench.allocated_bytes(lambda: before.zero_()) == (0, 0)
     assert bench.allocated_bytes(lambda: before * before) == (40_000, 40_000)
+
+
+def test_every_case_builds_at_its_quick_shape_and_matches_its_reference(bench):
+    # --quick --only nonlocal/3d once crashed: its quick input was narrower than the module
+    for case in bench.CASES:
+        assert bench.mismatch(bench.build(case, quick=True)) is None, case.name
