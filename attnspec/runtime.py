@@ -1124,10 +1124,39 @@ def offset_maps(maps: torch.Tensor, q_sizes, k_sizes, steps, radii,
     than the radii get 0. → [B, M, Q, K]."""
     if key_side:
         return offset_maps(maps, k_sizes, q_sizes, steps, radii).transpose(-1, -2)
+    if maps.requires_grad and maps.stride(2) != 0 and _covered(q_sizes, k_sizes, steps, radii):
+        return _offset_rows(maps, q_sizes, k_sizes, steps, radii)
     index, inside = offset_index(q_sizes, k_sizes, steps, radii, maps.device)
     b, m = maps.shape[:2]
     logits = maps.gather(-1, index.expand(b, m, *index.shape))
     return logits * inside.to(maps.dtype)
+
+
+def _covered(q_sizes, k_sizes, steps, radii) -> bool:
+    """Whether every key's offset from every query is within the radii."""
+    return all(r >= nq - 1 and r >= (nk - 1) * step
+               for nq, nk, step, r in zip(q_sizes, k_sizes, steps, radii))
+
+
+def _offset_rows(maps: torch.Tensor, q_sizes, k_sizes, steps, radii) -> torch.Tensor:
+    """offset_maps where every pair is within the radii, for maps that need a gradient:
+    the row of pair (q, k) is linear in q and k, so all the logits are one strided view of
+    the maps (made row-major), copied out. Its backward keeps nothing, where gather's
+    keeps the maps (PSANet's two [B, N, (2H − 1)(2W − 1)] maps: saved 1.19 → 0.89 of
+    the hand-written module; the same fwd+bwd time, the forward ~0.5 ms slower a map)."""
+    maps = maps.contiguous()
+    q_strides, k_strides, offset = [], [], 0
+    q_block, row_block = maps.stride(2), maps.stride(3)  # one query, one row further on
+    for nq, step, r in reversed(list(zip(q_sizes, steps, radii))):
+        q_strides.insert(0, q_block - row_block)  # the next query, its row of k − q
+        k_strides.insert(0, step * row_block)
+        offset += r * row_block  # offset k − q = 0 is row r on this axis
+        q_block, row_block = q_block * nq, row_block * (2 * r + 1)
+    # from the offset on, as_strided reading the view's own start (dynamo cannot trace a
+    # storage_offset() call)
+    view = maps.view(-1)[offset:].as_strided((*maps.shape[:2], *q_sizes, *k_sizes),
+                                             (*maps.stride()[:2], *q_strides, *k_strides))
+    return view.reshape(*maps.shape[:2], math.prod(q_sizes), math.prod(k_sizes))
 
 
 def take(t: torch.Tensor, dim: int, index: int, axis: str) -> torch.Tensor:

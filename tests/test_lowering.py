@@ -569,6 +569,27 @@ def test_a_window_covering_the_map_gathers_the_offset_table_per_pair_when_smalle
     assert_fused_flops_are_counted(ir, (batch, 16, 8, 8))
 
 
+@pytest.mark.parametrize("q, k, steps, radii", [((4, 5), (4, 5), (1, 1), (3, 4)),
+                                                ((3, 4), (2, 2), (2, 2), (4, 6)),
+                                                ((7,), (7,), (1,), (9,))])
+@pytest.mark.parametrize("key_side", [False, True])
+def test_maps_of_offsets_covering_every_pair_are_read_without_keeping_them(q, k, steps,
+                                                                          radii, key_side):
+    # PSANet's masks of 2H - 1: every pair's logit is one strided view of the maps, whose
+    # backward keeps nothing (gather's keeps the maps)
+    rows, n = math.prod(2 * r + 1 for r in radii), math.prod(k if key_side else q)
+    maps = torch.randn(2, rows, n, dtype=torch.float64).transpose(1, 2).unsqueeze(1)
+    maps.requires_grad_()  # [B, M, N, rows] laid out channels-first, as a conv leaves it
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        y = runtime.offset_maps(maps, q, k, steps, radii, key_side=key_side)
+    assert not kept
+    gathered = runtime.offset_maps(maps.detach(), q, k, steps, radii, key_side=key_side)
+    torch.testing.assert_close(y, gathered, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(
+        lambda m: runtime.offset_maps(m, q, k, steps, radii, key_side=key_side), (maps,))
+
+
 @pytest.mark.parametrize("pad_shape, axis", [((2, 6), "N"), ((3, 5), "B")])
 def test_inputs_sharing_an_axis_must_agree_on_its_size(pad_shape, axis):
     m = attnspec.load("mhsa", D=16, M=2)
