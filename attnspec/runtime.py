@@ -1124,6 +1124,7 @@ def offset_maps(maps: torch.Tensor, q_sizes, k_sizes, steps, radii,
     than the radii get 0. → [B, M, Q, K]."""
     if key_side:
         return offset_maps(maps, k_sizes, q_sizes, steps, radii).transpose(-1, -2)
+    # (maps expanded over the queries, window_aggregate's weights, would be materialised)
     if maps.requires_grad and maps.stride(2) != 0 and _covered(q_sizes, k_sizes, steps, radii):
         return _offset_rows(maps, q_sizes, k_sizes, steps, radii)
     index, inside = offset_index(q_sizes, k_sizes, steps, radii, maps.device)
