@@ -225,6 +225,21 @@ def test_take_of_an_axis_sized_at_run_time_names_the_axis_when_out_of_range(outp
         module(torch.randn(2, 3, 2))  # k = 1
 
 
+def test_take_of_an_axis_of_one_index_has_a_view_for_its_backward():
+    # NonLocal3D's one clip, stacked and taken back: a select's backward fills a zero
+    # tensor of the input's size (fwd+bwd peak 1.15 of the hand-written module), a
+    # squeeze's is a view
+    module = attnspec.compile_text("""
+attention A(C: int) {
+    input  x: [B, C, H, W]
+    output take(stack(relu(x), as = g, after = C) * 2, g, 0)
+}""", C=3)
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    y = module(x)
+    torch.testing.assert_close(y, 2 * x.relu())
+    assert type(y.grad_fn).__name__.startswith("Squeeze")
+
+
 @pytest.mark.parametrize("p", [0, -2])
 def test_split_into_an_axis_of_no_positive_size_is_a_spec_error(p):
     with pytest.raises(SpecError, match=f"p = {p}; a new axis needs a size of at least 1"):

@@ -388,6 +388,8 @@ def _emit_take(em, n, args):
     if len(takes) < 2:
         if not sized:
             return em.call(_runtime().take, args[0], dim, index, axis)
+        if t.axis(axis).size == 1:  # its backward a view too, not a zero-filled copy
+            return em.method(args[0], "squeeze", dim)
         return em.method(args[0], "select", dim, index)
     parts = _unbound(em, args[0], dim)
     if not sized:
