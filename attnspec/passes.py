@@ -224,6 +224,10 @@ def unstack_products(ir: IR) -> IR:
         attrs = {"plan": plan, "dim": product.type.index(axis),
                  "plans": tuple(_align_plan(t, rest) for t in parts),
                  "copies": _slices(ir, stack.inputs),
+                 # the products of broadcast (smaller) factors made last: autograd runs
+                 # the latest first, and their gradients reduce to the factor's size at
+                 # once, before the full-size ones are made
+                 "order": tuple(sorted(range(len(parts)), key=lambda i: -len(_wide(parts[i])))),
                  # a product short of an axis (neither factor has it) is broadcast to
                  # the others' before they are stacked
                  "broadcast": any(_wide(rest) - _wide(t) - _wide(other.type) for t in parts)}

@@ -99,12 +99,12 @@ def _emit_stacked_products(em, n, args):
     v, *tensors = args
     v, dim = apply_plan(em, v, n.attrs["plan"]), n.attrs["dim"]
     parts = _unbound(em, v, dim)
-    products = []
-    for i, (t, plan) in enumerate(zip(tensors, n.attrs["plans"])):
-        v_i = em.call(operator.getitem, parts, i)
+    products = [None] * len(tensors)
+    for i in n.attrs["order"]:
+        t, v_i = tensors[i], em.call(operator.getitem, parts, i)
         if i in n.attrs["copies"]:
             t = em.call(_runtime().own_storage, t, v_i)
-        products.append(em.call(operator.mul, apply_plan(em, t, plan), v_i))
+        products[i] = em.call(operator.mul, apply_plan(em, t, n.attrs["plans"][i]), v_i)
     if n.attrs["broadcast"]:
         products = em.call(_torch().broadcast_tensors, *products)
     return em.call(_torch().stack, products, dim=dim)
